@@ -1,0 +1,5 @@
+"""Run labrunner as ``python -m labrunner``."""
+
+from labrunner.cli import main
+
+main()

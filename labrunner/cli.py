@@ -1,0 +1,516 @@
+"""The command line: the contract CI relies on (see DESIGN.md, "Command line").
+
+Data goes to stdout, diagnostics to stderr, and exit codes come from
+``labrunner.errors.ExitCode``: 0 all passed, 1 a step failed, 2 bad usage or an
+invalid lab file, 3 the environment is broken. Textual is imported only inside
+``run``, so ``--help``, ``verify`` and the other headless commands start fast
+and work where no terminal UI could.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, NoReturn
+
+import click
+
+from labrunner import __version__
+from labrunner.errors import EnvironmentProblem, ExitCode, LabrunnerError, UsageProblem
+
+if TYPE_CHECKING:
+    from labrunner.lab.model import Lab, Workshop
+    from labrunner.state import ProgressStore
+    from labrunner.verify.registry import Registry
+
+CONTEXT_SETTINGS = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
+
+
+def _fail(error: LabrunnerError) -> NoReturn:
+    click.echo(f"labrunner: {error.message}", err=True)
+    sys.exit(int(error.exit_code))
+
+
+# --------------------------------------------------------------------------- shared helpers
+
+
+def _registry() -> Registry:
+    from labrunner.verify.registry import builtin_registry, entry_point_warnings
+
+    registry = builtin_registry()
+    for warning in entry_point_warnings:
+        click.echo(f"labrunner: warning: {warning}", err=True)
+    entry_point_warnings.clear()
+    return registry
+
+
+def _load(labs_option: str | None, refs: Sequence[str] = ()) -> tuple[Workshop, list[Lab]]:
+    """The workshop and the labs named by ``refs`` (ids or files; all labs if none)."""
+    from labrunner.lab.loader import load_workshop
+    from labrunner.workshop import find_labs_dir
+
+    files = [Path(r) for r in refs if r.endswith((".yaml", ".yml")) or os.sep in r]
+    if files:
+        missing = [str(f) for f in files if not f.is_file()]
+        if missing:
+            raise UsageProblem(f"no such lab file: {', '.join(missing)}")
+        dirs = {f.resolve().parent for f in files}
+        if len(dirs) > 1:
+            raise UsageProblem("lab files given together must be in one directory")
+        labs_dir = dirs.pop()
+    else:
+        labs_dir = find_labs_dir(labs_option)
+    result = load_workshop(labs_dir, _registry())
+    for problem in result.problems:
+        if not problem.is_error:
+            continue
+        click.echo(str(problem), err=True)
+    if result.workshop is None:
+        count = len(result.errors)
+        raise UsageProblem(f"{count} problem{'s' if count != 1 else ''} in lab files; see above")
+    workshop = result.workshop
+    if not refs:
+        return workshop, list(workshop.labs)
+    chosen: list[Lab] = []
+    for ref in refs:
+        lab = workshop.find(str(Path(ref).resolve())) if ref in map(str, files) else workshop.find(ref)
+        if lab is None:
+            ids = ", ".join(lab.id for lab in workshop.labs)
+            raise UsageProblem(f"no lab {ref!r} in {workshop.labs_dir} (labs: {ids})")
+        chosen.append(lab)
+    order = {lab.id: i for i, lab in enumerate(workshop.labs)}
+    return workshop, sorted(chosen, key=lambda lab: order[lab.id])
+
+
+def _context(explicit: str | None) -> str | None:
+    from labrunner.cluster.kubeconfig import current_context
+
+    return explicit or current_context(os.environ)
+
+
+def _store(context: str | None) -> ProgressStore:
+    from labrunner.state import ProgressStore
+
+    return ProgressStore.for_context(context)
+
+
+def _guard(workshop: Workshop, labs: Sequence[Lab], context_option: str | None) -> str | None:
+    """Apply the context guard when any lab acts on a cluster; returns the context."""
+    from labrunner.cluster.guard import decide
+
+    context = _context(context_option)
+    if not any(lab.needs_cluster for lab in labs):
+        return context
+    decision = decide(context, explicit=context_option is not None, extra=workshop.context_patterns)
+    if not decision.allowed:
+        raise EnvironmentProblem(decision.reason)
+    click.echo(f"labrunner: {decision.reason}", err=True)
+    return context
+
+
+# --------------------------------------------------------------------------- the group
+
+
+@click.group(context_settings=CONTEXT_SETTINGS, invoke_without_command=True)
+@click.option(
+    "--labs",
+    "labs_dir",
+    envvar="LABRUNNER_LABS",
+    metavar="DIR",
+    help="The workshop's labs directory (default: the bundled workshop).",
+)
+@click.version_option(__version__, "-V", "--version", prog_name="labrunner")
+@click.pass_context
+def main(ctx: click.Context, labs_dir: str | None) -> None:
+    """labrunner walks you through Kubernetes and Istio labs and checks every step.
+
+    With no command it opens the interactive TUI on the bundled workshop.
+    """
+    ctx.ensure_object(dict)
+    ctx.obj["labs"] = labs_dir
+    if ctx.invoked_subcommand is None:
+        ctx.invoke(run)
+
+
+@main.command()
+@click.argument("lab", required=False)
+@click.option("--context", "context_option", metavar="CTX", help="Kube context to act on.")
+@click.pass_context
+def run(ctx: click.Context, lab: str | None, context_option: str | None) -> None:
+    """Open the TUI (on LAB if given)."""
+    try:
+        from labrunner.tui.app import run_app
+    except ImportError as exc:  # pragma: no cover - only when the TUI is not installed
+        _fail(EnvironmentProblem(f"the TUI is not available: {exc}"))
+    try:
+        workshop, _ = _load(ctx.obj.get("labs"))
+        if lab is not None and workshop.find(lab) is None:
+            raise UsageProblem(f"no lab {lab!r} in {workshop.labs_dir}")
+        code = run_app(workshop, lab=lab, context=context_option)
+    except LabrunnerError as exc:
+        _fail(exc)
+    sys.exit(int(code))
+
+
+# --------------------------------------------------------------------------- list
+
+
+@main.command("list")
+@click.option("--context", "context_option", metavar="CTX", help="Show progress for this context.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
+@click.option("--steps/--no-steps", default=True, help="Show each lab's steps.")
+@click.pass_context
+def list_(ctx: click.Context, context_option: str | None, as_json: bool, steps: bool) -> None:
+    """Labs, their steps and your progress."""
+    try:
+        workshop, labs = _load(ctx.obj.get("labs"))
+    except LabrunnerError as exc:
+        _fail(exc)
+    context = _context(context_option)
+    store = _store(context)
+    try:
+        done = {lab.id: store.completed(lab.id) for lab in labs}
+        records = {lab.id: store.steps(lab.id) for lab in labs}
+    except Exception as exc:  # an unreadable store must not hide the labs
+        click.echo(f"labrunner: warning: progress unavailable: {exc}", err=True)
+        done, records = {lab.id: set() for lab in labs}, {lab.id: {} for lab in labs}
+    for warning in store.warnings:
+        click.echo(f"labrunner: warning: {warning}", err=True)
+    if as_json:
+        data = {
+            "workshop": workshop.title,
+            "labs_dir": str(workshop.labs_dir),
+            "context": context,
+            "labs": [
+                {
+                    "id": lab.id,
+                    "title": lab.title,
+                    "file": lab.path.name,
+                    "requires": list(lab.requires),
+                    "needs_cluster": lab.needs_cluster,
+                    "locked": any(not _lab_done(workshop.lab(r), done) for r in lab.requires),
+                    "steps": [
+                        {
+                            "id": s.id,
+                            "title": s.title,
+                            "status": records[lab.id][s.id].status if s.id in records[lab.id] else None,
+                        }
+                        for s in lab.steps
+                    ],
+                }
+                for lab in labs
+            ],
+        }
+        click.echo(json.dumps(data, indent=2))
+        return
+    click.echo(f"{workshop.title}  ({workshop.labs_dir}; context: {context or 'none'})")
+    for lab in labs:
+        finished = len(done[lab.id] & {s.id for s in lab.steps})
+        locked = [r for r in lab.requires if not _lab_done(workshop.lab(r), done)]
+        state = "locked (needs " + ", ".join(locked) + ")" if locked else ""
+        where = "cluster" if lab.needs_cluster else "no cluster needed"
+        click.echo(f"  {lab.id:<28} {finished}/{len(lab.steps)} steps  [{where}]  {lab.title}  {state}".rstrip())
+        if steps:
+            for step in lab.steps:
+                record = records[lab.id].get(step.id)
+                mark = {"passed": "✔", "skipped": "↷", "failed": "✘", "error": "!"}.get(
+                    record.status if record else "", "·"
+                )
+                click.echo(f"      {mark} {step.id:<26} {step.title}")
+
+
+def _lab_done(lab: Lab, done: dict[str, set[str]]) -> bool:
+    return {s.id for s in lab.steps} <= done.get(lab.id, set())
+
+
+# --------------------------------------------------------------------------- verify
+
+
+@main.command()
+@click.argument("labs", nargs=-1, metavar="[LAB|FILE]...")
+@click.option("--from", "from_step", metavar="STEP", help="Start at STEP (one lab only).")
+@click.option("--only", "only_step", metavar="STEP", help="Run only STEP (one lab only).")
+@click.option("--junit", "junit", type=click.Path(dir_okay=False, path_type=Path), help="Write a JUnit XML report.")
+@click.option("--json", "json_path", type=click.Path(dir_okay=False, path_type=Path), help="Write a JSON report.")
+@click.option("--context", "context_option", metavar="CTX", help="Kube context to act on (also confirms a non-disposable one).")
+@click.option("--setup/--no-setup", default=None, help="Run each lab's setup first (default: when its required labs did not run).")
+@click.option("--cleanup", is_flag=True, help="Run each lab's cleanup at the end.")
+@click.option("--skip-needs", metavar="LIST", default="", help="Skip steps that need these (comma-separated, e.g. traffic,internet).")
+@click.option("--no-save", is_flag=True, help="Do not record progress.")
+@click.option("-q", "--quiet", is_flag=True, help="Do not show command output.")
+@click.pass_context
+def verify(
+    ctx: click.Context,
+    labs: tuple[str, ...],
+    from_step: str | None,
+    only_step: str | None,
+    junit: Path | None,
+    json_path: Path | None,
+    context_option: str | None,
+    setup: bool | None,
+    cleanup: bool,
+    skip_needs: str,
+    no_save: bool,
+    quiet: bool,
+) -> None:
+    """Run labs headless: each step's commands, then its checks (the CI smoke test)."""
+    from labrunner.engine import Engine, RunOptions, UsageError
+    from labrunner.reports import ReportCollector
+    from labrunner.ui_text import Printer
+
+    try:
+        workshop, chosen = _load(ctx.obj.get("labs"), labs)
+        if (from_step or only_step) and len(chosen) != 1:
+            raise UsageProblem("--from and --only need exactly one lab")
+        if from_step and only_step:
+            raise UsageProblem("use --from or --only, not both")
+        context = _guard(workshop, chosen, context_option)
+    except LabrunnerError as exc:
+        _fail(exc)
+    options = RunOptions(
+        from_step=from_step,
+        only_step=only_step,
+        setup=setup,
+        cleanup=cleanup,
+        skip_needs=frozenset(n.strip() for n in skip_needs.split(",") if n.strip()),
+        kube_context=context_option,
+        save=not no_save,
+    )
+    base_env = dict(os.environ)
+    if context_option:
+        from labrunner.cluster.kubeconfig import pin_context
+        from labrunner.state import state_dir
+
+        base_env = pin_context(base_env, context_option, state_dir() / "run" / str(os.getpid()))
+    collector = ReportCollector(workshop=workshop.title, context=context)
+    printer = Printer(quiet=quiet)
+
+    def emit(event: Any) -> None:
+        collector(event)
+        printer(event)
+
+    store = _store(context)
+    engine = Engine(
+        workshop, registry=_registry(), store=store, emit=emit, options=options, base_env=base_env
+    )
+    _install_signal_handlers(engine)
+    try:
+        summary = engine.verify(chosen)
+    except UsageError as exc:
+        _fail(UsageProblem(str(exc)))
+    finally:
+        for warning in store.warnings:
+            click.echo(f"labrunner: warning: {warning}", err=True)
+    printer.summary(collector)
+    try:
+        if junit:
+            collector.write_junit(junit)
+        if json_path:
+            collector.write_json(json_path)
+    except OSError as exc:
+        _fail(EnvironmentProblem(f"cannot write report: {exc.strerror or exc}"))
+    if summary.environment_broken:
+        sys.exit(int(ExitCode.ENVIRONMENT))
+    sys.exit(int(ExitCode.OK if summary.ok else ExitCode.FAILED))
+
+
+def _install_signal_handlers(engine: Any) -> None:
+    """Ctrl-C cancels the running command; SIGTERM exits cleanly (shells get reaped)."""
+
+    def on_int(signum: int, frame: Any) -> None:
+        engine.cancel()
+
+    def on_term(signum: int, frame: Any) -> None:
+        engine.cancel()
+        raise SystemExit(128 + signum)
+
+    signal.signal(signal.SIGINT, on_int)
+    signal.signal(signal.SIGTERM, on_term)
+    signal.signal(signal.SIGHUP, on_term)
+
+
+# --------------------------------------------------------------------------- check
+
+
+@main.command()
+@click.argument("lab")
+@click.argument("step", required=False)
+@click.option("--context", "context_option", metavar="CTX", help="Kube context to check.")
+@click.option("--wait", is_flag=True, help="Wait up to each step's `within` budget instead of checking once.")
+@click.pass_context
+def check(ctx: click.Context, lab: str, step: str | None, context_option: str | None, wait: bool) -> None:
+    """Run only the checks of LAB (or of one STEP), no commands."""
+    from labrunner.engine import Engine, RunOptions, UsageError, select_steps
+    from labrunner.engine import events as ev
+    from labrunner.engine.events import StepStatus
+    from labrunner.ui_text import Printer
+
+    try:
+        workshop, (chosen,) = _load(ctx.obj.get("labs"), [lab])
+        context = _context(context_option)
+        steps = select_steps(chosen, from_step=None, only_step=step)
+    except UsageError as exc:
+        _fail(UsageProblem(str(exc)))
+    except LabrunnerError as exc:
+        _fail(exc)
+    printer = Printer(quiet=True)
+    engine = Engine(
+        workshop,
+        registry=_registry(),
+        store=_store(context),
+        emit=printer,
+        options=RunOptions(kube_context=context_option, save=False),
+    )
+    worst = StepStatus.PASSED
+    with engine.session(chosen) as session:
+        for item in steps:
+            printer(ev.StepStarted(chosen.id, item.id, chosen.index(item.id), item.title))
+            result = session.check(item, within=None if wait else 0.0)
+            printer(ev.StepFinished(chosen.id, item.id, result.status, result.message, result.details))
+            if not result.ok and worst is StepStatus.PASSED or result.status is StepStatus.ERROR:
+                worst = result.status
+    if worst is StepStatus.ERROR:
+        sys.exit(int(ExitCode.ENVIRONMENT))
+    sys.exit(int(ExitCode.OK if worst.ok else ExitCode.FAILED))
+
+
+# --------------------------------------------------------------------------- validate / schema
+
+
+@main.command()
+@click.argument("files", nargs=-1, type=click.Path(path_type=Path))
+@click.option("--strict", is_flag=True, help="Treat warnings as errors.")
+@click.pass_context
+def validate(ctx: click.Context, files: tuple[Path, ...], strict: bool) -> None:
+    """Lint lab files (default: the whole workshop): one `file:line: message` per problem."""
+    from labrunner.lab.loader import load_workshop
+    from labrunner.workshop import find_labs_dir
+
+    registry = _registry()
+    problems = []
+    checked = 0
+    if files:
+        by_dir: dict[Path, list[Path]] = {}
+        for f in files:
+            if not f.exists():
+                click.echo(f"{f}: no such file", err=False)
+                problems.append(None)
+                continue
+            if f.is_dir():
+                by_dir.setdefault(f.resolve(), [])
+                continue
+            by_dir.setdefault(f.resolve().parent, []).append(f.resolve())
+        for directory, chosen in by_dir.items():
+            result = load_workshop(directory, registry)
+            wanted = set(chosen)
+            checked += len(chosen) if chosen else len(list(directory.glob("*.y*ml")))
+            problems.extend(p for p in result.problems if not chosen or p.file in wanted or p.file == directory)
+    else:
+        labs_dir = find_labs_dir(ctx.obj.get("labs"))
+        result = load_workshop(labs_dir, registry)
+        from labrunner.lab.loader import lab_files
+
+        checked = len(lab_files(labs_dir)) if labs_dir.is_dir() else 0
+        problems.extend(result.problems)
+    real = [p for p in problems if p is not None]
+    for problem in real:
+        click.echo(str(problem))
+    errors = sum(1 for p in problems if p is None or p.is_error or strict)
+    warnings = sum(1 for p in real if not p.is_error)
+    click.echo(
+        f"{checked} lab file{'s' if checked != 1 else ''} checked: "
+        f"{errors} error{'s' if errors != 1 else ''}, {warnings} warning{'s' if warnings != 1 else ''}",
+        err=True,
+    )
+    sys.exit(int(ExitCode.USAGE if errors else ExitCode.OK))
+
+
+@main.command()
+def schema() -> None:
+    """Print the JSON Schema of the lab format (for editor completion)."""
+    from labrunner.lab.schema import lab_schema
+
+    click.echo(json.dumps(lab_schema(_registry()), indent=2))
+
+
+# --------------------------------------------------------------------------- reset
+
+
+@main.command()
+@click.argument("lab", required=False)
+@click.option("--step", metavar="STEP", help="Forget only this step.")
+@click.option("--context", "context_option", metavar="CTX", help="Progress of this context.")
+@click.option("-y", "--yes", is_flag=True, help="Do not ask for confirmation.")
+@click.pass_context
+def reset(ctx: click.Context, lab: str | None, step: str | None, context_option: str | None, yes: bool) -> None:
+    """Forget progress (of LAB, or of everything)."""
+    from labrunner.state import StateError
+
+    if step and not lab:
+        _fail(UsageProblem("--step needs a LAB"))
+    context = _context(context_option)
+    if lab is not None:
+        try:
+            workshop, (chosen,) = _load(ctx.obj.get("labs"), [lab])
+        except LabrunnerError as exc:
+            _fail(exc)
+        if step is not None and step not in {s.id for s in chosen.steps}:
+            _fail(UsageProblem(f"lab {chosen.id} has no step {step!r}"))
+        lab = chosen.id
+    what = f"step {step} of {lab}" if step else f"lab {lab}" if lab else "all progress"
+    if not yes:
+        if not sys.stdin.isatty():
+            _fail(UsageProblem(f"refusing to forget {what} without --yes (not a terminal)"))
+        click.confirm(f"Forget {what} for context {context or 'none'}?", abort=True, err=True)
+    try:
+        count = _store(context).reset(lab, step)
+    except StateError as exc:
+        _fail(EnvironmentProblem(str(exc)))
+    click.echo(f"forgot {count} step{'s' if count != 1 else ''} ({what}, context {context or 'none'})")
+
+
+# --------------------------------------------------------------------------- doctor
+
+
+@main.command()
+@click.option("--context", "context_option", metavar="CTX", help="Kube context to inspect.")
+@click.option("--json", "as_json", is_flag=True, help="Print findings as JSON.")
+@click.pass_context
+def doctor(ctx: click.Context, context_option: str | None, as_json: bool) -> None:
+    """Check tools, versions, cluster reachability and context safety."""
+    from labrunner.doctor import collect
+
+    findings = collect(labs_option=ctx.obj.get("labs"), context=context_option)
+    if as_json:
+        click.echo(json.dumps([f.__dict__ for f in findings], indent=2))
+    else:
+        for finding in findings:
+            mark = "✔" if finding.ok else ("✘" if finding.required else "·")
+            click.echo(f"{mark} {finding.name:<18} {finding.detail}")
+            if not finding.ok and finding.fix:
+                click.echo(f"  {'':<18} → {finding.fix}")
+    blocking = [f for f in findings if f.blocking]
+    if blocking:
+        click.echo(
+            f"labrunner: {len(blocking)} problem{'s' if len(blocking) != 1 else ''} "
+            "stop the workshop from running; see above",
+            err=True,
+        )
+        sys.exit(int(ExitCode.ENVIRONMENT))
+
+
+def _add_optional_commands() -> None:
+    """Commands that live with their feature (certificates, helper servers)."""
+    try:
+        from labrunner.tls import cli as tls_cli
+    except ImportError:
+        return
+    for name in getattr(tls_cli, "COMMANDS", ()):
+        main.add_command(name)
+
+
+_add_optional_commands()

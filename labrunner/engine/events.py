@@ -1,0 +1,155 @@
+"""Events the engine emits while it runs labs: plain, frozen dataclasses.
+
+The engine never knows who listens. The CLI prints them, the report writers
+collect them, and the TUI turns them into Textual messages; tests assert on
+them. Events carry ids, not model objects, so they can be logged or sent
+across threads without dragging the lab along.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+
+from labrunner.verify.outcome import Status
+
+
+class StepStatus(enum.Enum):
+    """How a step ended."""
+
+    PASSED = "passed"
+    FAILED = "failed"
+    ERROR = "error"
+    SKIPPED = "skipped"
+    CANCELLED = "cancelled"
+
+    @property
+    def ok(self) -> bool:
+        """True when the step does not count against the run."""
+        return self in (StepStatus.PASSED, StepStatus.SKIPPED)
+
+
+class Phase(enum.Enum):
+    """Which list of commands a command belongs to."""
+
+    SETUP = "setup"
+    RUN = "run"
+    SOLUTION = "solution"
+    CLEANUP = "cleanup"
+
+
+@dataclass(frozen=True)
+class Event:
+    """Base class: every event names its lab."""
+
+    lab_id: str
+
+
+@dataclass(frozen=True)
+class LabStarted(Event):
+    """A lab run began; ``step_ids`` are the steps it will run."""
+
+    title: str
+    step_ids: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class PhaseStarted(Event):
+    """Setup or cleanup commands are about to run."""
+
+    phase: Phase
+
+
+@dataclass(frozen=True)
+class StepStarted(Event):
+    """A step began."""
+
+    step_id: str
+    index: int
+    title: str
+
+
+@dataclass(frozen=True)
+class CommandStarted(Event):
+    """A command was sent to the lab shell."""
+
+    step_id: str | None
+    phase: Phase
+    index: int
+    command: str
+
+
+@dataclass(frozen=True)
+class OutputLine(Event):
+    """One line of a command's output (ANSI codes kept)."""
+
+    step_id: str | None
+    text: str
+
+
+@dataclass(frozen=True)
+class PromptWaiting(Event):
+    """A command seems to wait for input at ``prompt``."""
+
+    step_id: str | None
+    prompt: str
+
+
+@dataclass(frozen=True)
+class CommandFinished(Event):
+    """A command ended (exit code None when it timed out or was cancelled)."""
+
+    step_id: str | None
+    phase: Phase
+    index: int
+    command: str
+    exit_code: int | None
+    duration: float
+    timed_out: bool = False
+    cancelled: bool = False
+    prompt: str | None = None
+
+
+@dataclass(frozen=True)
+class CheckResult(Event):
+    """One evaluation of one check."""
+
+    step_id: str
+    index: int
+    verifier: str
+    label: str
+    status: Status
+    message: str
+    details: str | None
+    attempt: int
+    elapsed: float
+
+
+@dataclass(frozen=True)
+class StepFinished(Event):
+    """A step ended; ``message`` says why when it did not pass."""
+
+    step_id: str
+    status: StepStatus
+    message: str = ""
+    details: str | None = None
+    duration: float = 0.0
+    hints: tuple[str, ...] = ()
+    attempts: int = 0
+
+
+@dataclass(frozen=True)
+class LabFinished(Event):
+    """A lab run ended."""
+
+    status: StepStatus
+    counts: dict[str, int] = field(default_factory=dict)
+    duration: float = 0.0
+    message: str = ""
+
+
+@dataclass(frozen=True)
+class Notice(Event):
+    """Something the learner should know that does not stop the run."""
+
+    message: str

@@ -1,0 +1,758 @@
+"""Turn lab files into frozen ``Lab`` objects, or into precise problems.
+
+Validation happens once, here, at the boundary. A lab file is parsed with
+line marks kept, checked against the format's JSON Schema, and each check's
+parameters are checked against the verifier's own schema, so a misspelt
+parameter is caught by ``labrunner validate`` rather than by a learner an hour
+into a workshop. Every problem reads ``file:line: step <id>: message``.
+Problems come in two severities: errors stop a lab from loading; warnings
+(a step without checks, a ``sleep`` where a check with ``within`` belongs)
+are advice for authors.
+"""
+
+from __future__ import annotations
+
+import difflib
+import re
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from functools import lru_cache
+from pathlib import Path
+from types import MappingProxyType
+from typing import TYPE_CHECKING, Any
+
+from labrunner.lab import expand
+from labrunner.lab.durations import format_duration, parse_duration
+from labrunner.lab.model import (
+    DEFAULT_TIMEOUT,
+    DEFAULT_WITHIN,
+    Check,
+    Command,
+    Expect,
+    Lab,
+    Step,
+    Where,
+    Workshop,
+)
+from labrunner.lab.schema import CHECK_RESERVED, lab_schema, workshop_schema
+from labrunner.lab.yamlsrc import Positions, Source, SourceError, load_file
+
+if TYPE_CHECKING:
+    from jsonschema.exceptions import ValidationError
+
+    from labrunner.verify.registry import Registry, VerifierSpec
+
+WORKSHOP_FILE = "workshop.yaml"
+CLUSTER_TOOLS = re.compile(r"(?<![\w-])(kubectl|istioctl|helm|kind|k3d|minikube)(?![\w-])")
+PLACEHOLDER = re.compile(r"<(?:your|my)[-_ ][a-z-_ ]+>", re.IGNORECASE)
+SLEEP = re.compile(r"(?<![\w-])sleep\s+\d")
+WELL_KNOWN_ENV = frozenset(
+    {"HOME", "PATH", "USER", "PWD", "SHELL", "KUBECONFIG", "TMPDIR", "LANG", "TERM", "HOSTNAME"}
+)
+ENGINE_ENV = frozenset({"LABRUNNER_WORKSHOP", "LABRUNNER_LAB", "LABRUNNER_STEP"})
+
+_TYPE_WORDS = {
+    "string": "text",
+    "array": "a list",
+    "object": "a mapping",
+    "integer": "a whole number",
+    "number": "a number",
+    "boolean": "true or false",
+    "null": "empty",
+}
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One thing wrong with a lab file, where it is, and how bad."""
+
+    file: Path
+    line: int
+    message: str
+    step: str | None = None
+    severity: str = "error"
+
+    def __str__(self) -> str:
+        where = f"{self.file}:{self.line}: " if self.line else f"{self.file}: "
+        level = "warning: " if self.severity == "warning" else ""
+        step = f"step {self.step}: " if self.step else ""
+        return f"{where}{level}{step}{self.message}"
+
+    @property
+    def is_error(self) -> bool:
+        """True for problems that stop the lab from loading."""
+        return self.severity == "error"
+
+
+class LabError(Exception):
+    """Raised when lab files have errors; carries every problem found."""
+
+    def __init__(self, problems: Sequence[Problem]) -> None:
+        self.problems = list(problems)
+        super().__init__("\n".join(str(p) for p in self.problems))
+
+
+@dataclass
+class LoadResult:
+    """A workshop (when it loaded) and every problem found on the way."""
+
+    workshop: Workshop | None
+    problems: list[Problem] = field(default_factory=list)
+
+    @property
+    def errors(self) -> list[Problem]:
+        """Only the problems that are errors."""
+        return [p for p in self.problems if p.is_error]
+
+    @property
+    def warnings(self) -> list[Problem]:
+        """Only the warnings."""
+        return [p for p in self.problems if not p.is_error]
+
+
+# --------------------------------------------------------------------------- schema errors
+
+
+def _validator(schema_key: str, schema: Mapping[str, Any] | None = None) -> Any:
+    return _compiled(schema_key) if schema is None else _compile(schema)
+
+
+@lru_cache(maxsize=4)
+def _compiled(kind: str) -> Any:
+    return _compile(lab_schema(None) if kind == "lab" else workshop_schema())
+
+
+_param_validators: dict[int, tuple[Mapping[str, Any], Any]] = {}
+
+
+def _compile(schema: Mapping[str, Any]) -> Any:
+    from jsonschema import Draft202012Validator
+
+    return Draft202012Validator(schema)
+
+
+def _param_validator(spec: VerifierSpec) -> Any:
+    cached = _param_validators.get(id(spec.params))
+    if cached is None or cached[0] is not spec.params:
+        cached = (spec.params, _compile(spec.params))
+        _param_validators[id(spec.params)] = cached
+    return cached[1]
+
+
+def _label(path: Sequence[str | int]) -> str:
+    parts: list[str] = []
+    for p in path:
+        if isinstance(p, int):
+            parts.append(f"[{p + 1}]" if parts else f"item {p + 1}")
+        else:
+            parts.append(f".{p}" if parts else p)
+    return "".join(parts) or "the document"
+
+
+def _type_word(value: Any) -> str:
+    if value is None:
+        return "empty"
+    if isinstance(value, bool):
+        return "true/false"
+    if isinstance(value, int):
+        return "a whole number"
+    if isinstance(value, float):
+        return "a number"
+    if isinstance(value, str):
+        return "text"
+    if isinstance(value, list):
+        return "a list"
+    if isinstance(value, dict):
+        return "a mapping"
+    return type(value).__name__
+
+
+def _short(value: Any, limit: int = 60) -> str:
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _branch_errors(error: ValidationError) -> list[ValidationError]:
+    """For anyOf/oneOf on a mapping or list, the errors of the branch of that type."""
+    if not error.context:
+        return []
+    instance = error.instance
+    want = "object" if isinstance(instance, dict) else "array" if isinstance(instance, list) else None
+    if want is None:
+        return []
+    branches = error.schema.get(error.validator, [])
+    for index, branch in enumerate(branches):
+        if isinstance(branch, dict) and branch.get("type") == want:
+            return [e for e in error.context if e.relative_schema_path[0] == index]
+    return []
+
+
+def _explain(error: ValidationError) -> list[tuple[tuple[str | int, ...], bool, str]]:
+    """(path, points-at-key, message) for a schema error, in plain words."""
+    path = tuple(error.absolute_path)
+    name = _label(path)
+    validator = error.validator
+    schema = error.schema if isinstance(error.schema, dict) else {}
+    if validator in ("anyOf", "oneOf"):
+        inner = _branch_errors(error)
+        if inner:
+            return [item for e in inner for item in _explain(e)]
+        what = schema.get("description") or "one of the allowed forms"
+        return [(path, False, f"{name} must be {what}, not {_short(error.instance)}")]
+    if validator == "additionalProperties":
+        allowed = sorted(schema.get("properties", {}))
+        extra = sorted(set(error.instance) - set(allowed)) if isinstance(error.instance, dict) else []
+        out = []
+        for key in extra:
+            close = difflib.get_close_matches(str(key), allowed, n=1)
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            where = f" in {name}" if path else ""
+            choices = f"; allowed: {', '.join(allowed)}" if not close and allowed else ""
+            out.append(((*path, key), True, f"unknown key {key!r}{where}{hint}{choices}"))
+        return out
+    if validator == "required":
+        missing = re.findall(r"'([^']+)' is a required property", error.message)
+        key = missing[0] if missing else error.message
+        where = f" in {name}" if path else ""
+        return [(path, False, f"missing required key {key!r}{where}")]
+    if validator == "type":
+        expected = schema.get("type")
+        words = (
+            " or ".join(_TYPE_WORDS.get(t, t) for t in expected)
+            if isinstance(expected, list)
+            else _TYPE_WORDS.get(str(expected), str(expected))
+        )
+        return [(path, False, f"{name} must be {words}, not {_type_word(error.instance)}")]
+    if validator == "pattern":
+        what = schema.get("description")
+        if what:
+            return [(path, False, f"{_short(error.instance)} is not valid for {name}: use {what}")]
+        return [(path, False, f"{_short(error.instance)} does not match {schema.get('pattern')}")]
+    if validator in ("const", "enum"):
+        allowed_values = [schema["const"]] if validator == "const" else schema.get("enum", [])
+        options = ", ".join(str(v) for v in allowed_values)
+        return [(path, False, f"{name} must be {options}, not {_short(error.instance)}")]
+    if validator == "minItems":
+        return [(path, False, f"{name} needs at least {schema.get('minItems')} item(s)")]
+    if validator == "minProperties":
+        return [(path, False, f"{name} must not be empty")]
+    if validator == "minLength":
+        return [(path, False, f"{name} must not be empty")]
+    if validator in ("minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum"):
+        return [(path, False, f"{name}: {error.message}")]
+    if validator == "propertyNames":
+        return [(path, False, f"{name}: {_short(error.instance)} is not a valid name")]
+    return [(path, False, f"{name}: {error.message}")]
+
+
+# --------------------------------------------------------------------------- the lab checker
+
+
+class _LabChecker:
+    """Validates one parsed lab document and builds the ``Lab``."""
+
+    def __init__(self, source: Source, registry: Registry) -> None:
+        self.source = source
+        self.data: Any = source.data
+        self.pos: Positions = source.positions
+        self.registry = registry
+        self.problems: list[Problem] = []
+
+    # -- reporting
+
+    def _step_id(self, path: Sequence[str | int]) -> str | None:
+        if len(path) >= 2 and path[0] == "steps" and isinstance(path[1], int):
+            steps = self.data.get("steps") if isinstance(self.data, dict) else None
+            if isinstance(steps, list) and path[1] < len(steps):
+                step = steps[path[1]]
+                if isinstance(step, dict) and isinstance(step.get("id"), str):
+                    return str(step["id"])
+            return f"#{path[1] + 1}"
+        return None
+
+    def problem(
+        self,
+        path: Sequence[str | int],
+        message: str,
+        *,
+        key: bool = False,
+        severity: str = "error",
+    ) -> None:
+        line = self.pos.line(tuple(path), key=key)
+        self.problems.append(
+            Problem(self.source.path, line, message, self._step_id(path), severity)
+        )
+
+    def where(self, path: Sequence[str | int]) -> Where:
+        return Where(self.source.path, self.pos.line(tuple(path), key=True))
+
+    def schema_problems(
+        self, validator: Any, instance: Any, base: tuple[str | int, ...] = (), prefix: str = ""
+    ) -> bool:
+        found = False
+        for error in sorted(validator.iter_errors(instance), key=lambda e: list(map(str, e.path))):
+            for rel, on_key, message in _explain(error):
+                found = True
+                self.problem((*base, *rel), prefix + message, key=on_key)
+        return found
+
+    # -- building
+
+    def check(self) -> Lab | None:
+        if not isinstance(self.data, dict):
+            self.problem((), "a lab file must be a mapping with apiVersion, id, title and steps")
+            return None
+        if self.schema_problems(_validator("lab"), self.data):
+            return None
+        data = self.data
+        default_timeout = DEFAULT_TIMEOUT
+        lab_env = {k: _env_value(v) for k, v in (data.get("env") or {}).items()}
+        steps = []
+        seen: dict[str, int] = {}
+        known_vars = set(lab_env)
+        for index, raw in enumerate(data["steps"]):
+            path: tuple[str | int, ...] = ("steps", index)
+            if raw["id"] in seen:
+                self.problem(
+                    (*path, "id"),
+                    f"duplicate step id {raw['id']!r} (first used on line {seen[raw['id']]})",
+                )
+            else:
+                seen[raw["id"]] = self.pos.line((*path, "id"))
+            step = self._step(raw, path, default_timeout, known_vars)
+            if step is not None:
+                steps.append(step)
+                known_vars.update(step.exports)
+        setup = self._commands(data.get("setup") or [], ("setup",), default_timeout)
+        cleanup = self._commands(data.get("cleanup") or [], ("cleanup",), default_timeout)
+        for name in ("setup", "cleanup"):
+            for i, cmd in enumerate(data.get(name) or []):
+                self._lint_command(cmd, (name, i))
+        if any(p.is_error for p in self.problems):
+            return None
+        needs = set(data.get("needs") or [])
+        for step in steps:
+            needs |= {n for n in step.needs if n == "cluster"}
+            for cmd in (*step.run, *step.solution):
+                if CLUSTER_TOOLS.search(cmd.cmd):
+                    needs.add("cluster")
+        return Lab(
+            id=data["id"],
+            title=data["title"],
+            path=self.source.path,
+            steps=tuple(steps),
+            summary=data.get("summary", ""),
+            requires=tuple(data.get("requires") or ()),
+            needs=frozenset(needs),
+            env=MappingProxyType(lab_env),
+            setup=setup or (),
+            cleanup=cleanup or (),
+            where=self.where(()),
+        )
+
+    def _commands(
+        self, raw: list[Any], path: tuple[str | int, ...], default_timeout: float
+    ) -> tuple[Command, ...]:
+        commands = []
+        for index, item in enumerate(raw):
+            where = self.where((*path, index))
+            if isinstance(item, str):
+                commands.append(Command(cmd=item, timeout=default_timeout, where=where))
+                continue
+            expects = []
+            for j, exp in enumerate(item.get("expect") or []):
+                try:
+                    re.compile(exp["prompt"])
+                except re.error as exc:
+                    self.problem(
+                        (*path, index, "expect", j, "prompt"),
+                        f"prompt {exp['prompt']!r} is not a valid regular expression: {exc}",
+                    )
+                expects.append(Expect(exp["prompt"], exp["send"], bool(exp.get("secret", False))))
+            timeout = default_timeout
+            if "timeout" in item:
+                timeout = parse_duration(item["timeout"])
+                if timeout <= 0:
+                    self.problem((*path, index, "timeout"), "timeout must be more than 0")
+            commands.append(
+                Command(
+                    cmd=item["cmd"],
+                    timeout=timeout,
+                    expect=tuple(expects),
+                    allow_failure=bool(item.get("allow_failure", False)),
+                    where=where,
+                )
+            )
+        return tuple(commands)
+
+    def _lint_command(self, raw: Any, path: tuple[str | int, ...]) -> None:
+        text = raw if isinstance(raw, str) else raw.get("cmd", "")
+        if PLACEHOLDER.search(text):
+            self.problem(
+                path,
+                f"command contains a placeholder ({PLACEHOLDER.search(text).group(0)}) "  # type: ignore[union-attr]
+                "that cannot run unattended; use ${VAR} from env",
+                severity="warning",
+            )
+        if SLEEP.search(text):
+            self.problem(
+                path,
+                "command sleeps; prefer a check with a `within` budget, which waits "
+                "exactly as long as needed",
+                severity="warning",
+            )
+
+    def _step(
+        self,
+        raw: dict[str, Any],
+        path: tuple[str | int, ...],
+        lab_timeout: float,
+        known_vars: set[str],
+    ) -> Step | None:
+        timeout = parse_duration(raw["timeout"]) if "timeout" in raw else lab_timeout
+        within = parse_duration(raw["within"]) if "within" in raw else DEFAULT_WITHIN
+        run = self._commands(raw.get("run") or [], (*path, "run"), timeout)
+        solution = self._commands(raw.get("solution") or [], (*path, "solution"), timeout)
+        for name in ("run", "solution"):
+            for i, cmd in enumerate(raw.get(name) or []):
+                self._lint_command(cmd, (*path, name, i))
+        checks = []
+        needs = set(raw.get("needs") or [])
+        visible = known_vars | set(raw.get("exports") or []) | WELL_KNOWN_ENV | ENGINE_ENV
+        for j, item in enumerate(raw.get("check") or []):
+            check = self._check(item, (*path, "check", j), within, visible)
+            if check is not None:
+                checks.append(check)
+                spec = self.registry.get(check.verifier)
+                if spec is not None:
+                    needs |= spec.needs
+        if not raw.get("check"):
+            self.problem(
+                path,
+                "step has no checks, so it cannot tell whether the learner succeeded",
+                severity="warning",
+            )
+        if not raw.get("run") and not raw.get("solution") and raw.get("check"):
+            self.problem(
+                path,
+                "step has checks but neither run nor solution; `verify` can only pass it "
+                "if the checks already hold",
+                severity="warning",
+            )
+        return Step(
+            id=raw["id"],
+            title=raw["title"],
+            body=raw.get("body", ""),
+            run=run,
+            check=tuple(checks),
+            exports=tuple(raw.get("exports") or ()),
+            within=within,
+            consecutive=int(raw.get("consecutive", 1)),
+            hints=tuple(raw.get("hints") or ()),
+            solution=solution,
+            needs=frozenset(needs),
+            where=self.where(path),
+        )
+
+    def _check(
+        self,
+        item: dict[str, Any],
+        path: tuple[str | int, ...],
+        within: float,
+        visible: set[str],
+    ) -> Check | None:
+        names = [k for k in item if k not in CHECK_RESERVED]
+        if len(names) != 1:
+            if not names:
+                self.problem(path, "check names no verifier (e.g. `- file: {path: x}`)")
+            else:
+                self.problem(
+                    path,
+                    f"check names {len(names)} verifiers ({', '.join(names)}); "
+                    "write each as its own list item",
+                )
+            return None
+        name = names[0]
+        spec = self.registry.get(name)
+        if spec is None:
+            close = difflib.get_close_matches(name, self.registry.names(), n=1)
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            known = "" if close else f"; known verifiers: {', '.join(self.registry.names())}"
+            self.problem((*path, name), f"unknown verifier {name!r}{hint}{known}", key=True)
+            return None
+        params = item[name]
+        if params is None:
+            params = {}
+        if not isinstance(params, dict):
+            self.problem(
+                (*path, name),
+                f"parameters of {name!r} must be a mapping, not {_type_word(params)}",
+            )
+            return None
+        if self.schema_problems(_param_validator(spec), params, (*path, name), f"{name}: "):
+            return None
+        if spec.lint is not None:
+            for found in spec.lint(params):
+                self.problem((*path, name, *found.path), f"{name}: {found.message}")
+        if "timeout" in params:
+            try:
+                limit = parse_duration(params["timeout"])
+            except ValueError:
+                limit = 0.0
+            if limit > within:
+                self.problem(
+                    (*path, name, "timeout"),
+                    f"{name}: timeout {format_duration(limit)} is longer than the step's "
+                    f"`within` budget {format_duration(within)}, so the check could never "
+                    "finish in time; raise `within` or lower the timeout",
+                )
+        for var, has_default in expand.references(params):
+            if var not in visible and not has_default:
+                self.problem(
+                    (*path, name),
+                    f"{name}: ${{{var}}} is not set by the lab's env or an earlier step's "
+                    "exports; it must come from the learner's environment",
+                    severity="warning",
+                )
+        return Check(
+            verifier=name,
+            params=MappingProxyType(dict(params)),
+            title=item.get("title", ""),
+            hint=item.get("hint", ""),
+            where=self.where(path),
+        )
+
+
+def _env_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)
+
+
+# --------------------------------------------------------------------------- public API
+
+
+def _default_registry(registry: Registry | None) -> Registry:
+    if registry is not None:
+        return registry
+    from labrunner.verify.registry import builtin_registry
+
+    return builtin_registry()
+
+
+def check_lab_file(path: Path, registry: Registry | None = None) -> tuple[Lab | None, list[Problem]]:
+    """Load one lab file; returns the lab (None on errors) and every problem."""
+    registry = _default_registry(registry)
+    try:
+        sources = load_file(path)
+    except SourceError as exc:
+        return None, [Problem(path, exc.line, exc.message)]
+    if not sources:
+        return None, [
+            Problem(path, 1, "empty file; a lab needs apiVersion, id, title and steps")
+        ]
+    if len(sources) > 1:
+        line = sources[1].positions.line(())
+        return None, [Problem(path, line, "one lab per file; this file has several documents")]
+    checker = _LabChecker(sources[0], registry)
+    lab = checker.check()
+    return lab, checker.problems
+
+
+def load_lab(path: Path, registry: Registry | None = None) -> Lab:
+    """Load one lab file or raise LabError with every problem."""
+    lab, problems = check_lab_file(path, registry)
+    if lab is None:
+        raise LabError([p for p in problems if p.is_error] or problems)
+    return lab
+
+
+@dataclass(frozen=True)
+class _WorkshopFile:
+    title: str
+    env: dict[str, str]
+    labs: tuple[str, ...]
+    contexts: tuple[str, ...]
+    workdir: str | None
+
+
+def _workshop_file(path: Path, problems: list[Problem]) -> _WorkshopFile | None:
+    try:
+        sources = load_file(path)
+    except SourceError as exc:
+        problems.append(Problem(path, exc.line, exc.message))
+        return None
+    if len(sources) != 1 or not isinstance(sources[0].data, dict):
+        problems.append(Problem(path, 1, "workshop.yaml must be one mapping"))
+        return None
+    checker = _LabChecker(sources[0], _EMPTY)
+    if checker.schema_problems(_validator("workshop"), sources[0].data):
+        problems.extend(checker.problems)
+        return None
+    data = sources[0].data
+    return _WorkshopFile(
+        title=data.get("title", "Workshop"),
+        env={k: _env_value(v) for k, v in (data.get("env") or {}).items()},
+        labs=tuple(data.get("labs") or ()),
+        contexts=tuple(data.get("contexts") or ()),
+        workdir=data.get("workdir"),
+    )
+
+
+def workshop_root(labs_dir: Path, workdir: str | None = None) -> Path:
+    """Where a workshop's commands run: ``workdir`` if set, else the parent of ``labs/``."""
+    if workdir:
+        return (labs_dir / workdir).resolve()
+    return labs_dir.parent if labs_dir.name == "labs" else labs_dir
+
+
+def lab_files(labs_dir: Path) -> list[Path]:
+    """The lab files in a directory, in name order (workshop.yaml excluded)."""
+    files = [
+        p
+        for p in labs_dir.iterdir()
+        if p.suffix in (".yaml", ".yml") and p.name != WORKSHOP_FILE and p.is_file()
+    ]
+    return sorted(files)
+
+
+def load_workshop(
+    labs_dir: Path,
+    registry: Registry | None = None,
+    *,
+    files: Iterable[Path] | None = None,
+) -> LoadResult:
+    """Load every lab of a workshop directory (or just ``files``) and check them together.
+
+    The result's workshop is None when there are errors; ``problems`` lists
+    every error and warning in file and line order.
+    """
+    registry = _default_registry(registry)
+    labs_dir = labs_dir.resolve()
+    problems: list[Problem] = []
+    if not labs_dir.is_dir():
+        return LoadResult(None, [Problem(labs_dir, 0, "no such labs directory")])
+    meta = None
+    workshop_path = labs_dir / WORKSHOP_FILE
+    if workshop_path.exists():
+        meta = _workshop_file(workshop_path, problems)
+    paths = [p.resolve() for p in files] if files is not None else lab_files(labs_dir)
+    if meta and meta.labs and files is None:
+        ordered = []
+        for name in meta.labs:
+            candidate = (labs_dir / name).resolve()
+            if not candidate.is_file():
+                problems.append(Problem(workshop_path, 1, f"labs: {name!r} is not a file in {labs_dir}"))
+                continue
+            ordered.append(candidate)
+        paths = ordered + [p for p in paths if p not in ordered]
+    labs: list[Lab] = []
+    for path in paths:
+        lab, found = check_lab_file(path, registry)
+        problems.extend(found)
+        if lab is not None:
+            labs.append(lab)
+    by_id: dict[str, Lab] = {}
+    for lab in labs:
+        if lab.id in by_id:
+            problems.append(
+                Problem(
+                    lab.path,
+                    lab.where.line if lab.where else 1,
+                    f"lab id {lab.id!r} is also used by {by_id[lab.id].path.name}",
+                )
+            )
+        else:
+            by_id[lab.id] = lab
+    for lab in labs:
+        for req in lab.requires:
+            if req not in by_id:
+                close = difflib.get_close_matches(req, list(by_id), n=1)
+                hint = f" (did you mean {close[0]!r}?)" if close else ""
+                problems.append(
+                    Problem(lab.path, _requires_line(lab), f"requires {req!r}, which is not a lab here{hint}")
+                )
+    cycle = _find_cycle(labs)
+    if cycle:
+        first = next(lab for lab in labs if lab.id == cycle[0])
+        problems.append(
+            Problem(first.path, _requires_line(first), "requires form a cycle: " + " → ".join(cycle))
+        )
+    problems.sort(key=lambda p: (str(p.file), p.line))
+    if any(p.is_error for p in problems):
+        return LoadResult(None, problems)
+    ordered_labs = _topological(labs)
+    root = workshop_root(labs_dir, meta.workdir if meta else None)
+    workshop = Workshop(
+        root=root,
+        labs_dir=labs_dir,
+        labs=tuple(ordered_labs),
+        title=meta.title if meta else labs_dir.name,
+        env=MappingProxyType(meta.env if meta else {}),
+        context_patterns=meta.contexts if meta else (),
+    )
+    return LoadResult(workshop, problems)
+
+
+def _requires_line(lab: Lab) -> int:
+    try:
+        sources = load_file(lab.path)
+        return sources[0].positions.line(("requires",), key=True)
+    except (SourceError, IndexError):
+        return lab.where.line if lab.where else 1
+
+
+def _find_cycle(labs: Sequence[Lab]) -> list[str]:
+    graph = {lab.id: [r for r in lab.requires] for lab in labs}
+    state: dict[str, int] = {}
+    stack: list[str] = []
+
+    def visit(node: str) -> list[str]:
+        state[node] = 1
+        stack.append(node)
+        for nxt in graph.get(node, []):
+            if nxt not in graph:
+                continue
+            if state.get(nxt) == 1:
+                return [*stack[stack.index(nxt) :], nxt]
+            if nxt not in state:
+                found = visit(nxt)
+                if found:
+                    return found
+        stack.pop()
+        state[node] = 2
+        return []
+
+    for lab in labs:
+        if lab.id not in state:
+            found = visit(lab.id)
+            if found:
+                return found
+    return []
+
+
+def _topological(labs: Sequence[Lab]) -> list[Lab]:
+    """Labs in file order, except that a lab always comes after what it requires."""
+    placed: set[str] = set()
+    out: list[Lab] = []
+    pending = list(labs)
+    while pending:
+        for lab in pending:
+            if all(r in placed or r not in {x.id for x in labs} for r in lab.requires):
+                out.append(lab)
+                placed.add(lab.id)
+                pending.remove(lab)
+                break
+        else:  # a cycle; load_workshop reports it, keep file order
+            out.extend(pending)
+            break
+    return out
+
+
+def _make_empty_registry() -> Registry:
+    from labrunner.verify.registry import Registry
+
+    return Registry()
+
+
+_EMPTY = _make_empty_registry()

@@ -1,0 +1,146 @@
+"""The lab model: frozen data built once by the loader, read everywhere else.
+
+Nothing downstream re-checks types: the loader validated the YAML against the
+schema and the verifier registry, so a ``Lab`` in hand is well formed. Each
+object keeps the file and line it came from so later problems (a check that
+errors at run time, a missing export) can still point at the source.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import MappingProxyType
+from typing import Any
+
+DEFAULT_WITHIN = 30.0
+DEFAULT_TIMEOUT = 300.0
+API_VERSION = "labrunner/v1"
+
+
+@dataclass(frozen=True)
+class Where:
+    """A place in a source file."""
+
+    file: Path
+    line: int
+
+    def __str__(self) -> str:
+        return f"{self.file}:{self.line}"
+
+
+@dataclass(frozen=True)
+class Expect:
+    """An answer for an interactive prompt: when ``prompt`` shows, send ``send``."""
+
+    prompt: str
+    send: str
+    secret: bool = False
+
+
+@dataclass(frozen=True)
+class Command:
+    """One command line (possibly multi-line script) for the lab shell."""
+
+    cmd: str
+    timeout: float = DEFAULT_TIMEOUT
+    expect: tuple[Expect, ...] = ()
+    allow_failure: bool = False
+    where: Where | None = field(default=None, compare=False)
+
+
+@dataclass(frozen=True)
+class Check:
+    """One use of a verifier in a step."""
+
+    verifier: str
+    params: Mapping[str, Any]
+    title: str = ""
+    hint: str = ""
+    where: Where | None = field(default=None, compare=False)
+
+
+@dataclass(frozen=True)
+class Step:
+    """One step of a lab: instructions, commands, and the checks that complete it."""
+
+    id: str
+    title: str
+    body: str = ""
+    run: tuple[Command, ...] = ()
+    check: tuple[Check, ...] = ()
+    exports: tuple[str, ...] = ()
+    within: float = DEFAULT_WITHIN
+    consecutive: int = 1
+    hints: tuple[str, ...] = ()
+    solution: tuple[Command, ...] = ()
+    needs: frozenset[str] = frozenset()
+    where: Where | None = field(default=None, compare=False)
+
+    @property
+    def solution_commands(self) -> tuple[Command, ...]:
+        """The solution, which defaults to the step's own commands."""
+        return self.solution or self.run
+
+
+@dataclass(frozen=True)
+class Lab:
+    """One lab file."""
+
+    id: str
+    title: str
+    path: Path
+    steps: tuple[Step, ...]
+    summary: str = ""
+    requires: tuple[str, ...] = ()
+    needs: frozenset[str] = frozenset()
+    env: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
+    setup: tuple[Command, ...] = ()
+    cleanup: tuple[Command, ...] = ()
+    where: Where | None = field(default=None, compare=False)
+
+    def step(self, step_id: str) -> Step:
+        """The step with ``step_id``; raises KeyError when there is none."""
+        for step in self.steps:
+            if step.id == step_id:
+                return step
+        raise KeyError(step_id)
+
+    def index(self, step_id: str) -> int:
+        """Position of ``step_id`` in the lab."""
+        for i, step in enumerate(self.steps):
+            if step.id == step_id:
+                return i
+        raise KeyError(step_id)
+
+    @property
+    def needs_cluster(self) -> bool:
+        """True when some step acts on, or checks, a Kubernetes cluster."""
+        return "cluster" in self.needs
+
+
+@dataclass(frozen=True)
+class Workshop:
+    """A set of labs in order, with the settings they share."""
+
+    root: Path
+    labs_dir: Path
+    labs: tuple[Lab, ...]
+    title: str = "Workshop"
+    env: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
+    context_patterns: tuple[str, ...] = ()
+
+    def lab(self, lab_id: str) -> Lab:
+        """The lab with ``lab_id``; raises KeyError when there is none."""
+        for lab in self.labs:
+            if lab.id == lab_id:
+                return lab
+        raise KeyError(lab_id)
+
+    def find(self, ref: str) -> Lab | None:
+        """A lab by id, by file name, or by path."""
+        for lab in self.labs:
+            if ref in (lab.id, lab.path.name, lab.path.stem, str(lab.path)):
+                return lab
+        return None

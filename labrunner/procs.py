@@ -1,0 +1,154 @@
+"""Run a short-lived process with a hard deadline, and kill all it started.
+
+Verifiers and the doctor shell out to kubectl, istioctl, curl and openssl.
+Each such process gets its own session, so a timeout or a cancel can kill the
+whole process group (a ``kubectl port-forward`` a script left behind, say),
+not just the direct child. Output is captured up to a cap so a runaway tool
+cannot exhaust memory.
+"""
+
+from __future__ import annotations
+
+import os
+import selectors
+import signal
+import subprocess
+import threading
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+DEFAULT_CAP = 4 * 1024 * 1024
+
+
+@dataclass(frozen=True)
+class ProcResult:
+    """What a finished (or killed) process left behind."""
+
+    argv: tuple[str, ...]
+    returncode: int
+    stdout: str
+    stderr: str
+    duration: float
+    timed_out: bool = False
+    cancelled: bool = False
+    truncated: bool = False
+
+    @property
+    def ok(self) -> bool:
+        """True when the process exited 0 on its own."""
+        return self.returncode == 0 and not self.timed_out and not self.cancelled
+
+
+class ToolNotFound(Exception):
+    """The program to run is not installed (not on PATH)."""
+
+    def __init__(self, program: str) -> None:
+        super().__init__(f"{program} not found on PATH")
+        self.program = program
+
+
+def kill_group(pid: int, sig: int = signal.SIGKILL) -> None:
+    """Send ``sig`` to the process group led by ``pid``; ignore if it is gone."""
+    try:
+        os.killpg(pid, sig)
+    except (ProcessLookupError, PermissionError):
+        pass
+
+
+def run(
+    argv: Sequence[str],
+    *,
+    timeout: float,
+    env: Mapping[str, str] | None = None,
+    cwd: str | os.PathLike[str] | None = None,
+    stdin: bytes | None = None,
+    cancel: threading.Event | None = None,
+    cap: int = DEFAULT_CAP,
+) -> ProcResult:
+    """Run ``argv`` to completion or until ``timeout`` seconds or ``cancel``.
+
+    On timeout or cancel the process group gets SIGTERM, then SIGKILL after a
+    short grace. Raises ToolNotFound when the program does not exist.
+    """
+    start = time.monotonic()
+    try:
+        proc = subprocess.Popen(
+            list(argv),
+            stdin=subprocess.PIPE if stdin is not None else subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            env=dict(env) if env is not None else None,
+            cwd=cwd,
+            start_new_session=True,
+        )
+    except FileNotFoundError as exc:
+        raise ToolNotFound(argv[0]) from exc
+    except PermissionError as exc:
+        raise ToolNotFound(argv[0]) from exc
+    out = bytearray()
+    err = bytearray()
+    truncated = False
+    timed_out = cancelled = False
+    assert proc.stdout is not None and proc.stderr is not None
+    if stdin is not None:
+        assert proc.stdin is not None
+        try:
+            proc.stdin.write(stdin)
+            proc.stdin.close()
+        except BrokenPipeError:
+            pass
+    sel = selectors.DefaultSelector()
+    sel.register(proc.stdout, selectors.EVENT_READ, out)
+    sel.register(proc.stderr, selectors.EVENT_READ, err)
+    deadline = start + timeout
+    try:
+        while sel.get_map():
+            now = time.monotonic()
+            if cancel is not None and cancel.is_set():
+                cancelled = True
+                break
+            if now >= deadline:
+                timed_out = True
+                break
+            wait = min(deadline - now, 0.1 if cancel is not None else deadline - now)
+            for key, _ in sel.select(wait):
+                chunk = os.read(key.fd, 65536)
+                if not chunk:
+                    sel.unregister(key.fileobj)
+                    continue
+                buf: bytearray = key.data
+                room = cap - len(buf)
+                if room > 0:
+                    buf += chunk[:room]
+                if len(chunk) > room:
+                    truncated = True
+        if timed_out or cancelled:
+            kill_group(proc.pid, signal.SIGTERM)
+            try:
+                proc.wait(0.5)
+            except subprocess.TimeoutExpired:
+                pass
+            kill_group(proc.pid, signal.SIGKILL)
+        else:
+            # The direct child closed its pipes; reap it within what is left.
+            try:
+                proc.wait(max(deadline - time.monotonic(), 0.05))
+            except subprocess.TimeoutExpired:
+                timed_out = True
+            kill_group(proc.pid, signal.SIGKILL)
+        proc.wait()
+    finally:
+        sel.close()
+        proc.stdout.close()
+        proc.stderr.close()
+    return ProcResult(
+        argv=tuple(argv),
+        returncode=proc.returncode if proc.returncode is not None else -1,
+        stdout=out.decode("utf-8", "replace"),
+        stderr=err.decode("utf-8", "replace"),
+        duration=time.monotonic() - start,
+        timed_out=timed_out,
+        cancelled=cancelled,
+        truncated=truncated,
+    )

@@ -1,0 +1,604 @@
+"""One persistent bash per lab run, driven through a pseudo-terminal.
+
+Learners type commands into a terminal where ``cd``, ``export`` and shell
+functions carry over from one command to the next, so labrunner runs a lab's
+commands the same way: one interactive bash on a PTY (pexpect), kept for the
+whole lab. Each command is written to a private file, read into the shell
+with the ``read`` builtin and ``eval``-ed (so it behaves as if typed, and a
+command that reads stdin cannot swallow the framing), and followed on the same
+input line by a ``printf`` of a sentinel that carries a per-shell nonce, a
+sequence number, the exit status and the working directory. Output is split
+into lines as it arrives and handed to a callback, so a UI can stream it.
+
+Job control is on (an interactive bash), so every command runs in its own
+process group. A command past its timeout, or cancelled, gets SIGINT and then
+SIGKILL to that group while the shell itself survives with its state. If the
+shell itself is stuck (a builtin loop that ignores interrupts) it is killed
+with everything in its session and restarted with the exported variables,
+functions, aliases, options and directory saved just before the command.
+Closing the shell kills everything left in its session, so nothing outlives
+labrunner.
+
+Measured pitfall: pexpect sleeps 50 ms before every send unless
+``delaybeforesend`` is None; with it off a round trip is well under 1 ms.
+"""
+
+from __future__ import annotations
+
+import atexit
+import os
+import re
+import secrets
+import select
+import shlex
+import shutil
+import signal
+import tempfile
+import threading
+import time
+import weakref
+from collections import deque
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pexpect
+
+from labrunner.lab.model import Expect
+
+LineCallback = Callable[[str], None]
+
+MAX_LINE = 64 * 1024
+TAIL_LINES = 200
+INTERRUPT_GRACE = 1.0
+PROMPT_IDLE = 0.4
+_ANSI = re.compile(r"\x1b\[[0-9;?]*[ -/]*[@-~]|\x1b\][^\x07]*\x07")
+
+_INIT = r"""
+set +o history
+unset HISTFILE PROMPT_COMMAND
+PS1='' PS2='' PS4='+ '
+__labrunner_save() {
+  { export -p; declare -f; alias -p; shopt -p; set +o;
+    printf 'cd -- %q\n' "$PWD"; } > "$__LR_DIR/state" 2>/dev/null
+}
+"""
+
+
+class ShellError(Exception):
+    """The shell could not be started or talked to."""
+
+
+@dataclass(frozen=True)
+class CommandResult:
+    """How one command ended."""
+
+    exit_code: int | None
+    duration: float
+    timed_out: bool = False
+    cancelled: bool = False
+    restarted: bool = False
+    prompt: str | None = None
+    tail: tuple[str, ...] = ()
+
+    @property
+    def ok(self) -> bool:
+        """True when the command ran to completion with exit status 0."""
+        return self.exit_code == 0
+
+
+@dataclass(frozen=True)
+class ShellState:
+    """The shell's exported environment and working directory at one moment."""
+
+    env: dict[str, str]
+    cwd: str
+
+
+@dataclass
+class _Run:
+    """Book-keeping for the command in flight."""
+
+    on_line: LineCallback | None
+    on_prompt: LineCallback | None
+    expects: list[tuple[re.Pattern[str], Expect]]
+    tail: deque[str] = field(default_factory=lambda: deque(maxlen=TAIL_LINES))
+    scan: str = ""
+    last_data: float = field(default_factory=time.monotonic)
+    prompted: str = ""
+
+
+_live: weakref.WeakSet[Shell] = weakref.WeakSet()
+
+
+def _close_all() -> None:
+    for shell in list(_live):
+        shell.close()
+
+
+atexit.register(_close_all)
+
+
+def session_pids(sid: int) -> list[int]:
+    """Every live process whose session id is ``sid`` (Linux /proc)."""
+    found = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat", "rb") as fh:
+                data = fh.read()
+        except OSError:
+            continue
+        fields = data[data.rfind(b")") + 2 :].split()
+        if len(fields) > 3 and int(fields[3]) == sid and fields[0] != b"Z":
+            found.append(int(entry))
+    return found
+
+
+def _descendants(root: int) -> list[int]:
+    children: dict[int, list[int]] = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat", "rb") as fh:
+                data = fh.read()
+        except OSError:
+            continue
+        fields = data[data.rfind(b")") + 2 :].split()
+        if len(fields) > 1:
+            children.setdefault(int(fields[1]), []).append(int(entry))
+    out, todo = [], [root]
+    while todo:
+        pid = todo.pop()
+        for child in children.get(pid, []):
+            out.append(child)
+            todo.append(child)
+    return out
+
+
+class Shell:
+    """A persistent interactive bash with sentinel-framed commands."""
+
+    def __init__(
+        self,
+        *,
+        env: Mapping[str, str],
+        cwd: str | os.PathLike[str],
+        columns: int = 200,
+        rows: int = 50,
+    ) -> None:
+        self._env = dict(env)
+        self._cwd = os.fspath(cwd)
+        self._size = (rows, columns)
+        self._child: pexpect.spawn | None = None
+        self._dir = Path(tempfile.mkdtemp(prefix="labrunner-shell-"))
+        self._nonce = secrets.token_hex(6)
+        self._marker = b"\x1eLR" + self._nonce.encode() + b":"
+        self._seq = 0
+        self._lock = threading.Lock()
+        self._cancel = threading.Event()
+        self._busy = False
+        self._buf = b""
+        self._env_bin = shutil.which("env", path=self._env.get("PATH", os.defpath)) or "/usr/bin/env"
+        self.cwd = self._cwd
+        self.restarts = 0
+
+    # ------------------------------------------------------------------ lifecycle
+
+    @property
+    def pid(self) -> int | None:
+        """The bash process id, while it runs."""
+        return self._child.pid if self._child is not None else None
+
+    @property
+    def alive(self) -> bool:
+        """True while the bash process is running."""
+        return self._child is not None and self._child.isalive()
+
+    @property
+    def busy(self) -> bool:
+        """True while a command is running."""
+        return self._busy
+
+    def start(self) -> None:
+        """Start bash and wait until it answers."""
+        env = dict(self._env)
+        env.setdefault("TERM", "xterm-256color")
+        env["__LR_DIR"] = str(self._dir)
+        env.pop("PROMPT_COMMAND", None)
+        env.pop("BASH_ENV", None)
+        env.pop("ENV", None)
+        try:
+            child = pexpect.spawn(
+                "bash",
+                ["--noprofile", "--norc", "--noediting", "-i"],
+                env=env,
+                cwd=self._cwd,
+                echo=False,
+                dimensions=self._size,
+                encoding=None,
+            )
+        except pexpect.ExceptionPexpect as exc:
+            raise ShellError(f"cannot start bash: {exc}") from exc
+        child.delaybeforesend = None
+        self._child = child
+        self._buf = b""
+        _live.add(self)
+        # __LR_DIR must not leak to commands' environments: keep it a plain variable.
+        init = _INIT + f"__LR_DIR={shlex.quote(str(self._dir))}; export -n __LR_DIR\n"
+        result = self._execute(init, timeout=10.0, save=False, hidden=True)
+        if result.exit_code is None:
+            self.close()
+            raise ShellError("bash did not answer within 10s")
+        self._execute("__labrunner_save", timeout=5.0, save=False, hidden=True)
+
+    def close(self) -> None:
+        """Stop the shell and everything it started; remove its private files."""
+        child, self._child = self._child, None
+        if child is not None:
+            pid = child.pid
+            victims = set(session_pids(pid)) | set(_descendants(pid))
+            for target in victims:
+                try:
+                    os.kill(target, signal.SIGKILL)
+                except (ProcessLookupError, PermissionError):
+                    pass
+            try:
+                child.close(force=True)
+            except (OSError, pexpect.ExceptionPexpect):
+                pass
+        _live.discard(self)
+        shutil.rmtree(self._dir, ignore_errors=True)
+
+    def __enter__(self) -> Shell:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # ------------------------------------------------------------------ commands
+
+    def run(
+        self,
+        cmd: str,
+        *,
+        timeout: float,
+        on_line: LineCallback | None = None,
+        expect: Sequence[Expect] = (),
+        on_prompt: LineCallback | None = None,
+    ) -> CommandResult:
+        """Run ``cmd`` as if typed at the prompt; stream its output lines to ``on_line``."""
+        return self._execute(
+            cmd, timeout=timeout, on_line=on_line, expect=expect, on_prompt=on_prompt
+        )
+
+    def cancel(self) -> None:
+        """Ask the running command to stop (safe from another thread)."""
+        self._cancel.set()
+
+    def send(self, text: str) -> None:
+        """Type ``text`` into the running command (for interactive prompts)."""
+        child = self._child
+        if child is not None and self._busy:
+            os.write(child.child_fd, text.encode("utf-8"))
+
+    def snapshot(self) -> ShellState:
+        """The shell's exported environment and directory right now."""
+        dump = self._dir / "env"
+        command = f"{shlex.quote(self._env_bin)} -0 > {shlex.quote(str(dump))}"
+        result = self._execute(command, timeout=5.0, save=False, hidden=True)
+        env: dict[str, str] = {}
+        if result.exit_code == 0:
+            try:
+                raw = dump.read_bytes()
+            except OSError:
+                raw = b""
+            for item in raw.split(b"\0"):
+                if b"=" in item:
+                    key, _, value = item.partition(b"=")
+                    env[key.decode("utf-8", "replace")] = value.decode("utf-8", "replace")
+        env.pop("__LR_DIR", None)
+        return ShellState(env=env, cwd=self.cwd)
+
+    def export(self, values: Mapping[str, str]) -> None:
+        """Export variables into the shell (used to restore a learner's exports)."""
+        if not values:
+            return
+        lines = "\n".join(f"export {k}={shlex.quote(v)}" for k, v in values.items())
+        self._execute(lines, timeout=5.0, hidden=True)
+
+    # ------------------------------------------------------------------ internals
+
+    def _execute(
+        self,
+        cmd: str,
+        *,
+        timeout: float,
+        on_line: LineCallback | None = None,
+        expect: Sequence[Expect] = (),
+        on_prompt: LineCallback | None = None,
+        save: bool = True,
+        hidden: bool = False,
+    ) -> CommandResult:
+        with self._lock:
+            if self._child is None or not self._child.isalive():
+                if self._child is not None:
+                    self._restart()
+                else:
+                    raise ShellError("the shell is not running")
+            self._cancel.clear()
+            self._busy = True
+            try:
+                return self._execute_locked(
+                    cmd, timeout, on_line, expect, on_prompt, save=save, hidden=hidden
+                )
+            finally:
+                self._busy = False
+
+    def _send_framed(self, cmd: str, save: bool) -> int:
+        self._seq += 1
+        path = self._dir / "cmd"
+        path.write_text(cmd, encoding="utf-8")
+        pre = "__labrunner_save; " if save else ""
+        line = (
+            f"{pre}IFS= read -r -d '' __lr_cmd < {shlex.quote(str(path))}; "
+            f'eval "$__lr_cmd"; '
+            f"printf '\\036LR%s:%s:%s:%s\\036\\n' {self._nonce} {self._seq} \"$?\" \"$PWD\"\n"
+        )
+        assert self._child is not None
+        os.write(self._child.child_fd, line.encode("utf-8"))
+        return self._seq
+
+    def _execute_locked(
+        self,
+        cmd: str,
+        timeout: float,
+        on_line: LineCallback | None,
+        expect: Sequence[Expect],
+        on_prompt: LineCallback | None,
+        *,
+        save: bool,
+        hidden: bool,
+    ) -> CommandResult:
+        start = time.monotonic()
+        run = _Run(
+            on_line=None if hidden else on_line,
+            on_prompt=on_prompt,
+            expects=[(re.compile(e.prompt), e) for e in expect],
+        )
+        seq = self._send_framed(cmd, save)
+        deadline = start + timeout
+        while True:
+            done = self._pump(run, seq, deadline)
+            if done is not None:
+                code, cwd = done
+                self.cwd = cwd
+                return CommandResult(
+                    exit_code=code, duration=time.monotonic() - start, tail=tuple(run.tail)
+                )
+            timed_out = not self._cancel.is_set()
+            prompt = self._partial_text()
+            restarted = self._interrupt(run)
+            return CommandResult(
+                exit_code=None,
+                duration=time.monotonic() - start,
+                timed_out=timed_out,
+                cancelled=not timed_out,
+                restarted=restarted,
+                prompt=prompt or None,
+                tail=tuple(run.tail),
+            )
+
+    def _pump(self, run: _Run, seq: int, deadline: float) -> tuple[int, str] | None:
+        """Read output until the sentinel for ``seq`` (returns exit code and cwd),
+        the deadline, a cancel (returns None), or the shell dying (raises)."""
+        assert self._child is not None
+        fd = self._child.child_fd
+        while True:
+            sentinel = self._consume(run, seq)
+            if sentinel is not None:
+                return sentinel
+            now = time.monotonic()
+            if self._cancel.is_set() or now >= deadline:
+                return None
+            wait = min(deadline - now, 0.1)
+            ready, _, _ = select.select([fd], [], [], wait)
+            if not ready:
+                self._idle(run)
+                continue
+            try:
+                data = os.read(fd, 65536)
+            except OSError:
+                data = b""
+            if not data:
+                self._flush_partial(run)
+                raise ShellError("the shell exited")
+            self._buf += data
+            run.last_data = time.monotonic()
+            self._answer_prompts(run, data)
+
+    def _consume(self, run: _Run, seq: int) -> tuple[int, str] | None:
+        """Emit complete lines from the buffer; return (code, cwd) at our sentinel."""
+        buf = self._buf
+        marker_at = buf.find(self._marker)
+        limit = marker_at if marker_at >= 0 else len(buf)
+        start = 0
+        while True:
+            nl = buf.find(b"\n", start, limit)
+            if nl < 0:
+                break
+            self._emit(run, buf[start:nl])
+            start = nl + 1
+        if marker_at < 0:
+            rest = buf[start:]
+            if len(rest) > MAX_LINE:
+                keep = rest.rfind(b"\x1e")
+                cut = keep if keep > len(rest) - 64 else len(rest)
+                self._emit(run, rest[:cut])
+                rest = rest[cut:]
+            self._buf = rest
+            return None
+        if marker_at > start:
+            self._emit(run, buf[start:marker_at])
+        end = buf.find(b"\x1e", marker_at + len(self._marker))
+        nl = buf.find(b"\n", end) if end >= 0 else -1
+        if end < 0 or nl < 0:
+            self._buf = buf[marker_at:]
+            return None
+        body = buf[marker_at + len(self._marker) : end].decode("utf-8", "replace")
+        self._buf = buf[nl + 1 :]
+        parts = body.split(":", 2)
+        if len(parts) == 3 and parts[0] == str(seq):
+            try:
+                return int(parts[1]), parts[2]
+            except ValueError:
+                return 255, parts[2]
+        # a stale sentinel (from an interrupted command): keep reading
+        return self._consume(run, seq) if self._buf else None
+
+    def _emit(self, run: _Run, raw: bytes) -> None:
+        text = raw.decode("utf-8", "replace")
+        if text.endswith("\r"):
+            text = text.rstrip("\r")
+        if "\r" in text:
+            text = text[text.rfind("\r") + 1 :]
+        run.tail.append(text)
+        if run.on_line is not None:
+            run.on_line(text)
+
+    def _flush_partial(self, run: _Run) -> None:
+        if self._buf:
+            self._emit(run, self._buf)
+            self._buf = b""
+
+    def _partial_text(self) -> str:
+        tail = self._buf[-512:].decode("utf-8", "replace")
+        return _ANSI.sub("", tail.split("\r")[-1]).strip()
+
+    def _answer_prompts(self, run: _Run, data: bytes) -> None:
+        if not run.expects:
+            return
+        run.scan = (run.scan + _ANSI.sub("", data.decode("utf-8", "replace")))[-4096:]
+        for pattern, exp in run.expects:
+            match = pattern.search(run.scan)
+            if match:
+                assert self._child is not None
+                os.write(self._child.child_fd, (exp.send + "\n").encode("utf-8"))
+                run.scan = run.scan[match.end() :]
+                break
+
+    def _idle(self, run: _Run) -> None:
+        """Called when no output arrived for a while: report a waiting prompt once."""
+        if run.on_prompt is None or not self._buf:
+            return
+        if time.monotonic() - run.last_data < PROMPT_IDLE:
+            return
+        text = self._partial_text()
+        if text and text != run.prompted:
+            run.prompted = text
+            run.on_prompt(text)
+
+    def _foreground(self) -> int | None:
+        assert self._child is not None
+        try:
+            return os.tcgetpgrp(self._child.child_fd)
+        except OSError:
+            return None
+
+    def _wait_foreground_is_shell(self, run: _Run, grace: float) -> bool:
+        assert self._child is not None
+        end = time.monotonic() + grace
+        while time.monotonic() < end:
+            if self._foreground() == self._child.pid:
+                return True
+            ready, _, _ = select.select([self._child.child_fd], [], [], 0.02)
+            if ready:
+                try:
+                    data = os.read(self._child.child_fd, 65536)
+                except OSError:
+                    return False
+                if not data:
+                    return False
+                self._buf += data
+                self._drop_lines(run)
+        return self._foreground() == self._child.pid
+
+    def _drop_lines(self, run: _Run) -> None:
+        # keep emitting output while we wait, so nothing is lost
+        while b"\n" in self._buf and self._marker not in self._buf:
+            line, _, self._buf = self._buf.partition(b"\n")
+            self._emit(run, line)
+
+    def _interrupt(self, run: _Run) -> bool:
+        """Stop the running command; returns True if the shell had to be restarted."""
+        assert self._child is not None
+        shell_pid = self._child.pid
+        fg = self._foreground()
+        if fg is not None and fg != shell_pid:
+            try:
+                os.killpg(fg, signal.SIGINT)
+            except (ProcessLookupError, PermissionError):
+                pass
+            if not self._wait_foreground_is_shell(run, INTERRUPT_GRACE):
+                try:
+                    os.killpg(fg, signal.SIGKILL)
+                except (ProcessLookupError, PermissionError):
+                    pass
+                self._wait_foreground_is_shell(run, INTERRUPT_GRACE)
+        else:
+            try:
+                os.kill(shell_pid, signal.SIGINT)
+            except ProcessLookupError:
+                pass
+        if self._resync(run):
+            return False
+        self._restart()
+        return True
+
+    def _resync(self, run: _Run) -> bool:
+        """Send a fresh sentinel and wait for it; True when the shell answered."""
+        if self._child is None or not self._child.isalive():
+            return False
+        self._cancel.clear()
+        quiet = _Run(on_line=None, on_prompt=None, expects=[])
+        try:
+            for _ in range(2):  # the second round flushes bash's late job-status newline
+                seq = self._send_framed(":", save=False)
+                if self._pump(quiet, seq, time.monotonic() + INTERRUPT_GRACE * 2) is None:
+                    return False
+        except ShellError:
+            return False
+        return True
+
+    def _restart(self) -> None:
+        """Kill the shell's whole session and start a new bash with the saved state."""
+        state = self._dir / "state"
+        saved = state.read_text(encoding="utf-8", errors="replace") if state.exists() else ""
+        child, self._child = self._child, None
+        if child is not None:
+            for target in set(session_pids(child.pid)) | set(_descendants(child.pid)):
+                try:
+                    os.kill(target, signal.SIGKILL)
+                except (ProcessLookupError, PermissionError):
+                    pass
+            try:
+                child.close(force=True)
+            except (OSError, pexpect.ExceptionPexpect):
+                pass
+        self.restarts += 1
+        self._busy = False
+        self.start()
+        if saved:
+            (self._dir / "restore").write_text(saved, encoding="utf-8")
+            self._execute_locked(
+                f"source {shlex.quote(str(self._dir / 'restore'))} >/dev/null 2>&1",
+                10.0,
+                None,
+                (),
+                None,
+                save=True,
+                hidden=True,
+            )

@@ -1,0 +1,1 @@
+"""Fakes shipped with the package: the fake Kubernetes API server, lab builders."""

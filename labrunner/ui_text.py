@@ -1,0 +1,121 @@
+"""The headless view: how ``labrunner verify`` and ``check`` show progress in a terminal.
+
+On a terminal it uses colour (unless ``NO_COLOR`` is set); in CI logs it
+prints plain, prefixed lines that read well when grepped. It only consumes
+engine events, so it shows exactly what the reports record. Everything it
+prints about command output passes through the redactor first.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from typing import IO, TYPE_CHECKING
+
+from labrunner.engine import events as ev
+from labrunner.engine.events import StepStatus
+from labrunner.lab.durations import format_duration
+from labrunner.reports.redact import LineRedactor
+from labrunner.verify.outcome import Status
+
+if TYPE_CHECKING:
+    from labrunner.reports import ReportCollector
+
+_MARK = {
+    StepStatus.PASSED: ("PASS", "✔", "green"),
+    StepStatus.FAILED: ("FAIL", "✘", "red"),
+    StepStatus.ERROR: ("ERROR", "!", "magenta"),
+    StepStatus.SKIPPED: ("SKIP", "↷", "yellow"),
+    StepStatus.CANCELLED: ("CANCEL", "■", "yellow"),
+}
+_CHECK = {Status.PASSED: "✔", Status.PENDING: "…", Status.FAILED: "✘", Status.ERROR: "!"}
+
+
+class Printer:
+    """An event sink that prints a readable run log."""
+
+    def __init__(self, *, quiet: bool = False, stream: IO[str] | None = None) -> None:
+        self.stream = stream or sys.stdout
+        self.quiet = quiet
+        self.color = self.stream.isatty() and not os.environ.get("NO_COLOR")
+        self._checks: dict[int, ev.CheckResult] = {}
+        self._redact = LineRedactor()
+        self._console = None
+        if self.color:
+            from rich.console import Console
+
+            self._console = Console(file=self.stream, highlight=False, soft_wrap=True)
+
+    def _out(self, text: str, style: str | None = None) -> None:
+        if self._console is not None:
+            from rich.text import Text
+
+            self._console.print(Text(text, style=style or ""))
+        else:
+            self.stream.write(text + "\n")
+            self.stream.flush()
+
+    def _ansi_line(self, text: str) -> None:
+        if self._console is not None:
+            from rich.text import Text
+
+            line = Text("  │ ", style="dim")
+            line.append(Text.from_ansi(text))
+            self._console.print(line)
+        else:
+            from labrunner.verify.matching import strip_ansi
+
+            self.stream.write("  | " + strip_ansi(text) + "\n")
+
+    def __call__(self, event: ev.Event) -> None:
+        if isinstance(event, ev.LabStarted):
+            self._out(f"== {event.lab_id}: {event.title}", "bold")
+        elif isinstance(event, ev.PhaseStarted):
+            self._out(f"-- {event.phase.value}", "bold cyan")
+        elif isinstance(event, ev.StepStarted):
+            self._checks = {}
+            self._out(f"-- {event.step_id}: {event.title}", "bold cyan")
+        elif isinstance(event, ev.CommandStarted):
+            if not self.quiet:
+                first = event.command.strip().splitlines()
+                more = " …" if len(first) > 1 else ""
+                self._out(f"  $ {self._redact(first[0]) if first else ''}{more}", "bold")
+        elif isinstance(event, ev.OutputLine):
+            if not self.quiet:
+                self._ansi_line(self._redact(event.text))
+        elif isinstance(event, ev.PromptWaiting):
+            if not self.quiet:
+                self._out(f"  ? waiting for input at: {event.prompt}", "yellow")
+        elif isinstance(event, ev.CommandFinished):
+            if event.timed_out:
+                self._out(f"  ⏱ timed out after {format_duration(event.duration)}", "red")
+            elif event.exit_code not in (0, None) and not self.quiet:
+                self._out(f"  exit {event.exit_code}", "red")
+        elif isinstance(event, ev.CheckResult):
+            self._checks[event.index] = event
+        elif isinstance(event, ev.StepFinished):
+            for _, check in sorted(self._checks.items()):
+                style = "green" if check.status is Status.PASSED else "red"
+                self._out(f"  {_CHECK[check.status]} {check.label}: {check.message}", style)
+            word, mark, style = _MARK[event.status]
+            text = f"{mark} {word} {event.step_id} ({format_duration(event.duration)})"
+            if event.message and event.status is not StepStatus.PASSED:
+                text += f": {event.message}"
+            self._out(text, f"bold {style}")
+            if event.details and event.status in (StepStatus.FAILED, StepStatus.ERROR):
+                for line in event.details.splitlines()[-15:]:
+                    self._out(f"    {self._redact(line)}", "dim")
+            for hint in event.hints[:1]:
+                self._out(f"  hint: {hint.strip()}", "yellow")
+        elif isinstance(event, ev.LabFinished):
+            word, mark, style = _MARK[event.status]
+            counts = ", ".join(f"{v} {k}" for k, v in sorted(event.counts.items()))
+            self._out(f"{mark} {event.lab_id}: {word} ({counts}; {format_duration(event.duration)})", f"bold {style}")
+        elif isinstance(event, ev.Notice):
+            sys.stderr.write(f"labrunner: warning: {event.message}\n")
+
+    def summary(self, collector: ReportCollector) -> None:
+        """A last line with totals."""
+        totals = collector.totals()
+        parts = [f"{totals.get(k, 0)} {k}" for k in ("passed", "failed", "error", "skipped") if totals.get(k)]
+        self._out(f"{totals['steps']} steps: " + (", ".join(parts) or "none run"), "bold")
