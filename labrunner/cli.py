@@ -9,6 +9,7 @@ and work where no terminal UI could.
 
 from __future__ import annotations
 
+import importlib
 import json
 import os
 import signal
@@ -23,6 +24,7 @@ from labrunner import __version__
 from labrunner.errors import EnvironmentProblem, ExitCode, LabrunnerError, UsageProblem
 
 if TYPE_CHECKING:
+    from labrunner.lab.loader import Problem
     from labrunner.lab.model import Lab, Workshop
     from labrunner.state import ProgressStore
     from labrunner.verify.registry import Registry
@@ -77,7 +79,11 @@ def _load(labs_option: str | None, refs: Sequence[str] = ()) -> tuple[Workshop, 
         return workshop, list(workshop.labs)
     chosen: list[Lab] = []
     for ref in refs:
-        lab = workshop.find(str(Path(ref).resolve())) if ref in map(str, files) else workshop.find(ref)
+        lab = (
+            workshop.find(str(Path(ref).resolve()))
+            if ref in map(str, files)
+            else workshop.find(ref)
+        )
         if lab is None:
             ids = ", ".join(lab.id for lab in workshop.labs)
             raise UsageProblem(f"no lab {ref!r} in {workshop.labs_dir} (labs: {ids})")
@@ -143,7 +149,7 @@ def main(ctx: click.Context, labs_dir: str | None) -> None:
 def run(ctx: click.Context, lab: str | None, context_option: str | None) -> None:
     """Open the TUI (on LAB if given)."""
     try:
-        from labrunner.tui.app import run_app
+        run_app = importlib.import_module("labrunner.tui.app").run_app
     except ImportError as exc:  # pragma: no cover - only when the TUI is not installed
         _fail(EnvironmentProblem(f"the TUI is not available: {exc}"))
     try:
@@ -197,7 +203,9 @@ def list_(ctx: click.Context, context_option: str | None, as_json: bool, steps: 
                         {
                             "id": s.id,
                             "title": s.title,
-                            "status": records[lab.id][s.id].status if s.id in records[lab.id] else None,
+                            "status": records[lab.id][s.id].status
+                            if s.id in records[lab.id]
+                            else None,
                         }
                         for s in lab.steps
                     ],
@@ -213,7 +221,10 @@ def list_(ctx: click.Context, context_option: str | None, as_json: bool, steps: 
         locked = [r for r in lab.requires if not _lab_done(workshop.lab(r), done)]
         state = "locked (needs " + ", ".join(locked) + ")" if locked else ""
         where = "cluster" if lab.needs_cluster else "no cluster needed"
-        click.echo(f"  {lab.id:<28} {finished}/{len(lab.steps)} steps  [{where}]  {lab.title}  {state}".rstrip())
+        click.echo(
+            f"  {lab.id:<28} {finished}/{len(lab.steps)} steps  [{where}]  "
+            f"{lab.title}  {state}".rstrip()
+        )
         if steps:
             for step in lab.steps:
                 record = records[lab.id].get(step.id)
@@ -234,12 +245,36 @@ def _lab_done(lab: Lab, done: dict[str, set[str]]) -> bool:
 @click.argument("labs", nargs=-1, metavar="[LAB|FILE]...")
 @click.option("--from", "from_step", metavar="STEP", help="Start at STEP (one lab only).")
 @click.option("--only", "only_step", metavar="STEP", help="Run only STEP (one lab only).")
-@click.option("--junit", "junit", type=click.Path(dir_okay=False, path_type=Path), help="Write a JUnit XML report.")
-@click.option("--json", "json_path", type=click.Path(dir_okay=False, path_type=Path), help="Write a JSON report.")
-@click.option("--context", "context_option", metavar="CTX", help="Kube context to act on (also confirms a non-disposable one).")
-@click.option("--setup/--no-setup", default=None, help="Run each lab's setup first (default: when its required labs did not run).")
+@click.option(
+    "--junit",
+    "junit",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Write a JUnit XML report.",
+)
+@click.option(
+    "--json",
+    "json_path",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Write a JSON report.",
+)
+@click.option(
+    "--context",
+    "context_option",
+    metavar="CTX",
+    help="Kube context to act on (also confirms a non-disposable one).",
+)
+@click.option(
+    "--setup/--no-setup",
+    default=None,
+    help="Run each lab's setup first (default: when its required labs did not run).",
+)
 @click.option("--cleanup", is_flag=True, help="Run each lab's cleanup at the end.")
-@click.option("--skip-needs", metavar="LIST", default="", help="Skip steps that need these (comma-separated, e.g. traffic,internet).")
+@click.option(
+    "--skip-needs",
+    metavar="LIST",
+    default="",
+    help="Skip steps that need these (comma-separated, e.g. traffic,internet).",
+)
 @click.option("--no-save", is_flag=True, help="Do not record progress.")
 @click.option("-q", "--quiet", is_flag=True, help="Do not show command output.")
 @click.pass_context
@@ -340,9 +375,13 @@ def _install_signal_handlers(engine: Any) -> None:
 @click.argument("lab")
 @click.argument("step", required=False)
 @click.option("--context", "context_option", metavar="CTX", help="Kube context to check.")
-@click.option("--wait", is_flag=True, help="Wait up to each step's `within` budget instead of checking once.")
+@click.option(
+    "--wait", is_flag=True, help="Wait up to each step's `within` budget instead of checking once."
+)
 @click.pass_context
-def check(ctx: click.Context, lab: str, step: str | None, context_option: str | None, wait: bool) -> None:
+def check(
+    ctx: click.Context, lab: str, step: str | None, context_option: str | None, wait: bool
+) -> None:
     """Run only the checks of LAB (or of one STEP), no commands."""
     from labrunner.engine import Engine, RunOptions, UsageError, select_steps
     from labrunner.engine import events as ev
@@ -370,8 +409,10 @@ def check(ctx: click.Context, lab: str, step: str | None, context_option: str | 
         for item in steps:
             printer(ev.StepStarted(chosen.id, item.id, chosen.index(item.id), item.title))
             result = session.check(item, within=None if wait else 0.0)
-            printer(ev.StepFinished(chosen.id, item.id, result.status, result.message, result.details))
-            if not result.ok and worst is StepStatus.PASSED or result.status is StepStatus.ERROR:
+            printer(
+                ev.StepFinished(chosen.id, item.id, result.status, result.message, result.details)
+            )
+            if (not result.ok and worst is StepStatus.PASSED) or result.status is StepStatus.ERROR:
                 worst = result.status
     if worst is StepStatus.ERROR:
         sys.exit(int(ExitCode.ENVIRONMENT))
@@ -391,7 +432,7 @@ def validate(ctx: click.Context, files: tuple[Path, ...], strict: bool) -> None:
     from labrunner.workshop import find_labs_dir
 
     registry = _registry()
-    problems = []
+    problems: list[Problem | None] = []
     checked = 0
     if files:
         by_dir: dict[Path, list[Path]] = {}
@@ -408,7 +449,9 @@ def validate(ctx: click.Context, files: tuple[Path, ...], strict: bool) -> None:
             result = load_workshop(directory, registry)
             wanted = set(chosen)
             checked += len(chosen) if chosen else len(list(directory.glob("*.y*ml")))
-            problems.extend(p for p in result.problems if not chosen or p.file in wanted or p.file == directory)
+            problems.extend(
+                p for p in result.problems if not chosen or p.file in wanted or p.file == directory
+            )
     else:
         labs_dir = find_labs_dir(ctx.obj.get("labs"))
         result = load_workshop(labs_dir, registry)
@@ -423,7 +466,8 @@ def validate(ctx: click.Context, files: tuple[Path, ...], strict: bool) -> None:
     warnings = sum(1 for p in real if not p.is_error)
     click.echo(
         f"{checked} lab file{'s' if checked != 1 else ''} checked: "
-        f"{errors} error{'s' if errors != 1 else ''}, {warnings} warning{'s' if warnings != 1 else ''}",
+        f"{errors} error{'s' if errors != 1 else ''}, "
+        f"{warnings} warning{'s' if warnings != 1 else ''}",
         err=True,
     )
     sys.exit(int(ExitCode.USAGE if errors else ExitCode.OK))
@@ -446,7 +490,9 @@ def schema() -> None:
 @click.option("--context", "context_option", metavar="CTX", help="Progress of this context.")
 @click.option("-y", "--yes", is_flag=True, help="Do not ask for confirmation.")
 @click.pass_context
-def reset(ctx: click.Context, lab: str | None, step: str | None, context_option: str | None, yes: bool) -> None:
+def reset(
+    ctx: click.Context, lab: str | None, step: str | None, context_option: str | None, yes: bool
+) -> None:
     """Forget progress (of LAB, or of everything)."""
     from labrunner.state import StateError
 
@@ -455,7 +501,7 @@ def reset(ctx: click.Context, lab: str | None, step: str | None, context_option:
     context = _context(context_option)
     if lab is not None:
         try:
-            workshop, (chosen,) = _load(ctx.obj.get("labs"), [lab])
+            _workshop, (chosen,) = _load(ctx.obj.get("labs"), [lab])
         except LabrunnerError as exc:
             _fail(exc)
         if step is not None and step not in {s.id for s in chosen.steps}:
@@ -470,7 +516,9 @@ def reset(ctx: click.Context, lab: str | None, step: str | None, context_option:
         count = _store(context).reset(lab, step)
     except StateError as exc:
         _fail(EnvironmentProblem(str(exc)))
-    click.echo(f"forgot {count} step{'s' if count != 1 else ''} ({what}, context {context or 'none'})")
+    click.echo(
+        f"forgot {count} step{'s' if count != 1 else ''} ({what}, context {context or 'none'})"
+    )
 
 
 # --------------------------------------------------------------------------- doctor

@@ -8,6 +8,7 @@ added by ``labrunner.cluster.doctor`` when that module is present.
 
 from __future__ import annotations
 
+import importlib
 import json
 import os
 import platform
@@ -86,7 +87,12 @@ TOOLS = (
         "lab install-istio downloads it; or see https://istio.io/latest/docs/setup/getting-started/",
     ),
     Tool("curl", ("curl", "--version"), lambda t: _first_line(t).split(" (")[0], "install curl"),
-    Tool("openssl", ("openssl", "version"), lambda t: _first_line(t).split(" (")[0], "install openssl"),
+    Tool(
+        "openssl",
+        ("openssl", "version"),
+        lambda t: _first_line(t).split(" (")[0],
+        "install openssl",
+    ),
     Tool("jq", ("jq", "--version"), _first_line, "install jq (optional)"),
 )
 
@@ -101,15 +107,21 @@ def check_tool(tool: Tool, env: Mapping[str, str]) -> Finding:
     except procs.ToolNotFound:
         return Finding(tool.name, False, "not found on PATH", tool.fix, tool.required)
     if result.timed_out:
-        return Finding(tool.name, False, f"{path} did not answer within 10s", tool.fix, tool.required)
+        return Finding(
+            tool.name, False, f"{path} did not answer within 10s", tool.fix, tool.required
+        )
     text = result.stdout or result.stderr
     return Finding(tool.name, True, f"{tool.parse(text)} ({path})", "", tool.required)
 
 
-def tool_findings(env: Mapping[str, str] | None = None, tools: Sequence[Tool] = TOOLS) -> list[Finding]:
+def tool_findings(
+    env: Mapping[str, str] | None = None, tools: Sequence[Tool] = TOOLS
+) -> list[Finding]:
     """Findings for every tool, checked in parallel."""
     environ = dict(env if env is not None else os.environ)
-    python = Finding("python", True, f"{platform.python_version()} ({shutil.which('python3') or 'python'})")
+    python = Finding(
+        "python", True, f"{platform.python_version()} ({shutil.which('python3') or 'python'})"
+    )
     with ThreadPoolExecutor(max_workers=len(tools)) as pool:
         found = list(pool.map(lambda t: check_tool(t, environ), tools))
     return [python, *found]
@@ -131,8 +143,9 @@ def collect(*, labs_option: str | None = None, context: str | None = None) -> li
                 Finding(
                     "labs",
                     False,
-                    f"{len(result.errors)} problem(s) in {labs_dir}" + (f"; first: {first}" if first else ""),
-                    f"run `labrunner validate` for the full list",
+                    f"{len(result.errors)} problem(s) in {labs_dir}"
+                    + (f"; first: {first}" if first else ""),
+                    "run `labrunner validate` for the full list",
                     required=True,
                     category="labs",
                 )
@@ -143,9 +156,11 @@ def collect(*, labs_option: str | None = None, context: str | None = None) -> li
                 Finding("labs", True, f"{len(workshop.labs)} labs in {labs_dir}", category="labs")
             )
     except Exception as exc:  # the doctor reports, it does not crash
-        findings.append(Finding("labs", False, f"cannot load labs: {exc}", required=True, category="labs"))
+        findings.append(
+            Finding("labs", False, f"cannot load labs: {exc}", required=True, category="labs")
+        )
     try:
-        from labrunner.cluster import doctor as cluster_doctor
+        cluster_doctor = importlib.import_module("labrunner.cluster.doctor")
     except ImportError:
         return findings
     findings.extend(cluster_doctor.findings(context=context, workshop=workshop))

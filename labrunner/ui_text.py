@@ -110,12 +110,19 @@ class Printer:
         elif isinstance(event, ev.LabFinished):
             word, mark, style = _MARK[event.status]
             counts = ", ".join(f"{v} {k}" for k, v in sorted(event.counts.items()))
-            self._out(f"{mark} {event.lab_id}: {word} ({counts}; {format_duration(event.duration)})", f"bold {style}")
+            self._out(
+                f"{mark} {event.lab_id}: {word} ({counts}; {format_duration(event.duration)})",
+                f"bold {style}",
+            )
         elif isinstance(event, ev.Notice):
             sys.stderr.write(f"labrunner: warning: {event.message}\n")
 
     def summary(self, collector: ReportCollector) -> None:
         """A last line with totals."""
         totals = collector.totals()
-        parts = [f"{totals.get(k, 0)} {k}" for k in ("passed", "failed", "error", "skipped") if totals.get(k)]
+        parts = [
+            f"{totals.get(k, 0)} {k}"
+            for k in ("passed", "failed", "error", "skipped")
+            if totals.get(k)
+        ]
         self._out(f"{totals['steps']} steps: " + (", ".join(parts) or "none run"), "bold")

@@ -27,8 +27,9 @@ def _merged_config(env: dict[str, str]) -> dict[str, Any]:
             merged["current-context"] = data["current-context"]
         for key in ("contexts", "clusters", "users"):
             for item in data.get(key) or []:
-                if isinstance(item, dict) and item.get("name") not in seen[key]:
-                    seen[key].add(item.get("name"))
+                name = item.get("name") if isinstance(item, dict) else None
+                if isinstance(name, str) and name not in seen[key]:
+                    seen[key].add(name)
                     entry = dict(item)
                     if key != "contexts":
                         entry = _absolute_files(entry, key, path.parent)
@@ -58,7 +59,9 @@ def api_client(ctx: CheckContext) -> Any:
     def build() -> Any:
         from kubernetes import config
 
-        client = config.new_client_from_config_dict(_merged_config(env), context=context)
+        client = config.new_client_from_config_dict(  # type: ignore[no-untyped-call]
+            _merged_config(env), context=context
+        )
         ctx.resources.on_close(client.close)
         return client
 

@@ -27,7 +27,7 @@ def _read(path: Path) -> dict[str, Any]:
 
     try:
         with path.open("rb") as fh:
-            data = yaml.load(fh, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
+            data = yaml.load(fh, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))  # noqa: S506
     except (OSError, yaml.YAMLError):
         return {}
     return data if isinstance(data, dict) else {}

@@ -122,9 +122,10 @@ def shell_environment(workshop: Workshop, lab: Lab, base: Mapping[str, str]) -> 
     env["LABRUNNER_WORKSHOP"] = str(workshop.root)
     env["LABRUNNER_LAB"] = lab.id
     here = Path(sys.executable).parent
-    if shutil.which("labrunner", path=env.get("PATH", os.defpath)) is None and (
-        here / "labrunner"
-    ).exists():
+    if (
+        shutil.which("labrunner", path=env.get("PATH", os.defpath)) is None
+        and (here / "labrunner").exists()
+    ):
         env["PATH"] = f"{here}{os.pathsep}{env.get('PATH', os.defpath)}"
     return env
 
@@ -264,7 +265,11 @@ class LabSession:
             if result.exit_code is None:
                 return StepStatus.ERROR, f"the lab shell died while running: {first}", details
             if result.exit_code != 0 and not command.allow_failure:
-                return StepStatus.FAILED, f"command failed (exit {result.exit_code}): {first}", details
+                return (
+                    StepStatus.FAILED,
+                    f"command failed (exit {result.exit_code}): {first}",
+                    details,
+                )
         return StepStatus.PASSED, "", None
 
     # ------------------------------------------------------------------ checks
@@ -326,7 +331,9 @@ class LabSession:
                 break
         return outcomes
 
-    def check(self, step: Step, *, within: float | None = None, refresh_env: bool = True) -> StepResult:
+    def check(
+        self, step: Step, *, within: float | None = None, refresh_env: bool = True
+    ) -> StepResult:
         """Poll ``step``'s checks until all pass or the budget is spent."""
         self.cancelled.clear()
         budget = step.within if within is None else within
@@ -395,7 +402,9 @@ class LabSession:
                 return f"needs {tool}, which is not on the lab shell's PATH"
         return None
 
-    def run_step(self, step: Step, *, solution: bool = False, index: int | None = None) -> StepResult:
+    def run_step(
+        self, step: Step, *, solution: bool = False, index: int | None = None
+    ) -> StepResult:
         """Run a step's commands (or its solution), then its checks; record the result."""
         started = time.monotonic()
         position = index if index is not None else self.lab.index(step.id)
@@ -424,7 +433,9 @@ class LabSession:
         if skip:
             return StepResult(step.id, StepStatus.SKIPPED, skip)
         commands = step.solution_commands if solution else step.run
-        status, why, details = self.run_commands(commands, step_id=step.id, phase=Phase.SOLUTION if solution else Phase.RUN)
+        status, why, details = self.run_commands(
+            commands, step_id=step.id, phase=Phase.SOLUTION if solution else Phase.RUN
+        )
         if status is not StepStatus.PASSED:
             return StepResult(step.id, status, why, details)
         try:
@@ -470,7 +481,12 @@ class LabSession:
         return self.run_commands(commands, step_id=None, phase=phase)
 
 
-def _call(func: Callable[[CheckContext, dict[str, object]], Outcome], ctx: CheckContext, params: dict[str, object], name: str) -> Outcome:
+def _call(
+    func: Callable[[CheckContext, dict[str, object]], Outcome],
+    ctx: CheckContext,
+    params: dict[str, object],
+    name: str,
+) -> Outcome:
     try:
         outcome = func(ctx, params)
     except Exception as exc:  # a verifier bug must not take the run down
@@ -478,8 +494,9 @@ def _call(func: Callable[[CheckContext, dict[str, object]], Outcome], ctx: Check
             f"verifier {name} crashed: {type(exc).__name__}: {exc}",
             traceback.format_exc(limit=8),
         )
-    if not isinstance(outcome, Outcome):
-        return Outcome.error(f"verifier {name} returned {type(outcome).__name__}, not an Outcome")
+    if not isinstance(outcome, Outcome):  # a plug-in may ignore its annotations
+        kind = type(outcome).__name__  # type: ignore[unreachable]
+        return Outcome.error(f"verifier {name} returned {kind}, not an Outcome")
     return outcome
 
 
@@ -538,9 +555,7 @@ class Engine:
                 summary.labs[lab.id] = results
                 summary.lab_status[lab.id] = StepStatus.SKIPPED
                 not_ok.add(lab.id)
-                self.emit(
-                    ev.LabFinished(lab.id, StepStatus.SKIPPED, _counts(results), 0.0, why)
-                )
+                self.emit(ev.LabFinished(lab.id, StepStatus.SKIPPED, _counts(results), 0.0, why))
                 continue
             partial = steps[0].id != lab.steps[0].id
             with self.session(lab, restore_exports=partial) as session:
@@ -551,7 +566,11 @@ class Engine:
                 if wants_setup and lab.setup:
                     phase_status, why, details = session.run_phase(Phase.SETUP)
                     if phase_status is not StepStatus.PASSED:
-                        status = StepStatus.ERROR if phase_status is not StepStatus.CANCELLED else phase_status
+                        status = (
+                            StepStatus.ERROR
+                            if phase_status is not StepStatus.CANCELLED
+                            else phase_status
+                        )
                         message = f"setup failed: {why}"
                         for step in steps:
                             results.append(self._skip(lab, step, message, details=details))

@@ -177,7 +177,9 @@ def _branch_errors(error: ValidationError) -> list[ValidationError]:
     if not error.context:
         return []
     instance = error.instance
-    want = "object" if isinstance(instance, dict) else "array" if isinstance(instance, list) else None
+    want = (
+        "object" if isinstance(instance, dict) else "array" if isinstance(instance, list) else None
+    )
     if want is None:
         return []
     branches = error.schema.get(error.validator, [])
@@ -201,7 +203,9 @@ def _explain(error: ValidationError) -> list[tuple[tuple[str | int, ...], bool, 
         return [(path, False, f"{name} must be {what}, not {_short(error.instance)}")]
     if validator == "additionalProperties":
         allowed = sorted(schema.get("properties", {}))
-        extra = sorted(set(error.instance) - set(allowed)) if isinstance(error.instance, dict) else []
+        extra = (
+            sorted(set(error.instance) - set(allowed)) if isinstance(error.instance, dict) else []
+        )
         out = []
         for key in extra:
             close = difflib.get_close_matches(str(key), allowed, n=1)
@@ -218,7 +222,7 @@ def _explain(error: ValidationError) -> list[tuple[tuple[str | int, ...], bool, 
     if validator == "type":
         expected = schema.get("type")
         words = (
-            " or ".join(_TYPE_WORDS.get(t, t) for t in expected)
+            " or ".join(_TYPE_WORDS.get(str(t), str(t)) for t in expected)
             if isinstance(expected, list)
             else _TYPE_WORDS.get(str(expected), str(expected))
         )
@@ -540,7 +544,9 @@ def _default_registry(registry: Registry | None) -> Registry:
     return builtin_registry()
 
 
-def check_lab_file(path: Path, registry: Registry | None = None) -> tuple[Lab | None, list[Problem]]:
+def check_lab_file(
+    path: Path, registry: Registry | None = None
+) -> tuple[Lab | None, list[Problem]]:
     """Load one lab file; returns the lab (None on errors) and every problem."""
     registry = _default_registry(registry)
     try:
@@ -548,9 +554,7 @@ def check_lab_file(path: Path, registry: Registry | None = None) -> tuple[Lab | 
     except SourceError as exc:
         return None, [Problem(path, exc.line, exc.message)]
     if not sources:
-        return None, [
-            Problem(path, 1, "empty file; a lab needs apiVersion, id, title and steps")
-        ]
+        return None, [Problem(path, 1, "empty file; a lab needs apiVersion, id, title and steps")]
     if len(sources) > 1:
         line = sources[1].positions.line(())
         return None, [Problem(path, line, "one lab per file; this file has several documents")]
@@ -642,7 +646,9 @@ def load_workshop(
         for name in meta.labs:
             candidate = (labs_dir / name).resolve()
             if not candidate.is_file():
-                problems.append(Problem(workshop_path, 1, f"labs: {name!r} is not a file in {labs_dir}"))
+                problems.append(
+                    Problem(workshop_path, 1, f"labs: {name!r} is not a file in {labs_dir}")
+                )
                 continue
             ordered.append(candidate)
         paths = ordered + [p for p in paths if p not in ordered]
@@ -670,13 +676,19 @@ def load_workshop(
                 close = difflib.get_close_matches(req, list(by_id), n=1)
                 hint = f" (did you mean {close[0]!r}?)" if close else ""
                 problems.append(
-                    Problem(lab.path, _requires_line(lab), f"requires {req!r}, which is not a lab here{hint}")
+                    Problem(
+                        lab.path,
+                        _requires_line(lab),
+                        f"requires {req!r}, which is not a lab here{hint}",
+                    )
                 )
     cycle = _find_cycle(labs)
     if cycle:
         first = next(lab for lab in labs if lab.id == cycle[0])
         problems.append(
-            Problem(first.path, _requires_line(first), "requires form a cycle: " + " → ".join(cycle))
+            Problem(
+                first.path, _requires_line(first), "requires form a cycle: " + " → ".join(cycle)
+            )
         )
     problems.sort(key=lambda p: (str(p.file), p.line))
     if any(p.is_error for p in problems):

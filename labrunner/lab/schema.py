@@ -91,9 +91,9 @@ def _check_schema(registry: Registry | None) -> dict[str, Any]:
             schema = dict(spec.params)
             if spec.summary:
                 schema.setdefault("description", spec.summary)
-            properties[spec.name] = {"anyOf": [schema, {"type": "null"}]} if not schema.get(
-                "required"
-            ) else schema
+            properties[spec.name] = (
+                {"anyOf": [schema, {"type": "null"}]} if not schema.get("required") else schema
+            )
         return {
             "type": "object",
             "description": "one verifier and its parameters, e.g. `- file: {path: x}`",

@@ -97,6 +97,11 @@ class _Frame:
 _NO_KEY = object()
 
 
+def _line(event: yaml.Event) -> int:
+    mark = event.start_mark
+    return mark.line + 1 if mark is not None else 0
+
+
 class _Composer:
     """Builds plain values from parser events, iteratively (no recursion).
 
@@ -130,15 +135,17 @@ class _Composer:
         return (*top.path, top.key)
 
     def _scalar(self, event: yaml.ScalarEvent) -> Any:
-        line = event.start_mark.line + 1
+        line = _line(event)
         tag = event.tag
         if tag is None or tag == "!":
-            tag = self.resolver.resolve(yaml.ScalarNode, event.value, event.implicit)
+            tag = self.resolver.resolve(  # type: ignore[no-untyped-call]
+                yaml.ScalarNode, event.value, event.implicit
+            )
         if tag == "tag:yaml.org,2002:merge":
             return "<<"
         if tag not in yaml.constructor.SafeConstructor.yaml_constructors:
             raise SourceError(f"unsupported YAML tag {tag}", line)
-        node = yaml.ScalarNode(tag, event.value, event.start_mark, event.end_mark, event.style)
+        node = yaml.ScalarNode(tag, event.value, None, None, event.style)
         try:
             return self.constructor.construct_object(node, deep=False)
         except (yaml.YAMLError, ValueError, OverflowError, TypeError) as exc:
@@ -176,7 +183,7 @@ class _Composer:
         self.positions.keys[(*top.path, key)] = top.key_line
 
     def _open(self, container: Any, event: yaml.Event) -> None:
-        line = event.start_mark.line + 1
+        line = _line(event)
         if len(self.stack) >= MAX_DEPTH:
             raise SourceError(f"nesting deeper than {MAX_DEPTH} levels", line)
         path = self._child_path()
@@ -188,7 +195,7 @@ class _Composer:
         self.stack.append(_Frame(container, path, line, getattr(event, "anchor", None)))
 
     def feed(self, event: yaml.Event) -> None:
-        line = event.start_mark.line + 1
+        line = _line(event)
         if isinstance(event, yaml.ScalarEvent):
             value = self._scalar(event)
             self._grow(1, line)

@@ -116,7 +116,9 @@ class ReportCollector:
             step.title = event.title
         elif isinstance(event, ev.OutputLine):
             line = self._redactor(_ANSI.sub("", event.text))
-            target = lab.steps[event.step_id].output if event.step_id in lab.steps else lab.phase_output
+            target = (
+                lab.steps[event.step_id].output if event.step_id in lab.steps else lab.phase_output
+            )
             target.append(line)
         elif isinstance(event, ev.CommandFinished):
             record = CommandRecord(
@@ -277,9 +279,9 @@ class ReportCollector:
 
     def write_junit(self, path: Path) -> None:
         """Write the JUnit XML report atomically."""
-        tree = ET.ElementTree(self.as_junit())
-        ET.indent(tree)
-        data = ET.tostring(tree.getroot(), encoding="utf-8", xml_declaration=True)
+        root = self.as_junit()
+        ET.indent(root)
+        data = ET.tostring(root, encoding="utf-8", xml_declaration=True)
         _atomic_write(path, data + b"\n")
 
 

@@ -15,9 +15,7 @@ import re
 
 MASK = "[REDACTED]"
 
-_PEM = re.compile(
-    r"-----BEGIN ((?:[A-Z]+ )*PRIVATE KEY)-----.*?(?:-----END \1-----|\Z)", re.DOTALL
-)
+_PEM = re.compile(r"-----BEGIN ((?:[A-Z]+ )*PRIVATE KEY)-----.*?(?:-----END \1-----|\Z)", re.DOTALL)
 _PEM_BEGIN = re.compile(r"-----BEGIN ((?:[A-Z]+ )*PRIVATE KEY)-----")
 _PEM_END = re.compile(r"-----END ((?:[A-Z]+ )*PRIVATE KEY)-----")
 _BEARER = re.compile(r"(?i)(\bbearer\s+)[A-Za-z0-9._~+/=-]{6,}")
@@ -62,7 +60,9 @@ def redact(text: str) -> str:
     """``text`` with credentials and private keys replaced by a mask."""
     if not any(t in text for t in _TRIGGERS):
         return text
-    text = _PEM.sub(lambda m: f"-----BEGIN {m.group(1)}-----\n{MASK}\n-----END {m.group(1)}-----", text)
+    text = _PEM.sub(
+        lambda m: f"-----BEGIN {m.group(1)}-----\n{MASK}\n-----END {m.group(1)}-----", text
+    )
     text = _B64_PEM.sub(_b64_pem, text)
     text = _JWT.sub(MASK, text)
     text = _BEARER.sub(lambda m: m.group(1) + MASK, text)

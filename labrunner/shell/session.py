@@ -181,7 +181,9 @@ class Shell:
         self._cancel = threading.Event()
         self._busy = False
         self._buf = b""
-        self._env_bin = shutil.which("env", path=self._env.get("PATH", os.defpath)) or "/usr/bin/env"
+        self._env_bin = (
+            shutil.which("env", path=self._env.get("PATH", os.defpath)) or "/usr/bin/env"
+        )
         self.cwd = self._cwd
         self.restarts = 0
 
@@ -346,7 +348,7 @@ class Shell:
         line = (
             f"{pre}IFS= read -r -d '' __lr_cmd < {shlex.quote(str(path))}; "
             f'eval "$__lr_cmd"; '
-            f"printf '\\036LR%s:%s:%s:%s\\036\\n' {self._nonce} {self._seq} \"$?\" \"$PWD\"\n"
+            f'printf \'\\036LR%s:%s:%s:%s\\036\\n\' {self._nonce} {self._seq} "$?" "$PWD"\n'
         )
         assert self._child is not None
         os.write(self._child.child_fd, line.encode("utf-8"))
@@ -524,7 +526,7 @@ class Shell:
                     return False
                 self._buf += data
                 self._drop_lines(run)
-        return self._foreground() == self._child.pid
+        return bool(self._foreground() == self._child.pid)
 
     def _drop_lines(self, run: _Run) -> None:
         # keep emitting output while we wait, so nothing is lost

@@ -58,7 +58,7 @@ class RunResources:
         for closer in reversed(closers):
             try:
                 closer()
-            except Exception:  # a closer failing must not hide the others
+            except Exception:  # noqa: S110 - a closer failing must not hide the others
                 pass
 
 

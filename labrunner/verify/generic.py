@@ -196,7 +196,9 @@ def file(ctx: CheckContext, params: dict[str, Any]) -> Outcome:
         except OSError as exc:
             return Outcome.error(f"cannot read {params['path']}: {exc.strerror or exc}")
         mismatch = check_text(
-            params["path"], raw.decode("utf-8", "replace"), {k: params[k] for k in text_keys if k in params}
+            params["path"],
+            raw.decode("utf-8", "replace"),
+            {k: params[k] for k in text_keys if k in params},
         )
         if mismatch is not None:
             return Outcome.pending(mismatch.message)

@@ -56,7 +56,7 @@ def strip_ansi(text: str) -> str:
 def _is_address(token: str) -> bool:
     if token in _ADDRESS_WORDS:
         return True
-    candidate = token.split(":")[0] if token.count(":") == 1 else token
+    candidate = token.split(":", maxsplit=1)[0] if token.count(":") == 1 else token
     try:
         ipaddress.ip_address(candidate)
     except ValueError:
@@ -74,7 +74,7 @@ def _pod_base(token: str) -> str | None:
 
 def tokens_alike(expected: str, actual: str) -> bool:
     """True when two tokens are equal or differ only in run-to-run noise."""
-    if expected == actual or expected == "...":
+    if expected in (actual, "..."):
         return True
     if _DURATION.match(expected) and _DURATION.match(actual):
         return True
@@ -173,7 +173,9 @@ def check_text(label: str, text: str, expect: Mapping[str, Any]) -> TextMismatch
     return None
 
 
-def lint_text(expect: Mapping[str, Any], path: Sequence[str | int]) -> list[tuple[tuple[str | int, ...], str]]:
+def lint_text(
+    expect: Mapping[str, Any], path: Sequence[str | int]
+) -> list[tuple[tuple[str | int, ...], str]]:
     """Problems with text expectations that the schema cannot see (bad regexes)."""
     problems = []
     for key in ("regex", "not_regex"):
@@ -181,7 +183,9 @@ def lint_text(expect: Mapping[str, Any], path: Sequence[str | int]) -> list[tupl
             try:
                 re.compile(pattern)
             except re.error as exc:
-                where = (*path, key) if not isinstance(expect.get(key), list) else (*path, key, index)
+                where = (
+                    (*path, key) if not isinstance(expect.get(key), list) else (*path, key, index)
+                )
                 problems.append((where, f"{pattern!r} is not a valid regular expression: {exc}"))
     return problems
 
