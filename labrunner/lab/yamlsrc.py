@@ -184,6 +184,9 @@ class _Composer:
 
     def _open(self, container: Any, event: yaml.Event) -> None:
         line = _line(event)
+        tag = getattr(event, "tag", None)
+        if tag not in (None, "!", "tag:yaml.org,2002:map", "tag:yaml.org,2002:seq"):
+            raise SourceError(f"unsupported YAML tag {tag}", line)
         if len(self.stack) >= MAX_DEPTH:
             raise SourceError(f"nesting deeper than {MAX_DEPTH} levels", line)
         path = self._child_path()
