@@ -1,16 +1,16 @@
-"""Durations as lab authors write them: ``90s``, ``2m``, ``1h30m``, ``500ms`` or seconds."""
+"""Durations as lab authors write them: ``90s``, ``2m``, ``1h30m``, ``500ms``, ``30d`` or seconds."""
 
 from __future__ import annotations
 
 import re
 
-_PART = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h)")
-PATTERN = r"^\s*(?:\d+(?:\.\d+)?(?:ms|s|m|h))+\s*$|^\s*\d+(?:\.\d+)?\s*$"
+_PART = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d)")
+PATTERN = r"^\s*(?:\d+(?:\.\d+)?(?:ms|s|m|h|d))+\s*$|^\s*\d+(?:\.\d+)?\s*$"
 _WHOLE = re.compile(PATTERN)
-_UNIT = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
+_UNIT = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
 
 SCHEMA: dict[str, object] = {
-    "description": "a duration: 90s, 2m, 1h30m, 500ms, or a number of seconds",
+    "description": "a duration: 90s, 2m, 1h30m, 500ms, 30d, or a number of seconds",
     "anyOf": [
         {"type": "number", "minimum": 0},
         {"type": "string", "pattern": PATTERN},

@@ -30,7 +30,7 @@ class RunResources:
 
     _items: dict[str, Any] = field(default_factory=dict)
     _closers: list[Callable[[], None]] = field(default_factory=list)
-    _lock: threading.Lock = field(default_factory=threading.Lock)
+    _lock: threading.RLock = field(default_factory=threading.RLock)
 
     def get(self, key: str, factory: Callable[[], T]) -> T:
         """The cached object under ``key``, built by ``factory`` on first use."""
