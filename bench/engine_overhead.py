@@ -92,7 +92,10 @@ def run() -> list[Figure]:
                 overhead,
                 "ms/step",
                 "< 20 ms/step" if steps == 100 else "",
-                note=f"load+validate {m['load'] * 1000:.0f} ms, commands {m['commands'] * 1000:.0f} ms",
+                note=(
+                    f"load+validate {m['load'] * 1000:.0f} ms, "
+                    f"commands {m['commands'] * 1000:.0f} ms"
+                ),
             )
         )
     growth = costs[1000] / costs[10] / 100

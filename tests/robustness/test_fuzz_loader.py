@@ -26,9 +26,34 @@ from labrunner.verify.registry import builtin_registry
 
 PROBLEM_LINE = re.compile(r"^.+:\d+: (warning: )?(step [^:]+: )?.+$|^.+: .+$")
 
-KEYS = ["apiVersion", "id", "title", "steps", "run", "check", "within", "env", "requires",
-        "hints", "exports", "solution", "needs", "timeout", "cmd", "expect", "command", "file",
-        "path", "contains", "stdout", "bogus", "<<", "summary", "setup", "cleanup"]
+KEYS = [
+    "apiVersion",
+    "id",
+    "title",
+    "steps",
+    "run",
+    "check",
+    "within",
+    "env",
+    "requires",
+    "hints",
+    "exports",
+    "solution",
+    "needs",
+    "timeout",
+    "cmd",
+    "expect",
+    "command",
+    "file",
+    "path",
+    "contains",
+    "stdout",
+    "bogus",
+    "<<",
+    "summary",
+    "setup",
+    "cleanup",
+]
 
 scalars = st.one_of(
     st.none(),
@@ -92,7 +117,9 @@ def _assert_clean(path: Path, problems: list[Problem]) -> None:
 
 @settings(max_examples=1500, deadline=None, suppress_health_check=list(HealthCheck))
 @given(doc=lab_like())
-def test_structured_junk_gives_problems_not_crashes(tmp_path_factory: pytest.TempPathFactory, doc: dict[str, Any]) -> None:
+def test_structured_junk_gives_problems_not_crashes(
+    tmp_path_factory: pytest.TempPathFactory, doc: dict[str, Any]
+) -> None:
     path = tmp_path_factory.mktemp("fuzz") / "lab.yaml"
     try:
         text = yaml.safe_dump(doc, allow_unicode=True)
@@ -107,8 +134,13 @@ def test_structured_junk_gives_problems_not_crashes(tmp_path_factory: pytest.Tem
 
 
 @settings(max_examples=1500, deadline=None, suppress_health_check=list(HealthCheck))
-@given(raw=st.binary(max_size=400) | st.text(max_size=400).map(lambda s: s.encode("utf-8", "surrogatepass")))
-def test_arbitrary_bytes_give_problems_not_crashes(tmp_path_factory: pytest.TempPathFactory, raw: bytes) -> None:
+@given(
+    raw=st.binary(max_size=400)
+    | st.text(max_size=400).map(lambda s: s.encode("utf-8", "surrogatepass"))
+)
+def test_arbitrary_bytes_give_problems_not_crashes(
+    tmp_path_factory: pytest.TempPathFactory, raw: bytes
+) -> None:
     path = tmp_path_factory.mktemp("bytes") / "lab.yaml"
     path.write_bytes(raw)
     lab, problems = check_lab_file(path, builtin_registry())
@@ -162,6 +194,10 @@ def test_adversarial_files_through_the_cli(tmp_path: Path, name: str) -> None:
     if name == "alias-bomb":
         assert "alias bomb" in first
     if name.startswith("deep"):
-        assert "nesting deeper" in first or "unknown key" in proc.stdout or "missing required" in proc.stdout
+        assert (
+            "nesting deeper" in first
+            or "unknown key" in proc.stdout
+            or "missing required" in proc.stdout
+        )
     if name == "not-utf8":
         assert ":3: not valid UTF-8" in first
