@@ -18,6 +18,7 @@ DISPOSABLE = (
     "k3d-*",
     "minikube",
     "minikube-*",
+    "microk8s",
     "docker-desktop",
     "rancher-desktop",
     "orbstack",
@@ -40,9 +41,15 @@ def looks_disposable(context: str, extra: Iterable[str] = ()) -> bool:
     return any(fnmatch.fnmatchcase(context, p) for p in (*DISPOSABLE, *extra))
 
 
-def decide(context: str | None, *, explicit: bool, extra: Iterable[str] = ()) -> GuardDecision:
-    """Decide whether the labs may act on ``context``."""
-    patterns = tuple(extra)
+def decide(
+    context: str | None,
+    *,
+    explicit: bool,
+    extra: Iterable[str] = (),
+    server: str | None = None,
+) -> GuardDecision:
+    """Decide whether the labs may act on ``context`` (``server`` only makes messages clearer)."""
+    patterns = tuple(p for p in extra if p)
     if context is None:
         return GuardDecision(
             None,
@@ -55,9 +62,10 @@ def decide(context: str | None, *, explicit: bool, extra: Iterable[str] = ()) ->
     if looks_disposable(context, patterns):
         return GuardDecision(context, True, f"using context {context!r}")
     allowed = ", ".join((*DISPOSABLE, *patterns))
+    at = f" at {server}" if server else ""
     return GuardDecision(
         context,
         False,
-        f"refusing to act on kube context {context!r}: it does not look like a disposable "
+        f"refusing to act on kube context {context!r}{at}: it does not look like a disposable "
         f"workshop cluster ({allowed}). If you are sure, pass --context {context}",
     )

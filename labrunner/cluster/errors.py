@@ -1,0 +1,272 @@
+"""Turn Kubernetes API and transport failures into messages a learner can act on.
+
+A check that talks to a cluster can fail in ways that have nothing to do with
+the lab: the cluster is down, the kubeconfig is stale, RBAC says no, the API
+server is throttling. The learner needs to know which, and what to do, not a
+urllib3 traceback. Every failure the cluster layer sees becomes one
+``ClusterError`` that says what happened in one line, and whether waiting can
+help:
+
+* transient (``pending``): 429 Too Many Requests, 503, 504, a timed-out
+  request, a connection reset. The API server will probably answer on the next
+  poll, so the step keeps waiting and the reason shows while it does.
+* broken (``error``): no kubeconfig, an unknown context, connection refused,
+  an unknown host, a certificate the kubeconfig does not trust, 401, 403, and a
+  500 that persists after a quick retry. No amount of waiting fixes these; the
+  message says what to fix.
+
+This module does not import ``kubernetes`` or ``urllib3``; it recognises their
+exceptions by walking the exception chain for the standard-library causes.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from labrunner.verify.outcome import Outcome
+
+_FORBIDDEN = re.compile(
+    r'User "(?P<user>[^"]*)" cannot (?P<verb>\S+) resource "(?P<resource>[^"]*)"'
+    r'(?: in API group "(?P<group>[^"]*)")?'
+    r'(?: in the namespace "(?P<namespace>[^"]*)"| at the cluster scope)?'
+)
+
+_REASONS = {
+    400: "Bad Request",
+    401: "Unauthorized",
+    403: "Forbidden",
+    404: "Not Found",
+    405: "Method Not Allowed",
+    409: "Conflict",
+    410: "Gone",
+    422: "Unprocessable Entity",
+    429: "Too Many Requests",
+    500: "Internal Server Error",
+    502: "Bad Gateway",
+    503: "Service Unavailable",
+    504: "Gateway Timeout",
+}
+TRANSIENT_STATUS = frozenset({429, 503, 504})
+RETRYABLE_STATUS = frozenset({500, 502})
+
+
+@dataclass(eq=False)
+class ClusterError(Exception):
+    """A cluster problem worded for the learner; ``transient`` means waiting may fix it."""
+
+    message: str
+    transient: bool = False
+    kind: str = "other"
+    """What went wrong, for code that reacts to it: kubeconfig, unreachable, tls,
+    credentials, forbidden, throttled, timeout, reset, server or other."""
+    status: int | None = None
+    retry_after: float | None = None
+    details: str | None = None
+
+    def __post_init__(self) -> None:
+        super().__init__(self.message)
+
+    def __str__(self) -> str:
+        return self.message
+
+    def outcome(self, sleep: Callable[[float], bool] | None = None) -> Outcome:
+        """The check outcome for this problem: pending when transient, else error.
+
+        ``sleep`` (a cancel-aware ``wait(seconds) -> bool``) lets a pending
+        outcome honour the server's Retry-After instead of the engine's backoff.
+        """
+        from labrunner.verify.outcome import Outcome
+
+        if not self.transient:
+            return Outcome.error(self.message, self.details)
+        wait = None
+        if sleep is not None and self.retry_after:
+            delay = self.retry_after
+
+            def wait_retry_after(timeout: float) -> bool:
+                sleep(min(delay, timeout))
+                return False
+
+            wait = wait_retry_after
+        return Outcome.pending(self.message, self.details, wait=wait)
+
+
+class NotFound(Exception):
+    """The API answered 404 for an object (or a whole resource type)."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+def status_message(body: bytes | str | None) -> str:
+    """The ``message`` of a Kubernetes ``Status`` body, or the body's first line."""
+    if not body:
+        return ""
+    text = body.decode("utf-8", "replace") if isinstance(body, bytes) else body
+    try:
+        data = json.loads(text)
+    except ValueError:
+        return text.strip().splitlines()[0][:200] if text.strip() else ""
+    if isinstance(data, dict) and isinstance(data.get("message"), str):
+        return str(data["message"])
+    return ""
+
+
+def _retry_after(value: str | None, body: bytes | str | None) -> float | None:
+    if value:
+        try:
+            return max(float(value), 0.0)
+        except ValueError:
+            pass
+    if body:
+        try:
+            data = json.loads(body)
+            seconds = data["details"]["retryAfterSeconds"]
+            return float(seconds)
+        except (ValueError, KeyError, TypeError):
+            return None
+    return None
+
+
+def forbidden_message(message: str, *, user: str | None = None) -> str:
+    """``forbidden: user X cannot list pods in istio-system`` from the API's wording."""
+    match = _FORBIDDEN.search(message)
+    if match is None:
+        return f"forbidden: {message}" if message else "forbidden by the cluster's RBAC rules"
+    resource = match["resource"]
+    if match["group"]:
+        resource = f"{resource}.{match['group']}"
+    where = f"in {match['namespace']}" if match["namespace"] else "at cluster scope"
+    who = match["user"] or user or "you"
+    return f"forbidden: user {who} cannot {match['verb']} {resource} {where}"
+
+
+def http_error(
+    status: int,
+    body: bytes | str | None,
+    *,
+    method: str,
+    path: str,
+    retry_after: str | None = None,
+) -> ClusterError:
+    """The ClusterError for an HTTP error status from the API server."""
+    message = status_message(body)
+    reason = _REASONS.get(status, "error")
+    after = _retry_after(retry_after, body)
+    if status == 401:
+        return ClusterError(
+            "unauthorized: the API server rejected the kubeconfig's credentials "
+            "(expired token or client certificate?); refresh the kubeconfig, "
+            "e.g. `kind export kubeconfig --name <cluster>`",
+            kind="credentials",
+            status=status,
+        )
+    if status == 403:
+        return ClusterError(
+            forbidden_message(message)
+            + "; use a context with cluster-admin rights (a workshop cluster you created has them)",
+            kind="forbidden",
+            status=status,
+        )
+    if status in TRANSIENT_STATUS:
+        wait = f" (retry after {after:g}s)" if after else ""
+        said = f": {message}" if message and status != 429 else ""
+        return ClusterError(
+            f"{status} {reason.lower()}{wait}{said}",
+            transient=True,
+            kind="throttled" if status == 429 else "server",
+            status=status,
+            retry_after=after,
+        )
+    said = f": {message}" if message else ""
+    return ClusterError(
+        f"the server returned {status} {reason} for {method} {path}{said}",
+        kind="server",
+        status=status,
+    )
+
+
+def _chain(exc: BaseException) -> list[BaseException]:
+    seen: list[BaseException] = []
+    todo: list[BaseException | None] = [exc]
+    while todo:
+        item = todo.pop(0)
+        if item is None or any(item is s for s in seen):
+            continue
+        seen.append(item)
+        todo.extend([item.__cause__, item.__context__, getattr(item, "reason", None)])
+    return [e for e in seen if isinstance(e, BaseException)]
+
+
+def transport_error(
+    exc: BaseException,
+    *,
+    server: str,
+    timeout: float | None = None,
+    connect_timeout: float | None = None,
+) -> ClusterError:
+    """The ClusterError for a failure below HTTP: refused, unknown host, TLS, timeout."""
+    import socket
+    import ssl
+
+    chain = _chain(exc)
+    names = {type(e).__name__ for e in chain}
+    text = " ".join(str(e) for e in chain)
+    if any(isinstance(e, ConnectionRefusedError) for e in chain) or "Connection refused" in text:
+        return ClusterError(
+            f"cluster unreachable at {server}: connection refused; is the cluster running? "
+            "(kind: `docker ps`, `kind get clusters`)",
+            kind="unreachable",
+        )
+    if any(isinstance(e, socket.gaierror) for e in chain) or "Name or service not known" in text:
+        return ClusterError(
+            f"cluster unreachable at {server}: the host name does not resolve; "
+            "check the server address in the kubeconfig",
+            kind="unreachable",
+        )
+    if any(isinstance(e, ssl.SSLCertVerificationError) for e in chain) or (
+        "CERTIFICATE_VERIFY_FAILED" in text
+    ):
+        return ClusterError(
+            f"cannot trust the API server at {server}: its certificate does not match the "
+            "kubeconfig's certificate authority (was the cluster recreated? re-export the "
+            "kubeconfig)",
+            kind="tls",
+        )
+    if any(isinstance(e, ssl.SSLError) for e in chain) or "SSLError" in names:
+        return ClusterError(f"TLS handshake with {server} failed: {_last_line(text)}", kind="tls")
+    if "ConnectTimeoutError" in names:
+        seconds = connect_timeout or timeout
+        limit = f" within {seconds:g}s" if seconds else ""
+        return ClusterError(
+            f"cluster at {server} did not accept a connection{limit}",
+            transient=True,
+            kind="timeout",
+        )
+    if (
+        "ReadTimeoutError" in names
+        or any(isinstance(e, TimeoutError | socket.timeout) for e in chain)
+        or "timed out" in text
+    ):
+        limit = f" within {timeout:g}s" if timeout else ""
+        return ClusterError(
+            f"the API server at {server} did not answer{limit}", transient=True, kind="timeout"
+        )
+    if any(isinstance(e, ConnectionError) for e in chain) or "ProtocolError" in names:
+        return ClusterError(
+            f"the connection to the API server at {server} broke: {_last_line(text)}",
+            transient=True,
+            kind="reset",
+        )
+    return ClusterError(f"cannot talk to the API server at {server}: {_last_line(text)}")
+
+
+def _last_line(text: str) -> str:
+    lines = [line for line in text.strip().splitlines() if line.strip()]
+    return lines[-1][:200] if lines else "unknown error"
