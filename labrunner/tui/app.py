@@ -1,0 +1,641 @@
+"""The Textual app: builds the screens, drives the engine, keeps the learner safe.
+
+``make_app`` builds the app for both the CLI (``run_app``) and the tests,
+which pass fakes in (a memory progress store, a doctor that answers at once,
+a shell runner that does what a learner would type). The app owns the one
+:class:`~labrunner.tui.driver.LabDriver` of the open lab and is the only
+place that starts workers: screens post requests, the app checks the context
+guard and whether the session is free, then runs the blocking engine call in
+a thread worker. Nothing here blocks the UI thread for long, except on
+purpose: while the learner's own shell runs, the app is suspended.
+
+On exit the open lab is cancelled and its shell closed, so no command the
+learner started outlives labrunner.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import threading
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, replace
+from functools import partial
+from pathlib import Path
+from typing import ClassVar
+
+from textual.app import App
+from textual.binding import BindingType
+from textual.worker import Worker, get_current_worker
+
+from labrunner.cluster.guard import decide
+from labrunner.cluster.kubeconfig import server_for
+from labrunner.engine import events as ev
+from labrunner.engine.events import Phase
+from labrunner.engine.runner import Engine, RunOptions
+from labrunner.lab.model import Lab, Step, Workshop
+from labrunner.state.store import ProgressStore, StateError, StepRecord
+from labrunner.tui import messages as msg
+from labrunner.tui.commands import Action, ScreenActions, bindings
+from labrunner.tui.dialogs.confirm import ConfirmDialog, GuardDialog
+from labrunner.tui.driver import LabDriver
+from labrunner.tui.progress import EnvironmentStatus, lab_progress, resume_target, summarize
+from labrunner.tui.screens.help import HelpScreen, binding_rows
+from labrunner.tui.screens.home import HomeScreen
+from labrunner.tui.screens.lab import LabScreen
+from labrunner.verify.registry import Registry
+
+Doctor = Callable[[], Iterable[object]]
+ShellRunner = Callable[[Mapping[str, str], Path, str], int]
+
+LIVE_INTERVAL = 2.5
+OUTPUT_LINES = 10_000
+POSITION_DELAY = 0.4
+
+
+def run_learner_shell(env: Mapping[str, str], cwd: Path, banner: str) -> int:
+    """Run the learner's ``$SHELL`` (bash if unset) in the foreground until they exit."""
+    shell = env.get("SHELL") or os.environ.get("SHELL") or shutil.which("bash") or "/bin/sh"
+    print(banner, flush=True)
+    return subprocess.call([shell], env=dict(env), cwd=cwd)
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything the app needs besides the workshop; the factory fills the defaults."""
+
+    registry: Registry
+    store: ProgressStore
+    context: str | None
+    explicit_context: bool
+    base_env: Mapping[str, str]
+    doctor: Doctor | None
+    shell_runner: ShellRunner = run_learner_shell
+    live_interval: float = LIVE_INTERVAL
+    output_lines: int = OUTPUT_LINES
+
+
+class LabrunnerApp(App[int]):
+    """labrunner's terminal UI."""
+
+    CSS_PATH = "labrunner.tcss"
+    TITLE = "labrunner"
+    COMMANDS = App.COMMANDS | {ScreenActions}
+    ACTIONS: ClassVar[tuple[Action, ...]] = (
+        Action("q", "quit", "Quit", "Cancel what runs, close the lab shell and leave"),
+        Action("question_mark,f1", "help", "Help", "Every key binding", footer=False),
+        Action("ctrl+t", "toggle_theme", "Theme", "Switch between light and dark", footer=False),
+    )
+    BINDINGS: ClassVar[list[BindingType]] = bindings(ACTIONS)
+
+    def __init__(self, workshop: Workshop, settings: Settings, *, start_lab: str | None) -> None:
+        super().__init__()
+        self.workshop = workshop
+        self.settings = settings
+        self.start_lab = start_lab
+        self.home = HomeScreen(workshop)
+        self.lab_screen: LabScreen | None = None
+        self.driver: LabDriver | None = None
+        self.environment = EnvironmentStatus(settings.context)
+        self.findings: list[object] = []
+        self.guard_confirmed = False
+        self._pending_position: tuple[str, str] | None = None
+        self.ready = threading.Event()
+        self.closing = threading.Event()
+        self._state_warned: set[str] = set()
+
+    # ------------------------------------------------------------------ start
+
+    def on_mount(self) -> None:
+        self.push_screen(self.home)
+        self._refresh_home()
+        for warning in self.settings.store.warnings:
+            self.notify(warning, title="Progress", severity="warning", markup=False)
+        position = None
+        try:
+            position = self.settings.store.position()
+        except StateError as exc:
+            self._state_error(exc)
+        target = resume_target(self.workshop, requested=self.start_lab, position=position)
+        if target is not None:
+            lab, step = target
+            self.home.highlighted = lab.id
+            self._open_lab(lab, step)
+        self.call_after_refresh(self._start_doctor)
+
+    def on_ready(self) -> None:
+        self.ready.set()
+
+    def _state_error(self, exc: StateError) -> None:
+        message = str(exc)
+        if message in self._state_warned:
+            return
+        self._state_warned.add(message)
+        self.notify(message, title="Progress unavailable", severity="error", markup=False)
+
+    def _records(self, lab_id: str) -> dict[str, StepRecord]:
+        try:
+            return self.settings.store.steps(lab_id)
+        except StateError as exc:
+            self._state_error(exc)
+            return {}
+
+    def _refresh_home(self) -> None:
+        records = {lab.id: self._records(lab.id) for lab in self.workshop.labs}
+        self.home.progress = lab_progress(self.workshop, records)
+
+    def _context_label(self, *, refused: bool = False) -> str:
+        context = self.settings.context or "none"
+        return f"context: {context}" + (" (not confirmed)" if refused else "")
+
+    # ------------------------------------------------------------------ doctor
+
+    def _start_doctor(self) -> None:
+        if self.closing.is_set():
+            return
+        if self.settings.doctor is None:
+            self.post_message(msg.DoctorDone([]))
+            return
+        self.run_worker(
+            partial(self._doctor_work, self.settings.doctor),
+            thread=True,
+            group="doctor",
+            name="doctor",
+            exclusive=True,
+            exit_on_error=False,
+        )
+
+    def _doctor_work(self, doctor: Doctor) -> None:
+        """Run the doctor in a daemon thread so a slow cluster never holds up quitting."""
+        worker = get_current_worker()
+        box: dict[str, object] = {}
+
+        def target() -> None:
+            try:
+                box["findings"] = list(doctor())
+            except Exception as exc:  # the doctor reports; it must not take the app down
+                box["error"] = f"{type(exc).__name__}: {exc}"
+
+        thread = threading.Thread(target=target, name="labrunner-doctor", daemon=True)
+        thread.start()
+        while thread.is_alive():
+            thread.join(0.1)
+            if worker.is_cancelled or self.closing.is_set():
+                return
+        findings = box.get("findings")
+        error = box.get("error")
+        self.post_message(
+            msg.DoctorDone(
+                list(findings) if isinstance(findings, list) else [],
+                str(error) if error else None,
+            )
+        )
+
+    def on_doctor_done(self, message: msg.DoctorDone) -> None:
+        status = summarize(message.findings, self.settings.context)
+        if message.error:
+            status = replace(status, problems=(*status.problems, f"doctor: {message.error}"))
+        self.environment = status
+        self.findings = message.findings
+        self.home.findings = message.findings
+        self.home.status = status
+
+    # ------------------------------------------------------------------ labs
+
+    def _engine(self, emit: Callable[[ev.Event], None]) -> Engine:
+        settings = self.settings
+        return Engine(
+            self.workshop,
+            registry=settings.registry,
+            store=settings.store,
+            emit=emit,
+            options=RunOptions(
+                kube_context=settings.context if settings.explicit_context else None
+            ),
+            base_env=settings.base_env,
+        )
+
+    def on_lab_chosen(self, message: msg.LabChosen) -> None:
+        lab = self.workshop.lab(message.lab_id)
+        position = None
+        try:
+            stored = self.settings.store.position()
+            position = stored[1] if stored and stored[0] == lab.id else None
+        except StateError as exc:
+            self._state_error(exc)
+        self._open_lab(lab, position)
+
+    def _open_lab(self, lab: Lab, step_id: str | None) -> None:
+        progress = self.home.progress.get(lab.id)
+        if progress is not None and progress.locked:
+            self.notify(
+                f"“{lab.title}” is locked: finish {', '.join(progress.missing)} first.",
+                title="Locked",
+                severity="warning",
+                markup=False,
+            )
+            return
+        self._close_lab(wait=False)
+        records = self._records(lab.id)
+        screen = LabScreen(
+            lab,
+            records=records,
+            start_step=step_id,
+            context_label=self._context_label(),
+            output_lines=self.settings.output_lines,
+        )
+        driver = LabDriver(
+            engine_factory=self._engine,
+            lab=lab,
+            target=screen,
+            output_capacity=self.settings.output_lines,
+        )
+        screen.output_source = driver.output
+        self.driver = driver
+        self.lab_screen = screen
+        self.push_screen(screen)
+        completed = [s for s in lab.steps if (r := records.get(s.id)) is not None and r.complete]
+        if completed:
+            self._work(partial(driver.recheck, completed), name="recheck")
+        self._pending_position = (lab.id, screen.selected.id)
+        self._flush_position()
+
+    def on_leave_lab(self, message: msg.LeaveLab) -> None:
+        lab_id = self.driver.lab.id if self.driver else None
+        self._close_lab(wait=False)
+        if isinstance(self.screen, LabScreen):
+            self.pop_screen()
+        self._refresh_home()
+        if lab_id is not None:
+            self.home.highlighted = lab_id
+
+    def _close_lab(self, *, wait: bool) -> None:
+        """Cancel what runs, close the lab's shell (in a worker unless ``wait``)."""
+        self._flush_position(now=wait)
+        driver, self.driver = self.driver, None
+        self.lab_screen = None
+        if driver is None:
+            return
+        driver.stop_live()
+        driver.cancel()
+        if wait:
+            driver.close()
+        else:
+            self.run_worker(driver.close, thread=True, group="close", exit_on_error=False)
+
+    def close_lab(self) -> None:
+        """Close the open lab now and stop background work (at exit; safe to call twice)."""
+        self.closing.set()
+        self._close_lab(wait=True)
+
+    # ------------------------------------------------------------------ jobs
+
+    def _work(self, work: Callable[[], object], *, name: str) -> Worker[object]:
+        return self.run_worker(work, thread=True, group="engine", name=name, exit_on_error=False)
+
+    def _step(self, step_id: str) -> tuple[LabDriver, Step] | None:
+        driver = self.driver
+        if driver is None:
+            return None
+        return driver, driver.lab.step(step_id)
+
+    def _start(self, kind: msg.JobKind, driver: LabDriver, work: Callable[[], object]) -> bool:
+        busy = driver.claim(kind)
+        if busy is not None:
+            self.notify(f"Busy {busy.value}; press x to cancel it.", severity="warning")
+            return False
+        self._work(work, name=kind.name.lower())
+        return True
+
+    def _guarded(self, driver: LabDriver, proceed: Callable[[], None]) -> None:
+        """Run ``proceed`` once the kube context is known to be safe (or confirmed)."""
+        if not driver.lab.needs_cluster or self.guard_confirmed:
+            proceed()
+            return
+        context = self.settings.context
+        decision = decide(
+            context,
+            explicit=self.settings.explicit_context,
+            extra=self.workshop.context_patterns,
+            server=server_for(self.settings.base_env, context) if context else None,
+        )
+        if decision.allowed:
+            self.guard_confirmed = True
+            proceed()
+            return
+
+        def answered(yes: bool | None) -> None:
+            screen = self.lab_screen
+            if yes:
+                self.guard_confirmed = True
+                if screen is not None:
+                    screen.context_label = self._context_label()
+                if self.driver is driver:
+                    proceed()
+                return
+            if screen is not None:
+                screen.context_label = self._context_label(refused=True)
+            self.notify(
+                f"Nothing ran. {decision.reason}",
+                title="Kube context not confirmed",
+                severity="error",
+                timeout=12,
+                markup=False,
+            )
+
+        self.push_screen(GuardDialog(decision.context, decision.reason), answered)
+
+    def _request(
+        self,
+        kind: msg.JobKind,
+        step_id: str,
+        work: Callable[[LabDriver, Step], Callable[[], object]],
+        *,
+        guarded: bool,
+    ) -> None:
+        """Start ``work`` for a step once the session is free (and the context is safe)."""
+        found = self._step(step_id)
+        if found is None:
+            return
+        driver, step = found
+
+        def go() -> None:
+            self._start(kind, driver, work(driver, step))
+
+        if guarded:
+            self._guarded(driver, go)
+        else:
+            go()
+
+    def on_run_requested(self, message: msg.RunRequested) -> None:
+        index = message.index
+        if index is None:
+            self._request(
+                msg.JobKind.RUN, message.step_id, lambda d, s: partial(d.run_step, s), guarded=True
+            )
+        else:
+            self._request(
+                msg.JobKind.COMMAND,
+                message.step_id,
+                lambda d, s: partial(d.run_command, s, index),
+                guarded=True,
+            )
+
+    def on_checks_requested(self, message: msg.ChecksRequested) -> None:
+        self._request(
+            msg.JobKind.CHECK, message.step_id, lambda d, s: partial(d.check, s), guarded=False
+        )
+
+    def on_skip_requested(self, message: msg.SkipRequested) -> None:
+        self._request(
+            msg.JobKind.SKIP, message.step_id, lambda d, s: partial(d.skip, s), guarded=True
+        )
+
+    def on_phase_requested(self, message: msg.PhaseRequested) -> None:
+        driver = self.driver
+        if driver is None:
+            return
+        phase = Phase.CLEANUP if message.cleanup else Phase.SETUP
+        kind = msg.JobKind.CLEANUP if message.cleanup else msg.JobKind.SETUP
+
+        def go() -> None:
+            self._start(kind, driver, partial(driver.run_phase, phase))
+
+        self._guarded(driver, go)
+
+    def on_cancel_requested(self, message: msg.CancelRequested) -> None:
+        if self.driver is not None:
+            self.driver.cancel()
+
+    def on_input_submitted(self, message: msg.InputSubmitted) -> None:
+        driver = self.driver
+        if driver is not None:
+            self.run_worker(
+                partial(driver.send_input, message.text),
+                thread=True,
+                group="input",
+                exit_on_error=False,
+            )
+
+    def on_live_requested(self, message: msg.LiveRequested) -> None:
+        found = self._step(message.step_id)
+        screen = self.lab_screen
+        if found is None or screen is None:
+            return
+        driver, step = found
+        if not message.on:
+            driver.stop_live()
+            screen.live = False
+            self.notify("Live checking off.")
+            return
+        if driver.live:
+            driver.live_step = step
+            return
+        driver.start_live(step)
+        holder: list[Worker[None]] = []
+        worker = self.run_worker(
+            partial(
+                driver.live_loop,
+                self.settings.live_interval,
+                lambda: bool(holder) and holder[0].is_cancelled,
+            ),
+            thread=True,
+            group="live",
+            name="live",
+            exit_on_error=False,
+        )
+        holder.append(worker)
+        screen.live = True
+        self.notify(
+            f"Live checking on: the step's checks run every {self.settings.live_interval:g}s "
+            "while you work in your own terminal (t opens one).",
+            markup=False,
+        )
+
+    def on_shell_requested(self, message: msg.ShellRequested) -> None:
+        self._request(
+            msg.JobKind.SHELL,
+            message.step_id,
+            lambda d, s: partial(d.shell_environment, s),
+            guarded=False,
+        )
+
+    def on_shell_ready(self, message: msg.ShellReady) -> None:
+        found = self._step(message.step_id)
+        if found is None:
+            return
+        driver, step = found
+        banner = (
+            f"labrunner: your shell for “{driver.lab.title}”, in {message.cwd}, with the lab's "
+            "environment.\nType `exit` to go back; the step's checks run when you do."
+        )
+        runner = partial(self.settings.shell_runner, message.env, message.cwd, banner)
+        try:
+            if self.is_headless:
+                runner()
+            else:
+                with self.suspend():
+                    runner()
+        except Exception as exc:  # no terminal to suspend to, a shell that cannot start
+            self.notify(
+                f"Could not open a shell: {exc}", title="Shell", severity="error", markup=False
+            )
+            return
+        self.refresh()
+        self._start(msg.JobKind.CHECK, driver, partial(driver.check, step))
+
+    # ------------------------------------------------------------------ progress
+
+    def on_position_changed(self, message: msg.PositionChanged) -> None:
+        driver = self.driver
+        if driver is None:
+            return
+        if driver.live:
+            driver.live_step = driver.lab.step(message.step_id)
+        self._pending_position = (driver.lab.id, message.step_id)
+        self.set_timer(POSITION_DELAY, self._flush_position)
+
+    def _flush_position(self, *, now: bool = False) -> None:
+        pending, self._pending_position = self._pending_position, None
+        if pending is None:
+            return
+        if now:
+            self._save_position(*pending)
+        else:
+            self.run_worker(
+                partial(self._save_position, *pending),
+                thread=True,
+                group="position",
+                exit_on_error=False,
+            )
+
+    def _save_position(self, lab_id: str, step_id: str) -> None:
+        try:
+            self.settings.store.set_position(lab_id, step_id)
+        except StateError:
+            pass  # the next recorded step saves the position too; progress errors show there
+
+    def on_reset_requested(self, message: msg.ResetRequested) -> None:
+        driver = self.driver
+        if driver is not None and driver.busy is not None:
+            self.notify(f"Busy {driver.busy.value}; cancel it first (x).", severity="warning")
+            return
+        self.run_worker(
+            partial(self._reset_work, message.lab_id, message.step_id),
+            thread=True,
+            group="reset",
+            exit_on_error=False,
+        )
+
+    def _reset_work(self, lab_id: str, step_id: str | None) -> None:
+        error = None
+        try:
+            self.settings.store.reset(lab_id, step_id)
+        except StateError as exc:
+            error = str(exc)
+        self.call_from_thread(self._after_reset, lab_id, step_id, error)
+
+    def _after_reset(self, lab_id: str, step_id: str | None, error: str | None) -> None:
+        if error is not None:
+            self.notify(error, title="Reset failed", severity="error", markup=False)
+            return
+        screen = self.lab_screen
+        if screen is not None and screen.lab.id == lab_id:
+            screen.records = self._records(lab_id)
+            screen.progress_reset(step_id)
+            what = f"“{screen.lab.step(step_id).title}”" if step_id else "the lab"
+            self.notify(f"Reset {what}.", markup=False)
+        self._refresh_home()
+
+    # ------------------------------------------------------------------ app-wide actions
+
+    def action_help(self) -> None:
+        """Show every key binding."""
+        if isinstance(self.screen, HelpScreen):
+            return
+        everywhere = [
+            *binding_rows(self.BINDINGS),
+            ("Ctrl+P", "Command palette: search every action"),
+            ("Ctrl+Q", "Quit"),
+            ("Tab, Shift+Tab", "Move between panes"),
+            ("↑, ↓", "Move in lists"),
+        ]
+        sections = [
+            ("Lab", binding_rows(LabScreen.BINDINGS)),
+            ("Lab list", binding_rows(HomeScreen.BINDINGS)),
+            ("Everywhere", everywhere),
+            ("Questions", binding_rows(ConfirmDialog.BINDINGS)),
+        ]
+        self.push_screen(HelpScreen(sections))
+
+    def action_toggle_theme(self) -> None:
+        """Switch between the light and dark themes."""
+        self.theme = "textual-light" if self.theme == "textual-dark" else "textual-dark"
+
+    async def action_quit(self) -> None:
+        """Cancel what runs, close the lab shell, and leave."""
+        self.close_lab()
+        self.exit(0)
+
+    def on_unmount(self) -> None:
+        self.close_lab()
+
+
+def make_app(
+    workshop: Workshop,
+    *,
+    registry: Registry | None = None,
+    store: ProgressStore | None = None,
+    context: str | None = None,
+    base_env: Mapping[str, str] | None = None,
+    lab: str | None = None,
+    doctor: Doctor | None = None,
+    shell_runner: ShellRunner | None = None,
+    live_interval: float = LIVE_INTERVAL,
+    output_lines: int = OUTPUT_LINES,
+) -> LabrunnerApp:
+    """Build the app; ``context`` is an explicit --context, the rest default to real things."""
+    from labrunner.cluster.kubeconfig import current_context, pin_context
+    from labrunner.state.store import state_dir
+
+    env = dict(base_env if base_env is not None else os.environ)
+    effective = context or current_context(env)
+    if registry is None:
+        from labrunner.verify.registry import builtin_registry
+
+        registry = builtin_registry()
+    if store is None:
+        store = ProgressStore.for_context(effective)
+    if context:
+        env = pin_context(env, context, state_dir() / "run" / str(os.getpid()))
+    if doctor is None:
+        doctor = partial(_collect_findings, str(workshop.labs_dir), effective)
+    settings = Settings(
+        registry=registry,
+        store=store,
+        context=effective,
+        explicit_context=bool(context),
+        base_env=env,
+        doctor=doctor,
+        shell_runner=shell_runner or run_learner_shell,
+        live_interval=live_interval,
+        output_lines=output_lines,
+    )
+    return LabrunnerApp(workshop, settings, start_lab=lab)
+
+
+def _collect_findings(labs_dir: str, context: str | None) -> list[object]:
+    from labrunner.doctor import collect
+
+    return list(collect(labs_option=labs_dir, context=context))
+
+
+def run_app(workshop: Workshop, *, lab: str | None = None, context: str | None = None) -> int:
+    """Run the TUI until the learner quits; returns the process exit code."""
+    app = make_app(workshop, lab=lab, context=context)
+    try:
+        app.run()
+    finally:
+        app.close_lab()
+    return app.return_code or 0

@@ -1,0 +1,1 @@
+"""Screens: the lab list (home), one lab, and the key help."""

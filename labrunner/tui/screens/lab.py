@@ -1,0 +1,807 @@
+"""The lab screen: steps, instructions, commands, output and checks in one place.
+
+It never runs anything itself. Keys become request messages that bubble up to
+the app (which applies the context guard and starts workers); reports come
+back from the workers as messages and only change what is shown. Progress
+records arrive with each report, so the step list always reflects what the
+progress file says, and every state is a CSS class on a widget.
+
+Three habits come from what learners complain about in other lab runners:
+failures always say why (the check's message, the command's exit code, a
+hint on request); skipping never happens by accident (it runs the solution
+over the learner's work, so it asks first, and it is recorded as "skipped",
+not "passed"); and recorded progress is never thrown away silently (a step
+that no longer passes is flagged as stale, not un-ticked).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import ClassVar
+
+from textual import on
+from textual.app import ComposeResult
+from textual.binding import Binding, BindingType
+from textual.containers import Horizontal, Vertical, VerticalScroll
+from textual.message import Message
+from textual.reactive import var
+from textual.screen import Screen
+from textual.widgets import Footer, Input, ListView, Markdown, Static
+
+from labrunner.engine import events as ev
+from labrunner.engine.events import StepStatus
+from labrunner.lab.model import Lab, Step
+from labrunner.state.store import StepRecord
+from labrunner.tui import messages as msg
+from labrunner.tui.commands import Action, bindings
+from labrunner.tui.dialogs.confirm import ConfirmDialog
+from labrunner.tui.output import OutputBuffer
+from labrunner.tui.progress import (
+    FAILED_STATUSES,
+    STATE_CLASSES,
+    StepState,
+    blocking_step,
+    next_step,
+    step_states,
+)
+from labrunner.tui.widgets import show_state
+from labrunner.tui.widgets.checks_panel import ChecksPanel
+from labrunner.tui.widgets.command_block import CommandBlock
+from labrunner.tui.widgets.output_pane import OutputPane
+from labrunner.tui.widgets.step_list import StepList
+
+CHECK_CLASS = {
+    "passed": "-passed",
+    "pending": "-pending",
+    "failed": "-failed",
+    "error": "-error",
+}
+SECRET_WORDS = ("password", "passphrase", "token", "secret", "pin")
+
+
+class LabScreen(Screen[None]):
+    """One lab, step by step."""
+
+    ACTIONS: ClassVar[tuple[Action, ...]] = (
+        Action(
+            "r", "run_step", "Run", "Run every command of the step, then its checks", "Run step"
+        ),
+        Action(
+            "e",
+            "run_next_command",
+            "Next command",
+            "Run the next command block on its own",
+            "Run next command",
+            footer=False,
+        ),
+        Action("c", "check", "Check", "Run the step's checks now", "Run checks"),
+        Action("h", "hint", "Hint", "Reveal the next hint (after a check failed)", "Show a hint"),
+        Action("n", "next_step", "Next", "Go to the next step", "Next step"),
+        Action(
+            "t",
+            "shell",
+            "Shell",
+            "Your shell, in the lab's folder and environment; checks run when you exit",
+            "Open a shell",
+        ),
+        Action(
+            "l",
+            "toggle_live",
+            "Live",
+            "Re-check the step every few seconds while you work elsewhere",
+            "Toggle live checking",
+            footer=False,
+        ),
+        Action("x", "cancel", "Cancel", "Stop the running command", "Cancel the command"),
+        Action(
+            "ctrl+c", "cancel", "Cancel", "Stop the running command", footer=False, priority=True
+        ),
+        Action("s", "solution", "Solution", "Show the solution (asks first)", "Show the solution"),
+        Action(
+            "k",
+            "skip",
+            "Skip",
+            "Run the solution and record the step as skipped (asks first)",
+            "Skip step",
+        ),
+        Action(
+            "f",
+            "toggle_follow",
+            "Follow",
+            "Follow the newest output line, or stop following",
+            "Toggle follow",
+            footer=False,
+        ),
+        Action(
+            "p",
+            "previous_step",
+            "Previous",
+            "Go to the previous step",
+            "Previous step",
+            footer=False,
+        ),
+        Action(
+            "ctrl+r",
+            "reset_step",
+            "Reset step",
+            "Forget this step's progress (asks first)",
+            "Reset step",
+            footer=False,
+        ),
+        Action(
+            "R",
+            "reset_lab",
+            "Reset lab",
+            "Forget this lab's progress (asks first)",
+            "Reset lab",
+            footer=False,
+        ),
+        Action(
+            "S",
+            "setup",
+            "Setup",
+            "Run the lab's setup, to start from a fresh cluster",
+            "Run setup",
+            footer=False,
+        ),
+        Action(
+            "C",
+            "cleanup",
+            "Cleanup",
+            "Run the lab's cleanup, undoing what it created (asks first)",
+            "Run cleanup",
+            footer=False,
+        ),
+        Action("escape", "back", "Labs", "Back to the lab list", "Back to labs"),
+        Action(
+            "question_mark,f1", "app.help", "Help", "Every key binding", "Help", key_display="?"
+        ),
+    )
+    BINDINGS: ClassVar[list[BindingType]] = [
+        *bindings(ACTIONS),
+        *(
+            Binding(str(n), f"run_command({n - 1})", f"Run command {n}", show=False)
+            for n in range(1, 10)
+        ),
+    ]
+
+    records: var[Mapping[str, StepRecord]] = var(dict, init=False)
+    live: var[bool] = var(False, init=False)
+    context_label: var[str] = var("", init=False)
+
+    def __init__(
+        self,
+        lab: Lab,
+        *,
+        records: Mapping[str, StepRecord],
+        start_step: str | None,
+        context_label: str,
+        output_lines: int,
+    ) -> None:
+        super().__init__(id="lab")
+        self.lab = lab
+        self.set_reactive(LabScreen.records, dict(records))
+        self.set_reactive(LabScreen.context_label, context_label)
+        self.output_lines = output_lines
+        self.states: dict[str, StepState] = step_states(lab, records)
+        self.selected: Step = self._initial_step(start_step)
+        self.stale: dict[str, str] = {}
+        self.job: msg.JobKind | None = None
+        self.running_step: str | None = None
+        self.failed: set[str] = {
+            sid for sid, rec in records.items() if rec.status in FAILED_STATUSES
+        }
+        self.hints_shown: dict[str, int] = {}
+        self.solution_shown: set[str] = set()
+        self.outcomes: dict[str, dict[int, tuple[str, str, str]]] = {}
+        self.block_states: dict[int, tuple[str, str]] = {}
+        self.prompt: str | None = None
+        self.output_source: OutputBuffer | None = None
+
+    # ------------------------------------------------------------------ layout
+
+    def compose(self) -> ComposeResult:
+        yield Static("", id="lab-title", markup=False)
+        with Horizontal(id="lab-body"):
+            yield StepList(self.lab, id="steps")
+            with Vertical(id="step-main"):
+                with VerticalScroll(id="step-view"):
+                    yield Static("", id="step-heading", markup=False)
+                    yield Markdown("", id="step-body")
+                    yield Static("", id="commands-title", classes="section-title")
+                    yield Vertical(id="commands")
+                    yield Static(
+                        "Checks  (c: check now · l: live)",
+                        id="checks-title",
+                        classes="section-title",
+                    )
+                    yield ChecksPanel(id="checks")
+                    yield Static("", id="hints", markup=False)
+                    yield Static("", id="solution", markup=False)
+                yield Static("", id="output-title", markup=False)
+                yield OutputPane(max_lines=self.output_lines, id="output")
+                with Horizontal(id="prompt-row"):
+                    yield Static("", id="prompt-label", markup=False)
+                    yield Input(id="prompt-input", placeholder="type your answer, Enter sends it")
+        yield Footer()
+
+    def on_mount(self) -> None:
+        steps = self.query_one(StepList)
+        steps.border_title = "Steps"
+        steps.focus()
+        self._refresh_states()
+        self.query_one(StepList).select_step(self.selected.id)
+        self._show_step()
+        self._show_title()
+        self._show_output_title()
+
+    def _initial_step(self, start: str | None) -> Step:
+        if start is not None:
+            for step in self.lab.steps:
+                if step.id == start:
+                    return step
+        for step in self.lab.steps:
+            if not self.states[step.id].complete:
+                return step
+        return self.lab.steps[-1]
+
+    # ------------------------------------------------------------------ attributes
+
+    def watch_records(self, records: Mapping[str, StepRecord]) -> None:
+        self.states = step_states(self.lab, records)
+        if self.is_mounted:
+            self._refresh_states()
+            self._show_heading()
+            self._show_hints()
+
+    def watch_live(self, live: bool) -> None:
+        if self.is_mounted:
+            self.query_one("#lab-title").set_class(live, "-live")
+            self._show_title()
+
+    def watch_context_label(self) -> None:
+        if self.is_mounted:
+            self._show_title()
+
+    # ------------------------------------------------------------------ showing
+
+    def _refresh_states(self) -> None:
+        self.query_one(StepList).show(self.states, running=self.running_step, stale=self.stale)
+        self.query_one("#output-title").set_class(self.job is not None, "-busy")
+
+    def _show_title(self) -> None:
+        done = sum(1 for state in self.states.values() if state.complete)
+        parts = [self.lab.title, f"{done}/{len(self.lab.steps)} steps"]
+        if self.lab.needs_cluster:
+            parts.append(self.context_label)
+        else:
+            parts.append("no cluster needed")
+        if self.live:
+            parts.append("● live checking")
+        self.query_one("#lab-title", Static).update("  ·  ".join(parts))
+
+    def _show_output_title(self) -> None:
+        follow = self.query_one(OutputPane).follow
+        busy = f"  ·  {self.job.value}… (x cancels)" if self.job else ""
+        self.query_one("#output-title", Static).update(
+            f"Output  (f: follow {'on' if follow else 'off'}){busy}"
+        )
+
+    def _show_heading(self) -> None:
+        step = self.selected
+        state = self.states[step.id]
+        number = self.lab.index(step.id) + 1
+        words = {
+            StepState.LOCKED: "locked",
+            StepState.CURRENT: "to do",
+            StepState.PASSED: "passed",
+            StepState.FAILED: "failed",
+            StepState.SKIPPED: "skipped",
+        }
+        text = f"Step {number} of {len(self.lab.steps)}: {step.title}  [{words[state]}]"
+        if state is StepState.LOCKED:
+            blocker = blocking_step(self.lab, self.records, step.id)
+            if blocker is not None:
+                text += f"\nLocked until step {self.lab.index(blocker.id) + 1} passes."
+        record = self.records.get(step.id)
+        if state is StepState.FAILED and record is not None and record.message:
+            text += f"\nLast attempt: {record.message}"
+        if step.id in self.stale:
+            text += f"\n! No longer passes: {self.stale[step.id]}"
+        if self.lab.setup and not any(state.complete for state in self.states.values()):
+            text += "\nStarting fresh? Shift+S runs the lab's setup first."
+        heading = self.query_one("#step-heading", Static)
+        heading.update(text)
+        show_state(heading, state.value, STATE_CLASSES)
+        heading.set_class(step.id in self.stale, "-stale")
+        self._show_title()
+
+    def _show_step(self) -> None:
+        step = self.selected
+        self._show_heading()
+        self.query_one("#step-body", Markdown).update(step.body or "_No instructions._")
+        commands = self.query_one("#commands", Vertical)
+        commands.remove_children()
+        self.block_states = {}
+        if step.run:
+            commands.mount_all(CommandBlock(i, c.cmd) for i, c in enumerate(step.run))
+            self.query_one("#commands-title", Static).update(
+                "Commands  (r: all · e: next · 1-9: one)"
+            )
+        else:
+            self.query_one("#commands-title", Static).update("No commands: do it yourself.")
+        checks = self.query_one(ChecksPanel)
+        checks.show_checks(step.check)
+        self.call_after_refresh(self._restore_outcomes)
+        self._show_hints()
+        self.query_one("#step-view", VerticalScroll).scroll_home(animate=False)
+
+    def _restore_outcomes(self) -> None:
+        step = self.selected
+        panel = self.query_one(ChecksPanel)
+        remembered = self.outcomes.get(step.id, {})
+        state = self.states[step.id]
+        for row in panel.rows():
+            if row.index in remembered:
+                row.show(*remembered[row.index])
+            elif state.complete and step.id not in self.stale:
+                row.show("-passed", "passed earlier" if state is StepState.PASSED else "skipped")
+            elif step.id in self.stale:
+                row.show("-failed", "no longer passes")
+
+    def _show_hints(self) -> None:
+        step = self.selected
+        hints = self.query_one("#hints", Static)
+        shown = self.hints_shown.get(step.id, 0)
+        lines = [
+            f"Hint {i + 1} of {len(step.hints)}: {hint.strip()}"
+            for i, hint in enumerate(step.hints[:shown])
+        ]
+        if step.hints and shown < len(step.hints) and step.id in self.failed:
+            lines.append(f"(h: hint {shown + 1} of {len(step.hints)})")
+        hints.update("\n".join(lines))
+        hints.set_class(not lines, "-empty")
+        solution = self.query_one("#solution", Static)
+        shown_solution = step.id in self.solution_shown
+        if shown_solution:
+            body = "\n".join(f"$ {c.cmd.strip()}" for c in step.solution_commands)
+            solution.update(f"Solution:\n{body or '(none)'}")
+        else:
+            solution.update("")
+        solution.set_class(not shown_solution, "-empty")
+
+    def _blocks(self) -> list[CommandBlock]:
+        return list(self.query_one("#commands", Vertical).query(CommandBlock))
+
+    # ------------------------------------------------------------------ reports from workers
+
+    def on_output_ready(self, message: msg.OutputReady) -> None:
+        if self.output_source is None:
+            return
+        batch = self.output_source.drain()
+        pane = self.query_one(OutputPane)
+        if batch.dropped:
+            pane.note("note", f"… {batch.dropped} lines scrolled past unseen …")
+        pane.append(batch.items)
+
+    def on_engine_event(self, message: msg.EngineEvent) -> None:
+        event = message.event
+        if isinstance(event, ev.StepStarted):
+            self.running_step = event.step_id
+            self._refresh_states()
+        elif isinstance(event, ev.CommandStarted):
+            if event.step_id == self.selected.id and event.phase is ev.Phase.RUN:
+                self._show_block(event.index, "-running", "running…")
+        elif isinstance(event, ev.CommandFinished):
+            self._hide_prompt()
+            if event.step_id == self.selected.id and event.phase is ev.Phase.RUN:
+                if event.cancelled:
+                    self._show_block(event.index, "-cancelled", "cancelled")
+                elif event.timed_out:
+                    self._show_block(event.index, "-failed", "timed out")
+                elif event.exit_code == 0:
+                    self._show_block(event.index, "-ok", "✔")
+                else:
+                    self._show_block(event.index, "-failed", f"exit {event.exit_code}")
+        elif isinstance(event, ev.PromptWaiting):
+            self._show_prompt(event.prompt)
+        elif isinstance(event, ev.CheckResult):
+            state = CHECK_CLASS.get(event.status.value, "-unknown")
+            outcome = (state, event.message, event.label)
+            self.outcomes.setdefault(event.step_id, {})[event.index] = outcome
+            if event.step_id == self.selected.id:
+                self.query_one(ChecksPanel).show_outcome(event.index, *outcome)
+        elif isinstance(event, ev.Notice):
+            self.notify(event.message, severity="warning", markup=False)
+
+    def _show_block(self, index: int, state: str, detail: str) -> None:
+        self.block_states[index] = (state, detail)
+        blocks = self._blocks()
+        if 0 <= index < len(blocks):
+            blocks[index].show(state, detail)
+
+    def on_job_started(self, message: msg.JobStarted) -> None:
+        if message.kind.background:
+            return
+        self.job = message.kind
+        self.running_step = message.step_id
+        self._refresh_states()
+        self._show_output_title()
+
+    def on_job_done(self, message: msg.JobDone) -> None:
+        if not message.kind.background:
+            self.job = None
+            self.running_step = None
+            self._hide_prompt()
+        self.records = message.records
+        self._refresh_states()
+        self._show_output_title()
+        if message.error:
+            self.notify(message.error, title="Engine error", severity="error", markup=False)
+        elif message.kind in (msg.JobKind.SETUP, msg.JobKind.CLEANUP):
+            what = "setup" if message.kind is msg.JobKind.SETUP else "cleanup"
+            self.notify(f"The lab's {what} finished.", markup=False)
+        result = message.result
+        step_id = message.step_id
+        if result is None or step_id is None:
+            return
+        step = self.lab.step(step_id)
+        if result.status is StepStatus.PASSED:
+            self._passed(step, message.kind)
+        elif result.status is StepStatus.SKIPPED:
+            self.stale.pop(step_id, None)
+            self._refresh_states()
+            self._announce_next(step, f"↷ Skipped “{step.title}” (recorded as skipped).")
+        elif result.status in (StepStatus.FAILED, StepStatus.ERROR):
+            self._failed(step, message.kind, result.message)
+        elif result.status is StepStatus.CANCELLED and message.kind is not msg.JobKind.LIVE:
+            self.notify("Cancelled.", severity="warning")
+
+    def _passed(self, step: Step, kind: msg.JobKind) -> None:
+        was_stale = self.stale.pop(step.id, None) is not None
+        self._refresh_states()
+        if step.id == self.selected.id:
+            self._show_heading()
+        self.failed.discard(step.id)
+        if was_stale:
+            self.notify(f"✔ “{step.title}” passes again.", markup=False)
+            return
+        self._announce_next(step, f"✔ “{step.title}” passed.")
+
+    def _announce_next(self, step: Step, text: str) -> None:
+        following = next_step(self.lab, step.id)
+        if following is None:
+            if all(state.complete for state in self.states.values()):
+                self.notify(f"{text} Lab complete: well done!", title="Lab complete", markup=False)
+            else:
+                self.notify(text, markup=False)
+            return
+        self.notify(
+            f"{text} Next: “{following.title}” is unlocked; press n to go there.",
+            title="Step unlocked",
+            markup=False,
+        )
+
+    def _failed(self, step: Step, kind: msg.JobKind, why: str) -> None:
+        self.failed.add(step.id)
+        if step.id == self.selected.id:
+            for row in self.query_one(ChecksPanel).rows():
+                if row.state == "-pending":
+                    row.show("-failed", row.message)
+        remembered = self.outcomes.get(step.id, {})
+        for index, (state, message, label) in list(remembered.items()):
+            if state == "-pending":
+                remembered[index] = ("-failed", message, label)
+        self._show_hints()
+        if kind is msg.JobKind.LIVE:
+            return
+        shown = self.hints_shown.get(step.id, 0)
+        more = " Press h for a hint." if shown < len(step.hints) else ""
+        self.notify(f"✘ {why}{more}", title="Not yet", severity="warning", markup=False)
+
+    def on_stale_steps(self, message: msg.StaleSteps) -> None:
+        for step_id in message.fresh:
+            self.stale.pop(step_id, None)
+        self.stale.update(message.stale)
+        self._refresh_states()
+        self._show_heading()
+        self._restore_outcomes()
+        if message.stale:
+            names = ", ".join(
+                f"{self.lab.index(sid) + 1}. {self.lab.step(sid).title}" for sid in message.stale
+            )
+            self.notify(
+                f"Completed steps that no longer pass: {names}. "
+                "The cluster may have changed; run them again (r) or check (c).",
+                title="Stale progress",
+                severity="warning",
+                timeout=10,
+                markup=False,
+            )
+
+    # ------------------------------------------------------------------ prompt
+
+    def _show_prompt(self, prompt: str) -> None:
+        self.prompt = prompt
+        self.query_one("#prompt-label", Static).update(f"{prompt.strip()} ")
+        self.query_one("#prompt-row").add_class("-shown")
+        field = self.query_one("#prompt-input", Input)
+        field.password = any(word in prompt.lower() for word in SECRET_WORDS)
+        field.focus()
+
+    def _hide_prompt(self) -> None:
+        if self.prompt is None:
+            return
+        self.prompt = None
+        self.query_one("#prompt-row").remove_class("-shown")
+        field = self.query_one("#prompt-input", Input)
+        field.value = ""
+        if field.has_focus:
+            self.query_one(StepList).focus()
+
+    @on(Input.Submitted, "#prompt-input")
+    def _send_answer(self, event: Input.Submitted) -> None:
+        event.stop()
+        text = event.value
+        field = event.input
+        shown = "•" * len(text) if field.password else text
+        self.query_one(OutputPane).note("note", f"› {shown}")
+        field.value = ""
+        self.prompt = None
+        self.query_one("#prompt-row").remove_class("-shown")
+        self.query_one(StepList).focus()
+        self.post_message(msg.InputSubmitted(text))
+
+    # ------------------------------------------------------------------ navigation
+
+    def on_list_view_highlighted(self, event: ListView.Highlighted) -> None:
+        event.stop()
+        item = event.item
+        step_id = getattr(item, "step_id", None)
+        if step_id is None or step_id == self.selected.id:
+            return
+        self.selected = self.lab.step(step_id)
+        self._show_step()
+        self.post_message(msg.PositionChanged(step_id))
+
+    def on_list_view_selected(self, event: ListView.Selected) -> None:
+        event.stop()
+
+    def select(self, step_id: str) -> None:
+        """Show ``step_id``."""
+        self.query_one(StepList).select_step(step_id)
+
+    def action_next_step(self) -> None:
+        """Go to the next step."""
+        following = next_step(self.lab, self.selected.id)
+        if following is None:
+            self.notify("This is the last step.", markup=False)
+            return
+        self.select(following.id)
+
+    def action_previous_step(self) -> None:
+        """Go to the previous step."""
+        index = self.lab.index(self.selected.id)
+        if index > 0:
+            self.select(self.lab.steps[index - 1].id)
+
+    def action_back(self) -> None:
+        """Back to the lab list."""
+        if self.prompt is not None and self.query_one("#prompt-input", Input).has_focus:
+            self.query_one(StepList).focus()
+            return
+        self.post_message(msg.LeaveLab())
+
+    def on_output_pane_follow_changed(self, event: OutputPane.FollowChanged) -> None:
+        self._show_output_title()
+
+    def action_toggle_follow(self) -> None:
+        """Follow the newest output line, or stop following."""
+        pane = self.query_one(OutputPane)
+        pane.follow = not pane.follow
+        self._show_output_title()
+
+    # ------------------------------------------------------------------ requests
+
+    def _runnable(self) -> bool:
+        step = self.selected
+        if self.states[step.id].runnable:
+            return True
+        blocker = blocking_step(self.lab, self.records, step.id)
+        where = f"step {self.lab.index(blocker.id) + 1}" if blocker else "the earlier steps"
+        self.notify(f"This step is locked: finish {where} first.", severity="warning")
+        return False
+
+    def _idle(self) -> bool:
+        if self.job is None:
+            return True
+        self.notify(f"Busy {self.job.value}; press x to cancel it.", severity="warning")
+        return False
+
+    def action_run_step(self) -> None:
+        """Run every command of the step, then its checks."""
+        if self._runnable() and self._idle():
+            self.post_message(msg.RunRequested(self.selected.id))
+
+    def action_run_command(self, index: int) -> None:
+        """Run one command block."""
+        if not self._runnable() or not self._idle():
+            return
+        if index >= len(self.selected.run):
+            self.notify(f"This step has no command {index + 1}.", severity="warning")
+            return
+        self.post_message(msg.RunRequested(self.selected.id, index))
+
+    def action_run_next_command(self) -> None:
+        """Run the first command block that has not succeeded yet."""
+        if not self.selected.run:
+            self.notify("This step has no commands; check it with c.", markup=False)
+            return
+        for index in range(len(self.selected.run)):
+            if self.block_states.get(index, ("", ""))[0] != "-ok":
+                self.action_run_command(index)
+                return
+        self.notify("Every command ran; press c to check, or r to run all again.")
+
+    @on(CommandBlock.Pressed)
+    def _block_pressed(self, event: CommandBlock.Pressed) -> None:
+        self.action_run_command(event.index)
+
+    def action_check(self) -> None:
+        """Run the step's checks now."""
+        if self._idle():
+            self.post_message(msg.ChecksRequested(self.selected.id))
+
+    def action_toggle_live(self) -> None:
+        """Keep re-checking the step while you work in your own terminal."""
+        self.post_message(msg.LiveRequested(self.selected.id, not self.live))
+
+    def action_cancel(self) -> None:
+        """Stop the running command."""
+        if self.job is None:
+            self.notify("Nothing is running.", markup=False)
+            return
+        self.post_message(msg.CancelRequested())
+
+    def action_shell(self) -> None:
+        """Open your own shell in the lab's directory and environment."""
+        if self._idle():
+            self.post_message(msg.ShellRequested(self.selected.id))
+
+    def action_hint(self) -> None:
+        """Reveal the next hint (after a check has failed)."""
+        step = self.selected
+        if not step.hints:
+            self.notify("This step has no hints; the check messages say what is missing.")
+            return
+        if step.id not in self.failed:
+            self.notify("Hints unlock after a check fails: try it first (r or c).")
+            return
+        shown = self.hints_shown.get(step.id, 0)
+        if shown >= len(step.hints):
+            self.notify("No more hints; the solution (s) shows the commands.")
+            return
+        self.hints_shown[step.id] = shown + 1
+        self._show_hints()
+        self.query_one("#hints", Static).scroll_visible(animate=False)
+
+    def action_solution(self) -> None:
+        """Show the solution, after a confirmation."""
+        step = self.selected
+        if step.id in self.solution_shown:
+            self.notify("The solution is shown below the checks.")
+            return
+
+        def answered(yes: bool | None) -> None:
+            if yes:
+                self.solution_shown.add(step.id)
+                self._show_hints()
+                self.query_one("#solution", Static).scroll_visible(animate=False)
+
+        self.app.push_screen(
+            ConfirmDialog(
+                "Show the solution?",
+                "Working it out yourself sticks better, and the hints (h) may be "
+                "enough. Show the solution's commands anyway?",
+                yes="Show it",
+                no="Not yet",
+                id="solution-dialog",
+            ),
+            answered,
+        )
+
+    def action_skip(self) -> None:
+        """Skip the step by running its solution, after a confirmation."""
+        step = self.selected
+        if not self._runnable() or not self._idle():
+            return
+        commands = "\n".join(f"  $ {c.cmd.strip()}" for c in step.solution_commands)
+        self._ask(
+            ConfirmDialog(
+                f"Skip “{step.title}”?",
+                "Skipping runs the solution in the lab shell. It may overwrite what "
+                f"you made yourself:\n\n{commands or '  (no commands)'}\n\n"
+                "The step is recorded as skipped, not passed, and only if its checks "
+                "pass afterwards.",
+                yes="Run the solution",
+                no="Keep working",
+                id="skip-dialog",
+            ),
+            msg.SkipRequested(step.id),
+        )
+
+    def _ask(self, dialog: ConfirmDialog, request: Message) -> None:
+        """Post ``request`` if the learner says yes to ``dialog``."""
+
+        def answered(yes: bool | None) -> None:
+            if yes:
+                self.post_message(request)
+
+        self.app.push_screen(dialog, answered)
+
+    def action_setup(self) -> None:
+        """Run the lab's setup commands (for a fresh cluster)."""
+        if not self.lab.setup:
+            self.notify("This lab has no setup.")
+        elif self._idle():
+            self.post_message(msg.PhaseRequested(cleanup=False))
+
+    def action_cleanup(self) -> None:
+        """Run the lab's cleanup commands, after a confirmation."""
+        if not self.lab.cleanup:
+            self.notify("This lab has no cleanup.")
+            return
+        if not self._idle():
+            return
+        commands = "\n".join(f"  $ {c.cmd.strip()}" for c in self.lab.cleanup)
+        self._ask(
+            ConfirmDialog(
+                "Run the lab's cleanup?",
+                f"This undoes what the lab created:\n\n{commands}\n\n"
+                "Your progress is kept; reset it separately (Shift+R) if you want to start over.",
+                yes="Clean up",
+                no="Not now",
+                id="cleanup-dialog",
+            ),
+            msg.PhaseRequested(cleanup=True),
+        )
+
+    def action_reset_step(self) -> None:
+        """Forget this step's progress, after a confirmation."""
+        step = self.selected
+        self._ask(
+            ConfirmDialog(
+                f"Reset “{step.title}”?",
+                "labrunner forgets that this step was done (the cluster and your files "
+                "stay as they are). You can run it again afterwards.",
+                yes="Reset step",
+                no="Keep it",
+                id="reset-dialog",
+            ),
+            msg.ResetRequested(self.lab.id, step.id),
+        )
+
+    def action_reset_lab(self) -> None:
+        """Forget the whole lab's progress, after a confirmation."""
+        self._ask(
+            ConfirmDialog(
+                f"Reset the whole lab “{self.lab.title}”?",
+                "labrunner forgets every step of this lab (the cluster and your files "
+                "stay as they are). You start again from step 1.",
+                yes="Reset lab",
+                no="Keep it",
+                id="reset-dialog",
+            ),
+            msg.ResetRequested(self.lab.id, None),
+        )
+
+    def progress_reset(self, step_id: str | None) -> None:
+        """Forget the session's notes (hints, outcomes, stale flags) after a reset."""
+        ids = [step_id] if step_id is not None else [s.id for s in self.lab.steps]
+        for sid in ids:
+            self.stale.pop(sid, None)
+            self.outcomes.pop(sid, None)
+            self.failed.discard(sid)
+            self.hints_shown.pop(sid, None)
+            self.solution_shown.discard(sid)
+        self._show_step()

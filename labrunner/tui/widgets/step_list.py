@@ -1,0 +1,82 @@
+"""The lab's steps in order, each showing its state as a CSS class.
+
+The parent screen decides every state (see :mod:`labrunner.tui.progress`) and
+sets it here; this widget only turns states into an icon and classes such as
+``-passed``, ``-locked`` or ``-stale`` that the stylesheet colours.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Mapping
+
+from textual.widgets import Label, ListItem, ListView
+
+from labrunner.lab.model import Lab
+from labrunner.tui.progress import ICONS, STATE_CLASSES, StepState
+
+
+class StepItem(ListItem):
+    """One step: number, icon and title."""
+
+    def __init__(self, number: int, step_id: str, title: str) -> None:
+        super().__init__(id=f"step-{step_id}", classes="-locked")
+        self.step_id = step_id
+        self.number = number
+        self.title = title
+        self.state = StepState.LOCKED
+        self._label = Label(self._text(), markup=False)
+
+    def compose(self):  # type: ignore[no-untyped-def]
+        yield self._label
+
+    def _text(self, *, running: bool = False, stale: bool = False) -> str:
+        icon = "⟳" if running else ICONS[self.state]
+        flag = " !" if stale else ""
+        return f"{icon} {self.number}. {self.title}{flag}"
+
+    def show(self, state: StepState, *, running: bool, stale: bool) -> None:
+        """Show ``state`` (plus the running and stale flags)."""
+        self.state = state
+        classes = (
+            {state.value} | ({"-running"} if running else set()) | ({"-stale"} if stale else set())
+        )
+        current = set(self.classes)
+        wanted = (current - {*STATE_CLASSES, "-running", "-stale"}) | classes
+        if wanted != current:
+            self.set_classes(wanted)
+        self._label.update(self._text(running=running, stale=stale))
+
+
+class StepList(ListView):
+    """Every step of the open lab."""
+
+    def __init__(self, lab: Lab, *, id: str | None = None) -> None:
+        items = [StepItem(i + 1, step.id, step.title) for i, step in enumerate(lab.steps)]
+        super().__init__(*items, id=id)
+        self._items = {item.step_id: item for item in items}
+
+    def show(
+        self,
+        states: Mapping[str, StepState],
+        *,
+        running: str | None,
+        stale: Collection[str],
+    ) -> None:
+        """Show the state of every step."""
+        for step_id, item in self._items.items():
+            item.show(
+                states.get(step_id, StepState.LOCKED),
+                running=step_id == running,
+                stale=step_id in stale,
+            )
+
+    def item(self, step_id: str) -> StepItem:
+        """The list item of ``step_id``."""
+        return self._items[step_id]
+
+    def select_step(self, step_id: str) -> None:
+        """Highlight ``step_id``."""
+        for position, item in enumerate(self.children):
+            if isinstance(item, StepItem) and item.step_id == step_id:
+                self.index = position
+                return

@@ -1,0 +1,110 @@
+"""What the learner sees, as SVG snapshots (pytest-textual-snapshot).
+
+Each snapshot waits for the app to settle (the doctor answered, background
+re-checks done) and clears notifications first, so nothing depends on
+timing. Paths and timestamps never reach the screen in these views: the
+doctor is a fake with fixed findings and the progress store is in memory.
+Both themes are covered, and the small 80×24 terminal as well as 100×30.
+
+Regenerate after an intended change with ``pytest tests/tui --snapshot-update``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+from textual.pilot import Pilot
+
+from labrunner.lab.model import Workshop
+from labrunner.state.store import ProgressStore
+from labrunner.tui.app import LabrunnerApp
+from labrunner.tui.screens.lab import LabScreen
+
+from .helpers import wait_for
+
+SnapCompare = Callable[..., bool]
+
+
+@pytest.fixture(autouse=True)
+def colour(monkeypatch: pytest.MonkeyPatch, workshop: Workshop) -> None:
+    """Snapshots show colours (the suite sets NO_COLOR), and step 1's file exists."""
+    monkeypatch.delenv("NO_COLOR", raising=False)
+    (workshop.root / "made.txt").write_text("ready\n")
+
+
+def settled(
+    *keys: str, until: Callable[[LabrunnerApp], object] | None = None, home: bool = False
+) -> Callable[[Pilot[Any]], Any]:
+    """A ``run_before`` that presses keys, waits for the app to be idle, and clears toasts."""
+
+    async def run_before(pilot: Pilot[Any]) -> None:
+        app = pilot.app
+        assert isinstance(app, LabrunnerApp)
+        await wait_for(pilot, lambda: app.environment.checked, "the doctor")
+        await app.workers.wait_for_complete()
+        if home and isinstance(app.screen, LabScreen):
+            await pilot.press("escape")
+        for key in keys:
+            await pilot.press(key)
+            await app.workers.wait_for_complete()
+            await pilot.pause()
+        if until is not None:
+            await wait_for(pilot, lambda: until(app), "the view to settle")
+        await app.workers.wait_for_complete()
+        await pilot.pause()
+        app.clear_notifications()
+        await pilot.pause()
+
+    return run_before
+
+
+def midway_store() -> ProgressStore:
+    store = ProgressStore.memory()
+    store.record("basics", "hello", "passed")
+    store.record(
+        "basics", "fix-me", "failed", message="not done after 0s: fixed.txt does not exist yet"
+    )
+    return store
+
+
+def test_home_dark(snap_compare: SnapCompare, build: Callable[..., LabrunnerApp]) -> None:
+    app = build(store=midway_store())
+    assert snap_compare(app, terminal_size=(100, 30), run_before=settled(home=True))
+
+
+def test_home_light_small(snap_compare: SnapCompare, build: Callable[..., LabrunnerApp]) -> None:
+    app = build(store=midway_store())
+    app.theme = "textual-light"
+    assert snap_compare(app, terminal_size=(80, 24), run_before=settled(home=True))
+
+
+def test_lab_midway_dark(snap_compare: SnapCompare, build: Callable[..., LabrunnerApp]) -> None:
+    app = build(store=midway_store())
+    assert snap_compare(app, terminal_size=(100, 30), run_before=settled())
+
+
+def test_lab_midway_light_small(
+    snap_compare: SnapCompare, build: Callable[..., LabrunnerApp]
+) -> None:
+    app = build(store=midway_store())
+    app.theme = "textual-light"
+    assert snap_compare(app, terminal_size=(80, 24), run_before=settled())
+
+
+def test_failed_check_with_hint(
+    snap_compare: SnapCompare, build: Callable[..., LabrunnerApp]
+) -> None:
+    app = build(store=midway_store())
+
+    def failed(app: LabrunnerApp) -> bool:
+        screen = app.screen
+        return isinstance(screen, LabScreen) and screen.hints_shown.get("fix-me") == 1
+
+    assert snap_compare(app, terminal_size=(100, 30), run_before=settled("r", "h", until=failed))
+
+
+def test_help_screen(snap_compare: SnapCompare, build: Callable[..., LabrunnerApp]) -> None:
+    app = build(store=ProgressStore.memory())
+    assert snap_compare(app, terminal_size=(100, 30), run_before=settled("question_mark"))

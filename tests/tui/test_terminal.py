@@ -1,0 +1,127 @@
+"""labrunner in a real terminal: tmux runs the real command, the test reads the screen.
+
+Everything else in this suite drives the app headless; this test checks what
+a person would see in an actual terminal (a 100×30 tmux pane): the lab list
+comes up, Enter opens the first lab, ``r`` runs its step and the step shows
+as passed, ``t`` suspends the app for a real shell whose work passes the next
+step, and ``q`` quits cleanly. tmux runs on a private socket with its own
+HOME and state directory, and the server is always killed at the end.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from .helpers import copy_workshop
+
+DEADLINE = 20.0
+
+
+class Tmux:
+    """A private tmux server with one session running one command."""
+
+    def __init__(self, socket: str, env: dict[str, str]) -> None:
+        self.socket = socket
+        self.env = env
+
+    def __call__(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            ["tmux", "-L", self.socket, "-f", os.devnull, *args],
+            env=self.env,
+            capture_output=True,
+            text=True,
+            timeout=10,
+            check=check,
+        )
+
+    def screen(self) -> str:
+        """What the pane shows now."""
+        return self("capture-pane", "-p", "-t", "lab").stdout
+
+    def keys(self, *keys: str) -> None:
+        """Type ``keys`` (tmux key names) into the pane."""
+        self("send-keys", "-t", "lab", *keys)
+
+    def running(self) -> bool:
+        """True while the session (and so labrunner) is alive."""
+        return self("has-session", "-t", "lab", check=False).returncode == 0
+
+    def wait(self, condition: Callable[[], bool], what: str) -> None:
+        """Poll until ``condition`` holds; fail with the screen after the deadline."""
+        deadline = time.monotonic() + DEADLINE
+        while not condition():
+            if time.monotonic() > deadline:
+                shown = self.screen() if self.running() else "(session gone)"
+                raise AssertionError(f"timed out waiting for {what}; the screen:\n{shown}")
+            time.sleep(0.05)
+
+    def shows(self, text: str) -> Callable[[], bool]:
+        return lambda: self.running() and text in self.screen()
+
+
+@pytest.fixture
+def tmux(tmp_path: Path) -> Iterator[Tmux]:
+    if shutil.which("tmux") is None:
+        pytest.fail("tmux is needed for the real-terminal test (it is installed here and in CI)")
+    home = tmp_path / "home"
+    home.mkdir()
+    env = {
+        "PATH": os.environ.get("PATH", os.defpath),
+        "HOME": str(home),
+        "LABRUNNER_STATE_DIR": str(tmp_path / "state"),
+        "KUBECONFIG": str(home / ".kube" / "config"),
+        "XDG_CONFIG_HOME": str(home / ".config"),
+        "XDG_CACHE_HOME": str(home / ".cache"),
+        "LANG": "C.UTF-8",
+        "TERM": "xterm-256color",
+        "SHELL": shutil.which("bash") or "/bin/bash",
+    }
+    server = Tmux(f"labrunner-test-{uuid.uuid4().hex[:12]}", env)
+    try:
+        yield server
+    finally:
+        server("kill-server", check=False)
+
+
+def test_a_learner_runs_a_step_in_a_real_terminal(tmux: Tmux, tmp_path: Path) -> None:
+    labs = copy_workshop(tmp_path / "ws")
+    command = f"{sys.executable} -m labrunner --labs {labs}"
+    tmux("new-session", "-d", "-x", "100", "-y", "30", "-s", "lab", command)
+
+    tmux.wait(tmux.shows("Files and prompts"), "the lab list")
+    screen = tmux.screen()
+    assert "TUI test workshop" in screen
+    assert "Talk to the cluster" in screen
+    assert "locked: finish basics first" in screen
+    assert "no cluster needed" in screen
+
+    tmux.keys("Enter")
+    tmux.wait(tmux.shows("Step 1 of 4: Say hello"), "the lab screen")
+    tmux.keys("r")
+    tmux.wait(tmux.shows("[passed]"), "the step to pass")
+    screen = tmux.screen()
+    assert "✔ 1. Say hello" in screen
+    assert "hello-from-step" in screen
+    assert (labs.parent / "made.txt").read_text() == "ready\n"
+
+    # The next step wants a file made by hand: t suspends labrunner and opens a
+    # real shell in the workshop folder; leaving it re-checks the step.
+    tmux.keys("n")
+    tmux.wait(tmux.shows("Step 2 of 4: Create fixed.txt yourself"), "step 2")
+    tmux.keys("t")
+    tmux.wait(tmux.shows("labrunner: your shell for"), "the learner's shell")
+    tmux.keys("touch fixed.txt && exit", "Enter")
+    tmux.wait(tmux.shows("✔ 2. Create fixed.txt"), "step 2 to pass after the shell")
+    assert (labs.parent / "fixed.txt").exists()
+
+    tmux.keys("q")
+    tmux.wait(lambda: not tmux.running(), "labrunner to quit")
