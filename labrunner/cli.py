@@ -14,6 +14,7 @@ import json
 import os
 import signal
 import sys
+import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn
@@ -315,12 +316,7 @@ def verify(
         kube_context=context_option,
         save=not no_save,
     )
-    base_env = dict(os.environ)
-    if context_option:
-        from labrunner.cluster.kubeconfig import pin_context
-        from labrunner.state import state_dir
-
-        base_env = pin_context(base_env, context_option, state_dir() / "run" / str(os.getpid()))
+    base_env, overlay = _pinned_env(context_option)
     collector = ReportCollector(workshop=workshop.title, context=context)
     printer = Printer(quiet=quiet)
 
@@ -338,6 +334,8 @@ def verify(
     except UsageError as exc:
         _fail(UsageProblem(str(exc)))
     finally:
+        if overlay is not None:
+            overlay.cleanup()
         for warning in store.warnings:
             click.echo(f"labrunner: warning: {warning}", err=True)
     printer.summary(collector)
@@ -351,6 +349,23 @@ def verify(
     if summary.environment_broken:
         sys.exit(int(ExitCode.ENVIRONMENT))
     sys.exit(int(ExitCode.OK if summary.ok else ExitCode.FAILED))
+
+
+def _pinned_env(
+    context_option: str | None,
+) -> tuple[dict[str, str], tempfile.TemporaryDirectory[str] | None]:
+    """The environment for lab shells, with KUBECONFIG pinned to ``--context`` if given.
+
+    The overlay kubeconfig lives in a temporary directory (not the state
+    directory, which may be read-only) that the caller removes after the run.
+    """
+    env = dict(os.environ)
+    if not context_option:
+        return env, None
+    from labrunner.cluster.kubeconfig import pin_context
+
+    overlay = tempfile.TemporaryDirectory(prefix="labrunner-context-")
+    return pin_context(env, context_option, Path(overlay.name)), overlay
 
 
 def _install_signal_handlers(engine: Any) -> None:
@@ -397,23 +412,33 @@ def check(
     except LabrunnerError as exc:
         _fail(exc)
     printer = Printer(quiet=True)
+    base_env, overlay = _pinned_env(context_option)
     engine = Engine(
         workshop,
         registry=_registry(),
         store=_store(context),
         emit=printer,
         options=RunOptions(kube_context=context_option, save=False),
+        base_env=base_env,
     )
     worst = StepStatus.PASSED
-    with engine.session(chosen) as session:
-        for item in steps:
-            printer(ev.StepStarted(chosen.id, item.id, chosen.index(item.id), item.title))
-            result = session.check(item, within=None if wait else 0.0)
-            printer(
-                ev.StepFinished(chosen.id, item.id, result.status, result.message, result.details)
-            )
-            if (not result.ok and worst is StepStatus.PASSED) or result.status is StepStatus.ERROR:
-                worst = result.status
+    try:
+        with engine.session(chosen) as session:
+            for item in steps:
+                printer(ev.StepStarted(chosen.id, item.id, chosen.index(item.id), item.title))
+                result = session.check(item, within=None if wait else 0.0)
+                printer(
+                    ev.StepFinished(
+                        chosen.id, item.id, result.status, result.message, result.details
+                    )
+                )
+                if (
+                    not result.ok and worst is StepStatus.PASSED
+                ) or result.status is StepStatus.ERROR:
+                    worst = result.status
+    finally:
+        if overlay is not None:
+            overlay.cleanup()
     if worst is StepStatus.ERROR:
         sys.exit(int(ExitCode.ENVIRONMENT))
     sys.exit(int(ExitCode.OK if worst.ok else ExitCode.FAILED))

@@ -15,7 +15,7 @@ from typing import IO, TYPE_CHECKING
 from labrunner.engine import events as ev
 from labrunner.engine.events import StepStatus
 from labrunner.lab.durations import format_duration
-from labrunner.reports.redact import LineRedactor
+from labrunner.reports.redact import LineRedactor, redact
 from labrunner.verify.outcome import Status
 
 if TYPE_CHECKING:
@@ -96,11 +96,14 @@ class Printer:
         elif isinstance(event, ev.StepFinished):
             for _, check in sorted(self._checks.items()):
                 style = "green" if check.status is Status.PASSED else "red"
-                self._out(f"  {_CHECK[check.status]} {check.label}: {check.message}", style)
+                self._out(
+                    f"  {_CHECK[check.status]} {redact(check.label)}: {redact(check.message)}",
+                    style,
+                )
             word, mark, style = _MARK[event.status]
             text = f"{mark} {word} {event.step_id} ({format_duration(event.duration)})"
             if event.message and event.status is not StepStatus.PASSED:
-                text += f": {event.message}"
+                text += f": {redact(event.message)}"
             self._out(text, f"bold {style}")
             if event.details and event.status in (StepStatus.FAILED, StepStatus.ERROR):
                 for line in event.details.splitlines()[-15:]:
@@ -115,14 +118,14 @@ class Printer:
                 f"bold {style}",
             )
         elif isinstance(event, ev.Notice):
-            sys.stderr.write(f"labrunner: warning: {event.message}\n")
+            sys.stderr.write(f"labrunner: warning: {redact(event.message)}\n")
 
     def summary(self, collector: ReportCollector) -> None:
         """A last line with totals."""
         totals = collector.totals()
         parts = [
             f"{totals.get(k, 0)} {k}"
-            for k in ("passed", "failed", "error", "skipped")
+            for k in ("passed", "failed", "error", "skipped", "cancelled")
             if totals.get(k)
         ]
         self._out(f"{totals['steps']} steps: " + (", ".join(parts) or "none run"), "bold")

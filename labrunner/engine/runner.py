@@ -156,15 +156,20 @@ class LabSession:
 
     @property
     def shell(self) -> Shell:
-        """The lab's shell, started on first use."""
-        if self._shell is None or not self._shell.alive:
+        """The lab's shell, started on first use (a shell that died restarts itself
+        with its saved state on its next command; one that was closed is replaced)."""
+        if self._shell is None or self._shell.pid is None:
             base = self.engine.base_env
             env = shell_environment(self.engine.workshop, self.lab, base)
             shell = Shell(env=env, cwd=self.engine.workshop.root)
             shell.start()
             self._shell = shell
             if self._restore:
-                values = self.engine.store.exports(self.lab.id)
+                try:
+                    values = self.engine.store.exports(self.lab.id)
+                except StateError as exc:  # unreadable progress must not stop the lab
+                    values = {}
+                    self._warn_state(f"saved exports not restored: {exc}")
                 if values:
                     shell.export(values)
         return self._shell
@@ -227,7 +232,6 @@ class LabSession:
             )
         except ShellError as exc:
             result = CommandResult(exit_code=None, duration=0.0, tail=(f"shell error: {exc}",))
-            self._shell = None
         self._emit(
             ev.CommandFinished(
                 lab_id,
@@ -419,7 +423,7 @@ class LabSession:
                 result.message,
                 result.details,
                 time.monotonic() - started,
-                step.hints if result.status in (StepStatus.FAILED, StepStatus.ERROR) else (),
+                _hints(step, result),
                 len(result.outcomes),
             )
         )
@@ -468,9 +472,12 @@ class LabSession:
                 message=result.message if not result.ok else "",
             )
         except StateError as exc:
-            if not self._state_warned:
-                self._state_warned = True
-                self._emit(ev.Notice(self.lab.id, f"progress not saved: {exc}"))
+            self._warn_state(f"progress not saved: {exc}")
+
+    def _warn_state(self, message: str) -> None:
+        if not self._state_warned:  # once per lab run: the cause is the same every time
+            self._state_warned = True
+            self._emit(ev.Notice(self.lab.id, message))
 
     def run_phase(self, phase: Phase) -> tuple[StepStatus, str, str | None]:
         """Run the lab's setup or cleanup commands."""
@@ -479,6 +486,17 @@ class LabSession:
             return StepStatus.PASSED, "", None
         self._emit(ev.PhaseStarted(self.lab.id, phase))
         return self.run_commands(commands, step_id=None, phase=phase)
+
+
+def _hints(step: Step, result: StepResult) -> tuple[str, ...]:
+    """Hints for a step that did not pass: the failing check's own hint first."""
+    if result.status not in (StepStatus.FAILED, StepStatus.ERROR):
+        return ()
+    # outcomes line up with step.check: evaluation stops at the first final one
+    failing = next((i for i, o in enumerate(result.outcomes) if not o.ok), None)
+    if failing is not None and failing < len(step.check) and step.check[failing].hint:
+        return (step.check[failing].hint, *step.hints)
+    return step.hints
 
 
 def _call(

@@ -1,4 +1,5 @@
-"""Durations as lab authors write them: ``90s``, ``2m``, ``1h30m``, ``500ms``, ``30d`` or seconds."""
+"""Durations as lab authors write them: ``90s``, ``2m``, ``1h30m``, ``500ms``, ``30d``,
+or a number of seconds."""
 
 from __future__ import annotations
 

@@ -43,7 +43,8 @@ if TYPE_CHECKING:
     from labrunner.verify.registry import Registry, VerifierSpec
 
 WORKSHOP_FILE = "workshop.yaml"
-CLUSTER_TOOLS = re.compile(r"(?<![\w-])(kubectl|istioctl|helm|kind|k3d|minikube)(?![\w-])")
+# a tool name as a word, not part of a file name such as kind.yaml or helm-values.yaml
+CLUSTER_TOOLS = re.compile(r"(?<![\w.-])(kubectl|istioctl|helm|kind|k3d|minikube)(?![\w.-])")
 PLACEHOLDER = re.compile(r"<(?:your|my)[-_ ][a-z-_ ]+>", re.IGNORECASE)
 SLEEP = re.compile(r"(?<![\w-])sleep\s+\d")
 WELL_KNOWN_ENV = frozenset(

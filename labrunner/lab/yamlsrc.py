@@ -255,6 +255,13 @@ def parse_text(text: str, path: Path) -> list[Source]:
         mark = exc.problem_mark or exc.context_mark
         line = mark.line + 1 if mark is not None else 0
         problem = exc.problem or exc.context or "invalid YAML"
+        start = exc.context_mark
+        if exc.problem and exc.context and start is not None and start.line + 1 != line:
+            # e.g. an unclosed quote: the parser only notices at the end of the file,
+            # so point at where the unfinished construct began
+            problem += f" ({exc.context} that starts on line {start.line + 1})"
+            if mark is not None and mark.index >= len(text.rstrip()):
+                line = start.line + 1
         raise SourceError(f"invalid YAML: {problem}", line) from None
     except yaml.YAMLError as exc:
         raise SourceError(f"invalid YAML: {exc}") from None

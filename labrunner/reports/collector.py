@@ -25,13 +25,25 @@ from labrunner.engine import events as ev
 from labrunner.reports.redact import LineRedactor, redact
 
 OUTPUT_TAIL = 200
+MAX_LINE = 2000
 _ANSI = re.compile(r"\x1b\[[0-9;?]*[ -/]*[@-~]|\x1b\][^\x07]*\x07|\x1b[()][A-Z0-9]")
 _XML_BAD = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\ufffe\uffff]")
 
 
 def clean(text: str) -> str:
-    """Text safe for a report: no terminal codes, no XML-illegal characters, redacted."""
-    return _XML_BAD.sub("", redact(_ANSI.sub("", text)))
+    """Text safe for a report: no terminal codes, no XML-illegal characters, redacted,
+    and no line longer than ``MAX_LINE`` characters."""
+    text = _XML_BAD.sub("", redact(_ANSI.sub("", text)))
+    if len(text) <= MAX_LINE:
+        return text
+    return "\n".join(_clip_line(line) for line in text.split("\n"))
+
+
+def _clip_line(line: str) -> str:
+    if len(line) <= MAX_LINE:
+        return line
+    keep = MAX_LINE - 40  # room for the note, so a clipped line is not clipped again
+    return f"{line[:keep]}… [{len(line) - keep} more characters]"
 
 
 @dataclass
@@ -115,7 +127,7 @@ class ReportCollector:
             step = lab.steps.setdefault(event.step_id, StepRecord(event.step_id))
             step.title = event.title
         elif isinstance(event, ev.OutputLine):
-            line = self._redactor(_ANSI.sub("", event.text))
+            line = _clip_line(self._redactor(_ANSI.sub("", event.text)))
             target = (
                 lab.steps[event.step_id].output if event.step_id in lab.steps else lab.phase_output
             )
@@ -315,6 +327,10 @@ def _atomic_write(path: Path, data: bytes) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
     try:
+        # mkstemp makes the file private (0600); a report gets the usual umask mode
+        umask = os.umask(0o022)
+        os.umask(umask)
+        os.fchmod(fd, 0o666 & ~umask)
         with os.fdopen(fd, "wb") as fh:
             fh.write(data)
             fh.flush()

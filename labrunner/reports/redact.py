@@ -18,11 +18,11 @@ MASK = "[REDACTED]"
 _PEM = re.compile(r"-----BEGIN ((?:[A-Z]+ )*PRIVATE KEY)-----.*?(?:-----END \1-----|\Z)", re.DOTALL)
 _PEM_BEGIN = re.compile(r"-----BEGIN ((?:[A-Z]+ )*PRIVATE KEY)-----")
 _PEM_END = re.compile(r"-----END ((?:[A-Z]+ )*PRIVATE KEY)-----")
-_BEARER = re.compile(r"(?i)(\bbearer\s+)[A-Za-z0-9._~+/=-]{6,}")
-_AUTH_HEADER = re.compile(r"(?i)(\bauthorization\s*[:=]\s*)(?!bearer\b)[^\s\"',]{6,}")
+_BEARER = re.compile(r"(?i)(\bbearer[ \t]+)[A-Za-z0-9._~+/=-]{6,}")
+_AUTH_HEADER = re.compile(r"(?i)(\bauthorization[ \t]*[:=][ \t]*)(?!bearer\b)[^\s\"',]{6,}")
 _KEYED = re.compile(
     r"(?i)((?:^|[\s\"'{,])[A-Za-z0-9_.-]*(?:token|client-key-data|password|passwd|secret|"
-    r"api[-_]?key|tls\.key)\"?\s*[:=]\s*\"?)([^\s\"',;&|}]{4,})"
+    r"api[-_]?key|tls\.key)\"?[ \t]*[:=][ \t]*\"?)([^\s\"',;&|}]{4,})"
 )
 _JWT = re.compile(r"\beyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}")
 _B64_PEM = re.compile(r"LS0tLS1CRUdJTi[A-Za-z0-9+/=]{16,}")

@@ -12,12 +12,12 @@ into lines as it arrives and handed to a callback, so a UI can stream it.
 
 Job control is on (an interactive bash), so every command runs in its own
 process group. A command past its timeout, or cancelled, gets SIGINT and then
-SIGKILL to that group while the shell itself survives with its state. If the
-shell itself is stuck (a builtin loop that ignores interrupts) it is killed
-with everything in its session and restarted with the exported variables,
-functions, aliases, options and directory saved just before the command.
-Closing the shell kills everything left in its session, so nothing outlives
-labrunner.
+SIGKILL to whatever is left of that group, while the shell itself survives
+with its state. If the shell itself is stuck (a builtin loop that ignores
+interrupts) it is killed with everything in its session and restarted with
+the exported variables, functions, aliases, options and directory saved after
+the last command that finished. Closing the shell kills everything left in
+its session, so nothing outlives labrunner.
 
 Measured pitfall: pexpect sleeps 50 ms before every send unless
 ``delaybeforesend`` is None; with it off a round trip is well under 1 ms.
@@ -52,6 +52,7 @@ MAX_LINE = 64 * 1024
 TAIL_LINES = 200
 INTERRUPT_GRACE = 1.0
 PROMPT_IDLE = 0.4
+START_TIMEOUT = 10.0
 _ANSI = re.compile(r"\x1b\[[0-9;?]*[ -/]*[@-~]|\x1b\][^\x07]*\x07")
 
 _INIT = r"""
@@ -186,6 +187,7 @@ class Shell:
         )
         self.cwd = self._cwd
         self.restarts = 0
+        self._starting = False
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -206,6 +208,21 @@ class Shell:
 
     def start(self) -> None:
         """Start bash and wait until it answers."""
+        with self._lock:
+            self._start_locked()
+
+    def _start_locked(self) -> None:
+        # Called with the lock held, also by _restart in the middle of a command,
+        # so it must not go through _execute (the lock is not re-entrant).
+        try:
+            self._spawn_locked()
+        except BaseException:
+            self.close()  # no half-started bash, no private directory left behind
+            raise
+
+    def _spawn_locked(self) -> None:
+        if not os.path.isdir(self._cwd):
+            raise ShellError(f"cannot start bash in {self._cwd}: no such directory")
         env = dict(self._env)
         env.setdefault("TERM", "xterm-256color")
         env["__LR_DIR"] = str(self._dir)
@@ -230,11 +247,16 @@ class Shell:
         _live.add(self)
         # __LR_DIR must not leak to commands' environments: keep it a plain variable.
         init = _INIT + f"__LR_DIR={shlex.quote(str(self._dir))}; export -n __LR_DIR\n"
-        result = self._execute(init, timeout=10.0, save=False, hidden=True)
+        self._starting = True
+        try:
+            result = self._execute_locked(
+                init, START_TIMEOUT, None, (), None, save=False, hidden=True
+            )
+        finally:
+            self._starting = False
         if result.exit_code is None:
-            self.close()
-            raise ShellError("bash did not answer within 10s")
-        self._execute("__labrunner_save", timeout=5.0, save=False, hidden=True)
+            raise ShellError(f"bash did not answer within {START_TIMEOUT:g}s")
+        self._execute_locked("__labrunner_save", 5.0, None, (), None, save=False, hidden=True)
 
     def close(self) -> None:
         """Stop the shell and everything it started; remove its private files."""
@@ -344,11 +366,13 @@ class Shell:
         self._seq += 1
         path = self._dir / "cmd"
         path.write_text(cmd, encoding="utf-8")
-        pre = "__labrunner_save; " if save else ""
+        # state is saved after the command, so a restart (after a stuck command, or a
+        # shell that died between commands) comes back with everything that completed
+        post = "__labrunner_save; " if save else ""
         line = (
-            f"{pre}IFS= read -r -d '' __lr_cmd < {shlex.quote(str(path))}; "
-            f'eval "$__lr_cmd"; '
-            f'printf \'\\036LR%s:%s:%s:%s\\036\\n\' {self._nonce} {self._seq} "$?" "$PWD"\n'
+            f"IFS= read -r -d '' __lr_cmd < {shlex.quote(str(path))}; "
+            f'eval "$__lr_cmd"; __lr_rc=$?; {post}'
+            f'printf \'\\036LR%s:%s:%s:%s\\036\\n\' {self._nonce} {self._seq} "$__lr_rc" "$PWD"\n'
         )
         assert self._child is not None
         os.write(self._child.child_fd, line.encode("utf-8"))
@@ -409,6 +433,11 @@ class Shell:
             wait = min(deadline - now, 0.1)
             ready, _, _ = select.select([fd], [], [], wait)
             if not ready:
+                if not self._child.isalive():
+                    # bash exited, but a background job still holds the terminal open,
+                    # so no end-of-file will come
+                    self._flush_partial(run)
+                    raise ShellError("the shell exited")
                 self._idle(run)
                 continue
             try:
@@ -417,6 +446,11 @@ class Shell:
                 data = b""
             if not data:
                 self._flush_partial(run)
+                # reap it now, so the next command sees a dead shell and restarts it
+                try:
+                    self._child.close(force=True)
+                except (OSError, pexpect.ExceptionPexpect):
+                    pass
                 raise ShellError("the shell exited")
             self._buf += data
             run.last_data = time.monotonic()
@@ -437,10 +471,18 @@ class Shell:
         if marker_at < 0:
             rest = buf[start:]
             if len(rest) > MAX_LINE:
-                keep = rest.rfind(b"\x1e")
-                cut = keep if keep > len(rest) - 64 else len(rest)
-                self._emit(run, rest[:cut])
-                rest = rest[cut:]
+                # a line too long to hold goes out in MAX_LINE pieces, split between
+                # UTF-8 characters; a partial sentinel at the very end stays buffered
+                keep = rest.rfind(b"\x1e", max(len(rest) - 64, 0))
+                end = keep if keep >= 0 else len(rest)
+                pos = 0
+                while end - pos > MAX_LINE:
+                    cut = pos + MAX_LINE
+                    while cut > pos + MAX_LINE - 4 and rest[cut] & 0xC0 == 0x80:
+                        cut -= 1
+                    self._emit(run, rest[pos:cut])
+                    pos = cut
+                rest = rest[pos:]
             self._buf = rest
             return None
         if marker_at > start:
@@ -544,11 +586,14 @@ class Shell:
                 os.killpg(fg, signal.SIGINT)
             except (ProcessLookupError, PermissionError):
                 pass
-            if not self._wait_foreground_is_shell(run, INTERRUPT_GRACE):
-                try:
-                    os.killpg(fg, signal.SIGKILL)
-                except (ProcessLookupError, PermissionError):
-                    pass
+            back = self._wait_foreground_is_shell(run, INTERRUPT_GRACE)
+            # SIGKILL whatever is left of the group, even when its leader obeyed SIGINT:
+            # helpers that ignore SIGINT, or the children of a subshell that exited
+            try:
+                os.killpg(fg, signal.SIGKILL)
+            except (ProcessLookupError, PermissionError):
+                pass
+            if not back:
                 self._wait_foreground_is_shell(run, INTERRUPT_GRACE)
         else:
             try:
@@ -556,6 +601,8 @@ class Shell:
             except ProcessLookupError:
                 pass
         if self._resync(run):
+            return False
+        if self._starting:  # a bash that never answered: restarting it would loop forever
             return False
         self._restart()
         return True
@@ -591,8 +638,7 @@ class Shell:
             except (OSError, pexpect.ExceptionPexpect):
                 pass
         self.restarts += 1
-        self._busy = False
-        self.start()
+        self._start_locked()
         if saved:
             (self._dir / "restore").write_text(saved, encoding="utf-8")
             self._execute_locked(

@@ -121,9 +121,12 @@ class ProgressStore:
             if not isinstance(data, dict) or not isinstance(data.get("labs"), dict):
                 raise ValueError("not a progress file")
         except (ValueError, UnicodeDecodeError) as exc:
-            aside = self.path.with_name(
-                f"{self.path.name}.corrupt-{time.strftime('%Y%m%dT%H%M%S')}"
-            )
+            stamp = time.strftime("%Y%m%dT%H%M%S")
+            aside = self.path.with_name(f"{self.path.name}.corrupt-{stamp}")
+            number = 1
+            while aside.exists():  # never replace an earlier copy
+                number += 1
+                aside = self.path.with_name(f"{self.path.name}.corrupt-{stamp}-{number}")
             try:
                 os.replace(self.path, aside)
                 self.warnings.append(

@@ -21,8 +21,11 @@ from typing import Any
 from labrunner.verify.params import as_list, obj, one_or_many
 
 _DURATION = re.compile(r"^(?:\d+(?:\.\d+)?(?:ms|s|m|h|d|y))+$|^<invalid>$")
-_POD_SUFFIX = re.compile(r"^(?P<base>.+?)(?:-[a-z0-9]{6,10})?-[a-z0-9]{5}$")
-_RS_SUFFIX = re.compile(r"^(?P<base>.+?)-[a-z0-9]{6,10}$")
+_POD = re.compile(r"^(?P<base>.+?)-(?P<hash>[a-z0-9]{6,10})-[a-z0-9]{5}$")
+_SHORT = re.compile(r"^(?P<base>.+?)-(?P<hash>[a-z0-9]{5})$")
+_RS = re.compile(r"^(?P<base>.+?)-(?P<hash>[a-z0-9]{6,10})$")
+# Kubernetes draws name suffixes from an alphabet without vowels (rand.SafeEncodeString)
+_SAFE_ALPHABET = re.compile(r"^[bcdfghjklmnpqrstvwxz2456789]+$")
 _ADDRESS_WORDS = {"<none>", "<pending>", "<unknown>"}
 _ANSI = re.compile(r"\x1b\[[0-9;?]*[ -/]*[@-~]")
 
@@ -64,10 +67,16 @@ def _is_address(token: str) -> bool:
     return True
 
 
+def _looks_random(segment: str) -> bool:
+    """A generated suffix, not a word: ``7d5c8b9f6`` or ``x2xkq``, but not ``system``."""
+    return any(c.isdigit() for c in segment) or bool(_SAFE_ALPHABET.match(segment))
+
+
 def _pod_base(token: str) -> str | None:
-    for pattern in (_POD_SUFFIX, _RS_SUFFIX):
+    """The name without its generated suffixes (``web-api-7d5c8b9f6-abcde`` → ``web-api``)."""
+    for pattern in (_POD, _SHORT, _RS):
         match = pattern.match(token)
-        if match:
+        if match and _looks_random(match.group("hash")):
             return match.group("base")
     return None
 

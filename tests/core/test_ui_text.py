@@ -1,0 +1,91 @@
+"""The headless run log: plain when not a terminal, redacted, with hints and totals."""
+
+from __future__ import annotations
+
+import io
+
+from labrunner.engine import events as ev
+from labrunner.engine.events import Phase, StepStatus
+from labrunner.reports import ReportCollector
+from labrunner.ui_text import Printer
+from labrunner.verify.outcome import Status
+
+TOKEN = "abc123SECRETtokenVALUE987"
+
+
+def test_printer_output_is_plain_redacted_and_complete() -> None:
+    out = io.StringIO()
+    printer = Printer(stream=out)
+    collector = ReportCollector()
+    events: list[ev.Event] = [
+        ev.LabStarted("lab", "The lab", ("one", "two", "three")),
+        ev.StepStarted("lab", "one", 0, "One"),
+        ev.CommandStarted(
+            "lab", "one", Phase.SOLUTION, 0, f"curl -H 'Authorization: Bearer {TOKEN}'"
+        ),
+        ev.OutputLine("lab", "one", "\x1b[31mred\x1b[0m"),
+        ev.OutputLine("lab", "one", f"token: {TOKEN}"),
+        ev.CommandFinished("lab", "one", Phase.SOLUTION, 0, "curl", 0, 0.2),
+        ev.CheckResult(
+            "lab",
+            "one",
+            0,
+            "command",
+            "$ curl",
+            Status.PENDING,
+            f"exit code 1, expected 0: token: {TOKEN}",
+            None,
+            3,
+            0.1,
+        ),
+        ev.StepFinished(
+            "lab",
+            "one",
+            StepStatus.FAILED,
+            f"not done after 1.0s: token: {TOKEN}",
+            f"stdout:\ntoken: {TOKEN}",
+            1.0,
+            ("First hint.", "Second hint."),
+            3,
+        ),
+        ev.StepStarted("lab", "two", 1, "Two"),
+        ev.StepFinished("lab", "two", StepStatus.CANCELLED, "cancelled"),
+        ev.StepStarted("lab", "three", 2, "Three"),
+        ev.StepFinished("lab", "three", StepStatus.SKIPPED, "not run"),
+        ev.LabFinished("lab", StepStatus.FAILED, {"failed": 1, "cancelled": 1, "skipped": 1}, 1.5),
+    ]
+    for event in events:
+        printer(event)
+        collector(event)
+    printer.summary(collector)
+    text = out.getvalue()
+    assert "\x1b" not in text
+    assert TOKEN not in text
+    assert text.splitlines() == [
+        "== lab: The lab",
+        "-- one: One",
+        "  $ curl -H 'Authorization: Bearer [REDACTED]'",
+        "  | red",
+        "  | token: [REDACTED]",
+        "  … $ curl: exit code 1, expected 0: token: [REDACTED]",
+        "✘ FAIL one (1.0s): not done after 1.0s: token: [REDACTED]",
+        "    stdout:",
+        "    token: [REDACTED]",
+        "  hint: First hint.",
+        "-- two: Two",
+        "■ CANCEL two (0ms): cancelled",
+        "-- three: Three",
+        "↷ SKIP three (0ms): not run",
+        "✘ lab: FAIL (1 cancelled, 1 failed, 1 skipped; 1.5s)",
+        "3 steps: 1 failed, 1 skipped, 1 cancelled",
+    ]
+
+
+def test_quiet_hides_command_output_but_not_results() -> None:
+    out = io.StringIO()
+    printer = Printer(stream=out, quiet=True)
+    printer(ev.StepStarted("lab", "one", 0, "One"))
+    printer(ev.CommandStarted("lab", "one", Phase.RUN, 0, "echo hi"))
+    printer(ev.OutputLine("lab", "one", "hi"))
+    printer(ev.StepFinished("lab", "one", StepStatus.PASSED, "", None, 0.01))
+    assert out.getvalue().splitlines() == ["-- one: One", "✔ PASS one (10ms)"]
