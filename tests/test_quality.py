@@ -51,7 +51,14 @@ def _tracked_files() -> list[Path]:
     return [REPO / name.decode() for name in out if name]
 
 
-MACHINE_PATHS = re.compile(rb"/work/main|/work/shared|/root/|/home/[a-z]+/|/tmp/pytest-of-")
+# Built from parts so this file does not match itself.
+MACHINE_PATHS = re.compile(
+    b"|".join(
+        re.escape(p.encode())
+        for p in ("/" + "work/main", "/" + "work/shared", "/" + "root/", "/tmp/" + "pytest-of-")
+    )
+    + rb"|/home/[a-z]+/"
+)
 PRIVATE_KEY = re.compile(rb"-----BEGIN (?:[A-Z]+ )?PRIVATE KEY-----\s*\n[A-Za-z0-9+/]{40}")
 
 
