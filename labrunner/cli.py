@@ -68,6 +68,24 @@ def _load(labs_option: str | None, refs: Sequence[str] = ()) -> tuple[Workshop, 
     else:
         labs_dir = find_labs_dir(labs_option)
     result = load_workshop(labs_dir, _registry())
+    if result.workshop is None and files:
+        # Errors only in labs the user did not name must not block the ones named:
+        # load the directory again without the broken files, and say so.
+        wanted = {f.resolve() for f in files}
+        broken = {p.file for p in result.errors}
+        if broken and not broken & wanted and labs_dir not in broken:
+            from labrunner.lab.loader import lab_files
+
+            rest = [p for p in lab_files(labs_dir) if p.resolve() not in broken]
+            retry = load_workshop(labs_dir, _registry(), files=rest)
+            if retry.workshop is not None:
+                names = ", ".join(sorted(p.name for p in broken))
+                click.echo(
+                    f"labrunner: warning: ignoring lab files with errors: {names} "
+                    "(run `labrunner validate` for details)",
+                    err=True,
+                )
+                result = retry
     for problem in result.problems:
         if not problem.is_error:
             continue
@@ -108,11 +126,17 @@ def _store(context: str | None) -> ProgressStore:
 def _guard(workshop: Workshop, labs: Sequence[Lab], context_option: str | None) -> str | None:
     """Apply the context guard when any lab acts on a cluster; returns the context."""
     from labrunner.cluster.guard import decide
+    from labrunner.cluster.kubeconfig import server_for
 
     context = _context(context_option)
     if not any(lab.needs_cluster for lab in labs):
         return context
-    decision = decide(context, explicit=context_option is not None, extra=workshop.context_patterns)
+    decision = decide(
+        context,
+        explicit=context_option is not None,
+        extra=workshop.context_patterns,
+        server=server_for(os.environ, context) if context else None,
+    )
     if not decision.allowed:
         raise EnvironmentProblem(decision.reason)
     click.echo(f"labrunner: {decision.reason}", err=True)

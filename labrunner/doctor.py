@@ -16,8 +16,12 @@ import shutil
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from labrunner import procs
+
+if TYPE_CHECKING:
+    from labrunner.lab.model import Workshop
 
 
 @dataclass(frozen=True)
@@ -127,9 +131,51 @@ def tool_findings(
     return [python, *found]
 
 
-def collect(*, labs_option: str | None = None, context: str | None = None) -> list[Finding]:
-    """Every finding: tools, the workshop's lab files, and (when available) the cluster."""
-    findings = tool_findings()
+def workshop_environment(workshop: Workshop | None, base: Mapping[str, str]) -> dict[str, str]:
+    """``base`` with the workshop's env applied, as lab shells see it (its PATH included)."""
+    env = dict(base)
+    if workshop is None:
+        return env
+    from labrunner.lab.expand import UnsetVariable, expand_str
+
+    for key, value in workshop.env.items():
+        try:
+            env[key] = expand_str(value, env)
+        except UnsetVariable:
+            env[key] = value
+    return env
+
+
+def collect(
+    *,
+    labs_option: str | None = None,
+    context: str | None = None,
+    workshop: Workshop | None = None,
+) -> list[Finding]:
+    """Every finding: the workshop's lab files, tools, and (when available) the cluster.
+
+    Tools are looked up on the PATH the labs' shells get, so a tool a lab puts
+    on PATH through the workshop's env (istioctl, say) is found.
+    """
+    findings: list[Finding] = []
+    if workshop is not None:
+        findings.append(
+            Finding(
+                "labs", True, f"{len(workshop.labs)} labs in {workshop.labs_dir}", category="labs"
+            )
+        )
+    else:
+        workshop = _load_for_doctor(labs_option, findings)
+    findings[:0] = tool_findings(workshop_environment(workshop, os.environ))
+    try:
+        cluster_doctor = importlib.import_module("labrunner.cluster.doctor")
+    except ImportError:
+        return findings
+    findings.extend(cluster_doctor.findings(context=context, workshop=workshop))
+    return findings
+
+
+def _load_for_doctor(labs_option: str | None, findings: list[Finding]) -> Workshop | None:
     workshop = None
     try:
         from labrunner.lab.loader import load_workshop
@@ -159,9 +205,4 @@ def collect(*, labs_option: str | None = None, context: str | None = None) -> li
         findings.append(
             Finding("labs", False, f"cannot load labs: {exc}", required=True, category="labs")
         )
-    try:
-        cluster_doctor = importlib.import_module("labrunner.cluster.doctor")
-    except ImportError:
-        return findings
-    findings.extend(cluster_doctor.findings(context=context, workshop=workshop))
-    return findings
+    return workshop

@@ -17,6 +17,7 @@ milliseconds of the cluster converging; otherwise the engine backs off from
 from __future__ import annotations
 
 import os
+import shlex
 import shutil
 import sys
 import threading
@@ -172,7 +173,22 @@ class LabSession:
                     self._warn_state(f"saved exports not restored: {exc}")
                 if values:
                     shell.export(values)
+                self._restore_directory(shell)
         return self._shell
+
+    def _restore_directory(self, shell: Shell) -> None:
+        """Return to the directory the learner's last completed step left the shell in."""
+        try:
+            records = self.engine.store.steps(self.lab.id)
+        except StateError:
+            return
+        cwd = ""
+        for step in self.lab.steps:
+            record = records.get(step.id)
+            if record is not None and record.complete and record.cwd:
+                cwd = record.cwd
+        if cwd and cwd != shell.cwd and Path(cwd).is_dir():
+            shell.run(f"cd -- {shlex.quote(cwd)}", timeout=5.0)
 
     def close(self) -> None:
         """Stop the shell and everything it started; close shared resources."""
@@ -303,6 +319,8 @@ class LabSession:
                         f"{exc} in the lab shell; set it (or export it from an earlier step)"
                     )
                 else:
+                    if not check.title:
+                        label = spec.label(params)
                     ctx = CheckContext(
                         env=env,
                         cwd=cwd,
@@ -470,6 +488,7 @@ class LabSession:
                 status or result.status.value,
                 exports=exports,
                 message=result.message if not result.ok else "",
+                cwd=self._shell.cwd if self._shell is not None and result.ok else None,
             )
         except StateError as exc:
             self._warn_state(f"progress not saved: {exc}")

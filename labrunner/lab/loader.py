@@ -256,7 +256,10 @@ def _explain(error: ValidationError) -> list[tuple[tuple[str | int, ...], bool, 
 class _LabChecker:
     """Validates one parsed lab document and builds the ``Lab``."""
 
-    def __init__(self, source: Source, registry: Registry) -> None:
+    def __init__(
+        self, source: Source, registry: Registry, known_env: frozenset[str] = frozenset()
+    ) -> None:
+        self.known_env = known_env
         self.source = source
         self.data: Any = source.data
         self.pos: Positions = source.positions
@@ -314,7 +317,7 @@ class _LabChecker:
         lab_env = {k: _env_value(v) for k, v in (data.get("env") or {}).items()}
         steps = []
         seen: dict[str, int] = {}
-        known_vars = set(lab_env)
+        known_vars = set(lab_env) | set(self.known_env)
         for index, raw in enumerate(data["steps"]):
             path: tuple[str | int, ...] = ("steps", index)
             if raw["id"] in seen:
@@ -456,6 +459,7 @@ class _LabChecker:
             hints=tuple(raw.get("hints") or ()),
             solution=solution,
             needs=frozenset(needs),
+            recheck=bool(raw.get("recheck", True)),
             where=self.where(path),
         )
 
@@ -546,9 +550,16 @@ def _default_registry(registry: Registry | None) -> Registry:
 
 
 def check_lab_file(
-    path: Path, registry: Registry | None = None
+    path: Path,
+    registry: Registry | None = None,
+    *,
+    known_env: frozenset[str] = frozenset(),
 ) -> tuple[Lab | None, list[Problem]]:
-    """Load one lab file; returns the lab (None on errors) and every problem."""
+    """Load one lab file; returns the lab (None on errors) and every problem.
+
+    ``known_env`` names variables the workshop sets for every lab, so checks
+    may use them without a warning.
+    """
     registry = _default_registry(registry)
     try:
         sources = load_file(path)
@@ -559,7 +570,7 @@ def check_lab_file(
     if len(sources) > 1:
         line = sources[1].positions.line(())
         return None, [Problem(path, line, "one lab per file; this file has several documents")]
-    checker = _LabChecker(sources[0], registry)
+    checker = _LabChecker(sources[0], registry, known_env)
     lab = checker.check()
     return lab, checker.problems
 
@@ -655,7 +666,9 @@ def load_workshop(
         paths = ordered + [p for p in paths if p not in ordered]
     labs: list[Lab] = []
     for path in paths:
-        lab, found = check_lab_file(path, registry)
+        lab, found = check_lab_file(
+            path, registry, known_env=frozenset(meta.env) if meta else frozenset()
+        )
         problems.extend(found)
         if lab is not None:
             labs.append(lab)

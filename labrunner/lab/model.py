@@ -76,6 +76,7 @@ class Step:
     hints: tuple[str, ...] = ()
     solution: tuple[Command, ...] = ()
     needs: frozenset[str] = frozenset()
+    recheck: bool = True
     where: Where | None = field(default=None, compare=False)
 
     @property

@@ -137,6 +137,11 @@ def lab_schema(registry: Registry | None = None) -> dict[str, Any]:
             "solution": _commands("what to run to solve the step; defaults to run"),
             "needs": {"$ref": "#/$defs/needs"},
             "timeout": {"$ref": "#/$defs/duration"},
+            "recheck": {
+                "type": "boolean",
+                "description": "re-check on resume (default true); false for a state "
+                "that later steps deliberately replace",
+            },
         },
         "required": ["id", "title"],
         "additionalProperties": False,

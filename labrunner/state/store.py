@@ -53,7 +53,7 @@ def context_slug(context: str | None) -> str:
     """A file-name-safe, collision-free name for a kube context."""
     if not context:
         return "no-context"
-    safe = re.sub(r"[^A-Za-z0-9._-]+", "_", context)[:60]
+    safe = re.sub(r"[^A-Za-z0-9._-]+", "_", context)[:60].lstrip(".") or "_"
     digest = hashlib.sha256(context.encode()).hexdigest()[:8]
     return f"{safe}-{digest}"
 
@@ -70,6 +70,7 @@ class StepRecord:
     at: str
     exports: Mapping[str, str] = field(default_factory=dict)
     message: str = ""
+    cwd: str = ""
 
     @property
     def complete(self) -> bool:
@@ -165,6 +166,7 @@ class ProgressStore:
                         at=str(rec.get("at", "")),
                         exports=dict(rec.get("exports") or {}),
                         message=str(rec.get("message", "")),
+                        cwd=str(rec.get("cwd", "")),
                     )
             return out
 
@@ -209,6 +211,7 @@ class ProgressStore:
                 ) from exc
             try:
                 fcntl.flock(lock_fd, fcntl.LOCK_EX)
+                self._remove_stale_temp_files()
                 data = self._read_file()
                 yield data
                 self._write(data)
@@ -216,6 +219,14 @@ class ProgressStore:
                 self._loaded = True
             finally:
                 os.close(lock_fd)
+
+    def _remove_stale_temp_files(self) -> None:
+        """Temp files left by a writer that died mid-write (we hold the lock, so no
+        other writer is using one right now)."""
+        assert self.path is not None
+        for leftover in self.path.parent.glob(f".{self.path.name}.*"):
+            with contextlib.suppress(OSError):
+                leftover.unlink()
 
     def _write(self, data: dict[str, Any]) -> None:
         assert self.path is not None
@@ -252,6 +263,7 @@ class ProgressStore:
         *,
         exports: Mapping[str, str] | None = None,
         message: str = "",
+        cwd: str | None = None,
     ) -> None:
         """Remember how ``step_id`` ended; raises StateError if it cannot be saved."""
         with self._transaction() as data:
@@ -262,6 +274,8 @@ class ProgressStore:
                 entry["exports"] = dict(exports)
             if message:
                 entry["message"] = message[:500]
+            if cwd:
+                entry["cwd"] = cwd
             steps[step_id] = entry
             data["position"] = {"lab": lab_id, "step": step_id}
 

@@ -255,7 +255,11 @@ class LabrunnerApp(App[int]):
         self.driver = driver
         self.lab_screen = screen
         self.push_screen(screen)
-        completed = [s for s in lab.steps if (r := records.get(s.id)) is not None and r.complete]
+        completed = [
+            s
+            for s in lab.steps
+            if s.recheck and (r := records.get(s.id)) is not None and r.complete
+        ]
         if completed:
             self._work(partial(driver.recheck, completed), name="recheck")
         self._pending_position = (lab.id, screen.selected.id)
@@ -610,7 +614,7 @@ def make_app(
     if context:
         env = pin_context(env, context, state_dir() / "run" / str(os.getpid()))
     if doctor is None:
-        doctor = partial(_collect_findings, str(workshop.labs_dir), effective)
+        doctor = partial(_collect_findings, workshop, effective)
     settings = Settings(
         registry=registry,
         store=store,
@@ -625,10 +629,10 @@ def make_app(
     return LabrunnerApp(workshop, settings, start_lab=lab)
 
 
-def _collect_findings(labs_dir: str, context: str | None) -> list[object]:
+def _collect_findings(workshop: Workshop, context: str | None) -> list[object]:
     from labrunner.doctor import collect
 
-    return list(collect(labs_option=labs_dir, context=context))
+    return list(collect(workshop=workshop, context=context))
 
 
 def run_app(workshop: Workshop, *, lab: str | None = None, context: str | None = None) -> int:
