@@ -214,7 +214,7 @@ def test_no_removed_commands() -> None:
         sources.append((script.name, script.read_text()))
     workflow = REPO / ".github" / "workflows" / "workshop.yml"
     sources.append((workflow.name, workflow.read_text()))
-    doc = REPO / "docs" / "bring-a-cluster.md"
+    doc = REPO / "README.md"
     sources += [(doc.name, block) for block in _shell_blocks(doc.read_text())]
     for path in own_lab_files():
         for block in _shell_blocks(path.read_text()):
