@@ -9,9 +9,7 @@ must not end up in a report), stripped of terminal codes and redacted.
 from __future__ import annotations
 
 import json
-import os
 import re
-import tempfile
 import time
 import xml.etree.ElementTree as ET
 from collections import deque
@@ -22,6 +20,7 @@ from typing import Any
 
 from labrunner import __version__
 from labrunner.engine import events as ev
+from labrunner.fsutil import write_atomic
 from labrunner.reports.redact import LineRedactor, redact
 
 OUTPUT_TAIL = 200
@@ -241,7 +240,7 @@ class ReportCollector:
 
     def write_json(self, path: Path) -> None:
         """Write the JSON report atomically."""
-        _atomic_write(path, json.dumps(self.as_dict(), indent=2).encode("utf-8") + b"\n")
+        write_atomic(path, json.dumps(self.as_dict(), indent=2).encode("utf-8") + b"\n")
 
     # ------------------------------------------------------------------ JUnit
 
@@ -294,7 +293,7 @@ class ReportCollector:
         root = self.as_junit()
         ET.indent(root)
         data = ET.tostring(root, encoding="utf-8", xml_declaration=True)
-        _atomic_write(path, data + b"\n")
+        write_atomic(path, data + b"\n")
 
 
 def _command(c: CommandRecord) -> dict[str, Any]:
@@ -321,24 +320,3 @@ def _failure_body(step: StepRecord) -> str:
 
 def _stamp() -> str:
     return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-def _atomic_write(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        # mkstemp makes the file private (0600); a report gets the usual umask mode
-        umask = os.umask(0o022)
-        os.umask(umask)
-        os.fchmod(fd, 0o666 & ~umask)
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise

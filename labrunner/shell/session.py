@@ -120,9 +120,9 @@ def _close_all() -> None:
 atexit.register(_close_all)
 
 
-def session_pids(sid: int) -> list[int]:
-    """Every live process whose session id is ``sid`` (Linux /proc)."""
-    found = []
+def _proc_table() -> list[tuple[int, bytes, int, int]]:
+    """(pid, state, parent pid, session id) of every process, from /proc (Linux)."""
+    table = []
     for entry in os.listdir("/proc"):
         if not entry.isdigit():
             continue
@@ -132,24 +132,20 @@ def session_pids(sid: int) -> list[int]:
         except OSError:
             continue
         fields = data[data.rfind(b")") + 2 :].split()
-        if len(fields) > 3 and int(fields[3]) == sid and fields[0] != b"Z":
-            found.append(int(entry))
-    return found
+        if len(fields) > 3:
+            table.append((int(entry), fields[0], int(fields[1]), int(fields[3])))
+    return table
+
+
+def session_pids(sid: int) -> list[int]:
+    """Every live process whose session id is ``sid``."""
+    return [pid for pid, state, _, session in _proc_table() if session == sid and state != b"Z"]
 
 
 def _descendants(root: int) -> list[int]:
     children: dict[int, list[int]] = {}
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry}/stat", "rb") as fh:
-                data = fh.read()
-        except OSError:
-            continue
-        fields = data[data.rfind(b")") + 2 :].split()
-        if len(fields) > 1:
-            children.setdefault(int(fields[1]), []).append(int(entry))
+    for pid, _, parent, _ in _proc_table():
+        children.setdefault(parent, []).append(pid)
     out, todo = [], [root]
     while todo:
         pid = todo.pop()

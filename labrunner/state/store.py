@@ -22,7 +22,6 @@ import hashlib
 import json
 import os
 import re
-import tempfile
 import threading
 import time
 from collections.abc import Iterator, Mapping
@@ -30,6 +29,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
+
+from labrunner.fsutil import write_atomic
 
 FORMAT_VERSION = 1
 COMPLETE = frozenset({"passed", "skipped"})
@@ -234,25 +235,9 @@ class ProgressStore:
         data["context"] = self.context
         data["updated"] = _now()
         payload = json.dumps(data, indent=2, sort_keys=True).encode("utf-8") + b"\n"
-        directory = self.path.parent
         try:
-            fd, tmp = tempfile.mkstemp(prefix=f".{self.path.name}.", dir=directory)
+            write_atomic(self.path, payload, mode=0o600)
         except OSError as exc:
-            raise StateError(f"cannot save progress in {directory}: {exc.strerror or exc}") from exc
-        try:
-            with os.fdopen(fd, "wb") as fh:
-                fh.write(payload)
-                fh.flush()
-                os.fsync(fh.fileno())
-            os.replace(tmp, self.path)
-            dir_fd = os.open(directory, os.O_RDONLY)
-            try:
-                os.fsync(dir_fd)
-            finally:
-                os.close(dir_fd)
-        except OSError as exc:
-            with contextlib.suppress(OSError):
-                os.unlink(tmp)
             raise StateError(f"cannot save progress to {self.path}: {exc.strerror or exc}") from exc
 
     def record(

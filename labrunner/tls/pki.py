@@ -24,9 +24,7 @@ import base64
 import binascii
 import datetime as dt
 import ipaddress
-import os
 import re
-import tempfile
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -38,6 +36,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import dsa, ec, ed448, ed25519, rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
+from labrunner.fsutil import write_atomic
 from labrunner.tls.names import parse_name_spec
 
 PrivateKey = rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey
@@ -794,39 +793,6 @@ def verify_chain(
 # --------------------------------------------------------------------------- files
 
 
-def write_atomic(path: Path, data: bytes, *, mode: int = 0o644) -> None:
-    """Replace ``path`` with ``data`` in one rename; the file never exists half-written.
-
-    The temporary file is created 0600 (``mkstemp``) and only widened to
-    ``mode`` before the rename, so secrets are never exposed on the way.
-    """
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        os.fchmod(fd, mode)
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
-    try:
-        dir_fd = os.open(path.parent, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(dir_fd)
-    except OSError:
-        pass
-    finally:
-        os.close(dir_fd)
-
-
 def write_private_key(path: Path, key: PrivateKey) -> None:
     """Write ``key`` as PKCS#8 PEM with mode 0600, atomically."""
     write_atomic(path, private_key_pem(key), mode=0o600)
@@ -834,4 +800,6 @@ def write_private_key(path: Path, key: PrivateKey) -> None:
 
 def write_certificates(path: Path, certs: Sequence[x509.Certificate]) -> None:
     """Write ``certs`` as a PEM bundle (mode 0644), atomically."""
-    write_atomic(path, b"".join(c.public_bytes(serialization.Encoding.PEM) for c in certs))
+    write_atomic(
+        path, b"".join(c.public_bytes(serialization.Encoding.PEM) for c in certs), mode=0o644
+    )

@@ -3,7 +3,8 @@
 kubectl sends a bearer token only over TLS and Go ignores the certificate's CN, so the server
 certificate names ``IP:127.0.0.1`` and ``DNS:localhost`` as SANs and is signed by a CA that the
 kubeconfig embeds. Nothing is written to the repository; ECDSA P-256 keeps generation to a few
-milliseconds so every test can have its own CA.
+milliseconds so every test can have its own CA. The certificates come from labrunner's own PKI
+helpers, so the fake exercises the same code the workshop's ``labrunner certs`` uses.
 """
 
 from __future__ import annotations
@@ -12,10 +13,7 @@ import datetime
 import ipaddress
 from dataclasses import dataclass
 
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+from labrunner.tls import pki
 
 
 @dataclass(frozen=True)
@@ -27,72 +25,26 @@ class TlsMaterial:
     key_pem: bytes
 
 
-def _name(common_name: str) -> x509.Name:
-    return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
+def _is_ip(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return True
 
 
 def generate(hosts: tuple[str, ...] = ("127.0.0.1", "localhost")) -> TlsMaterial:
     """A new CA and a server certificate for ``hosts`` (IP addresses or DNS names)."""
-    now = datetime.datetime.now(datetime.UTC)
-    start, end = now - datetime.timedelta(minutes=5), now + datetime.timedelta(days=2)
-    ca_key = ec.generate_private_key(ec.SECP256R1())
-    ca_cert = (
-        x509.CertificateBuilder()
-        .subject_name(_name("labrunner-fakecluster-ca"))
-        .issuer_name(_name("labrunner-fakecluster-ca"))
-        .public_key(ca_key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(start)
-        .not_valid_after(end)
-        .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
-        .add_extension(
-            x509.KeyUsage(
-                digital_signature=True,
-                content_commitment=False,
-                key_encipherment=False,
-                data_encipherment=False,
-                key_agreement=False,
-                key_cert_sign=True,
-                crl_sign=True,
-                encipher_only=False,
-                decipher_only=False,
-            ),
-            critical=True,
-        )
-        .add_extension(
-            x509.SubjectKeyIdentifier.from_public_key(ca_key.public_key()), critical=False
-        )
-        .sign(ca_key, hashes.SHA256())
+    lifetime = datetime.timedelta(days=2)
+    ca = pki.make_ca(
+        common_name="labrunner-fakecluster-ca", key_kind="ec256", valid_for=lifetime, path_length=0
     )
-    key = ec.generate_private_key(ec.SECP256R1())
-    sans: list[x509.GeneralName] = []
-    for host in hosts:
-        try:
-            sans.append(x509.IPAddress(ipaddress.ip_address(host)))
-        except ValueError:
-            sans.append(x509.DNSName(host))
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(_name("kube-apiserver"))
-        .issuer_name(ca_cert.subject)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(start)
-        .not_valid_after(end)
-        .add_extension(x509.SubjectAlternativeName(sans), critical=False)
-        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
-        .add_extension(
-            x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()), critical=False
-        )
-        .sign(ca_key, hashes.SHA256())
+    server = pki.make_server_cert(
+        ca,
+        dns_names=[h for h in hosts if not _is_ip(h)],
+        ip_addresses=[h for h in hosts if _is_ip(h)],
+        common_name="kube-apiserver",
+        key_kind="ec256",
+        valid_for=lifetime,
     )
-    return TlsMaterial(
-        ca_pem=ca_cert.public_bytes(serialization.Encoding.PEM),
-        cert_pem=cert.public_bytes(serialization.Encoding.PEM),
-        key_pem=key.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
-        ),
-    )
+    return TlsMaterial(ca_pem=ca.cert_pem(), cert_pem=server.cert_pem(), key_pem=server.key_pem())

@@ -1,0 +1,61 @@
+"""Writing files so they are never seen half-written, and secrets never seen at all.
+
+Progress, reports, certificates and keys all go through ``write_atomic``: the
+data goes to a temporary file in the same directory (created 0600 by
+``mkstemp``, so a private key is never readable by others even for a moment),
+is flushed to disk, gets its final mode, and replaces the target in one
+rename; the directory is synced so the rename survives a crash.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import tempfile
+from pathlib import Path
+
+
+def current_umask() -> int:
+    """The process umask, read without changing it (other threads may be creating files)."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as fh:
+            for line in fh:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def write_atomic(path: Path, data: bytes, *, mode: int | None = None) -> None:
+    """Replace ``path`` with ``data`` in one rename.
+
+    ``mode`` defaults to what a plain ``open()`` would give (0666 less the umask).
+    Raises OSError; the temporary file is removed on any failure.
+    """
+    path.parent.mkdir(parents=True, exist_ok=True)
+    final_mode = mode if mode is not None else 0o666 & ~current_umask()
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        os.fchmod(fd, final_mode)
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+    try:
+        dir_fd = os.open(path.parent, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(dir_fd)
+    except OSError:
+        pass
+    finally:
+        os.close(dir_fd)
