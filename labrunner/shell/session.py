@@ -155,6 +155,19 @@ def _descendants(root: int) -> list[int]:
     return out
 
 
+def _kill_session(child: pexpect.spawn) -> None:
+    """SIGKILL bash, everything in its session and its descendants; reap bash."""
+    for target in set(session_pids(child.pid)) | set(_descendants(child.pid)):
+        try:
+            os.kill(target, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            pass
+    try:
+        child.close(force=True)
+    except (OSError, pexpect.ExceptionPexpect):
+        pass
+
+
 class Shell:
     """A persistent interactive bash with sentinel-framed commands."""
 
@@ -258,17 +271,7 @@ class Shell:
         """Stop the shell and everything it started; remove its private files."""
         child, self._child = self._child, None
         if child is not None:
-            pid = child.pid
-            victims = set(session_pids(pid)) | set(_descendants(pid))
-            for target in victims:
-                try:
-                    os.kill(target, signal.SIGKILL)
-                except (ProcessLookupError, PermissionError):
-                    pass
-            try:
-                child.close(force=True)
-            except (OSError, pexpect.ExceptionPexpect):
-                pass
+            _kill_session(child)
         _live.discard(self)
         shutil.rmtree(self._dir, ignore_errors=True)
 
@@ -624,15 +627,7 @@ class Shell:
         saved = state.read_text(encoding="utf-8", errors="replace") if state.exists() else ""
         child, self._child = self._child, None
         if child is not None:
-            for target in set(session_pids(child.pid)) | set(_descendants(child.pid)):
-                try:
-                    os.kill(target, signal.SIGKILL)
-                except (ProcessLookupError, PermissionError):
-                    pass
-            try:
-                child.close(force=True)
-            except (OSError, pexpect.ExceptionPexpect):
-                pass
+            _kill_session(child)
         self.restarts += 1
         self._start_locked()
         if saved:
