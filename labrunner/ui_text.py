@@ -106,8 +106,9 @@ class Printer:
                 text += f": {redact(event.message)}"
             self._out(text, f"bold {style}")
             if event.details and event.status in (StepStatus.FAILED, StepStatus.ERROR):
-                for line in event.details.splitlines()[-15:]:
-                    self._out(f"    {self._redact(line)}", "dim")
+                # Redact the whole block first: a tail may start in the middle of a key.
+                for line in redact(event.details).splitlines()[-15:]:
+                    self._out(f"    {line}", "dim")
             for hint in event.hints[:1]:
                 self._out(f"  hint: {hint.strip()}", "yellow")
         elif isinstance(event, ev.LabFinished):

@@ -132,7 +132,6 @@ def watch_waiter(
 
     def wait(timeout: float) -> bool:
         deadline = time.monotonic() + max(timeout, 0.0)
-        early_ends = 0
         while not stop.is_set():
             left = deadline - time.monotonic()
             if left <= 0:
@@ -170,6 +169,7 @@ def watch_waiter(
                 pause(min(delay, left))
                 return False
             watchdog = _Watchdog(stop, response) if cancel is not None else None
+            opened = time.monotonic()
             try:
                 result = _read_events(response, deadline)
             finally:
@@ -182,10 +182,13 @@ def watch_waiter(
                 return True
             if result == "timeout":
                 return False
-            # The server closed the stream early (a proxy timeout, a dropped watch):
-            # watch again from the same resourceVersion, backing off if it keeps happening.
-            early_ends += 1
-            pause(min(0.05 * 2**early_ends, FALLBACK_POLL, deadline - time.monotonic()))
+            # The server closed the stream early (a proxy timeout, a dropped watch). An
+            # event may have been lost with it, so let the check look again (list) rather
+            # than trust a new watch from the old resourceVersion; pause briefly first
+            # when streams die at once, so a server that drops every watch is not hammered.
+            if time.monotonic() - opened < 1.0:
+                pause(min(0.1, max(deadline - time.monotonic(), 0.0)))
+            return True
         return False
 
     return wait

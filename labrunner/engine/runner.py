@@ -42,6 +42,9 @@ Emit = Callable[[ev.Event], None]
 
 TOOLS = frozenset({"kubectl", "istioctl", "helm", "curl", "openssl", "jq", "kind", "k3d", "git"})
 MIN_CHECK_TIME = 10.0
+"""How long one round of checks may take when there is no budget (``labrunner check``)."""
+LAST_ROUND_TIME = 1.0
+"""How long an evaluation that starts just before the budget runs out may still take."""
 BACKOFF_START = 0.1
 BACKOFF_MAX = 2.0
 CONSECUTIVE_GAP = 0.5
@@ -302,8 +305,12 @@ class LabSession:
         *,
         deadline: float,
         attempt: int,
+        floor: float = LAST_ROUND_TIME,
     ) -> list[Outcome]:
-        """Evaluate every check of ``step`` once, emitting a CheckResult for each."""
+        """Evaluate every check of ``step`` once, emitting a CheckResult for each.
+
+        Each check must finish by ``deadline``, but gets at least ``floor`` seconds.
+        """
         outcomes = []
         for index, check in enumerate(step.check):
             spec = self.engine.registry.get(check.verifier)
@@ -327,7 +334,7 @@ class LabSession:
                         workdir=self.engine.workshop.root,
                         lab_id=self.lab.id,
                         step_id=step.id,
-                        deadline=max(deadline, started + MIN_CHECK_TIME),
+                        deadline=max(deadline, started + floor),
                         cancel=self.cancelled,
                         resources=self.resources,
                         kube_context=self.engine.options.kube_context,
@@ -370,7 +377,14 @@ class LabSession:
             return StepResult(step.id, StepStatus.PASSED, "no checks")
         while True:
             attempt += 1
-            last = self.evaluate(step, env, cwd, deadline=deadline, attempt=attempt)
+            last = self.evaluate(
+                step,
+                env,
+                cwd,
+                deadline=deadline,
+                attempt=attempt,
+                floor=LAST_ROUND_TIME if budget > 0 else MIN_CHECK_TIME,
+            )
             final = next((o for o in last if o.status.final), None)
             if final is not None:
                 status = StepStatus.ERROR if final.status is Status.ERROR else StepStatus.FAILED

@@ -16,6 +16,11 @@ import re
 MASK = "[REDACTED]"
 
 _PEM = re.compile(r"-----BEGIN ((?:[A-Z]+ )*PRIVATE KEY)-----.*?(?:-----END \1-----|\Z)", re.DOTALL)
+# The body of a key whose BEGIN line was cut off (an output tail starts mid-key).
+_PEM_TAIL = re.compile(
+    r"(?:^[ \t]*[A-Za-z0-9+/=]{16,}[ \t]*\r?\n)+(?=[ \t]*-----END (?:[A-Z]+ )*PRIVATE KEY-----)",
+    re.MULTILINE,
+)
 _PEM_BEGIN = re.compile(r"-----BEGIN ((?:[A-Z]+ )*PRIVATE KEY)-----")
 _PEM_END = re.compile(r"-----END ((?:[A-Z]+ )*PRIVATE KEY)-----")
 _BEARER = re.compile(r"(?i)(\bbearer[ \t]+)[A-Za-z0-9._~+/=-]{6,}")
@@ -25,6 +30,8 @@ _KEYED = re.compile(
     r"api[-_]?key|tls\.key)\"?[ \t]*[:=][ \t]*\"?)([^\s\"',;&|}]{4,})"
 )
 _JWT = re.compile(r"\beyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}")
+# A JWT cut short (a clipped message): header and the start of the claims.
+_JWT_PART = re.compile(r"\beyJ[A-Za-z0-9_-]{8,}\.eyJ[A-Za-z0-9_-]*")
 _B64_PEM = re.compile(r"LS0tLS1CRUdJTi[A-Za-z0-9+/=]{16,}")
 _TRIGGERS = (
     "PRIVATE KEY",
@@ -63,8 +70,10 @@ def redact(text: str) -> str:
     text = _PEM.sub(
         lambda m: f"-----BEGIN {m.group(1)}-----\n{MASK}\n-----END {m.group(1)}-----", text
     )
+    text = _PEM_TAIL.sub(MASK + "\n", text)
     text = _B64_PEM.sub(_b64_pem, text)
     text = _JWT.sub(MASK, text)
+    text = _JWT_PART.sub(MASK, text)
     text = _BEARER.sub(lambda m: m.group(1) + MASK, text)
     text = _AUTH_HEADER.sub(lambda m: m.group(1) + MASK, text)
     text = _KEYED.sub(lambda m: m.group(1) + MASK, text)

@@ -156,12 +156,23 @@ def _descendants(root: int) -> list[int]:
 
 
 def _kill_session(child: pexpect.spawn) -> None:
-    """SIGKILL bash, everything in its session and its descendants; reap bash."""
+    """SIGKILL bash, everything in its session and its descendants; reap bash.
+
+    bash is reaped with a blocking wait (it cannot survive SIGKILL) before the
+    PTY is closed: pexpect's close would otherwise sleep 100 ms "to let the
+    kernel catch up", once per lab run.
+    """
     for target in set(session_pids(child.pid)) | set(_descendants(child.pid)):
         try:
             os.kill(target, signal.SIGKILL)
         except (ProcessLookupError, PermissionError):
             pass
+    try:
+        if child.isalive():
+            child.wait()
+    except (OSError, pexpect.ExceptionPexpect):
+        pass
+    child.ptyproc.delayafterclose = 0.0
     try:
         child.close(force=True)
     except (OSError, pexpect.ExceptionPexpect):

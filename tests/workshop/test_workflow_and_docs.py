@@ -88,7 +88,9 @@ def test_workflow_finds_the_labs_it_runs() -> None:
 def test_bring_a_cluster_covers_every_platform() -> None:
     text = GUIDE.read_text()
     for platform in ("kind", "k3d", "minikube", "GKE", "EKS"):
-        assert re.search(rf"^#{{2,3}} {platform}\b", text, re.MULTILINE), f"no section for {platform}"
+        assert re.search(rf"^#{{2,3}} {platform}\b", text, re.MULTILINE), (
+            f"no section for {platform}"
+        )
     assert "manifests/kind/cluster.yaml" in text
     assert (REPO / "manifests" / "kind" / "cluster.yaml").is_file()
     assert "1.32" in text, "say which Kubernetes version Istio needs"
