@@ -12,8 +12,6 @@ import shutil
 import signal
 import subprocess
 import sys
-import threading
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -21,18 +19,6 @@ import pytest
 
 HERE = Path(__file__).resolve().parent
 EXAMPLES = HERE / "labs"
-
-
-def wait_for(predicate: Callable[[], object], timeout: float = 5.0, interval: float = 0.01) -> bool:
-    """Poll ``predicate`` until it is truthy or ``timeout`` passes; returns its last verdict."""
-    end = time.monotonic() + timeout
-    pause = threading.Event()
-    while True:
-        if predicate():
-            return True
-        if time.monotonic() >= end:
-            return bool(predicate())
-        pause.wait(interval)
 
 
 def pid_alive(pid: int) -> bool:

@@ -18,6 +18,7 @@ import yaml
 from jsonschema import Draft202012Validator
 
 from labrunner.state import ProgressStore
+from labrunner.testing.waiting import wait_for
 
 from .conftest import (
     EXAMPLES,
@@ -26,7 +27,6 @@ from .conftest import (
     pid_alive,
     read_pids,
     run_cli,
-    wait_for,
 )
 
 REPO = Path(__file__).resolve().parents[2]

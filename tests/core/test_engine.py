@@ -18,11 +18,12 @@ from labrunner.engine.events import Phase, StepStatus
 from labrunner.lab.loader import load_workshop
 from labrunner.lab.model import Workshop
 from labrunner.state import ProgressStore
+from labrunner.testing.waiting import wait_for
 from labrunner.verify.context import CheckContext
 from labrunner.verify.outcome import Outcome, Status
 from labrunner.verify.registry import Registry, builtin_registry
 
-from .conftest import pid_alive, read_pids, wait_for
+from .conftest import pid_alive, read_pids
 
 Make = Callable[..., Path]
 

@@ -14,8 +14,9 @@ from labrunner.lab.model import Expect
 from labrunner.shell import CommandResult, Shell, ShellError
 from labrunner.shell import session as session_module
 from labrunner.shell.session import MAX_LINE, session_pids
+from labrunner.testing.waiting import wait_for
 
-from .conftest import pid_alive, wait_for
+from .conftest import pid_alive
 
 
 @pytest.fixture

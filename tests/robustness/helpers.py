@@ -21,22 +21,10 @@ from __future__ import annotations
 import gc
 import os
 import threading
-import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-
-def wait_for(predicate: Callable[[], object], timeout: float = 5.0, interval: float = 0.01) -> bool:
-    """Poll ``predicate`` until it is truthy or ``timeout`` passes; returns its last verdict."""
-    end = time.monotonic() + timeout
-    pause = threading.Event()
-    while True:
-        if predicate():
-            return True
-        if time.monotonic() >= end:
-            return bool(predicate())
-        pause.wait(interval)
+from labrunner.testing.waiting import wait_for
 
 
 def rss_mb() -> float:

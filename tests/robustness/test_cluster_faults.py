@@ -43,11 +43,12 @@ from labrunner.lab.model import Workshop
 from labrunner.state import ProgressStore
 from labrunner.testing.fakecluster import FakeCluster
 from labrunner.testing.fixtures import FakeClusterHandle
+from labrunner.testing.waiting import wait_for
 from labrunner.verify.outcome import Status
 from labrunner.verify.registry import builtin_registry
 
 from .conftest import LABS, NAMESPACE, popen_cli, run_cli
-from .helpers import Usage, settles, wait_for
+from .helpers import Usage, settles
 
 pytestmark = pytest.mark.timeout(60)
 
