@@ -180,7 +180,7 @@ def watch_waiter(
                 response.release_conn()
             if result in ("event", "expired"):
                 return True
-            if result == "timeout":
+            if result == "timeout" or stop.is_set():
                 return False
             # The server closed the stream early (a proxy timeout, a dropped watch). An
             # event may have been lost with it, so let the check look again (list) rather
