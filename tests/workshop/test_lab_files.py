@@ -13,25 +13,18 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.workshop.conftest import LABS_DIR, REPO, lab_data, own_lab_files
+from tests.workshop.conftest import (
+    LABS_DIR,
+    REPO,
+    RESOURCE_VERIFIERS,
+    lab_data,
+    own_lab_files,
+)
 
 LAB_FILES = own_lab_files()
 LAB_IDS = [p.stem for p in LAB_FILES]
 COMMAND_KEYS = ("setup", "cleanup")
 TRAFFIC_VERIFIERS = frozenset({"http", "traffic_split", "traces"})
-RESOURCE_VERIFIERS = frozenset(
-    {
-        "resource",
-        "namespace",
-        "pods_ready",
-        "deployment_available",
-        "secret",
-        "crd",
-        "sidecar_injected",
-        "istio_installed",
-        "peer_authentication",
-    }
-)
 EXPECTED_ORDER = [
     "install-istio",
     "ingress-gateway",
