@@ -173,6 +173,13 @@ def main(ctx: click.Context, labs_dir: str | None) -> None:
 @click.pass_context
 def run(ctx: click.Context, lab: str | None, context_option: str | None) -> None:
     """Open the TUI (on LAB if given)."""
+    if not (sys.stdin.isatty() and sys.stdout.isatty()):
+        _fail(
+            UsageProblem(
+                "the TUI needs a terminal (stdin and stdout are not one here); "
+                "for a headless run use `labrunner verify`, or `labrunner list` to see the labs"
+            )
+        )
     try:
         run_app = importlib.import_module("labrunner.tui.app").run_app
     except ImportError as exc:  # pragma: no cover - only when the TUI is not installed

@@ -891,3 +891,17 @@ def test_context_option_pins_the_context_for_commands_and_checks(tmp_path: Path)
     check = run_cli("--labs", labs, "check", "ctx", "--context", "kind-chosen", env=env)
     assert_clean(check, 0)
     assert "✔ PASS one" in check.stdout
+
+
+def test_the_tui_refuses_to_start_without_a_terminal() -> None:
+    proc = subprocess.run(
+        [sys.executable, "-m", "labrunner", "run"],
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert proc.returncode == 2
+    assert "needs a terminal" in proc.stderr
+    assert "labrunner verify" in proc.stderr
+    assert proc.stdout == ""
