@@ -72,8 +72,20 @@ class Harness:
     workshop: Workshop
     events: list[tuple[float, ev.Event]] = field(default_factory=list)
     on_event: Callable[[ev.Event], None] | None = None
-    released_at: float = 0.0
+    changed_at: float = 0.0
+    action_done: threading.Event | None = None
     done_at: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def released_at(self) -> float:
+        """When the action of ``when_pending`` finished changing the cluster.
+
+        Waits for the action first: the step may pass while the action's last
+        calls are still returning, and the time must not be read before it is set.
+        """
+        if self.action_done is not None:
+            self.action_done.wait(10)
+        return self.changed_at
 
     def emit(self, event: ev.Event) -> None:
         self.events.append((time.monotonic(), event))
@@ -113,7 +125,7 @@ class Harness:
 
         def run() -> None:
             action()
-            self.released_at = time.monotonic()
+            self.changed_at = time.monotonic()
             done.set()
 
         def watch(event: ev.Event) -> None:
@@ -126,6 +138,7 @@ class Harness:
                 threading.Thread(target=run, daemon=True).start()
 
         self.on_event = watch
+        self.action_done = done
         return done
 
     def finished_at(self, step_id: str) -> float:
