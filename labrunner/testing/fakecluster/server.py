@@ -612,6 +612,9 @@ class _Handler(BaseHTTPRequestHandler):
                 self.send_header("Content-Type", "application/json")
                 self.send_header("Transfer-Encoding", "chunked")
                 self.send_header("Cache-Control", "no-cache, private")
+                # The connection ends with the watch; say so, or a client may pool it
+                # and send its next request into a socket the server is closing.
+                self.send_header("Connection", "close")
                 self.end_headers()
                 self._log_request()
                 sent = 0
@@ -659,6 +662,7 @@ class _Handler(BaseHTTPRequestHandler):
             self.send_response(200)
             self.send_header("Content-Type", "application/json")
             self.send_header("Transfer-Encoding", "chunked")
+            self.send_header("Connection", "close")
             self.end_headers()
             self._chunk(json.dumps({"type": "ERROR", "object": exc.to_status()}).encode() + b"\n")
             self.wfile.write(b"0\r\n\r\n")
