@@ -63,7 +63,7 @@ class Printer:
             line.append(Text.from_ansi(text))
             self._console.print(line)
         else:
-            from labrunner.verify.matching import strip_ansi
+            from labrunner.ansi import strip_ansi
 
             self.stream.write("  | " + strip_ansi(text) + "\n")
 

@@ -19,20 +19,20 @@ from pathlib import Path
 from typing import Any
 
 from labrunner import __version__
+from labrunner.ansi import strip_ansi
 from labrunner.engine import events as ev
 from labrunner.fsutil import write_atomic
 from labrunner.reports.redact import LineRedactor, redact
 
 OUTPUT_TAIL = 200
 MAX_LINE = 2000
-_ANSI = re.compile(r"\x1b\[[0-9;?]*[ -/]*[@-~]|\x1b\][^\x07]*\x07|\x1b[()][A-Z0-9]")
 _XML_BAD = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\ufffe\uffff]")
 
 
 def clean(text: str) -> str:
     """Text safe for a report: no terminal codes, no XML-illegal characters, redacted,
     and no line longer than ``MAX_LINE`` characters."""
-    text = _XML_BAD.sub("", redact(_ANSI.sub("", text)))
+    text = _XML_BAD.sub("", redact(strip_ansi(text)))
     if len(text) <= MAX_LINE:
         return text
     return "\n".join(_clip_line(line) for line in text.split("\n"))
@@ -126,7 +126,7 @@ class ReportCollector:
             step = lab.steps.setdefault(event.step_id, StepRecord(event.step_id))
             step.title = event.title
         elif isinstance(event, ev.OutputLine):
-            line = _clip_line(self._redactor(_ANSI.sub("", event.text)))
+            line = _clip_line(self._redactor(strip_ansi(event.text)))
             target = (
                 lab.steps[event.step_id].output if event.step_id in lab.steps else lab.phase_output
             )

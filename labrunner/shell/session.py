@@ -44,6 +44,7 @@ from pathlib import Path
 
 import pexpect
 
+from labrunner.ansi import strip_ansi
 from labrunner.lab.model import Expect
 
 LineCallback = Callable[[str], None]
@@ -53,7 +54,6 @@ TAIL_LINES = 200
 INTERRUPT_GRACE = 1.0
 PROMPT_IDLE = 0.4
 START_TIMEOUT = 10.0
-_ANSI = re.compile(r"\x1b\[[0-9;?]*[ -/]*[@-~]|\x1b\][^\x07]*\x07")
 
 _INIT = r"""
 set +o history
@@ -530,12 +530,12 @@ class Shell:
 
     def _partial_text(self) -> str:
         tail = self._buf[-512:].decode("utf-8", "replace")
-        return _ANSI.sub("", tail.split("\r")[-1]).strip()
+        return strip_ansi(tail.split("\r")[-1]).strip()
 
     def _answer_prompts(self, run: _Run, data: bytes) -> None:
         if not run.expects:
             return
-        run.scan = (run.scan + _ANSI.sub("", data.decode("utf-8", "replace")))[-4096:]
+        run.scan = (run.scan + strip_ansi(data.decode("utf-8", "replace")))[-4096:]
         for pattern, exp in run.expects:
             match = pattern.search(run.scan)
             if match:

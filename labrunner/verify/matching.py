@@ -18,6 +18,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from labrunner.ansi import strip_ansi
 from labrunner.verify.params import as_list, obj, one_or_many
 
 _DURATION = re.compile(r"^(?:\d+(?:\.\d+)?(?:ms|s|m|h|d|y))+$|^<invalid>$")
@@ -27,7 +28,6 @@ _RS = re.compile(r"^(?P<base>.+?)-(?P<hash>[a-z0-9]{6,10})$")
 # Kubernetes draws name suffixes from an alphabet without vowels (rand.SafeEncodeString)
 _SAFE_ALPHABET = re.compile(r"^[bcdfghjklmnpqrstvwxz2456789]+$")
 _ADDRESS_WORDS = {"<none>", "<pending>", "<unknown>"}
-_ANSI = re.compile(r"\x1b\[[0-9;?]*[ -/]*[@-~]")
 
 TEXT_EXPECT_SCHEMA = obj(
     {
@@ -49,11 +49,6 @@ TEXT_EXPECT_SCHEMA = obj(
     },
     description="expectations on a text",
 )
-
-
-def strip_ansi(text: str) -> str:
-    """``text`` without terminal colour and cursor codes."""
-    return _ANSI.sub("", text)
 
 
 def _is_address(token: str) -> bool:

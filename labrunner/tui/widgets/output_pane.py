@@ -10,7 +10,6 @@ follow off (the learner wants to read), and the parent can turn it back on.
 
 from __future__ import annotations
 
-import re
 from collections import deque
 from collections.abc import Iterable
 from typing import ClassVar
@@ -27,9 +26,8 @@ from textual.reactive import reactive
 from textual.scroll_view import ScrollView
 from textual.strip import Strip
 
+from labrunner.ansi import strip_ansi
 from labrunner.tui.output import LineKind, OutputItem
-
-ANSI = re.compile(r"\x1b\[[0-9;?]*[ -/]*[@-~]|\x1b\][^\x07\x1b]*(?:\x07|\x1b\\)")
 
 
 class OutputPane(ScrollView, can_focus=True):
@@ -65,7 +63,7 @@ class OutputPane(ScrollView, can_focus=True):
 
     def plain_lines(self) -> list[str]:
         """The held lines without ANSI codes (for tests and copying)."""
-        return [ANSI.sub("", text) for _, text in self._lines]
+        return [strip_ansi(text) for _, text in self._lines]
 
     def append(self, items: Iterable[OutputItem]) -> None:
         """Add lines at the end; the oldest fall out beyond ``max_lines``."""
@@ -78,7 +76,7 @@ class OutputPane(ScrollView, can_focus=True):
             # A line takes at most two cells per character, so only lines long
             # enough to widen the pane need measuring.
             if 2 * len(text) > width:
-                plain = ANSI.sub("", text) if "\x1b" in text else text
+                plain = strip_ansi(text)
                 width = max(width, cell_len(plain))
         if not added:
             return
