@@ -610,7 +610,7 @@ def doctor(ctx: click.Context, context_option: str | None, as_json: bool) -> Non
 def _add_optional_commands() -> None:
     """Commands that live with their feature (certificates, helper servers)."""
     try:
-        from labrunner.tls import cli as tls_cli
+        from labrunner.certs import cli as tls_cli
     except ImportError:
         return
     for name in getattr(tls_cli, "COMMANDS", ()):

@@ -12,9 +12,9 @@ import os
 import sys
 from typing import IO, TYPE_CHECKING
 
+from labrunner.durations import format_duration
 from labrunner.engine import events as ev
 from labrunner.engine.events import StepStatus
-from labrunner.lab.durations import format_duration
 from labrunner.reports.redact import LineRedactor, redact
 from labrunner.verify.outcome import Status
 

@@ -27,9 +27,9 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from labrunner.durations import format_duration
 from labrunner.engine import events as ev
 from labrunner.engine.events import Phase, StepStatus
-from labrunner.lab.durations import format_duration
 from labrunner.lab.expand import UnsetVariable, expand, expand_str
 from labrunner.lab.model import Command, Lab, Step, Workshop
 from labrunner.shell import CommandResult, Shell, ShellError

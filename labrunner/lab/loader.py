@@ -21,8 +21,8 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
 
+from labrunner.durations import format_duration, parse_duration
 from labrunner.lab import expand
-from labrunner.lab.durations import format_duration, parse_duration
 from labrunner.lab.model import (
     DEFAULT_TIMEOUT,
     DEFAULT_WITHIN,

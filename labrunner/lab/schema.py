@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from labrunner.lab.durations import SCHEMA as DURATION
+from labrunner.durations import SCHEMA as DURATION
 from labrunner.lab.model import API_VERSION
 
 if TYPE_CHECKING:

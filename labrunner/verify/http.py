@@ -45,8 +45,8 @@ from collections.abc import Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlencode
 
-from labrunner.tls.tooling import Abort
 from labrunner.verify.context import CheckContext
+from labrunner.verify.kube import Abort
 from labrunner.verify.outcome import Outcome
 from labrunner.verify.params import (
     BOOLEAN,
@@ -62,7 +62,7 @@ from labrunner.verify.params import (
 from labrunner.verify.registry import ParamProblem, verifier
 
 if TYPE_CHECKING:
-    from labrunner.tls.transport import Exchange, HttpRequest
+    from labrunner.verify.transport import Exchange, HttpRequest
 
 DEFAULT_TIMEOUT = 5.0
 FAIL_KINDS = ("refused", "reset", "tls", "timeout", "dns", "protocol")
@@ -270,7 +270,7 @@ def _lint_split(params: Mapping[str, Any]) -> list[ParamProblem]:
 
 
 def _build_request(ctx: CheckContext, params: Mapping[str, Any]) -> HttpRequest:
-    from labrunner.tls.transport import HttpRequest
+    from labrunner.verify.transport import HttpRequest
 
     in_pod = "from" in params
 
@@ -297,7 +297,7 @@ def _build_request(ctx: CheckContext, params: Mapping[str, Any]) -> HttpRequest:
 
 
 def _exec_problem(result: Any, *, where: str) -> Outcome:
-    from labrunner.tls.tooling import kube_problem, last_line
+    from labrunner.verify.kube import kube_problem, last_line
 
     text = result.stderr.lower()
     detail = last_line(result.stderr) or f"exit code {result.returncode}"
@@ -316,8 +316,8 @@ def _exec_problem(result: Any, *, where: str) -> Outcome:
 def _from_pod(
     ctx: CheckContext, source: Mapping[str, Any], *, req: HttpRequest, count: int
 ) -> list[Exchange]:
-    from labrunner.tls.tooling import kubectl_argv, run_tool
-    from labrunner.tls.transport import curl_script, parse_curl_batch
+    from labrunner.verify.kube import kubectl_argv, run_tool
+    from labrunner.verify.transport import curl_script, parse_curl_batch
 
     namespace = source["namespace"]
     ref = f"deploy/{source['deployment']}" if "deployment" in source else f"pod/{source['pod']}"
@@ -342,7 +342,7 @@ def _exchanges(
     ctx: CheckContext, params: Mapping[str, Any], *, req: HttpRequest, count: int
 ) -> list[Exchange]:
     """Make ``count`` requests as the parameters say; ends early at the deadline."""
-    from labrunner.tls import transport
+    from labrunner.verify import transport
 
     if "from" in params:
         return _from_pod(ctx, params["from"], req=req, count=count)
@@ -544,7 +544,7 @@ def _histogram(labels: Sequence[str], total: int) -> str:
 def _run(
     ctx: CheckContext, params: Mapping[str, Any], *, count: int
 ) -> tuple[HttpRequest, list[Exchange]]:
-    from labrunner.tls.transport import RequestError
+    from labrunner.verify.transport import RequestError
 
     try:
         req = _build_request(ctx, params)
@@ -691,7 +691,7 @@ def _jaeger_get(
                 Outcome.pending(f"Jaeger via {where} answered HTTP {status}: {_snippet(text)}")
             )
     else:
-        from labrunner.tls.transport import HttpRequest, RequestError, send
+        from labrunner.verify.transport import HttpRequest, RequestError, send
 
         url = str(params.get("url", "")).rstrip("/") + base + path
         if query:

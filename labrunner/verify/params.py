@@ -9,8 +9,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from labrunner.lab.durations import SCHEMA as _DURATION_SCHEMA
-from labrunner.lab.durations import parse_duration
+from labrunner.durations import SCHEMA as _DURATION_SCHEMA
+from labrunner.durations import parse_duration
 
 DURATION: dict[str, Any] = dict(_DURATION_SCHEMA)
 STRING: dict[str, Any] = {"type": "string"}

@@ -17,7 +17,7 @@ Outcomes: a missing file or secret, or a certificate that differs from the
 expectation, is ``failed``; a proxy that has no certificate yet, or a command
 that could not reach its server yet, is ``pending``; a missing tool or an
 unreachable cluster is ``error``. The comparison itself lives in
-``labrunner.tls.checks`` and is imported lazily, because it loads
+``labrunner.verify.certificates`` and is imported lazily, because it loads
 ``cryptography``.
 """
 
@@ -198,7 +198,7 @@ def _lint_expectations(params: Mapping[str, Any]) -> list[ParamProblem]:
     for name in ("subject", "issuer"):
         value = params.get(name)
         if isinstance(value, str):
-            from labrunner.tls.names import parse_name_spec
+            from labrunner.pki.names import parse_name_spec
 
             try:
                 parse_name_spec(value)
@@ -215,8 +215,8 @@ def _lint_expectations(params: Mapping[str, Any]) -> list[ParamProblem]:
 )
 def certificate(ctx: CheckContext, params: dict[str, Any]) -> Outcome:
     """A certificate (file, secret or command output) has the expected names, issuer and dates."""
-    from labrunner.tls import checks
-    from labrunner.tls.tooling import Abort
+    from labrunner.verify import certificates as checks
+    from labrunner.verify.kube import Abort
     from labrunner.verify.params import seconds
 
     timeout = seconds(params.get("timeout"), checks.DEFAULT_TIMEOUT)
@@ -256,8 +256,9 @@ def _workload_label(params: Mapping[str, Any]) -> str:
 )
 def workload_certificate(ctx: CheckContext, params: dict[str, Any]) -> Outcome:
     """A sidecar's SDS certificate carries its SPIFFE identity, istiod's issuer and a ~24h life."""
-    from labrunner.tls import checks, pki
-    from labrunner.tls.tooling import Abort, missing_tool
+    from labrunner.pki import core as pki
+    from labrunner.verify import certificates as checks
+    from labrunner.verify.kube import Abort, missing_tool
     from labrunner.verify.params import seconds
 
     if ctx.which("istioctl") is None:

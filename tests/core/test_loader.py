@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from labrunner.lab.durations import SCHEMA as DURATION
+from labrunner.durations import SCHEMA as DURATION
 from labrunner.lab.loader import (
     LabError,
     check_lab_file,

@@ -1,6 +1,6 @@
 """Fixtures for the TLS/HTTP tests: real certificates, real servers on 127.0.0.1.
 
-Certificates are minted once per session with ``labrunner.tls.pki`` and
+Certificates are minted once per session with ``labrunner.pki`` and
 written to files, so the verifiers, curl and openssl all read the same PEM.
 Servers run in threads; their sockets listen before the fixture returns, so
 tests never wait for them to come up.
@@ -27,8 +27,8 @@ from typing import Any
 import jsonschema
 import pytest
 
-from labrunner.tls import pki
-from labrunner.tls.mtls_server import linger_close
+from labrunner.certs.mtls_server import linger_close
+from labrunner.pki import core as pki
 from labrunner.verify.context import CheckContext
 from labrunner.verify.outcome import Outcome
 from labrunner.verify.registry import builtin_registry

@@ -15,8 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from labrunner.tls import transport
-from labrunner.tls.transport import Exchange, HttpRequest
+from labrunner.verify import transport
+from labrunner.verify.transport import Exchange, HttpRequest
 
 from .conftest import Certs, Served
 

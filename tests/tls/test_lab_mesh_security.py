@@ -19,8 +19,8 @@ from typing import Any
 
 import pytest
 
+from labrunner.certs import mtls_server
 from labrunner.lab.loader import check_lab_file, load_workshop
-from labrunner.tls import mtls_server
 
 REPO = Path(__file__).resolve().parents[2]
 LAB_FILE = REPO / "labs" / "00-mesh-security-basics.yaml"

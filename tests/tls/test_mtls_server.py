@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from labrunner import procs
-from labrunner.tls import mtls_server
+from labrunner.certs import mtls_server
 
 from .conftest import Certs
 
@@ -21,7 +21,7 @@ REPO = Path(__file__).resolve().parents[2]
 # The click commands in a bare group, as the main CLI registers them.
 WRAPPER = (
     "import sys, click\n"
-    "from labrunner.tls.cli import COMMANDS\n"
+    "from labrunner.certs.cli import COMMANDS\n"
     "group = click.Group('labrunner')\n"
     "for command in COMMANDS: group.add_command(command)\n"
     "group(sys.argv[1:])\n"

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from cryptography import x509
 
-from labrunner.tls import pki
+from labrunner.pki import core as pki
 
 from .conftest import Certs
 

@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from labrunner.tls import pki
+from labrunner.pki import core as pki
 from labrunner.verify.outcome import Status
 
 from .conftest import Certs, Tools, make_ctx, one_line, run_check

@@ -11,8 +11,9 @@ import click
 import pytest
 from click.testing import CliRunner
 
-from labrunner.tls import pki, workshop
-from labrunner.tls.cli import COMMANDS, certs_command
+from labrunner.certs import files as workshop
+from labrunner.certs.cli import COMMANDS, certs_command
+from labrunner.pki import core as pki
 
 FILES = ("ca/root-ca.crt", "ca/root-ca.key", "istioinaction.io.crt", "istioinaction.io.key")
 

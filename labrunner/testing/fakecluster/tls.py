@@ -13,7 +13,7 @@ import datetime
 import ipaddress
 from dataclasses import dataclass
 
-from labrunner.tls import pki
+from labrunner.pki import core as pki
 
 
 @dataclass(frozen=True)

@@ -18,7 +18,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
-from labrunner.tls import pki
+from labrunner.pki import core as pki
 
 CA_COMMON_NAME = "istio-workshop-ca"
 DEFAULT_HOST = "istioinaction.io"

@@ -37,7 +37,7 @@ from cryptography.hazmat.primitives.asymmetric import dsa, ec, ed448, ed25519, r
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from labrunner.fsutil import write_atomic
-from labrunner.tls.names import parse_name_spec
+from labrunner.pki.names import parse_name_spec
 
 PrivateKey = rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey
 KeyKind = Literal["rsa2048", "rsa3072", "ec256"]

@@ -49,7 +49,7 @@ def _labs_option_value() -> Path | None:
 )
 def certs_command(*, directory: Path | None, force: bool, host: str, key_type: str) -> None:
     """Generate the workshop CA and the istioinaction.io server certificate into certs/."""
-    from labrunner.tls import workshop
+    from labrunner.certs import files as workshop
 
     root = workshop.find_workshop_root(Path.cwd(), labs_dir=_labs_option_value())
     target = directory if directory is not None else root / "certs"
@@ -98,7 +98,7 @@ def mtls_start(
     *, port: int, cert: Path, key: Path, client_ca: Path, name: str, host: str, pidfile: Path
 ) -> None:
     """Start the server in the background; returns once it accepts connections."""
-    from labrunner.tls import mtls_server
+    from labrunner.certs import mtls_server
 
     try:
         started = mtls_server.start(
@@ -123,7 +123,7 @@ def mtls_start(
 @_PIDFILE
 def mtls_stop(*, pidfile: Path) -> None:
     """Stop the server; succeeds quietly when none is running."""
-    from labrunner.tls import mtls_server
+    from labrunner.certs import mtls_server
 
     pid = mtls_server.stop(pidfile)
     click.echo(f"stopped pid {pid}" if pid is not None else "no server was running")
@@ -133,7 +133,7 @@ def mtls_stop(*, pidfile: Path) -> None:
 @_PIDFILE
 def mtls_status(*, pidfile: Path) -> None:
     """Exit 0 if the server is running, 1 if not."""
-    from labrunner.tls import mtls_server
+    from labrunner.certs import mtls_server
 
     pid = mtls_server.running_pid(pidfile)
     if pid is None:

@@ -26,8 +26,9 @@ from typing import Any
 
 from cryptography import x509
 
-from labrunner.tls import pki
-from labrunner.tls.tooling import (
+from labrunner.pki import core as pki
+from labrunner.verify.context import CheckContext
+from labrunner.verify.kube import (
     Abort,
     istioctl_argv,
     kube_problem,
@@ -35,7 +36,6 @@ from labrunner.tls.tooling import (
     last_line,
     run_tool,
 )
-from labrunner.verify.context import CheckContext
 from labrunner.verify.outcome import Outcome
 from labrunner.verify.params import as_list
 

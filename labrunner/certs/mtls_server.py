@@ -6,7 +6,7 @@ answers only callers presenting a certificate from the mesh CA, and its JSON
 reply names who called (SPIFFE ID, subject), which is exactly what Envoy puts
 in ``X-Forwarded-Client-Cert`` later in the workshop.
 
-``start`` runs ``python -m labrunner.tls.mtls_server`` as a child process in
+``start`` runs ``python -m labrunner.certs.mtls_server`` as a child process in
 the caller's own session and process group (no setsid, no double fork), so
 the lab shell's teardown can still reap it, and returns only after the child
 reports on a pipe that its socket is listening: no race with the next
@@ -33,7 +33,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
-MODULE = "labrunner.tls.mtls_server"
+MODULE = "labrunner.certs.mtls_server"
 READY_TIMEOUT = 15.0
 STOP_TIMEOUT = 5.0
 
@@ -229,7 +229,7 @@ def serve(
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Entry point of the child process (``python -m labrunner.tls.mtls_server``)."""
+    """Entry point of the child process (``python -m labrunner.certs.mtls_server``)."""
     parser = argparse.ArgumentParser(prog=MODULE)
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, required=True)
