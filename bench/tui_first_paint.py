@@ -39,9 +39,10 @@ import asyncio, json, sys, time
 t0 = time.perf_counter()
 from pathlib import Path
 from labrunner.lab.loader import load_workshop
+from labrunner.verify.registry import builtin_registry
 import labrunner.tui.app as tui
 t_import = time.perf_counter()
-workshop = load_workshop(Path(sys.argv[1])).workshop
+workshop = load_workshop(Path(sys.argv[1]), builtin_registry()).workshop
 t_load = time.perf_counter()
 app = tui.make_app(workshop)
 t_build = time.perf_counter()
@@ -84,8 +85,9 @@ def isolated_env(home: str) -> dict[str, str]:
 def first_title(labs: str) -> str:
     """The title of the workshop's first lab: the text that proves the home screen is up."""
     from labrunner.lab.loader import load_workshop
+    from labrunner.verify.registry import builtin_registry
 
-    workshop = load_workshop(Path(labs)).workshop
+    workshop = load_workshop(Path(labs), builtin_registry()).workshop
     if workshop is None or not workshop.labs:
         raise SystemExit(f"no labs in {labs}")
     return workshop.labs[0].title[:40]

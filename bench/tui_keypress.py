@@ -63,11 +63,12 @@ async def measure(lines: int, root: Path, rounds: int) -> dict[str, object]:
     from labrunner.tui.app import make_app
     from labrunner.tui.screens.lab import LabScreen
     from labrunner.tui.widgets.output_pane import OutputPane
+    from labrunner.verify.registry import builtin_registry
 
     labs = root / "labs"
     labs.mkdir()
     (labs / "flood.yaml").write_text(LAB.format(lines=lines))
-    workshop = load_workshop(labs).workshop
+    workshop = load_workshop(labs, builtin_registry()).workshop
     assert workshop is not None
     app = make_app(workshop, store=ProgressStore.memory(), doctor=list, lab="flood")
     latencies: list[float] = []

@@ -14,7 +14,6 @@ import json
 import os
 import signal
 import sys
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn
@@ -22,6 +21,7 @@ from typing import TYPE_CHECKING, Any, NoReturn
 import click
 
 from labrunner import __version__
+from labrunner.certs.cli import certs_command, mtls_server_group
 from labrunner.errors import EnvironmentProblem, ExitCode, LabrunnerError, UsageProblem
 
 if TYPE_CHECKING:
@@ -42,19 +42,20 @@ def _fail(error: LabrunnerError) -> NoReturn:
 
 
 def _registry() -> Registry:
-    from labrunner.verify.registry import builtin_registry, entry_point_warnings
+    """The installed verifiers (each module imported only when a lab names it)."""
+    from labrunner.lab.catalog import VerifierUnavailable
+    from labrunner.verify.registry import builtin_registry
 
-    registry = builtin_registry()
-    for warning in entry_point_warnings:
-        click.echo(f"labrunner: warning: {warning}", err=True)
-    entry_point_warnings.clear()
-    return registry
+    try:
+        return builtin_registry()
+    except VerifierUnavailable as exc:
+        raise EnvironmentProblem(str(exc)) from None
 
 
 def _load(labs_option: str | None, refs: Sequence[str] = ()) -> tuple[Workshop, list[Lab]]:
     """The workshop and the labs named by ``refs`` (ids or files; all labs if none)."""
     from labrunner.lab.loader import load_workshop
-    from labrunner.workshop import find_labs_dir
+    from labrunner.lab.locate import find_labs_dir
 
     files = [Path(r) for r in refs if r.endswith((".yaml", ".yml")) or os.sep in r]
     if files:
@@ -208,14 +209,16 @@ def list_(ctx: click.Context, context_option: str | None, as_json: bool, steps: 
         workshop, labs = _load(ctx.obj.get("labs"))
     except LabrunnerError as exc:
         _fail(exc)
+    from labrunner.state.rules import lab_progress
+
     context = _context(context_option)
     store = _store(context)
     try:
-        done = {lab.id: store.completed(lab.id) for lab in labs}
         records = {lab.id: store.steps(lab.id) for lab in labs}
     except Exception as exc:  # an unreadable store must not hide the labs
         click.echo(f"labrunner: warning: progress unavailable: {exc}", err=True)
-        done, records = {lab.id: set() for lab in labs}, {lab.id: {} for lab in labs}
+        records = {lab.id: {} for lab in labs}
+    progress = lab_progress(workshop, records)
     for warning in store.warnings:
         click.echo(f"labrunner: warning: {warning}", err=True)
     if as_json:
@@ -230,7 +233,7 @@ def list_(ctx: click.Context, context_option: str | None, as_json: bool, steps: 
                     "file": lab.path.name,
                     "requires": list(lab.requires),
                     "needs_cluster": lab.needs_cluster,
-                    "locked": any(not _lab_done(workshop.lab(r), done) for r in lab.requires),
+                    "locked": progress[lab.id].locked,
                     "steps": [
                         {
                             "id": s.id,
@@ -249,8 +252,8 @@ def list_(ctx: click.Context, context_option: str | None, as_json: bool, steps: 
         return
     click.echo(f"{workshop.title}  ({workshop.labs_dir}; context: {context or 'none'})")
     for lab in labs:
-        finished = len(done[lab.id] & {s.id for s in lab.steps})
-        locked = [r for r in lab.requires if not _lab_done(workshop.lab(r), done)]
+        finished = progress[lab.id].done
+        locked = progress[lab.id].missing
         state = "locked (needs " + ", ".join(locked) + ")" if locked else ""
         where = "cluster" if lab.needs_cluster else "no cluster needed"
         click.echo(
@@ -264,10 +267,6 @@ def list_(ctx: click.Context, context_option: str | None, as_json: bool, steps: 
                     record.status if record else "", "·"
                 )
                 click.echo(f"      {mark} {step.id:<26} {step.title}")
-
-
-def _lab_done(lab: Lab, done: dict[str, set[str]]) -> bool:
-    return {s.id for s in lab.steps} <= done.get(lab.id, set())
 
 
 # --------------------------------------------------------------------------- verify
@@ -326,10 +325,12 @@ def verify(
 ) -> None:
     """Run labs headless: each step's commands, then its checks (the CI smoke test)."""
     from labrunner.engine import Engine, RunOptions, UsageError
+    from labrunner.engine.prepare import prepare_run
     from labrunner.reports import ReportCollector
     from labrunner.ui_text import Printer
 
     try:
+        registry = _registry()
         workshop, chosen = _load(ctx.obj.get("labs"), labs)
         if (from_step or only_step) and len(chosen) != 1:
             raise UsageProblem("--from and --only need exactly one lab")
@@ -347,7 +348,7 @@ def verify(
         kube_context=context_option,
         save=not no_save,
     )
-    base_env, overlay = _pinned_env(context_option)
+    run = prepare_run(context_option)
     collector = ReportCollector(workshop=workshop.title, context=context)
     printer = Printer(quiet=quiet)
 
@@ -357,7 +358,7 @@ def verify(
 
     store = _store(context)
     engine = Engine(
-        workshop, registry=_registry(), store=store, emit=emit, options=options, base_env=base_env
+        workshop, registry=registry, store=store, emit=emit, options=options, base_env=run.env
     )
     _install_signal_handlers(engine)
     try:
@@ -365,8 +366,7 @@ def verify(
     except UsageError as exc:
         _fail(UsageProblem(str(exc)))
     finally:
-        if overlay is not None:
-            overlay.cleanup()
+        run.close()
         for warning in store.warnings:
             click.echo(f"labrunner: warning: {warning}", err=True)
     printer.summary(collector)
@@ -380,23 +380,6 @@ def verify(
     if summary.environment_broken:
         sys.exit(int(ExitCode.ENVIRONMENT))
     sys.exit(int(ExitCode.OK if summary.ok else ExitCode.FAILED))
-
-
-def _pinned_env(
-    context_option: str | None,
-) -> tuple[dict[str, str], tempfile.TemporaryDirectory[str] | None]:
-    """The environment for lab shells, with KUBECONFIG pinned to ``--context`` if given.
-
-    The overlay kubeconfig lives in a temporary directory (not the state
-    directory, which may be read-only) that the caller removes after the run.
-    """
-    env = dict(os.environ)
-    if not context_option:
-        return env, None
-    from labrunner.cluster.kubeconfig import pin_context
-
-    overlay = tempfile.TemporaryDirectory(prefix="labrunner-context-")
-    return pin_context(env, context_option, Path(overlay.name)), overlay
 
 
 def _install_signal_handlers(engine: Any) -> None:
@@ -432,9 +415,11 @@ def check(
     from labrunner.engine import Engine, RunOptions, UsageError, select_steps
     from labrunner.engine import events as ev
     from labrunner.engine.events import StepStatus
+    from labrunner.engine.prepare import prepare_run
     from labrunner.ui_text import Printer
 
     try:
+        registry = _registry()
         workshop, (chosen,) = _load(ctx.obj.get("labs"), [lab])
         context = _context(context_option)
         steps = select_steps(chosen, from_step=None, only_step=step)
@@ -443,14 +428,14 @@ def check(
     except LabrunnerError as exc:
         _fail(exc)
     printer = Printer(quiet=True)
-    base_env, overlay = _pinned_env(context_option)
+    run = prepare_run(context_option)
     engine = Engine(
         workshop,
-        registry=_registry(),
+        registry=registry,
         store=_store(context),
         emit=printer,
         options=RunOptions(kube_context=context_option, save=False),
-        base_env=base_env,
+        base_env=run.env,
     )
     worst = StepStatus.PASSED
     try:
@@ -468,8 +453,7 @@ def check(
                 ) or result.status is StepStatus.ERROR:
                     worst = result.status
     finally:
-        if overlay is not None:
-            overlay.cleanup()
+        run.close()
     if worst is StepStatus.ERROR:
         sys.exit(int(ExitCode.ENVIRONMENT))
     sys.exit(int(ExitCode.OK if worst.ok else ExitCode.FAILED))
@@ -485,9 +469,12 @@ def check(
 def validate(ctx: click.Context, files: tuple[Path, ...], strict: bool) -> None:
     """Lint lab files (default: the whole workshop): one `file:line: message` per problem."""
     from labrunner.lab.loader import load_workshop
-    from labrunner.workshop import find_labs_dir
+    from labrunner.lab.locate import find_labs_dir
 
-    registry = _registry()
+    try:
+        registry = _registry()
+    except LabrunnerError as exc:
+        _fail(exc)
     problems: list[Problem | None] = []
     checked = 0
     if files:
@@ -509,7 +496,10 @@ def validate(ctx: click.Context, files: tuple[Path, ...], strict: bool) -> None:
                 p for p in result.problems if not chosen or p.file in wanted or p.file == directory
             )
     else:
-        labs_dir = find_labs_dir(ctx.obj.get("labs"))
+        try:
+            labs_dir = find_labs_dir(ctx.obj.get("labs"))
+        except LabrunnerError as exc:
+            _fail(exc)
         result = load_workshop(labs_dir, registry)
         from labrunner.lab.loader import lab_files
 
@@ -532,9 +522,16 @@ def validate(ctx: click.Context, files: tuple[Path, ...], strict: bool) -> None:
 @main.command()
 def schema() -> None:
     """Print the JSON Schema of the lab format (for editor completion)."""
+    from labrunner.lab.catalog import VerifierUnavailable
     from labrunner.lab.schema import lab_schema
 
-    click.echo(json.dumps(lab_schema(_registry()), indent=2))
+    try:
+        schema = lab_schema(_registry())
+    except VerifierUnavailable as exc:
+        _fail(EnvironmentProblem(str(exc)))
+    except LabrunnerError as exc:
+        _fail(exc)
+    click.echo(json.dumps(schema, indent=2))
 
 
 # --------------------------------------------------------------------------- reset
@@ -577,6 +574,23 @@ def reset(
     )
 
 
+# --------------------------------------------------------------------------- init
+
+
+@main.command()
+@click.argument("directory", type=click.Path(file_okay=False, path_type=Path))
+def init(directory: Path) -> None:
+    """Copy the bundled Istio workshop into DIRECTORY (labs, manifests, certs/)."""
+    from labrunner.lab.locate import WorkshopCopyError, copy_bundled
+
+    try:
+        labs = copy_bundled(directory)
+    except WorkshopCopyError as exc:
+        _fail(UsageProblem(str(exc)))
+    click.echo(f"copied the bundled workshop to {labs.parent}")
+    click.echo(f"start it with: cd {labs.parent} && labrunner")
+
+
 # --------------------------------------------------------------------------- doctor
 
 
@@ -588,9 +602,13 @@ def doctor(ctx: click.Context, context_option: str | None, as_json: bool) -> Non
     """Check tools, versions, cluster reachability and context safety."""
     from labrunner.doctor import collect
 
-    findings = collect(labs_option=ctx.obj.get("labs"), context=context_option)
+    try:
+        registry = _registry()
+    except LabrunnerError as exc:
+        _fail(exc)
+    findings = collect(catalog=registry, labs_option=ctx.obj.get("labs"), context=context_option)
     if as_json:
-        click.echo(json.dumps([f.__dict__ for f in findings], indent=2))
+        click.echo(json.dumps([f.as_json() for f in findings], indent=2))
     else:
         for finding in findings:
             mark = "✔" if finding.ok else ("✘" if finding.required else "·")
@@ -607,14 +625,5 @@ def doctor(ctx: click.Context, context_option: str | None, as_json: bool) -> Non
         sys.exit(int(ExitCode.ENVIRONMENT))
 
 
-def _add_optional_commands() -> None:
-    """Commands that live with their feature (certificates, helper servers)."""
-    try:
-        from labrunner.certs import cli as tls_cli
-    except ImportError:
-        return
-    for name in getattr(tls_cli, "COMMANDS", ()):
-        main.add_command(name)
-
-
-_add_optional_commands()
+for _command in (certs_command, mtls_server_group):
+    main.add_command(_command)

@@ -10,7 +10,6 @@ be written, a port in use, unreadable certificate files).
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import click
@@ -19,12 +18,11 @@ ENVIRONMENT_BROKEN = 3
 """The CLI-wide exit code for "the environment is broken" (see DESIGN.md)."""
 
 
-def _labs_option_value() -> Path | None:
-    """The ``--labs`` directory given to the root command, or ``LABRUNNER_LABS``."""
+def _labs_option_value() -> str | None:
+    """The ``--labs`` directory given to the root command (click reads ``LABRUNNER_LABS`` too)."""
     ctx = click.get_current_context(silent=True)
-    value = ctx.find_root().params.get("labs") if ctx is not None else None
-    value = value or os.environ.get("LABRUNNER_LABS")
-    return Path(value) if value else None
+    value = ctx.find_root().params.get("labs_dir") if ctx is not None else None
+    return str(value) if value else None
 
 
 @click.command("certs")
@@ -50,9 +48,16 @@ def _labs_option_value() -> Path | None:
 def certs_command(*, directory: Path | None, force: bool, host: str, key_type: str) -> None:
     """Generate the workshop CA and the istioinaction.io server certificate into certs/."""
     from labrunner.certs import files as workshop
+    from labrunner.lab.locate import BundledReadOnly, locate
 
-    root = workshop.find_workshop_root(Path.cwd(), labs_dir=_labs_option_value())
-    target = directory if directory is not None else root / "certs"
+    if directory is not None:
+        target = directory
+    else:
+        try:
+            target = locate(_labs_option_value()).certs_dir
+        except BundledReadOnly as exc:
+            click.echo(f"labrunner certs: {exc.message}", err=True)
+            raise SystemExit(2) from None
     try:
         actions = workshop.ensure_workshop_certs(
             target,

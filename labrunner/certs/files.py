@@ -68,17 +68,6 @@ class WorkshopFiles:
         return self.directory / f"{self.host}.key"
 
 
-def find_workshop_root(start: Path, *, labs_dir: Path | None = None) -> Path:
-    """The workshop root: the parent of ``labs_dir``, else the nearest folder with ``labs/``."""
-    if labs_dir is not None:
-        return labs_dir.resolve().parent
-    here = start.resolve()
-    for candidate in (here, *here.parents):
-        if (candidate / "labs").is_dir():
-            return candidate
-    return here
-
-
 def _load_pair(cert_path: Path, key_path: Path) -> tuple[pki.Issued | None, str]:
     """The cert+key in two files, or None and the reason they are unusable."""
     if not cert_path.is_file() or not key_path.is_file():

@@ -26,21 +26,24 @@ import os
 import time
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 from urllib.parse import quote, urlencode
 
 from labrunner import __version__
 from labrunner.cluster.errors import (
     RETRYABLE_STATUS,
     ClusterError,
+    ErrorKind,
     NotFound,
     http_error,
     transport_error,
 )
-from labrunner.cluster.kubeconfig import contexts, current_context, kubeconfig_paths
-
-if TYPE_CHECKING:
-    from labrunner.verify.context import CheckContext
+from labrunner.cluster.kubeconfig import (
+    context_namespace,
+    contexts,
+    current_context,
+    kubeconfig_paths,
+)
 
 USER_AGENT = f"labrunner/{__version__}"
 CONNECT_TIMEOUT = 5.0
@@ -64,7 +67,9 @@ def _merged_config(env: Mapping[str, str]) -> dict[str, Any]:
         except FileNotFoundError:
             continue
         except (OSError, yaml.YAMLError) as exc:
-            raise ClusterError(f"cannot read kubeconfig {path}: {exc}", kind="kubeconfig") from None
+            raise ClusterError(
+                f"cannot read kubeconfig {path}: {exc}", kind=ErrorKind.KUBECONFIG
+            ) from None
         if not isinstance(data, dict):
             continue
         if "current-context" not in merged and data.get("current-context"):
@@ -101,12 +106,12 @@ def resolve_context(env: Mapping[str, str], explicit: str | None = None) -> str:
             raise ClusterError(
                 f"no kubeconfig: KUBECONFIG={shown} but no such file exists; create a workshop "
                 "cluster (e.g. `kind create cluster`) or point KUBECONFIG at its kubeconfig",
-                kind="kubeconfig",
+                kind=ErrorKind.KUBECONFIG,
             )
         raise ClusterError(
             "no kubeconfig: KUBECONFIG is unset and ~/.kube/config does not exist; create a "
             "workshop cluster (e.g. `kind create cluster`) or set KUBECONFIG to its kubeconfig",
-            kind="kubeconfig",
+            kind=ErrorKind.KUBECONFIG,
         )
     name = explicit or current_context(env)
     known = contexts(env)
@@ -115,14 +120,14 @@ def resolve_context(env: Mapping[str, str], explicit: str | None = None) -> str:
         raise ClusterError(
             "the kubeconfig has no current context; choose one with `kubectl config "
             f"use-context NAME` or --context NAME (contexts: {choices})",
-            kind="kubeconfig",
+            kind=ErrorKind.KUBECONFIG,
         )
     if name not in known:
         choices = ", ".join(sorted(known)) or "none"
         raise ClusterError(
             f"kube context {name!r} is not in the kubeconfig ({', '.join(map(str, existing))}); "
             f"contexts there: {choices}",
-            kind="kubeconfig",
+            kind=ErrorKind.KUBECONFIG,
         )
     return name
 
@@ -140,7 +145,8 @@ def build_api_client(env: Mapping[str, str], context: str) -> Any:
     except Exception as exc:  # ConfigException, a failing exec plugin, a bad certificate file
         message = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise ClusterError(
-            f"the kubeconfig of context {context!r} is unusable: {message}", kind="kubeconfig"
+            f"the kubeconfig of context {context!r} is unusable: {message}",
+            kind=ErrorKind.KUBECONFIG,
         ) from None
 
 
@@ -151,9 +157,10 @@ class Kube:
     port-forward relays traffic over the same client configuration.
     """
 
-    def __init__(self, api: Any, *, context: str) -> None:
+    def __init__(self, api: Any, *, context: str, namespace: str = "default") -> None:
         self.api = api
         self.context = context
+        self.namespace = namespace
         self.server: str = str(api.configuration.host).rstrip("/")
         self._pool: Any = api.rest_client.pool_manager
         self.discovery_cache: dict[str, Any] = {}
@@ -165,6 +172,15 @@ class Kube:
             from urllib3.exceptions import InsecureRequestWarning
 
             warnings.filterwarnings("ignore", category=InsecureRequestWarning)
+
+    @classmethod
+    def connect(cls, env: Mapping[str, str], context: str) -> Kube:
+        """A connection to ``context`` of ``env``'s kubeconfig (raises ClusterError)."""
+        return cls(
+            build_api_client(env, context),
+            context=context,
+            namespace=context_namespace(env, context),
+        )
 
     def close(self) -> None:
         """Close the connection pool."""
@@ -226,7 +242,7 @@ class Kube:
                 )
                 # A kept-alive connection the server closed shows up as a reset or
                 # protocol error on first use; one immediate retry on a fresh one fixes it.
-                if attempt == 1 and error.kind == "reset":
+                if attempt == 1 and error.kind is ErrorKind.RESET:
                     continue
                 raise error from None
         raise AssertionError("unreachable")  # pragma: no cover
@@ -279,8 +295,12 @@ def quote_path(*segments: str) -> str:
     return "/".join(quote(s, safe="") for s in segments)
 
 
-def _stamp(env: Mapping[str, str]) -> str:
-    """Which kubeconfig files are in effect and when they last changed."""
+def kubeconfig_stamp(env: Mapping[str, str]) -> str:
+    """Which kubeconfig files are in effect and when they last changed.
+
+    A connection cached under this stamp is rebuilt when a step recreates the
+    cluster (``kind create cluster`` rewrites the kubeconfig).
+    """
     parts = []
     for path in kubeconfig_paths(env):
         try:
@@ -290,34 +310,3 @@ def _stamp(env: Mapping[str, str]) -> str:
             continue
         parts.append(f"{path}@{info.st_mtime_ns}:{info.st_size}")
     return os.pathsep.join(parts)
-
-
-def kube(ctx: CheckContext) -> Kube:
-    """The run's shared connection for ``ctx``'s kubeconfig and context (raises ClusterError).
-
-    Keyed by the kubeconfig files and their modification times: a step that
-    recreates the cluster (``kind create cluster`` rewrites the kubeconfig)
-    gets a new connection, every other check reuses the first one without
-    parsing the kubeconfig again.
-    """
-    env = ctx.env
-    stamp = _stamp(env)
-    explicit = ctx.kube_context
-    context = ctx.resources.get(
-        f"kube-context:{stamp}:{explicit or ''}", lambda: resolve_context(env, explicit)
-    )
-
-    def build() -> Kube:
-        connection = Kube(build_api_client(env, context), context=context)
-        ctx.resources.on_close(connection.close)
-        return connection
-
-    return ctx.resources.get(f"kube:{stamp}:{context}", build)
-
-
-def api_client(ctx: CheckContext) -> Any:
-    """The run's shared ``kubernetes.client.ApiClient`` for ``ctx``'s kubeconfig and context.
-
-    Cached in ``ctx.resources`` so every check in a run reuses one connection pool.
-    """
-    return kube(ctx).api

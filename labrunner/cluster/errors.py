@@ -15,20 +15,22 @@ help:
   500 that persists after a quick retry. No amount of waiting fixes these; the
   message says what to fix.
 
+``ErrorKind`` is the one vocabulary for what went wrong; every other error
+of the cluster layer (an object or type that does not exist, a Service with no
+ready pod) is a ``ClusterError`` with its own kind. The cluster layer never
+decides what a check makes of them: ``labrunner.verify.kube`` maps kinds to
+outcomes, the doctor maps them to fixes.
+
 This module does not import ``kubernetes`` or ``urllib3``; it recognises their
 exceptions by walking the exception chain for the standard-library causes.
 """
 
 from __future__ import annotations
 
+import enum
 import json
 import re
-from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
-
-if TYPE_CHECKING:
-    from labrunner.verify.outcome import Outcome
 
 _FORBIDDEN = re.compile(
     r'User "(?P<user>[^"]*)" cannot (?P<verb>\S+) resource "(?P<resource>[^"]*)"'
@@ -55,17 +57,37 @@ TRANSIENT_STATUS = frozenset({429, 503, 504})
 RETRYABLE_STATUS = frozenset({500, 502})
 
 
+class ErrorKind(enum.StrEnum):
+    """What went wrong, for code that reacts to it."""
+
+    KUBECONFIG = "kubeconfig"
+    UNREACHABLE = "unreachable"
+    TLS = "tls"
+    CREDENTIALS = "credentials"
+    FORBIDDEN = "forbidden"
+    THROTTLED = "throttled"
+    TIMEOUT = "timeout"
+    RESET = "reset"
+    SERVER = "server"
+    NOT_FOUND = "not_found"
+    """An object (or a Service's port) does not exist."""
+    UNKNOWN_TYPE = "unknown_type"
+    """The cluster does not serve a resource type (no such CRD, or not yet)."""
+    NO_PODS = "no_pods"
+    """A Service has no ready pod to forward to yet."""
+    OTHER = "other"
+
+
 @dataclass(eq=False)
 class ClusterError(Exception):
     """A cluster problem worded for the learner; ``transient`` means waiting may fix it."""
 
     message: str
     transient: bool = False
-    kind: str = "other"
-    """What went wrong, for code that reacts to it: kubeconfig, unreachable, tls,
-    credentials, forbidden, throttled, timeout, reset, server or other."""
+    kind: ErrorKind = ErrorKind.OTHER
     status: int | None = None
     retry_after: float | None = None
+    """Seconds the server asked us to wait before asking again (429, 503)."""
     details: str | None = None
 
     def __post_init__(self) -> None:
@@ -74,34 +96,19 @@ class ClusterError(Exception):
     def __str__(self) -> str:
         return self.message
 
-    def outcome(self, sleep: Callable[[float], bool] | None = None) -> Outcome:
-        """The check outcome for this problem: pending when transient, else error.
 
-        ``sleep`` (a cancel-aware ``wait(seconds) -> bool``) lets a pending
-        outcome honour the server's Retry-After instead of the engine's backoff.
-        """
-        from labrunner.verify.outcome import Outcome
-
-        if not self.transient:
-            return Outcome.error(self.message, self.details)
-        wait = None
-        if sleep is not None and self.retry_after:
-            delay = self.retry_after
-
-            def wait_retry_after(timeout: float) -> bool:
-                sleep(min(delay, timeout))
-                return False
-
-            wait = wait_retry_after
-        return Outcome.pending(self.message, self.details, wait=wait)
-
-
-class NotFound(Exception):
+class NotFound(ClusterError):
     """The API answered 404 for an object (or a whole resource type)."""
 
     def __init__(self, message: str) -> None:
-        super().__init__(message)
-        self.message = message
+        super().__init__(message, kind=ErrorKind.NOT_FOUND, status=404)
+
+
+class UnknownType(ClusterError):
+    """The cluster does not serve the requested type (no such CRD, or not yet)."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, transient=True, kind=ErrorKind.UNKNOWN_TYPE)
 
 
 def status_message(body: bytes | str | None) -> str:
@@ -164,14 +171,14 @@ def http_error(
             "unauthorized: the API server rejected the kubeconfig's credentials "
             "(expired token or client certificate?); refresh the kubeconfig, "
             "e.g. `kind export kubeconfig --name <cluster>`",
-            kind="credentials",
+            kind=ErrorKind.CREDENTIALS,
             status=status,
         )
     if status == 403:
         return ClusterError(
             forbidden_message(message)
             + "; use a context with cluster-admin rights (a workshop cluster you created has them)",
-            kind="forbidden",
+            kind=ErrorKind.FORBIDDEN,
             status=status,
         )
     if status in TRANSIENT_STATUS:
@@ -180,14 +187,14 @@ def http_error(
         return ClusterError(
             f"{status} {reason.lower()}{wait}{said}",
             transient=True,
-            kind="throttled" if status == 429 else "server",
+            kind=ErrorKind.THROTTLED if status == 429 else ErrorKind.SERVER,
             status=status,
             retry_after=after,
         )
     said = f": {message}" if message else ""
     return ClusterError(
         f"the server returned {status} {reason} for {method} {path}{said}",
-        kind="server",
+        kind=ErrorKind.SERVER,
         status=status,
     )
 
@@ -222,13 +229,13 @@ def transport_error(
         return ClusterError(
             f"cluster unreachable at {server}: connection refused; is the cluster running? "
             "(kind: `docker ps`, `kind get clusters`)",
-            kind="unreachable",
+            kind=ErrorKind.UNREACHABLE,
         )
     if any(isinstance(e, socket.gaierror) for e in chain) or "Name or service not known" in text:
         return ClusterError(
             f"cluster unreachable at {server}: the host name does not resolve; "
             "check the server address in the kubeconfig",
-            kind="unreachable",
+            kind=ErrorKind.UNREACHABLE,
         )
     if any(isinstance(e, ssl.SSLCertVerificationError) for e in chain) or (
         "CERTIFICATE_VERIFY_FAILED" in text
@@ -237,17 +244,19 @@ def transport_error(
             f"cannot trust the API server at {server}: its certificate does not match the "
             "kubeconfig's certificate authority (was the cluster recreated? re-export the "
             "kubeconfig)",
-            kind="tls",
+            kind=ErrorKind.TLS,
         )
     if any(isinstance(e, ssl.SSLError) for e in chain) or "SSLError" in names:
-        return ClusterError(f"TLS handshake with {server} failed: {_last_line(text)}", kind="tls")
+        return ClusterError(
+            f"TLS handshake with {server} failed: {_last_line(text)}", kind=ErrorKind.TLS
+        )
     if "ConnectTimeoutError" in names:
         seconds = connect_timeout or timeout
         limit = f" within {seconds:g}s" if seconds else ""
         return ClusterError(
             f"cluster at {server} did not accept a connection{limit}",
             transient=True,
-            kind="timeout",
+            kind=ErrorKind.TIMEOUT,
         )
     if (
         "ReadTimeoutError" in names
@@ -256,13 +265,15 @@ def transport_error(
     ):
         limit = f" within {timeout:g}s" if timeout else ""
         return ClusterError(
-            f"the API server at {server} did not answer{limit}", transient=True, kind="timeout"
+            f"the API server at {server} did not answer{limit}",
+            transient=True,
+            kind=ErrorKind.TIMEOUT,
         )
     if any(isinstance(e, ConnectionError) for e in chain) or "ProtocolError" in names:
         return ClusterError(
             f"the connection to the API server at {server} broke: {_last_line(text)}",
             transient=True,
-            kind="reset",
+            kind=ErrorKind.RESET,
         )
     return ClusterError(f"cannot talk to the API server at {server}: {_last_line(text)}")
 

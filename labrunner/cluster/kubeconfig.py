@@ -7,6 +7,7 @@ start, and importing the client costs a third of a second.
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Mapping
 from pathlib import Path
@@ -52,6 +53,13 @@ def contexts(env: Mapping[str, str]) -> dict[str, dict[str, Any]]:
     return found
 
 
+def context_namespace(env: Mapping[str, str], context: str | None) -> str:
+    """The namespace ``context`` (or the current one) names, as kubectl uses it; else default."""
+    name = context or current_context(env)
+    namespace = (contexts(env).get(name) or {}).get("namespace") if name else None
+    return str(namespace) if namespace else "default"
+
+
 def server_for(env: Mapping[str, str], context: str | None) -> str | None:
     """The API server URL behind ``context`` (or the current one)."""
     name = context or current_context(env)
@@ -76,8 +84,6 @@ def pin_context(env: Mapping[str, str], context: str, directory: Path) -> dict[s
     """
     directory.mkdir(parents=True, exist_ok=True)
     overlay = directory / "kubeconfig-context.yaml"
-    import json
-
     overlay.write_text(
         json.dumps({"apiVersion": "v1", "kind": "Config", "current-context": context}) + "\n",
         encoding="utf-8",

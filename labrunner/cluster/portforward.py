@@ -9,10 +9,13 @@ behind the Service (selector → pods → targetPort, named ports included). One
 forward per Service port is cached for the whole lab run and closed with it,
 so repeated polls reuse it, and nothing listens after the run.
 
-``service_proxy_get`` is the lighter path for plain HTTP reads such as the
-Jaeger query API: ``/api/v1/namespaces/{ns}/services/{name}:{port}/proxy/...``.
+``proxy_get`` is the lighter path for plain HTTP reads such as the Jaeger
+query API: ``/api/v1/namespaces/{ns}/services/{name}:{port}/proxy/...``.
 
-Only this package imports ``kubernetes``; it is imported inside functions.
+Problems are ``ClusterError`` kinds: ``NotFound`` (no such Service, port or
+named container port), ``NO_PODS`` (no ready pod behind the Service yet,
+transient), and whatever the API server said. Only this package imports
+``kubernetes``; it is imported inside functions.
 """
 
 from __future__ import annotations
@@ -22,28 +25,14 @@ import socket
 import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from labrunner.cluster.client import Kube, kube, quote_path
-from labrunner.cluster.errors import ClusterError, NotFound
-
-if TYPE_CHECKING:
-    from labrunner.verify.context import CheckContext
+from labrunner.cluster.client import Kube, quote_path
+from labrunner.cluster.errors import ClusterError, ErrorKind, NotFound
+from labrunner.cluster.resources import terminating
+from labrunner.cluster.status import is_ready
 
 _CHUNK = 64 * 1024
-
-
-class ForwardError(Exception):
-    """A Service cannot be reached; ``kind`` says whether waiting could help.
-
-    kinds: ``not_found`` (no such Service or port), ``no_pods`` (no ready pod
-    yet), ``transient`` (the API server is busy; ask again), ``unreachable``
-    (the API server cannot be reached or refused us).
-    """
-
-    def __init__(self, kind: str, message: str) -> None:
-        super().__init__(message)
-        self.kind = kind
 
 
 @dataclass(frozen=True)
@@ -58,20 +47,7 @@ def _get_json(conn: Kube, path: str, *, what: str, timeout: float, **query: str)
     try:
         return conn.get(path, query=list(query.items()), timeout=timeout)
     except NotFound:
-        raise ForwardError("not_found", f"{what} not found") from None
-    except ClusterError as exc:
-        raise ForwardError("transient" if exc.transient else "unreachable", exc.message) from None
-
-
-def _pod_ready(pod: dict[str, Any]) -> bool:
-    meta = pod.get("metadata") or {}
-    status = pod.get("status") or {}
-    if meta.get("deletionTimestamp") or status.get("phase") != "Running":
-        return False
-    return any(
-        c.get("type") == "Ready" and c.get("status") == "True"
-        for c in status.get("conditions") or []
-    )
+        raise NotFound(f"{what} not found") from None
 
 
 def _container_port(pod: dict[str, Any], name: str) -> int | None:
@@ -97,10 +73,10 @@ def resolve_backend(
     )
     if entry is None:
         have = ", ".join(str(p.get("port")) for p in ports) or "none"
-        raise ForwardError("not_found", f"{what} has no port {port} (ports: {have})")
+        raise NotFound(f"{what} has no port {port} (ports: {have})")
     selector = spec.get("selector") or {}
     if not selector:
-        raise ForwardError("not_found", f"{what} has no selector, so no pods to forward to")
+        raise NotFound(f"{what} has no selector, so no pods to forward to")
     label_selector = ",".join(f"{k}={v}" for k, v in sorted(selector.items()))
     pods = _get_json(
         conn,
@@ -110,21 +86,19 @@ def resolve_backend(
         labelSelector=label_selector,
     )
     items = pods.get("items") or []
-    ready = [p for p in items if _pod_ready(p)]
+    ready = [p for p in items if is_ready(p) and not terminating(p)]
     if not ready:
-        raise ForwardError(
-            "no_pods",
+        raise ClusterError(
             f"no ready pod behind {what} yet ({len(items)} pod(s) match {label_selector})",
+            transient=True,
+            kind=ErrorKind.NO_PODS,
         )
     pod = sorted(ready, key=lambda p: p["metadata"]["name"])[0]
     target = entry.get("targetPort", entry.get("port"))
     if isinstance(target, str) and not target.isdigit():
         number = _container_port(pod, target)
         if number is None:
-            raise ForwardError(
-                "not_found",
-                f"pod {pod['metadata']['name']} has no container port named {target!r}",
-            )
+            raise NotFound(f"pod {pod['metadata']['name']} has no container port named {target!r}")
         return Backend(pod["metadata"]["name"], number)
     return Backend(pod["metadata"]["name"], int(target))
 
@@ -269,35 +243,8 @@ def _pump(pair: Sequence[Any], closed: threading.Event) -> None:
                     return
 
 
-def service_endpoint(
-    ctx: CheckContext, *, namespace: str, service: str, port: int | str
-) -> tuple[str, int]:
-    """127.0.0.1 and a local port that reach ``service:port``; cached for the run.
-
-    Raises ForwardError when the Service, its port or a ready pod is missing.
-    """
-    key = f"port-forward:{ctx.env.get('KUBECONFIG', '')}:{ctx.kube_context or ''}"
-    key += f":{namespace}/{service}:{port}"
-
-    # Connected before resources.get: its factory runs under the cache's lock,
-    # and kube() uses the same cache.
-    try:
-        conn = kube(ctx)
-    except ClusterError as exc:
-        raise ForwardError("transient" if exc.transient else "unreachable", exc.message) from None
-
-    def start() -> ServiceForward:
-        return ServiceForward(conn, namespace=namespace, service=service, port=port)
-
-    forward = ctx.resources.get(key, start)
-    # Registered outside the factory, which runs under the cache's lock.
-    if forward.claim_closer():
-        ctx.resources.on_close(forward.close)
-    return forward.address
-
-
-def service_proxy_get(
-    ctx: CheckContext,
+def proxy_get(
+    conn: Kube,
     *,
     namespace: str,
     service: str,
@@ -308,7 +255,7 @@ def service_proxy_get(
 ) -> tuple[int, bytes]:
     """GET ``path`` on a Service through the API server's proxy: (status, body).
 
-    Raises ForwardError when the API server cannot be reached; HTTP errors
+    Raises ClusterError when the API server cannot be reached; HTTP errors
     from the proxy or the Service (404, 503 "no endpoints") come back as the
     status.
     """
@@ -316,9 +263,5 @@ def service_proxy_get(
         f"/api/v1/namespaces/{quote_path(namespace)}/services/"
         f"{quote_path(service)}:{quote_path(str(port))}/proxy/{path.lstrip('/')}"
     )
-    try:
-        conn = kube(ctx)
-        response = conn.open(resource, query=query, timeout=timeout)
-        return int(response.status), bytes(response.data or b"")
-    except ClusterError as exc:
-        raise ForwardError("transient" if exc.transient else "unreachable", exc.message) from None
+    response = conn.open(resource, query=query, timeout=timeout)
+    return int(response.status), bytes(response.data or b"")

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
-from labrunner.cluster.errors import NotFound
+from labrunner.cluster.errors import NotFound, UnknownType
 
 if TYPE_CHECKING:
     from labrunner.cluster.client import Kube
@@ -72,12 +72,47 @@ class ResourceType:
         )
 
 
-class UnknownType(Exception):
-    """The cluster does not serve the requested type (no such CRD, or not yet)."""
+PODS = ResourceType("", "v1", "pods", "Pod", True, "pod", ("po",))
+NAMESPACES = ResourceType("", "v1", "namespaces", "Namespace", False, "namespace", ("ns",))
+SECRETS = ResourceType("", "v1", "secrets", "Secret", True, "secret")
+SERVICES = ResourceType("", "v1", "services", "Service", True, "service", ("svc",))
+DEPLOYMENTS = ResourceType(
+    "apps", "v1", "deployments", "Deployment", True, "deployment", ("deploy",)
+)
+CRDS = ResourceType(
+    "apiextensions.k8s.io",
+    "v1",
+    "customresourcedefinitions",
+    "CustomResourceDefinition",
+    False,
+    "customresourcedefinition",
+    ("crd", "crds"),
+)
+MUTATING_WEBHOOKS = ResourceType(
+    "admissionregistration.k8s.io",
+    "v1",
+    "mutatingwebhookconfigurations",
+    "MutatingWebhookConfiguration",
+    False,
+    "mutatingwebhookconfiguration",
+)
+METADATA_ONLY = "application/json;as=PartialObjectMetadataList;g=meta.k8s.io;v=v1,application/json"
+"""Accept header for lists where only names and labels matter (CRDs are large)."""
 
-    def __init__(self, message: str) -> None:
-        super().__init__(message)
-        self.message = message
+
+def labels_of(obj: Mapping[str, Any]) -> dict[str, str]:
+    """An object's labels (empty when it has none)."""
+    return dict((obj.get("metadata") or {}).get("labels") or {})
+
+
+def name_of(obj: Mapping[str, Any]) -> str:
+    """An object's name."""
+    return str((obj.get("metadata") or {}).get("name", ""))
+
+
+def terminating(obj: Mapping[str, Any]) -> bool:
+    """True when the object is being deleted (it has a deletionTimestamp)."""
+    return bool((obj.get("metadata") or {}).get("deletionTimestamp"))
 
 
 def _from_list(doc: Any, group: str, version: str) -> list[ResourceType]:

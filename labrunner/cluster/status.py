@@ -24,6 +24,8 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from labrunner.cluster.resources import terminating
+
 Pod = Mapping[str, Any]
 
 
@@ -43,11 +45,6 @@ def is_ready(pod: Pod) -> bool:
     """True when the pod runs and its Ready condition is True."""
     cond = condition(pod, "Ready")
     return _status(pod).get("phase") == "Running" and bool(cond and cond.get("status") == "True")
-
-
-def is_terminating(pod: Pod) -> bool:
-    """True when the pod is being deleted."""
-    return bool((pod.get("metadata") or {}).get("deletionTimestamp"))
 
 
 def _restartable_init(pod: Pod) -> set[str]:
@@ -100,7 +97,7 @@ def display_status(pod: Pod) -> str:
                 running = True
         if reason == "Completed" and running:
             reason = "Running"
-    if is_terminating(pod):
+    if terminating(pod):
         reason = "Terminating"
     return reason
 

@@ -1,5 +1,8 @@
 """Which Kubernetes versions each Istio release supports: the one table, in one place.
 
+It also reads which Istio release a cluster runs, from the istiod
+Deployment, so the ``istio_installed`` verifier and the doctor agree on it.
+
 A workshop pins one Istio release; learners bring whatever cluster their kind
 or minikube happens to create. ``istioctl install`` refuses (or warns about)
 a cluster older than the release's ``MinK8SVersion``, and releases are only
@@ -15,7 +18,11 @@ None means unknown (no warning about new clusters then).
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
+
+from labrunner.cluster.resources import name_of
 
 
 @dataclass(frozen=True)
@@ -82,3 +89,46 @@ def kubernetes_support(istio: str, kubernetes_minor: int) -> tuple[bool | None, 
             "(it may work, but it is untested)"
         )
     return True, f"Istio {istio} supports Kubernetes {span}"
+
+
+_ISTIO_VERSION = re.compile(r"^v?(\d+)\.(\d+)(?:\.(\d+))?")
+
+
+def istio_version_of(deployment: Mapping[str, Any]) -> str | None:
+    """The Istio version istiod runs: its image tag, else its version labels."""
+    spec = ((deployment.get("spec") or {}).get("template") or {}).get("spec") or {}
+    containers = spec.get("containers") or []
+    chosen = next((c for c in containers if c.get("name") == "discovery"), None)
+    for c in [chosen, *containers]:
+        image = str((c or {}).get("image") or "")
+        ref = image.split("@", 1)[0]
+        tag = ref.rsplit(":", 1)[1] if ":" in ref.rsplit("/", 1)[-1] else ""
+        match = _ISTIO_VERSION.match(tag)
+        if match:
+            return match.group(0).lstrip("v")
+    labels = (deployment.get("metadata") or {}).get("labels") or {}
+    for key in ("app.kubernetes.io/version", "operator.istio.io/version"):
+        match = _ISTIO_VERSION.match(str(labels.get(key) or ""))
+        if match:
+            return match.group(0).lstrip("v")
+    rev = str(labels.get("istio.io/rev") or "")
+    match = re.match(r"^(\d+)-(\d+)(?:-(\d+))?", rev)
+    if match:
+        return ".".join(g for g in match.groups() if g is not None)
+    return None
+
+
+def version_matches(found: str, wanted: str) -> bool:
+    """``1.30.3`` matches ``1.30.3`` and ``1.30``; a leading ``v`` is ignored."""
+    have = found.lstrip("v").split(".")
+    want = wanted.strip().lstrip("v").split(".")
+    return have[: len(want)] == want
+
+
+def find_istiod(deployments: Sequence[Mapping[str, Any]]) -> Mapping[str, Any] | None:
+    """The istiod Deployment (``istiod``, else the first revisioned ``istiod-<rev>``)."""
+    by_name = {name_of(d): d for d in deployments}
+    if "istiod" in by_name:
+        return by_name["istiod"]
+    revisioned = sorted(n for n in by_name if n.startswith("istiod-"))
+    return by_name[revisioned[0]] if revisioned else None

@@ -28,19 +28,19 @@ import math
 import socket
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from labrunner.cluster.errors import ClusterError
 
 if TYPE_CHECKING:
     from labrunner.cluster.client import Kube
-    from labrunner.verify.outcome import Waiter
+
+Waiter = Callable[[float], bool]
+"""Blocks up to the given seconds; returns True if a change was observed."""
 
 FALLBACK_POLL = 1.0
 """How long a waiter sleeps when it cannot watch (then the check lists again)."""
-READ_MARGIN = 2.0
-"""Extra read time past ``timeoutSeconds``, so the server ends the watch, not us."""
 
 _CHANGES = frozenset({"ADDED", "MODIFIED", "DELETED"})
 
@@ -189,16 +189,6 @@ def watch_waiter(
             if time.monotonic() - opened < 1.0:
                 pause(min(0.1, max(deadline - time.monotonic(), 0.0)))
             return True
-        return False
-
-    return wait
-
-
-def cancellable_sleep(cancel: threading.Event) -> Waiter:
-    """A ``wait`` that just sleeps (cancel-aware); for checks that cannot watch."""
-
-    def wait(timeout: float) -> bool:
-        cancel.wait(max(timeout, 0.0))
         return False
 
     return wait

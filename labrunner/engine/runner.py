@@ -12,6 +12,11 @@ watch, say) is waited on instead of slept on, so a step passes within
 milliseconds of the cluster converging; otherwise the engine backs off from
 0.1 s to 2 s between rounds, so waiting costs almost no CPU. ``failed`` and
 ``error`` end the attempt at once: waiting will not fix them.
+
+The engine owns every verdict: when a step's budget runs out (or another
+check ends it), each check still pending is reported once more as failed
+with its last message, so every listener — the terminal, the reports, the
+TUI — sees the same final outcome without deciding it themselves.
 """
 
 from __future__ import annotations
@@ -24,16 +29,17 @@ import threading
 import time
 import traceback
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from labrunner.durations import format_duration
 from labrunner.engine import events as ev
 from labrunner.engine.events import Phase, StepStatus
-from labrunner.lab.expand import UnsetVariable, expand, expand_str
+from labrunner.lab.expand import UnsetVariable, expand, with_env
 from labrunner.lab.model import Command, Lab, Step, Workshop
 from labrunner.shell import CommandResult, Shell, ShellError
 from labrunner.state import ProgressStore, StateError
+from labrunner.state.rules import unmet_requirements
 from labrunner.verify.context import CheckContext, RunResources
 from labrunner.verify.outcome import Outcome, Status
 from labrunner.verify.registry import Registry
@@ -116,13 +122,7 @@ def select_steps(lab: Lab, *, from_step: str | None, only_step: str | None) -> l
 
 def shell_environment(workshop: Workshop, lab: Lab, base: Mapping[str, str]) -> dict[str, str]:
     """The environment a lab's shell starts with: the user's, the workshop's, the lab's."""
-    env = dict(base)
-    for values in (workshop.env, lab.env):
-        for key, value in values.items():
-            try:
-                env[key] = expand_str(value, env)
-            except UnsetVariable:
-                env[key] = value
+    env = with_env(base, workshop.env, lab.env)
     env["LABRUNNER_WORKSHOP"] = str(workshop.root)
     env["LABRUNNER_LAB"] = lab.id
     here = Path(sys.executable).parent
@@ -152,6 +152,8 @@ class LabSession:
         self._restore = restore_exports
         self._env_snapshot: dict[str, str] | None = None
         self._state_warned = False
+        self._reported: dict[int, ev.CheckResult] = {}
+        """The last result reported for each check of the step being checked."""
 
     # ------------------------------------------------------------------ shell
 
@@ -342,20 +344,20 @@ class LabSession:
                     )
                     outcome = _call(spec.func, ctx, params, check.verifier)
             outcomes.append(outcome)
-            self._emit(
-                ev.CheckResult(
-                    self.lab.id,
-                    step.id,
-                    index,
-                    check.verifier,
-                    label,
-                    outcome.status,
-                    outcome.message,
-                    outcome.details,
-                    attempt,
-                    time.monotonic() - started,
-                )
+            result = ev.CheckResult(
+                self.lab.id,
+                step.id,
+                index,
+                check.verifier,
+                label,
+                outcome.status,
+                outcome.message,
+                outcome.details,
+                attempt,
+                time.monotonic() - started,
             )
+            self._reported[index] = result
+            self._emit(result)
             if outcome.status.final:
                 break
         return outcomes
@@ -365,6 +367,7 @@ class LabSession:
     ) -> StepResult:
         """Poll ``step``'s checks until all pass or the budget is spent."""
         self.cancelled.clear()
+        self._reported = {}
         budget = step.within if within is None else within
         start = time.monotonic()
         deadline = start + budget
@@ -388,7 +391,9 @@ class LabSession:
             final = next((o for o in last if o.status.final), None)
             if final is not None:
                 status = StepStatus.ERROR if final.status is Status.ERROR else StepStatus.FAILED
-                return StepResult(step.id, status, final.message, final.details, last)
+                return self._verdict(
+                    StepResult(step.id, status, final.message, final.details, last)
+                )
             if all(o.ok for o in last):
                 streak += 1
                 if streak >= step.consecutive:
@@ -402,9 +407,11 @@ class LabSession:
                 waiting = next((o for o in last if not o.ok), None)
                 if waiting is None:
                     msg = f"passed only {streak} of {step.consecutive} times in a row"
-                    return StepResult(step.id, StepStatus.FAILED, msg, None, last)
+                    return self._verdict(StepResult(step.id, StepStatus.FAILED, msg, None, last))
                 msg = f"not done after {format_duration(budget)}: {waiting.message}"
-                return StepResult(step.id, StepStatus.FAILED, msg, waiting.details, last)
+                return self._verdict(
+                    StepResult(step.id, StepStatus.FAILED, msg, waiting.details, last)
+                )
             remaining = deadline - now
             if streak:
                 self.cancelled.wait(min(CONSECUTIVE_GAP, remaining))
@@ -420,6 +427,25 @@ class LabSession:
                 backoff = min(backoff * 1.6, BACKOFF_MAX)
             if self.cancelled.is_set():
                 return StepResult(step.id, StepStatus.CANCELLED, "cancelled", None, last)
+
+    def _verdict(self, result: StepResult) -> StepResult:
+        """Close a failed step's checks: every check still pending is failed, last message kept.
+
+        The engine owns the verdict, so what the screen, the reports and the
+        progress file show of a step that ran out of budget (or stopped at
+        another check's failure) agrees: no check of a finished step is left
+        ``pending``.
+        """
+        outcomes = list(result.outcomes)
+        for index, reported in sorted(self._reported.items()):
+            if reported.status is not Status.PENDING:
+                continue
+            self._emit(replace(reported, status=Status.FAILED))
+            self._reported[index] = replace(reported, status=Status.FAILED)
+            if index < len(outcomes) and outcomes[index].status is Status.PENDING:
+                outcome = outcomes[index]
+                outcomes[index] = Outcome.failed(outcome.message, outcome.details)
+        return replace(result, outcomes=outcomes)
 
     # ------------------------------------------------------------------ steps
 
@@ -597,7 +623,7 @@ class Engine:
             steps = select_steps(lab, from_step=opts.from_step, only_step=opts.only_step)
             started = time.monotonic()
             self.emit(ev.LabStarted(lab.id, lab.title, tuple(s.id for s in steps)))
-            blocked = [r for r in lab.requires if r in not_ok]
+            blocked = unmet_requirements(lab, lambda r: r not in not_ok)
             results: list[StepResult] = []
             if blocked:
                 why = f"requires {', '.join(blocked)}, which did not pass"

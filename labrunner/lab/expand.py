@@ -68,3 +68,19 @@ def references(value: Any) -> Iterator[tuple[str, bool]]:
     elif isinstance(value, list | tuple):
         for v in value:
             yield from references(v)
+
+
+def with_env(base: Mapping[str, str], *layers: Mapping[str, str]) -> dict[str, str]:
+    """``base`` with each layer's variables set in turn, as a lab shell starts.
+
+    A value may use variables set before it (``PATH: ${ISTIO_HOME}/bin:${PATH}``);
+    one that names an unset variable is kept as written.
+    """
+    env = dict(base)
+    for layer in layers:
+        for key, value in layer.items():
+            try:
+                env[key] = expand_str(value, env)
+            except UnsetVariable:
+                env[key] = value
+    return env

@@ -2,7 +2,8 @@
 
 Validation happens once, here, at the boundary. A lab file is parsed with
 line marks kept, checked against the format's JSON Schema, and each check's
-parameters are checked against the verifier's own schema, so a misspelt
+parameters are checked against the verifier's own schema (from the
+``labrunner.lab.catalog.Catalog`` the caller passes in), so a misspelt
 parameter is caught by ``labrunner validate`` rather than by a learner an hour
 into a workshop. Every problem reads ``file:line: step <id>: message``.
 Problems come in two severities: errors stop a lab from loading; warnings
@@ -23,6 +24,8 @@ from typing import TYPE_CHECKING, Any
 
 from labrunner.durations import format_duration, parse_duration
 from labrunner.lab import expand
+from labrunner.lab.catalog import Catalog, EmptyCatalog, VerifierInfo, VerifierUnavailable
+from labrunner.lab.locate import WORKSHOP_FILE, workshop_root
 from labrunner.lab.model import (
     DEFAULT_TIMEOUT,
     DEFAULT_WITHIN,
@@ -40,9 +43,6 @@ from labrunner.lab.yamlsrc import Positions, Source, SourceError, load_file
 if TYPE_CHECKING:
     from jsonschema.exceptions import ValidationError
 
-    from labrunner.verify.registry import Registry, VerifierSpec
-
-WORKSHOP_FILE = "workshop.yaml"
 # a tool name as a word, not part of a file name such as kind.yaml or helm-values.yaml
 CLUSTER_TOOLS = re.compile(r"(?<![\w.-])(kubectl|istioctl|helm|kind|k3d|minikube)(?![\w.-])")
 PLACEHOLDER = re.compile(r"<(?:your|my)[-_ ][a-z-_ ]+>", re.IGNORECASE)
@@ -132,7 +132,7 @@ def _compile(schema: Mapping[str, Any]) -> Any:
     return Draft202012Validator(schema)
 
 
-def _param_validator(spec: VerifierSpec) -> Any:
+def _param_validator(spec: VerifierInfo) -> Any:
     cached = _param_validators.get(id(spec.params))
     if cached is None or cached[0] is not spec.params:
         cached = (spec.params, _compile(spec.params))
@@ -257,7 +257,7 @@ class _LabChecker:
     """Validates one parsed lab document and builds the ``Lab``."""
 
     def __init__(
-        self, source: Source, registry: Registry, known_env: frozenset[str] = frozenset()
+        self, source: Source, registry: Catalog, known_env: frozenset[str] = frozenset()
     ) -> None:
         self.known_env = known_env
         self.source = source
@@ -431,7 +431,7 @@ class _LabChecker:
             check = self._check(item, (*path, "check", j), within, visible)
             if check is not None:
                 checks.append(check)
-                spec = self.registry.get(check.verifier)
+                spec = self._spec(check.verifier)
                 if spec is not None:
                     needs |= spec.needs
         if not raw.get("check"):
@@ -463,6 +463,13 @@ class _LabChecker:
             where=self.where(path),
         )
 
+    def _spec(self, name: str) -> VerifierInfo | None:
+        """The verifier ``name`` (already loaded by ``_check``, so this cannot fail)."""
+        try:
+            return self.registry.get(name)
+        except VerifierUnavailable:
+            return None
+
     def _check(
         self,
         item: dict[str, Any],
@@ -482,7 +489,11 @@ class _LabChecker:
                 )
             return None
         name = names[0]
-        spec = self.registry.get(name)
+        try:
+            spec = self.registry.get(name)
+        except VerifierUnavailable as exc:
+            self.problem((*path, name), f"verifier {name!r} cannot be used: {exc}", key=True)
+            return None
         if spec is None:
             close = difflib.get_close_matches(name, self.registry.names(), n=1)
             hint = f" (did you mean {close[0]!r}?)" if close else ""
@@ -541,17 +552,9 @@ def _env_value(value: Any) -> str:
 # --------------------------------------------------------------------------- public API
 
 
-def _default_registry(registry: Registry | None) -> Registry:
-    if registry is not None:
-        return registry
-    from labrunner.verify.registry import builtin_registry
-
-    return builtin_registry()
-
-
 def check_lab_file(
     path: Path,
-    registry: Registry | None = None,
+    registry: Catalog,
     *,
     known_env: frozenset[str] = frozenset(),
 ) -> tuple[Lab | None, list[Problem]]:
@@ -560,7 +563,6 @@ def check_lab_file(
     ``known_env`` names variables the workshop sets for every lab, so checks
     may use them without a warning.
     """
-    registry = _default_registry(registry)
     try:
         sources = load_file(path)
     except SourceError as exc:
@@ -575,7 +577,7 @@ def check_lab_file(
     return lab, checker.problems
 
 
-def load_lab(path: Path, registry: Registry | None = None) -> Lab:
+def load_lab(path: Path, registry: Catalog) -> Lab:
     """Load one lab file or raise LabError with every problem."""
     lab, problems = check_lab_file(path, registry)
     if lab is None:
@@ -601,7 +603,7 @@ def _workshop_file(path: Path, problems: list[Problem]) -> _WorkshopFile | None:
     if len(sources) != 1 or not isinstance(sources[0].data, dict):
         problems.append(Problem(path, 1, "workshop.yaml must be one mapping"))
         return None
-    checker = _LabChecker(sources[0], _EMPTY)
+    checker = _LabChecker(sources[0], EmptyCatalog())
     if checker.schema_problems(_validator("workshop"), sources[0].data):
         problems.extend(checker.problems)
         return None
@@ -613,13 +615,6 @@ def _workshop_file(path: Path, problems: list[Problem]) -> _WorkshopFile | None:
         contexts=tuple(data.get("contexts") or ()),
         workdir=data.get("workdir"),
     )
-
-
-def workshop_root(labs_dir: Path, workdir: str | None = None) -> Path:
-    """Where a workshop's commands run: ``workdir`` if set, else the parent of ``labs/``."""
-    if workdir:
-        return (labs_dir / workdir).resolve()
-    return labs_dir.parent if labs_dir.name == "labs" else labs_dir
 
 
 def lab_files(labs_dir: Path) -> list[Path]:
@@ -634,7 +629,7 @@ def lab_files(labs_dir: Path) -> list[Path]:
 
 def load_workshop(
     labs_dir: Path,
-    registry: Registry | None = None,
+    registry: Catalog,
     *,
     files: Iterable[Path] | None = None,
 ) -> LoadResult:
@@ -643,7 +638,6 @@ def load_workshop(
     The result's workshop is None when there are errors; ``problems`` lists
     every error and warning in file and line order.
     """
-    registry = _default_registry(registry)
     labs_dir = labs_dir.resolve()
     problems: list[Problem] = []
     if not labs_dir.is_dir():
@@ -773,12 +767,3 @@ def _topological(labs: Sequence[Lab]) -> list[Lab]:
             out.extend(pending)
             break
     return out
-
-
-def _make_empty_registry() -> Registry:
-    from labrunner.verify.registry import Registry
-
-    return Registry()
-
-
-_EMPTY = _make_empty_registry()

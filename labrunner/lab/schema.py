@@ -16,7 +16,7 @@ from labrunner.durations import SCHEMA as DURATION
 from labrunner.lab.model import API_VERSION
 
 if TYPE_CHECKING:
-    from labrunner.verify.registry import Registry
+    from labrunner.lab.catalog import Catalog
 
 ID_PATTERN = r"^[a-z0-9][a-z0-9-]*$"
 VAR_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]*$"
@@ -81,7 +81,7 @@ def _defs() -> dict[str, Any]:
     }
 
 
-def _check_schema(registry: Registry | None) -> dict[str, Any]:
+def _check_schema(registry: Catalog | None) -> dict[str, Any]:
     properties: dict[str, Any] = {
         "title": {"type": "string", "description": "a label for this check"},
         "hint": {"type": "string", "description": "shown when this check fails (Markdown)"},
@@ -104,7 +104,7 @@ def _check_schema(registry: Registry | None) -> dict[str, Any]:
     return {"type": "object", "minProperties": 1}
 
 
-def lab_schema(registry: Registry | None = None) -> dict[str, Any]:
+def lab_schema(registry: Catalog | None = None) -> dict[str, Any]:
     """The lab file schema; with a registry, check parameters are spelled out."""
     step = {
         "type": "object",

@@ -31,22 +31,25 @@ from textual.worker import Worker, get_current_worker
 
 from labrunner.cluster.guard import decide
 from labrunner.cluster.kubeconfig import server_for
+from labrunner.doctor import Finding, collect
 from labrunner.engine import events as ev
 from labrunner.engine.events import Phase
+from labrunner.engine.prepare import PreparedRun, prepare_run
 from labrunner.engine.runner import Engine, RunOptions
 from labrunner.lab.model import Lab, Step, Workshop
+from labrunner.state.rules import lab_progress, resume_target, steps_to_recheck
 from labrunner.state.store import ProgressStore, StateError, StepRecord
 from labrunner.tui import messages as msg
 from labrunner.tui.commands import Action, ScreenActions, bindings
 from labrunner.tui.dialogs.confirm import ConfirmDialog, GuardDialog
 from labrunner.tui.driver import LabDriver
-from labrunner.tui.progress import EnvironmentStatus, lab_progress, resume_target, summarize
+from labrunner.tui.progress import EnvironmentStatus, summarize
 from labrunner.tui.screens.help import HelpScreen, binding_rows
 from labrunner.tui.screens.home import HomeScreen
 from labrunner.tui.screens.lab import LabScreen
-from labrunner.verify.registry import Registry
+from labrunner.verify.registry import Registry, builtin_registry
 
-Doctor = Callable[[], Iterable[object]]
+Doctor = Callable[[], Iterable[Finding]]
 ShellRunner = Callable[[Mapping[str, str], Path, str], int]
 
 LIVE_INTERVAL = 2.5
@@ -71,6 +74,8 @@ class Settings:
     explicit_context: bool
     base_env: Mapping[str, str]
     doctor: Doctor | None
+    run: PreparedRun | None = None
+    """The run's private directory and pinned environment; removed when the app ends."""
     shell_runner: ShellRunner = run_learner_shell
     live_interval: float = LIVE_INTERVAL
     output_lines: int = OUTPUT_LINES
@@ -98,7 +103,7 @@ class LabrunnerApp(App[int]):
         self.lab_screen: LabScreen | None = None
         self.driver: LabDriver | None = None
         self.environment = EnvironmentStatus(settings.context)
-        self.findings: list[object] = []
+        self.findings: list[Finding] = []
         self.guard_confirmed = False
         self._pending_position: tuple[str, str] | None = None
         self.ready = threading.Event()
@@ -255,11 +260,7 @@ class LabrunnerApp(App[int]):
         self.driver = driver
         self.lab_screen = screen
         self.push_screen(screen)
-        completed = [
-            s
-            for s in lab.steps
-            if s.recheck and (r := records.get(s.id)) is not None and r.complete
-        ]
+        completed = steps_to_recheck(lab, records)
         if completed:
             self._work(partial(driver.recheck, completed), name="recheck")
         self._pending_position = (lab.id, screen.selected.id)
@@ -584,6 +585,8 @@ class LabrunnerApp(App[int]):
 
     def on_unmount(self) -> None:
         self.close_lab()
+        if self.settings.run is not None:
+            self.settings.run.close()
 
 
 def make_app(
@@ -600,39 +603,26 @@ def make_app(
     output_lines: int = OUTPUT_LINES,
 ) -> LabrunnerApp:
     """Build the app; ``context`` is an explicit --context, the rest default to real things."""
-    from labrunner.cluster.kubeconfig import current_context, pin_context
-    from labrunner.state.store import state_dir
-
-    env = dict(base_env if base_env is not None else os.environ)
-    effective = context or current_context(env)
+    run = prepare_run(context, base_env=base_env)
     if registry is None:
-        from labrunner.verify.registry import builtin_registry
-
         registry = builtin_registry()
     if store is None:
-        store = ProgressStore.for_context(effective)
-    if context:
-        env = pin_context(env, context, state_dir() / "run" / str(os.getpid()))
+        store = ProgressStore.for_context(run.context)
     if doctor is None:
-        doctor = partial(_collect_findings, workshop, effective)
+        doctor = partial(collect, catalog=registry, workshop=workshop, context=run.context)
     settings = Settings(
         registry=registry,
         store=store,
-        context=effective,
-        explicit_context=bool(context),
-        base_env=env,
+        context=run.context,
+        explicit_context=run.explicit,
+        base_env=run.env,
         doctor=doctor,
+        run=run,
         shell_runner=shell_runner or run_learner_shell,
         live_interval=live_interval,
         output_lines=output_lines,
     )
     return LabrunnerApp(workshop, settings, start_lab=lab)
-
-
-def _collect_findings(workshop: Workshop, context: str | None) -> list[object]:
-    from labrunner.doctor import collect
-
-    return list(collect(workshop=workshop, context=context))
 
 
 def run_app(workshop: Workshop, *, lab: str | None = None, context: str | None = None) -> int:
@@ -642,4 +632,6 @@ def run_app(workshop: Workshop, *, lab: str | None = None, context: str | None =
         app.run()
     finally:
         app.close_lab()
+        if app.settings.run is not None:
+            app.settings.run.close()
     return app.return_code or 0

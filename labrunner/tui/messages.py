@@ -16,6 +16,7 @@ from pathlib import Path
 
 from textual.message import Message
 
+from labrunner.doctor import Finding
 from labrunner.engine import events as ev
 from labrunner.engine.runner import StepResult
 from labrunner.state.store import StepRecord
@@ -116,7 +117,7 @@ class ShellReady(Message):
 class DoctorDone(Message):
     """The doctor's findings (or why it could not run)."""
 
-    def __init__(self, findings: list[object], error: str | None = None) -> None:
+    def __init__(self, findings: list[Finding], error: str | None = None) -> None:
         super().__init__()
         self.findings = findings
         self.error = error

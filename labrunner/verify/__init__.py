@@ -1,4 +1,14 @@
-"""Verifiers: the registry, the outcome model and the built-in checks."""
+"""Verifiers: the registry, the outcome model, the road to the cluster and the built-in checks.
+
+- ``registry``: verifiers by name, loaded from the ``labrunner.verifiers`` entry points;
+- ``outcome``, ``context``: what a verifier returns, and what it may see and use;
+- ``kube``: the one road from a verifier to the cluster, and the tools it may run;
+- ``params``: builders for parameter schemas;
+- the families: ``generic``, ``kubernetes``, ``istio``, ``tls``, ``http``, with
+  ``requests``/``transport`` (HTTP) and ``certificates`` (X.509) shared among them.
+
+Importing this package loads no verifier module.
+"""
 
 from labrunner.verify.context import CheckContext, RunResources
 from labrunner.verify.outcome import Outcome, Status
@@ -7,7 +17,6 @@ from labrunner.verify.registry import (
     Registry,
     VerifierSpec,
     builtin_registry,
-    default_registry,
     verifier,
 )
 
@@ -20,6 +29,5 @@ __all__ = [
     "Status",
     "VerifierSpec",
     "builtin_registry",
-    "default_registry",
     "verifier",
 ]

@@ -1,4 +1,4 @@
-"""Certificate checks shared by the ``certificate`` and ``workload_certificate`` verifiers.
+"""Certificate sources and comparison shared by ``certificate`` and ``workload_certificate``.
 
 Both verifiers end the same way: a chain of certificates (leaf first) is held
 against a lab's expectations (subject, issuer, SANs, key type, lifetime,
@@ -7,9 +7,13 @@ place means a SPIFFE ID read from an Envoy's SDS dump and one read from a file
 are judged by the same rules and reported in the same words: one line that
 puts what the lab expected next to what the certificate has.
 
-Where the certificate comes from differs (a file, a Kubernetes secret, a
-command's output, ``istioctl proxy-config secret``); each source turns its
-own failure modes into outcomes by raising ``Abort``.
+Where the certificate comes from differs (a file, a Kubernetes Secret read
+through ``labrunner.verify.kube``, a command's output, ``istioctl
+proxy-config secret``); each source turns its own failure modes into
+outcomes by raising ``CheckAbort``.
+
+This module imports ``cryptography``; the verifiers import it inside their
+functions so that loading a lab stays fast.
 """
 
 from __future__ import annotations
@@ -26,15 +30,18 @@ from typing import Any
 
 from cryptography import x509
 
+from labrunner.cluster.errors import ClusterError
 from labrunner.pki import core as pki
 from labrunner.verify.context import CheckContext
 from labrunner.verify.kube import (
-    Abort,
-    istioctl_argv,
-    kube_problem,
-    kubectl_json,
+    CheckAbort,
+    abort_for,
+    connect,
     last_line,
     run_tool,
+    secret_value,
+    tool_argv,
+    tool_problem,
 )
 from labrunner.verify.outcome import Outcome
 from labrunner.verify.params import as_list
@@ -78,13 +85,15 @@ def _read_file(ctx: CheckContext, value: str, *, what: str) -> tuple[bytes, str]
     path = ctx.path(value)
     shown = _shown_path(ctx, path)
     if not path.exists():
-        raise Abort(Outcome.failed(f"{what} {shown} does not exist"))
+        raise CheckAbort(Outcome.failed(f"{what} {shown} does not exist"))
     if path.is_dir():
-        raise Abort(Outcome.failed(f"{what} {shown} is a directory, not a file"))
+        raise CheckAbort(Outcome.failed(f"{what} {shown} is a directory, not a file"))
     try:
         return path.read_bytes(), shown
     except OSError as exc:
-        raise Abort(Outcome.error(f"cannot read {what} {shown}: {exc.strerror or exc}")) from None
+        raise CheckAbort(
+            Outcome.error(f"cannot read {what} {shown}: {exc.strerror or exc}")
+        ) from None
 
 
 def _shown_path(ctx: CheckContext, path: Path) -> str:
@@ -102,7 +111,7 @@ def chain_from_file(ctx: CheckContext, value: str) -> Chain:
     try:
         return Chain(pki.load_certificates(data, source=shown), shown)
     except pki.PemError as exc:
-        raise Abort(Outcome.failed(str(exc))) from None
+        raise CheckAbort(Outcome.failed(str(exc))) from None
 
 
 def load_reference_certs(ctx: CheckContext, value: str, *, what: str) -> list[x509.Certificate]:
@@ -111,33 +120,18 @@ def load_reference_certs(ctx: CheckContext, value: str, *, what: str) -> list[x5
     try:
         return pki.load_certificates(data, source=f"{what} {shown}")
     except pki.PemError as exc:
-        raise Abort(Outcome.error(str(exc))) from None
+        raise CheckAbort(Outcome.error(str(exc))) from None
 
 
-def secret_value(ctx: CheckContext, ref: Mapping[str, Any], *, key: str, timeout: float) -> bytes:
-    """One decoded value of a Kubernetes secret, read with ``kubectl get secret -o json``."""
-    namespace, name = ref["namespace"], ref["name"]
-    what = f"secret {namespace}/{name}"
-    doc = kubectl_json(ctx, ["get", "secret", name, "-n", namespace], what=what, timeout=timeout)
-    data = (doc.get("data") or {}) if isinstance(doc, dict) else {}
-    if key not in data:
-        keys = ", ".join(sorted(data)) or "no keys"
-        raise Abort(Outcome.failed(f"{what} has no key {key} (it has {keys})"))
-    try:
-        return base64.b64decode(data[key], validate=True)
-    except (binascii.Error, ValueError, TypeError):
-        raise Abort(Outcome.failed(f"{what} key {key} is not valid base64")) from None
-
-
-def chain_from_secret(ctx: CheckContext, ref: Mapping[str, Any], *, timeout: float) -> Chain:
-    """The certificates stored under ``ref.key`` (default ``tls.crt``) of a secret."""
+def chain_from_secret(ctx: CheckContext, ref: Mapping[str, Any]) -> Chain:
+    """The certificates stored under ``ref.key`` (default ``tls.crt``) of a Secret."""
     key = ref.get("key", "tls.crt")
     label = f"secret {ref['namespace']}/{ref['name']} ({key})"
-    raw = secret_value(ctx, ref, key=key, timeout=timeout)
+    raw = secret_value(ctx, namespace=ref["namespace"], name=ref["name"], key=key)
     try:
         return Chain(pki.load_certificates(raw, source=label), label)
     except pki.PemError as exc:
-        raise Abort(Outcome.failed(str(exc))) from None
+        raise CheckAbort(Outcome.failed(str(exc))) from None
 
 
 def chain_from_command(ctx: CheckContext, command: str, *, timeout: float) -> Chain:
@@ -145,9 +139,9 @@ def chain_from_command(ctx: CheckContext, command: str, *, timeout: float) -> Ch
     label = f"the output of `{_short(command)}`"
     result = run_tool(ctx, ["bash", "-c", command], timeout=timeout)
     if result.timed_out:
-        raise Abort(Outcome.pending(f"`{_short(command)}` did not finish in {timeout:.0f}s"))
+        raise CheckAbort(Outcome.pending(f"`{_short(command)}` did not finish in {timeout:.0f}s"))
     if result.returncode == 127:
-        raise Abort(
+        raise CheckAbort(
             Outcome.error(f"`{_short(command)}`: {last_line(result.stderr) or 'command not found'}")
         )
     if "-----BEGIN " in result.stdout or result.ok:
@@ -155,9 +149,9 @@ def chain_from_command(ctx: CheckContext, command: str, *, timeout: float) -> Ch
             return Chain(pki.load_certificates(result.stdout, source=label), label)
         except pki.PemError as exc:
             if result.ok:
-                raise Abort(Outcome.failed(str(exc))) from None
+                raise CheckAbort(Outcome.failed(str(exc))) from None
     reason = last_line(result.stderr) or "no message"
-    raise Abort(
+    raise CheckAbort(
         Outcome.pending(
             f"`{_short(command)}` exited {result.returncode} without a certificate: {reason}",
             result.stderr or None,
@@ -175,7 +169,6 @@ def key_loader(
     spec: Any,
     *,
     source_secret: Mapping[str, Any] | None,
-    timeout: float,
 ) -> KeyLoader:
     """A function that fetches the private key a ``key_matches`` parameter names."""
 
@@ -185,7 +178,7 @@ def key_loader(
             try:
                 return pki.load_private_key(data, source=shown)
             except pki.PemError as exc:
-                raise Abort(Outcome.failed(str(exc))) from None
+                raise CheckAbort(Outcome.failed(str(exc))) from None
 
         return load
 
@@ -193,11 +186,11 @@ def key_loader(
         def load() -> pki.PrivateKey:
             key = ref.get("key", "tls.key")
             label = f"secret {ref['namespace']}/{ref['name']} ({key})"
-            raw = secret_value(ctx, ref, key=key, timeout=timeout)
+            raw = secret_value(ctx, namespace=ref["namespace"], name=ref["name"], key=key)
             try:
                 return pki.load_private_key(raw, source=label)
             except pki.PemError as exc:
-                raise Abort(Outcome.failed(str(exc))) from None
+                raise CheckAbort(Outcome.failed(str(exc))) from None
 
         return load
 
@@ -205,13 +198,15 @@ def key_loader(
         return from_file(spec)
     if spec is True:
         if source_secret is None:
-            raise Abort(Outcome.error("key_matches: true needs a secret source; name a key file"))
+            raise CheckAbort(
+                Outcome.error("key_matches: true needs a secret source; name a key file")
+            )
         return from_secret({**source_secret, "key": "tls.key"})
     if isinstance(spec, Mapping) and "file" in spec:
         return from_file(spec["file"])
     if isinstance(spec, Mapping) and "secret" in spec:
         return from_secret(spec["secret"])
-    raise Abort(Outcome.error("key_matches needs a file path, {file: ...} or {secret: ...}"))
+    raise CheckAbort(Outcome.error("key_matches needs a file path, {file: ...} or {secret: ...}"))
 
 
 # --------------------------------------------------------------------------- expectations
@@ -433,9 +428,9 @@ def proxy_secrets(
     if namespace:
         args += ["-n", namespace]
     where = f"{namespace}/{target}" if namespace else target
-    result = run_tool(ctx, istioctl_argv(ctx, *args), timeout=timeout)
+    result = run_tool(ctx, tool_argv(ctx, "istioctl", *args), timeout=timeout)
     if not result.ok:
-        outcome = kube_problem(result, what=where)
+        outcome = tool_problem(result, what=where)
         if outcome is None:
             text = result.stderr.lower()
             reason = last_line(result.stderr) or f"exit code {result.returncode}"
@@ -445,11 +440,11 @@ def proxy_secrets(
                 outcome = Outcome.pending(
                     f"istioctl proxy-config secret {where} failed: {reason}", result.stderr or None
                 )
-        raise Abort(outcome)
+        raise CheckAbort(outcome)
     try:
         doc = json.loads(result.stdout)
     except json.JSONDecodeError:
-        raise Abort(
+        raise CheckAbort(
             Outcome.error(f"istioctl proxy-config secret {where} did not print JSON")
         ) from None
     active = doc.get("dynamicActiveSecrets") if isinstance(doc, dict) else None
@@ -464,7 +459,7 @@ def proxy_secrets(
             else "has not arrived yet"
         )
         have = ", ".join(names) if names else "none"
-        raise Abort(
+        raise CheckAbort(
             Outcome.pending(
                 f"the proxy of {where} has no 'default' workload certificate: it {state}"
                 f" (secrets: {have}); a freshly started proxy gets it within seconds"
@@ -473,11 +468,13 @@ def proxy_secrets(
     label = f"workload certificate of {where}"
     chain_pem = _inline_pem(default, "secret", "tlsCertificate", "certificateChain", "inlineBytes")
     if chain_pem is None:
-        raise Abort(Outcome.failed(f"the 'default' secret of {where} carries no certificate chain"))
+        raise CheckAbort(
+            Outcome.failed(f"the 'default' secret of {where} carries no certificate chain")
+        )
     try:
         certs = pki.load_certificates(chain_pem, source=label)
     except pki.PemError as exc:
-        raise Abort(Outcome.failed(str(exc))) from None
+        raise CheckAbort(Outcome.failed(str(exc))) from None
     root: list[x509.Certificate] = []
     rootca = next((e for e in entries if e.get("name") == "ROOTCA"), None)
     if rootca is not None:
@@ -496,23 +493,34 @@ def workload_identity(
     target: str,
     namespace: str | None,
     trust_domain: str,
-    timeout: float,
 ) -> str:
-    """The SPIFFE ID Istio should give ``target``, from its namespace and service account."""
-    ref = target if "/" in target else f"pod/{target}"
-    args = ["get", ref]
-    if namespace:
-        args += ["-n", namespace]
-    what = f"{namespace}/{ref}" if namespace else ref
-    doc = kubectl_json(ctx, args, what=what, timeout=timeout)
-    if not isinstance(doc, dict):
-        raise Abort(Outcome.error(f"kubectl returned an unexpected document for {ref}"))
+    """The SPIFFE ID Istio should give ``target``, from its namespace and service account.
+
+    ``target`` is what istioctl takes: a pod name, or ``kind/name`` such as
+    ``deploy/web-api``. The object is read through the cluster client; one
+    that does not exist (yet) leaves the check pending, watched.
+    """
+    reader = connect(ctx)
+    kind, _, name = target.rpartition("/")
+    ns = namespace or reader.namespace
+    try:
+        rt = reader.resource_type(resource=kind or "pods")
+        listed = reader.named(rt, name, namespace=ns if rt.namespaced else None)
+    except ClusterError as exc:
+        raise abort_for(exc, ctx) from None
+    if not listed.items:
+        raise CheckAbort(
+            Outcome.pending(
+                f"{rt.kind.lower()} {name} not found in {ns}", wait=reader.waiter(listed)
+            )
+        )
+    doc = listed.items[0]
     spec = doc.get("spec") or {}
-    if doc.get("kind") != "Pod":
+    if rt.kind != "Pod":
         spec = ((spec.get("template") or {}).get("spec")) or {}
     account = spec.get("serviceAccountName") or spec.get("serviceAccount") or "default"
-    ns = (doc.get("metadata") or {}).get("namespace") or namespace or "default"
-    return pki.spiffe_id(trust_domain=trust_domain, namespace=ns, service_account=account)
+    found_ns = (doc.get("metadata") or {}).get("namespace") or ns
+    return pki.spiffe_id(trust_domain=trust_domain, namespace=found_ns, service_account=account)
 
 
 def compare_root(

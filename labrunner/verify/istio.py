@@ -1,8 +1,8 @@
-"""Istio verifiers: the control plane is installed, sidecars are injected, mTLS is enforced.
+"""Istio verifiers: the control plane, sidecars, mTLS, workload certificates, traffic, traces.
 
-These read Kubernetes objects only (no ``istioctl``), through the same
-cluster layer and with the same pending/failed rule as
-``labrunner.verify.kubernetes``:
+``istio_installed``, ``sidecar_injected`` and ``peer_authentication`` read
+Kubernetes objects only (no ``istioctl``), through ``labrunner.verify.kube``
+and with the same pending/failed rule as ``labrunner.verify.kubernetes``:
 
 * pending while Istio converges or the learner has not acted yet: istiod or
   a gateway still rolling out, CRDs or the injector webhook not there yet,
@@ -22,27 +22,79 @@ is a MutatingWebhookConfiguration named ``istio-sidecar-injector*`` or
 ``security.istio.io/v1``; a policy in the mesh root namespace (istio-system)
 without a selector is mesh-wide, one elsewhere without a selector covers its
 namespace, and when several qualify Istio uses the oldest.
+
+``workload_certificate`` reads the ``default`` SDS secret out of ``istioctl
+proxy-config secret -o json`` (selected by name, never by position) and by
+default expects what istiod issues: the SPIFFE ID of the pod's service
+account (the Pod is read through the cluster client), issuer ``O=<trust
+domain>`` and a lifetime of about 24 hours (istiod back-dates NotBefore by
+two minutes, hence the tolerance). The certificate comparison is
+``labrunner.verify.certificates``, shared with the ``certificate`` verifier.
+
+``traffic_split`` sends N requests and compares how the answers spread over
+buckets (a JSON path or a regex on the body) with the expected weights;
+``traces`` asks the Jaeger query API, directly or through the API server's
+service proxy, whether a trace crosses the expected services. Both use the
+request machinery of ``labrunner.verify.requests``; a split off its weights
+or a trace not collected yet is pending, since both change while
+configuration propagates.
 """
 
 from __future__ import annotations
 
-import re
+import json
+from collections import Counter
 from collections.abc import Mapping, Sequence
 from typing import Any
+from urllib.parse import urlencode
 
+from labrunner.cluster.errors import ClusterError, UnknownType
+from labrunner.cluster.resources import (
+    CRDS,
+    DEPLOYMENTS,
+    METADATA_ONLY,
+    MUTATING_WEBHOOKS,
+    NAMESPACES,
+    labels_of,
+    name_of,
+    terminating,
+)
+from labrunner.cluster.versions import find_istiod, istio_version_of, version_matches
+from labrunner.lab.catalog import ParamProblem
+from labrunner.verify import requests
 from labrunner.verify.context import CheckContext
+from labrunner.verify.kube import (
+    CheckAbort,
+    abort_for,
+    cluster_check,
+    connect,
+    missing_tool,
+    service_proxy_get,
+)
 from labrunner.verify.kubernetes import (
     NAMESPACE,
     SELECTOR,
-    cluster_check,
     deployment_problems,
     lint_selector,
     select_pods,
     selector_param,
 )
 from labrunner.verify.outcome import Outcome
-from labrunner.verify.params import BOOLEAN, STRING, STRING_LIST, STRING_MAP, described, obj
+from labrunner.verify.params import (
+    BOOLEAN,
+    DURATION,
+    STRING,
+    STRING_LIST,
+    STRING_MAP,
+    as_list,
+    described,
+    obj,
+    one_or_many,
+    seconds,
+)
 from labrunner.verify.registry import verifier
+from labrunner.verify.tls import CERT_EXPECTATIONS, lint_expectations
+from labrunner.verify.transport import HttpRequest, RequestError, send
 
 PROXY = "istio-proxy"
 STATUS_ANNOTATION = "sidecar.istio.io/status"
@@ -58,7 +110,6 @@ DEFAULT_CRDS = (
 )
 INJECTOR_PREFIXES = ("istio-sidecar-injector", "istio-revision-tag-")
 MTLS_MODES = ("STRICT", "PERMISSIVE", "DISABLE", "UNSET")
-_VERSION = re.compile(r"^v?(\d+)\.(\d+)(?:\.(\d+))?")
 
 
 # --------------------------------------------------------------------------- sidecar_injected
@@ -86,7 +137,6 @@ def _proxy_ready(pod: Mapping[str, Any]) -> bool:
 
 def _injection_hint(cluster: Any, namespace: str) -> str:
     """Why pods of ``namespace`` may lack the sidecar (its labels), for the message."""
-    from labrunner.cluster.api import NAMESPACES, labels_of
 
     found = cluster.read(NAMESPACES, namespace)
     labels = labels_of(found) if found else {}
@@ -121,7 +171,6 @@ def _injection_hint(cluster: Any, namespace: str) -> str:
 @cluster_check
 def sidecar_injected(ctx: CheckContext, params: dict[str, Any]) -> Outcome:
     """Every matching pod has Istio's sidecar (container or native sidecar) and its annotation."""
-    from labrunner.cluster.api import name_of
 
     pods = select_pods(ctx, params)
     if not pods.live:
@@ -168,48 +217,6 @@ def _annotations(obj: Mapping[str, Any]) -> Mapping[str, Any]:
 # --------------------------------------------------------------------------- istio_installed
 
 
-def version_of(deployment: Mapping[str, Any]) -> str | None:
-    """The Istio version istiod runs: its image tag, else its version labels."""
-    spec = ((deployment.get("spec") or {}).get("template") or {}).get("spec") or {}
-    containers = spec.get("containers") or []
-    chosen = next((c for c in containers if c.get("name") == "discovery"), None)
-    for c in [chosen, *containers]:
-        image = str((c or {}).get("image") or "")
-        ref = image.split("@", 1)[0]
-        tag = ref.rsplit(":", 1)[1] if ":" in ref.rsplit("/", 1)[-1] else ""
-        match = _VERSION.match(tag)
-        if match:
-            return match.group(0).lstrip("v")
-    labels = (deployment.get("metadata") or {}).get("labels") or {}
-    for key in ("app.kubernetes.io/version", "operator.istio.io/version"):
-        match = _VERSION.match(str(labels.get(key) or ""))
-        if match:
-            return match.group(0).lstrip("v")
-    rev = str(labels.get("istio.io/rev") or "")
-    match = re.match(r"^(\d+)-(\d+)(?:-(\d+))?", rev)
-    if match:
-        return ".".join(g for g in match.groups() if g is not None)
-    return None
-
-
-def version_matches(found: str, wanted: str) -> bool:
-    """``1.30.3`` matches ``1.30.3`` and ``1.30``; a leading ``v`` is ignored."""
-    have = found.lstrip("v").split(".")
-    want = wanted.strip().lstrip("v").split(".")
-    return have[: len(want)] == want
-
-
-def find_istiod(deployments: Sequence[Mapping[str, Any]]) -> Mapping[str, Any] | None:
-    """The istiod Deployment (``istiod``, else the first revisioned ``istiod-<rev>``)."""
-    from labrunner.cluster.api import name_of
-
-    by_name = {name_of(d): d for d in deployments}
-    if "istiod" in by_name:
-        return by_name["istiod"]
-    revisioned = sorted(n for n in by_name if n.startswith("istiod-"))
-    return by_name[revisioned[0]] if revisioned else None
-
-
 @verifier(
     "istio_installed",
     params=obj(
@@ -228,14 +235,6 @@ def find_istiod(deployments: Sequence[Mapping[str, Any]]) -> Mapping[str, Any] |
 @cluster_check
 def istio_installed(ctx: CheckContext, params: dict[str, Any]) -> Outcome:
     """istiod and the gateways are available, the CRDs and injector exist, the version is pinned."""
-    from labrunner.cluster.api import (
-        CRDS,
-        DEPLOYMENTS,
-        METADATA_ONLY,
-        MUTATING_WEBHOOKS,
-        connect,
-        name_of,
-    )
 
     cluster = connect(ctx)
     ns = params.get("namespace", ROOT_NAMESPACE)
@@ -246,7 +245,7 @@ def istio_installed(ctx: CheckContext, params: dict[str, Any]) -> Outcome:
             f"Istio is not installed: no istiod Deployment in {ns}",
             wait=cluster.waiter(deployments),
         )
-    found_version = version_of(istiod)
+    found_version = istio_version_of(istiod)
     wanted = params.get("version") or ctx.env.get("ISTIO_VERSION")
     if wanted and found_version and not version_matches(found_version, wanted):
         return Outcome.failed(
@@ -300,7 +299,6 @@ def _describe_pa(params: Mapping[str, Any]) -> str:
 
 
 def _oldest(items: Sequence[Mapping[str, Any]]) -> Mapping[str, Any]:
-    from labrunner.cluster.api import name_of
 
     return sorted(
         items,
@@ -328,8 +326,6 @@ def _oldest(items: Sequence[Mapping[str, Any]]) -> Mapping[str, Any]:
 @cluster_check
 def peer_authentication(ctx: CheckContext, params: dict[str, Any]) -> Outcome:
     """The PeerAuthentication that applies (mesh, namespace or workload) has the given mode."""
-    from labrunner.cluster.api import connect, name_of, terminating
-    from labrunner.cluster.resources import UnknownType
 
     cluster = connect(ctx)
     root = params.get("root_namespace", ROOT_NAMESPACE)
@@ -376,3 +372,302 @@ def peer_authentication(ctx: CheckContext, params: dict[str, Any]) -> Outcome:
     if mode != params["mode"]:
         return Outcome.failed(f"{label}: spec.mtls.mode is {mode}, expected {params['mode']}")
     return Outcome.passed(f"mTLS {mode} {scope.split(' (')[0]} ({label})")
+
+
+# --------------------------------------------------------------------------- workload_certificate
+
+
+WORKLOAD_PARAMS = obj(
+    {
+        "target": described(STRING, "deploy/<name> or a pod name"),
+        "namespace": STRING,
+        "trust_domain": described(STRING, "mesh trust domain (default cluster.local)"),
+        "spiffe_id": described(
+            {"anyOf": [STRING, {"const": False}]},
+            "expected SPIFFE ID; default derived from the pod's service account; false: skip",
+        ),
+        "root_ca": described(STRING, "a CA file the proxy's ROOTCA must be"),
+        "timeout": DURATION,
+        **CERT_EXPECTATIONS,
+    },
+    required=("target",),
+    description="inspect the mesh certificate a sidecar got over SDS",
+)
+
+
+def _workload_label(params: Mapping[str, Any]) -> str:
+    ns = params.get("namespace")
+    return f"workload certificate of {ns + '/' if ns else ''}{params.get('target', '?')}"
+
+
+@verifier(
+    "workload_certificate",
+    params=WORKLOAD_PARAMS,
+    needs=("cluster",),
+    describe=_workload_label,
+    lint=lint_expectations,
+)
+@cluster_check
+def workload_certificate(ctx: CheckContext, params: dict[str, Any]) -> Outcome:
+    """A sidecar's SDS certificate carries its SPIFFE identity, istiod's issuer and a ~24h life."""
+    # Lazy for start-up speed: certificates load ``cryptography`` (~70 ms).
+    from labrunner.pki import core as pki
+    from labrunner.verify import certificates as checks
+
+    if ctx.which("istioctl") is None:
+        return missing_tool("istioctl")
+    timeout = seconds(params.get("timeout"), 20.0)
+    target: str = params["target"]
+    namespace: str | None = params.get("namespace")
+    trust_domain: str = params.get("trust_domain", "cluster.local")
+    where = f"{namespace}/{target}" if namespace else target
+    expected = dict(params)
+    expected.setdefault("issuer", f"O={trust_domain}")
+    expected.setdefault("valid_for", {"about": "24h", "tolerance": "10m"})
+    secrets = checks.proxy_secrets(ctx, target=target, namespace=namespace, timeout=timeout)
+    if "san_uris" not in params:
+        wanted = params.get("spiffe_id")
+        if wanted is None:
+            wanted = checks.workload_identity(
+                ctx,
+                target=target,
+                namespace=namespace,
+                trust_domain=trust_domain,
+            )
+        if wanted is not False:
+            expected["san_uris"] = [wanted]
+    outcome = checks.judge(secrets.chain, expected, ctx=ctx)
+    if not outcome.ok:
+        return outcome
+    problem = None
+    if params.get("root_ca"):
+        problem = checks.compare_root(ctx, secrets, root_ca=params["root_ca"], where=where)
+    elif secrets.root and not params.get("chain_to"):
+        try:
+            pki.verify_chain(
+                secrets.chain.certs[0],
+                anchors=secrets.root,
+                intermediates=secrets.chain.certs[1:],
+            )
+        except pki.ChainError as exc:
+            problem = f"the workload certificate does not chain to the proxy's ROOTCA: {exc}"
+    if problem:
+        return Outcome.failed(f"{secrets.chain.label}: {problem}", outcome.details)
+    return outcome
+
+
+# --------------------------------------------------------------------------- traffic_split, traces
+
+
+SPLIT_PARAMS = obj(
+    {
+        **requests.REQUEST_PROPS,
+        "count": {"type": "integer", "minimum": 1, "maximum": 2000},
+        "group_by": requests.GROUP_BY,
+        "expect": described(
+            {"type": "object", "additionalProperties": {"type": "number", "minimum": 0}},
+            "bucket -> expected share in percent, e.g. {v1: 90, v2: 10}",
+        ),
+        "tolerance": described(
+            {"type": "number", "minimum": 0, "maximum": 100}, "percentage points (default 10)"
+        ),
+        "status": one_or_many({"type": "integer", "minimum": 100, "maximum": 599}),
+    },
+    required=("url", "group_by", "expect"),
+    description="send N requests and compare how the answers spread over versions",
+)
+
+
+def _lint_split(params: Mapping[str, Any]) -> list[ParamProblem]:
+    problems = requests.lint_request(params)
+    shares = params.get("expect") or {}
+    total = sum(float(v) for v in shares.values())
+    if shares and abs(total - 100.0) > 0.5:
+        problems.append(ParamProblem(("expect",), f"shares add up to {total:g}, not 100"))
+    return problems
+
+
+@verifier(
+    "traffic_split", params=SPLIT_PARAMS, describe=requests.describe_request, lint=_lint_split
+)
+def traffic_split(ctx: CheckContext, params: dict[str, Any]) -> Outcome:
+    """N requests spread over versions within a tolerance of the expected weights."""
+    count = int(params.get("count", 100))
+    tolerance = float(params.get("tolerance", 10))
+    shares = {str(k): float(v) for k, v in params["expect"].items()}
+    ok_status = [int(s) for s in as_list(params.get("status"))]
+    try:
+        _req, exchanges = requests.run_requests(ctx, params, count=count)
+    except CheckAbort as stop:
+        return stop.outcome
+    done = len(exchanges)
+    buckets = [requests.bucket(e, group=params["group_by"], ok=ok_status) for e in exchanges]
+    counts = Counter(buckets)
+    observed = {name: 100.0 * n / done for name, n in counts.items()}
+    seen = ", ".join(f"{name} {pct:.0f}%" for name, pct in sorted(observed.items()))
+    wanted = ", ".join(f"{name} {pct:g}%" for name, pct in shares.items())
+    summary = f"observed {seen} over {done} requests (expected {wanted}, ±{tolerance:g})"
+    details = "\n".join(
+        [
+            f"buckets: {requests.histogram(buckets, done)}",
+            f"statuses: {requests.histogram([requests.status_label(e) for e in exchanges], done)}",
+        ]
+    )
+    if done < count:
+        return Outcome.pending(
+            f"only {done} of {count} requests finished before the deadline; {summary}", details
+        )
+    off = []
+    for name in [*shares, *(n for n in observed if n not in shares)]:
+        have, want = observed.get(name, 0.0), shares.get(name, 0.0)
+        if abs(have - want) > tolerance:
+            off.append(f"{name} at {have:.0f}% is outside {want:g}±{tolerance:g}%")
+    if off:
+        return Outcome.pending(f"{off[0]}: {summary}", details)
+    return Outcome.passed(summary, details)
+
+
+TRACES_PARAMS = obj(
+    {
+        "url": described(STRING, "Jaeger query base URL, e.g. http://127.0.0.1:16686"),
+        "service": described(
+            obj({"namespace": STRING, "name": STRING, "port": requests.PORT}, required=("name",)),
+            "reach Jaeger through the API server's service proxy instead",
+        ),
+        "base_path": described(STRING, "query UI base path (default /jaeger)"),
+        "services": described(one_or_many(STRING), "service names Jaeger must know"),
+        "trace": obj(
+            {
+                "service": described(STRING, "whose traces to search"),
+                "includes": described(one_or_many(STRING), "services one trace must span"),
+                "min_spans": {"type": "integer", "minimum": 1},
+                "lookback": described(STRING, "Jaeger lookback (default 1h)"),
+                "limit": {"type": "integer", "minimum": 1, "maximum": 1000},
+            },
+            required=("service",),
+        ),
+        "timeout": DURATION,
+    },
+    description="check that Jaeger has traces that cross the expected services",
+)
+
+
+def _jaeger_get(
+    ctx: CheckContext, params: Mapping[str, Any], *, path: str, query: Sequence[tuple[str, str]]
+) -> Any:
+    base = "/" + str(params.get("base_path", "/jaeger")).strip("/")
+    base = "" if base == "/" else base
+    timeout = seconds(params.get("timeout"), 10.0)
+    if "service" in params:
+        svc = params["service"]
+        where = f"service {svc.get('namespace', 'istio-system')}/{svc['name']}"
+        try:
+            status, body = service_proxy_get(
+                ctx,
+                namespace=svc.get("namespace", "istio-system"),
+                service=svc["name"],
+                port=svc.get("port", 80),
+                path=f"{base}{path}",
+                query=query,
+                timeout=min(timeout, ctx.remaining()),
+            )
+        except ClusterError as exc:
+            raise abort_for(exc, ctx) from None
+        if status != 200:
+            text = body.decode("utf-8", "replace")
+            raise CheckAbort(
+                Outcome.pending(
+                    f"Jaeger via {where} answered HTTP {status}: {requests.snippet(text)}"
+                )
+            )
+    else:
+        url = str(params.get("url", "")).rstrip("/") + base + path
+        if query:
+            url += "?" + urlencode(list(query))
+        where = str(params.get("url"))
+        try:
+            ex = send(HttpRequest(url=url, timeout=min(timeout, ctx.remaining())))
+        except RequestError as exc:
+            raise CheckAbort(Outcome.error(str(exc))) from None
+        if not ex.answered:
+            raise CheckAbort(
+                Outcome.pending(f"Jaeger at {where} is not reachable: {ex.describe_failure()}")
+            )
+        if ex.status != 200:
+            raise CheckAbort(
+                Outcome.pending(
+                    f"Jaeger at {where} answered HTTP {ex.status}: {requests.snippet(ex.text())}"
+                )
+            )
+        body = ex.body
+    try:
+        return json.loads(body)
+    except ValueError:
+        raise CheckAbort(
+            Outcome.error(f"Jaeger at {where} did not answer JSON on {base}{path}; check base_path")
+        ) from None
+
+
+def _trace_services(trace: Mapping[str, Any]) -> set[str]:
+    processes = trace.get("processes") or {}
+    return {
+        str(p.get("serviceName"))
+        for p in (processes.values() if isinstance(processes, dict) else processes)
+        if isinstance(p, dict)
+    }
+
+
+@verifier("traces", params=TRACES_PARAMS, describe=lambda p: "Jaeger traces", lint=None)
+def traces(ctx: CheckContext, params: dict[str, Any]) -> Outcome:
+    """Jaeger knows the expected services and holds a trace that crosses them."""
+    if ("url" in params) == ("service" in params):
+        return Outcome.error("traces needs exactly one of url or service")
+    wanted = [str(s) for s in as_list(params.get("services"))]
+    try:
+        known: list[str] = []
+        if wanted or "trace" not in params:
+            doc = _jaeger_get(ctx, params, path="/api/services", query=[])
+            known = [str(s) for s in (doc.get("data") or [])] if isinstance(doc, dict) else []
+            missing = [s for s in wanted if s not in known]
+            if missing:
+                return Outcome.pending(
+                    f"Jaeger has no traces from {', '.join(missing)} yet"
+                    f" (it knows: {', '.join(sorted(known)) or 'no services'})"
+                )
+        spec = params.get("trace")
+        if not spec:
+            return Outcome.passed(f"Jaeger knows {', '.join(wanted) or f'{len(known)} services'}")
+        service = str(spec["service"])
+        include = {str(s) for s in as_list(spec.get("includes"))} | {service}
+        min_spans = int(spec.get("min_spans", 1))
+        limit = int(spec.get("limit", 20))
+        query = [
+            ("service", service),
+            ("lookback", str(spec.get("lookback", "1h"))),
+            ("limit", str(limit)),
+        ]
+        doc = _jaeger_get(ctx, params, path="/api/traces", query=query)
+    except CheckAbort as stop:
+        return stop.outcome
+    found = (
+        [t for t in (doc.get("data") or []) if isinstance(t, dict)] if isinstance(doc, dict) else []
+    )
+    if not found:
+        return Outcome.pending(f"Jaeger has no traces of {service} in the lookback window yet")
+    best = max(found, key=lambda t: (len(_trace_services(t) & include), len(t.get("spans") or [])))
+    for trace in found:
+        names = _trace_services(trace)
+        spans = len(trace.get("spans") or [])
+        if include <= names and spans >= min_spans:
+            return Outcome.passed(
+                f"trace {str(trace.get('traceID', '?'))[:12]} spans {', '.join(sorted(names))}"
+                f" ({spans} spans)"
+            )
+    names = _trace_services(best)
+    lacking = sorted(include - names)
+    return Outcome.pending(
+        f"none of {len(found)} recent traces of {service} spans all of"
+        f" {', '.join(sorted(include))} with at least {min_spans} spans; the closest has"
+        f" {len(best.get('spans') or [])} spans"
+        + (f" and lacks {', '.join(lacking)}" if lacking else "")
+    )

@@ -1,10 +1,10 @@
 """Kubernetes verifiers: resources of any kind, namespaces, pods, Deployments, Secrets, CRDs.
 
-Every check reads the cluster through ``labrunner.cluster`` (imported inside
-the functions, so loading a lab never imports the ``kubernetes`` client) with
-one list call, and keeps the list's resourceVersion so a pending outcome can
-carry a watch-based ``wait``: the step passes within milliseconds of the
-cluster converging.
+Every check reads the cluster through ``labrunner.verify.kube`` (the
+``kubernetes`` client itself is imported only when a check first connects, so
+loading a lab never imports it) with one list call, and keeps the list's
+resourceVersion so a pending outcome can carry a watch-based ``wait``: the
+step passes within milliseconds of the cluster converging.
 
 Pending or failed? The rule every verifier here follows:
 
@@ -23,19 +23,48 @@ Pending or failed? The rule every verifier here follows:
   deadline will not fix itself; waiting out the budget would only delay the
   message.
 * **error** when the environment is broken (no kubeconfig, unreachable
-  cluster, RBAC): see ``labrunner.cluster.errors``.
+  cluster, RBAC): ``labrunner.verify.kube`` maps ``labrunner.cluster.errors``.
 """
 
 from __future__ import annotations
 
-import functools
 import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from labrunner.cluster.errors import UnknownType
+from labrunner.cluster.objects import ObjectList, Reader
+from labrunner.cluster.resources import (
+    CRDS,
+    DEPLOYMENTS,
+    NAMESPACES,
+    PODS,
+    label_selector,
+    name_of,
+    selector_problem,
+    terminating,
+)
+from labrunner.cluster.status import (
+    condition,
+    desired_replicas,
+    is_ready,
+    rollout_problem,
+    selector_string,
+    waiting_messages,
+    why_not_ready,
+)
+from labrunner.lab.catalog import ParamProblem
 from labrunner.verify.context import CheckContext
-from labrunner.verify.outcome import Outcome
+from labrunner.verify.kube import (
+    CheckAbort,
+    cluster_check,
+    connect,
+    missing_key,
+    read_secret,
+    secret_keys,
+)
+from labrunner.verify.outcome import Outcome, Waiter
 from labrunner.verify.params import (
     BOOLEAN,
     STRING,
@@ -45,7 +74,7 @@ from labrunner.verify.params import (
     obj,
     one_or_many,
 )
-from labrunner.verify.registry import ParamProblem, VerifierFunc, verifier
+from labrunner.verify.registry import verifier
 
 NAMESPACE = described(STRING, "namespace (default: default)")
 SELECTOR = described(
@@ -150,34 +179,12 @@ def field_differences(expected: Any, actual: Any, path: str = "") -> list[Differ
 # --------------------------------------------------------------------------- shared helpers
 
 
-def cluster_check(func: VerifierFunc) -> VerifierFunc:
-    """Decorator: cluster problems raised inside a verifier become its outcome.
-
-    The cluster layer is imported only when a check runs, so loading labs stays fast.
-    """
-
-    @functools.wraps(func)
-    def wrapper(ctx: CheckContext, params: dict[str, Any]) -> Outcome:
-        from labrunner.cluster.api import outcome_for
-
-        try:
-            return func(ctx, params)
-        except Exception as exc:
-            outcome = outcome_for(exc, ctx)
-            if outcome is None:
-                raise
-            return outcome
-
-    return wrapper
-
-
 def _has_var(value: Any) -> bool:
     return "${" in json.dumps(value)
 
 
 def lint_selector(params: Mapping[str, Any], key: str = "selector") -> list[ParamProblem]:
     """A load-time problem for a malformed label selector string (none for ${VAR}s)."""
-    from labrunner.cluster.resources import selector_problem
 
     value = params.get(key)
     if not isinstance(value, str) or _has_var(value):
@@ -188,7 +195,6 @@ def lint_selector(params: Mapping[str, Any], key: str = "selector") -> list[Para
 
 def selector_param(params: Mapping[str, Any]) -> str:
     """The ``selector`` parameter (string or map) as the API's query string."""
-    from labrunner.cluster.resources import label_selector
 
     return label_selector(params.get("selector"))
 
@@ -249,8 +255,6 @@ def _describe_resource(params: Mapping[str, Any]) -> str:
     if params.get("name"):
         what += f" {params['name']}"
     elif params.get("selector"):
-        from labrunner.cluster.resources import label_selector
-
         what += f" ({label_selector(params['selector'])})"
     ns = params.get("namespace")
     text = what + (f" in {ns}" if ns and ns != "*" else "")
@@ -305,9 +309,6 @@ def _lint_resource(params: Mapping[str, Any]) -> list[ParamProblem]:
 @cluster_check
 def resource(ctx: CheckContext, params: dict[str, Any]) -> Outcome:
     """An object of any kind (CRDs included) exists, is absent, or has the given fields."""
-    from labrunner.cluster.api import connect, name_of, terminating
-    from labrunner.cluster.resources import UnknownType
-
     cluster = connect(ctx)
     absent = wants_absent(params)
     try:
@@ -434,7 +435,6 @@ def _metadata_problems(
 @cluster_check
 def namespace(ctx: CheckContext, params: dict[str, Any]) -> Outcome:
     """A namespace exists (with the given labels and annotations), or does not."""
-    from labrunner.cluster.api import NAMESPACES, connect, terminating
 
     cluster = connect(ctx)
     name = params["name"]
@@ -470,7 +470,6 @@ def namespace(ctx: CheckContext, params: dict[str, Any]) -> Outcome:
 
 
 def _describe_pods(params: Mapping[str, Any], word: str = "pods ready") -> str:
-    from labrunner.cluster.resources import label_selector
 
     selector = label_selector(params.get("selector")) or "all pods"
     return f"{word}: {selector} in {params.get('namespace', 'default')}"
@@ -487,10 +486,10 @@ def _lint_pods(params: Mapping[str, Any]) -> list[ParamProblem]:
 class PodSelection:
     """The live (not terminating) pods a pod check covers, and how to word and watch them."""
 
-    cluster: Any
+    cluster: Reader
     namespace: str
     selector: str
-    listed: Any
+    listed: ObjectList
     live: list[dict[str, Any]]
 
     @property
@@ -508,7 +507,7 @@ class PodSelection:
             else ""
         )
 
-    def wait(self) -> Any:
+    def wait(self) -> Waiter:
         """A watch-based ``wait`` on the listed pods."""
         return self.cluster.waiter(self.listed)
 
@@ -521,21 +520,17 @@ class PodSelection:
 
 def select_pods(ctx: CheckContext, params: Mapping[str, Any]) -> PodSelection:
     """List the pods of ``namespace``/``selector``, dropping terminating ones."""
-    from labrunner.cluster.api import PODS, connect, name_of
-    from labrunner.cluster.status import is_terminating
 
     cluster = connect(ctx)
     ns = params.get("namespace", "default")
     selector = selector_param(params)
     listed = cluster.list(PODS, namespace=ns, label_selector=selector)
-    live = sorted((p for p in listed.items if not is_terminating(p)), key=name_of)
+    live = sorted((p for p in listed.items if not terminating(p)), key=name_of)
     return PodSelection(cluster, ns, selector, listed, live)
 
 
 def not_ready_summary(pods: Sequence[Mapping[str, Any]], limit: int = 2) -> str:
     """``web-api-7d5c-x is Pending: ImagePullBackOff; ...`` for the first unready pods."""
-    from labrunner.cluster.api import name_of
-    from labrunner.cluster.status import why_not_ready
 
     shown = [f"{name_of(p)} is {why_not_ready(p)}" for p in pods[:limit]]
     if len(pods) > limit:
@@ -565,7 +560,6 @@ def not_ready_summary(pods: Sequence[Mapping[str, Any]], limit: int = 2) -> str:
 @cluster_check
 def pods_ready(ctx: CheckContext, params: dict[str, Any]) -> Outcome:
     """Matching pods are Ready; terminating pods are ignored, unready ones are named."""
-    from labrunner.cluster.status import is_ready, waiting_messages
 
     pods = select_pods(ctx, params)
     if not pods.live:
@@ -616,8 +610,6 @@ def _describe_deployment(params: Mapping[str, Any]) -> str:
 @cluster_check
 def deployment_available(ctx: CheckContext, params: dict[str, Any]) -> Outcome:
     """Deployments are rolled out to their latest generation and Available."""
-    from labrunner.cluster.api import DEPLOYMENTS, connect, name_of
-    from labrunner.cluster.status import desired_replicas
 
     cluster = connect(ctx)
     ns = params.get("namespace", "default")
@@ -641,15 +633,14 @@ def deployment_available(ctx: CheckContext, params: dict[str, Any]) -> Outcome:
 
 
 def deployment_problems(
-    cluster: Any, deployments: Mapping[str, Mapping[str, Any] | None], namespace: str
+    cluster: Reader, deployments: Mapping[str, Mapping[str, Any] | None], namespace: str
 ) -> tuple[list[str], bool]:
     """Messages for Deployments that are missing or not rolled out, and whether any is final.
 
     The first unfinished Deployment's message also names one of its unready pods
     (one extra list call, only while something is pending).
     """
-    from labrunner.cluster.api import PODS
-    from labrunner.cluster.status import is_ready, is_terminating, rollout_problem, selector_string
+    from labrunner.cluster.status import is_ready
 
     problems, final, explained = [], False, False
     for name, dep in deployments.items():
@@ -665,7 +656,7 @@ def deployment_problems(
         if selector and not stuck and not explained:
             explained = True
             pods = cluster.list(PODS, namespace=namespace, label_selector=selector).items
-            unready = [p for p in pods if not is_terminating(p) and not is_ready(p)]
+            unready = [p for p in pods if not terminating(p) and not is_ready(p)]
             if unready:
                 text += f"; {not_ready_summary(unready, limit=1)}"
         problems.append(text)
@@ -692,25 +683,22 @@ def deployment_problems(
 @cluster_check
 def secret(ctx: CheckContext, params: dict[str, Any]) -> Outcome:
     """A Secret exists with the given type and non-empty keys (values are never shown)."""
-    from labrunner.cluster.api import SECRETS, connect
-
-    cluster = connect(ctx)
     ns = params.get("namespace", "default")
     name = params["name"]
-    listed = cluster.named(SECRETS, name, namespace=ns)
-    if not listed.items:
-        return Outcome.pending(f"secret {name} not found in {ns}", wait=cluster.waiter(listed))
-    item = listed.items[0]
+    try:
+        item, _ = read_secret(ctx, namespace=ns, name=name)
+    except CheckAbort as stop:
+        return stop.outcome
     kind = str(item.get("type") or "Opaque")
     if params.get("type") and kind != params["type"]:
         return Outcome.failed(f"secret {name} in {ns} has type {kind}, expected {params['type']}")
-    data = {**(item.get("stringData") or {}), **(item.get("data") or {})}
-    keys = ", ".join(sorted(data)) or "none"
+    data = secret_keys(item)
     for key in params.get("keys") or []:
         if key not in data:
-            return Outcome.failed(f"secret {name} in {ns} has no key {key} (keys: {keys})")
+            return missing_key(namespace=ns, name=name, key=key, keys=data)
         if not data[key]:
             return Outcome.failed(f"secret {name} in {ns}: key {key} is empty")
+    keys = ", ".join(sorted(data)) or "none"
     return Outcome.passed(f"secret {name} in {ns} ({kind}; keys: {keys})")
 
 
@@ -733,8 +721,6 @@ def secret(ctx: CheckContext, params: dict[str, Any]) -> Outcome:
 @cluster_check
 def crd(ctx: CheckContext, params: dict[str, Any]) -> Outcome:
     """A CustomResourceDefinition exists, is established, and serves a version."""
-    from labrunner.cluster.api import CRDS, connect
-    from labrunner.cluster.status import condition
 
     cluster = connect(ctx)
     name = params["name"]
@@ -767,7 +753,6 @@ def crd(ctx: CheckContext, params: dict[str, Any]) -> Outcome:
 __all__ = [
     "Difference",
     "PodSelection",
-    "cluster_check",
     "crd",
     "deployment_available",
     "deployment_problems",

@@ -16,11 +16,11 @@ spinning the CPU.
 from __future__ import annotations
 
 import enum
-from collections.abc import Callable
 from dataclasses import dataclass, field
 
-Waiter = Callable[[float], bool]
-"""Blocks up to the given seconds; returns True if a change was observed."""
+from labrunner.cluster.watch import Waiter
+
+__all__ = ["Outcome", "Status", "Waiter"]
 
 
 class Status(enum.Enum):

@@ -1,24 +1,19 @@
-"""Certificate verifiers: ``certificate`` and ``workload_certificate``.
+"""The ``certificate`` verifier, and the expectation parameters every certificate check shares.
 
 The security labs teach by inspection: the learner creates a TLS secret for
-the ingress gateway, looks at the SPIFFE certificate Istio handed a sidecar,
-and sees who signed what. These verifiers make the same inspection
-automatically and answer in the learner's terms ("SAN URI .../sa/web-api
-expected, certificate has .../sa/default").
+the ingress gateway, looks at the certificate a server presents, and sees who
+signed what. ``certificate`` makes the same inspection automatically and
+answers in the learner's terms ("SAN DNS istioinaction.io expected,
+certificate has example.com"). It reads PEM from a file, a Kubernetes Secret
+(through ``labrunner.verify.kube``, exactly as the ``secret`` verifier reads
+one: a Secret that does not exist yet is pending, waited on with a watch) or
+a command's output. The Istio family's ``workload_certificate`` is judged by
+the same rules (``CERT_EXPECTATIONS``).
 
-``certificate`` reads PEM from a file, a Kubernetes secret or a command's
-output; ``workload_certificate`` reads the ``default`` SDS secret out of
-``istioctl proxy-config secret -o json`` (selected by name, never by
-position) and by default expects what istiod issues: the SPIFFE ID of the
-pod's service account, issuer ``O=<trust domain>`` and a lifetime of about
-24 hours (istiod back-dates NotBefore by two minutes, hence the tolerance).
-
-Outcomes: a missing file or secret, or a certificate that differs from the
-expectation, is ``failed``; a proxy that has no certificate yet, or a command
-that could not reach its server yet, is ``pending``; a missing tool or an
-unreachable cluster is ``error``. The comparison itself lives in
-``labrunner.verify.certificates`` and is imported lazily, because it loads
-``cryptography``.
+Outcomes: a missing file, a Secret without the key, or a certificate that
+differs from the expectation, is ``failed``; a Secret not created yet, or a
+command that could not reach its server yet, is ``pending``; a missing tool
+or an unreachable cluster is ``error``.
 """
 
 from __future__ import annotations
@@ -26,7 +21,10 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from labrunner.lab.catalog import ParamProblem
+from labrunner.pki.names import parse_name_spec
 from labrunner.verify.context import CheckContext
+from labrunner.verify.kube import cluster_check
 from labrunner.verify.outcome import Outcome
 from labrunner.verify.params import (
     BOOLEAN,
@@ -36,8 +34,9 @@ from labrunner.verify.params import (
     described,
     obj,
     one_or_many,
+    seconds,
 )
-from labrunner.verify.registry import ParamProblem, verifier
+from labrunner.verify.registry import verifier
 
 LONG_DURATION: dict[str, Any] = {
     "description": "a duration: 90s, 2m, 24h, 30d, or a number of seconds",
@@ -143,23 +142,6 @@ CERTIFICATE_PARAMS = obj(
     description="inspect a certificate from a file, a secret or a command's output",
 )
 
-WORKLOAD_PARAMS = obj(
-    {
-        "target": described(STRING, "deploy/<name> or a pod name"),
-        "namespace": STRING,
-        "trust_domain": described(STRING, "mesh trust domain (default cluster.local)"),
-        "spiffe_id": described(
-            {"anyOf": [STRING, {"const": False}]},
-            "expected SPIFFE ID; default derived from the pod's service account; false: skip",
-        ),
-        "root_ca": described(STRING, "a CA file the proxy's ROOTCA must be"),
-        "timeout": DURATION,
-        **CERT_EXPECTATIONS,
-    },
-    required=("target",),
-    description="inspect the mesh certificate a sidecar got over SDS",
-)
-
 _SOURCES = ("file", "secret", "command")
 
 
@@ -189,17 +171,16 @@ def _lint_certificate(params: Mapping[str, Any]) -> list[ParamProblem]:
         problems.append(
             ParamProblem(("key_matches",), "key_matches: true only works with a secret source")
         )
-    problems += _lint_expectations(params)
+    problems += lint_expectations(params)
     return problems
 
 
-def _lint_expectations(params: Mapping[str, Any]) -> list[ParamProblem]:
+def lint_expectations(params: Mapping[str, Any]) -> list[ParamProblem]:
+    """Load-time problems in the subject and issuer expectations (malformed names)."""
     problems: list[ParamProblem] = []
     for name in ("subject", "issuer"):
         value = params.get(name)
         if isinstance(value, str):
-            from labrunner.pki.names import parse_name_spec
-
             try:
                 parse_name_spec(value)
             except ValueError as exc:
@@ -213,95 +194,23 @@ def _lint_expectations(params: Mapping[str, Any]) -> list[ParamProblem]:
     describe=_source_label,
     lint=_lint_certificate,
 )
+@cluster_check
 def certificate(ctx: CheckContext, params: dict[str, Any]) -> Outcome:
     """A certificate (file, secret or command output) has the expected names, issuer and dates."""
+    # Lazy for start-up speed: the comparison loads ``cryptography`` (~70 ms),
+    # which loading a lab that merely names this verifier must not pay.
     from labrunner.verify import certificates as checks
-    from labrunner.verify.kube import Abort
-    from labrunner.verify.params import seconds
 
     timeout = seconds(params.get("timeout"), checks.DEFAULT_TIMEOUT)
-    try:
-        if "file" in params:
-            chain = checks.chain_from_file(ctx, params["file"])
-        elif "secret" in params:
-            chain = checks.chain_from_secret(ctx, params["secret"], timeout=timeout)
-        elif "command" in params:
-            chain = checks.chain_from_command(ctx, params["command"], timeout=timeout)
-        else:
-            return Outcome.error("certificate needs one of file, secret or command")
-        load_key = None
-        if params.get("key_matches") not in (None, False):
-            load_key = checks.key_loader(
-                ctx,
-                params["key_matches"],
-                source_secret=params.get("secret"),
-                timeout=timeout,
-            )
-        return checks.judge(chain, params, ctx=ctx, index=params.get("index", 0), load_key=load_key)
-    except Abort as stop:
-        return stop.outcome
-
-
-def _workload_label(params: Mapping[str, Any]) -> str:
-    ns = params.get("namespace")
-    return f"workload certificate of {ns + '/' if ns else ''}{params.get('target', '?')}"
-
-
-@verifier(
-    "workload_certificate",
-    params=WORKLOAD_PARAMS,
-    needs=("cluster",),
-    describe=_workload_label,
-    lint=_lint_expectations,
-)
-def workload_certificate(ctx: CheckContext, params: dict[str, Any]) -> Outcome:
-    """A sidecar's SDS certificate carries its SPIFFE identity, istiod's issuer and a ~24h life."""
-    from labrunner.pki import core as pki
-    from labrunner.verify import certificates as checks
-    from labrunner.verify.kube import Abort, missing_tool
-    from labrunner.verify.params import seconds
-
-    if ctx.which("istioctl") is None:
-        return missing_tool("istioctl")
-    timeout = seconds(params.get("timeout"), 20.0)
-    target: str = params["target"]
-    namespace: str | None = params.get("namespace")
-    trust_domain: str = params.get("trust_domain", "cluster.local")
-    where = f"{namespace}/{target}" if namespace else target
-    expected = dict(params)
-    expected.setdefault("issuer", f"O={trust_domain}")
-    expected.setdefault("valid_for", {"about": "24h", "tolerance": "10m"})
-    try:
-        secrets = checks.proxy_secrets(ctx, target=target, namespace=namespace, timeout=timeout)
-        if "san_uris" not in params:
-            wanted = params.get("spiffe_id")
-            if wanted is None:
-                wanted = checks.workload_identity(
-                    ctx,
-                    target=target,
-                    namespace=namespace,
-                    trust_domain=trust_domain,
-                    timeout=timeout,
-                )
-            if wanted is not False:
-                expected["san_uris"] = [wanted]
-        outcome = checks.judge(secrets.chain, expected, ctx=ctx)
-        if not outcome.ok:
-            return outcome
-        problem = None
-        if params.get("root_ca"):
-            problem = checks.compare_root(ctx, secrets, root_ca=params["root_ca"], where=where)
-        elif secrets.root and not params.get("chain_to"):
-            try:
-                pki.verify_chain(
-                    secrets.chain.certs[0],
-                    anchors=secrets.root,
-                    intermediates=secrets.chain.certs[1:],
-                )
-            except pki.ChainError as exc:
-                problem = f"the workload certificate does not chain to the proxy's ROOTCA: {exc}"
-        if problem:
-            return Outcome.failed(f"{secrets.chain.label}: {problem}", outcome.details)
-        return outcome
-    except Abort as stop:
-        return stop.outcome
+    if "file" in params:
+        chain = checks.chain_from_file(ctx, params["file"])
+    elif "secret" in params:
+        chain = checks.chain_from_secret(ctx, params["secret"])
+    elif "command" in params:
+        chain = checks.chain_from_command(ctx, params["command"], timeout=timeout)
+    else:
+        return Outcome.error("certificate needs one of file, secret or command")
+    load_key = None
+    if params.get("key_matches") not in (None, False):
+        load_key = checks.key_loader(ctx, params["key_matches"], source_secret=params.get("secret"))
+    return checks.judge(chain, params, ctx=ctx, index=params.get("index", 0), load_key=load_key)

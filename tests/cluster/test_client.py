@@ -19,12 +19,13 @@ import pytest
 import yaml
 
 import labrunner
-from labrunner.cluster.api import PODS, connect
-from labrunner.cluster.client import kube
-from labrunner.cluster.resources import UnknownType
+from labrunner.cluster.errors import UnknownType
+from labrunner.cluster.resources import PODS
 from labrunner.testing.fakecluster import FakeCluster
 from labrunner.testing.fixtures import FakeClusterHandle
 from labrunner.verify.context import CheckContext
+from labrunner.verify.kube import connect
+from labrunner.verify.kube import connection as kube
 from labrunner.verify.outcome import Outcome, Status
 from labrunner.verify.registry import builtin_registry
 

@@ -15,9 +15,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from labrunner.cluster.doctor import findings
 from labrunner.cluster.guard import decide, looks_disposable
 from labrunner.doctor import Finding
+from labrunner.doctor.cluster import findings
 from labrunner.lab.model import Workshop
 from labrunner.testing.fixtures import FakeClusterHandle
 
@@ -210,7 +210,7 @@ def test_doctor_without_a_kubeconfig(
 def test_doctor_does_not_load_kubernetes_at_import() -> None:
     code = (
         "import sys, labrunner.doctor, labrunner.cli, labrunner.verify.kubernetes, "
-        "labrunner.verify.istio, labrunner.cluster.doctor;"
+        "labrunner.verify.istio, labrunner.doctor.cluster;"
         "print('kubernetes' in sys.modules)"
     )
     done = subprocess.run(

@@ -9,8 +9,9 @@ import pytest
 from labrunner.cluster import status
 from labrunner.cluster.errors import forbidden_message, http_error, transport_error
 from labrunner.cluster.resources import label_selector, selector_problem
-from labrunner.cluster.versions import kubernetes_support, minor
-from labrunner.verify.istio import proxy_kind, version_matches, version_of
+from labrunner.cluster.versions import istio_version_of as version_of
+from labrunner.cluster.versions import kubernetes_support, minor, version_matches
+from labrunner.verify.istio import proxy_kind
 from labrunner.verify.kubernetes import field_differences
 from labrunner.verify.registry import builtin_registry
 

@@ -301,7 +301,7 @@ def test_verify_exit_1_with_hints_in_output_and_junit(
         failure.get("message") == "not done after 1.0s: config.yaml does not contain 'mode: strict'"
     )
     assert "hint: Strict mode is spelled `mode: strict`, in config.yaml." in (failure.text or "")
-    assert "[pending] config.yaml asks for strict mode: config.yaml does not contain" in (
+    assert "[failed] config.yaml asks for strict mode: config.yaml does not contain" in (
         failure.text or ""
     )
     skipped = cases["after"].find("skipped")

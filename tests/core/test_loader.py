@@ -27,7 +27,7 @@ HEAD = "apiVersion: labrunner/v1\nid: {id}\ntitle: A lab\n"
 
 def errors_of(path: Path, registry: Registry | None = None) -> list[str]:
     """Every error of one lab file, as the CLI prints it."""
-    lab, problems = check_lab_file(path.resolve(), registry)
+    lab, problems = check_lab_file(path.resolve(), registry or builtin_registry())
     assert lab is None
     return [str(p) for p in sorted(problems, key=lambda p: p.line) if p.is_error]
 
@@ -243,15 +243,15 @@ def test_bytes_that_are_not_utf8(lab_file: LabFile) -> None:
 
 
 def test_missing_file(tmp_path: Path) -> None:
-    lab, problems = check_lab_file(tmp_path / "nope.yaml")
+    lab, problems = check_lab_file(tmp_path / "nope.yaml", builtin_registry())
     assert lab is None
     assert [str(p) for p in problems] == [f"{tmp_path / 'nope.yaml'}: no such file"]
     with pytest.raises(LabError, match="no such file"):
-        load_lab(tmp_path / "nope.yaml")
+        load_lab(tmp_path / "nope.yaml", builtin_registry())
 
 
 def test_missing_labs_directory(tmp_path: Path) -> None:
-    result = load_workshop(tmp_path / "nowhere")
+    result = load_workshop(tmp_path / "nowhere", builtin_registry())
     assert result.workshop is None
     assert [p.message for p in result.errors] == ["no such labs directory"]
 
@@ -270,7 +270,7 @@ def simple_lab(lab_id: str, requires: list[str]) -> str:
 def test_requires_a_missing_lab(lab_file: LabFile) -> None:
     lab_file("base.yaml", simple_lab("base", []))
     path = lab_file("next.yaml", simple_lab("next", ["bsae"]))
-    result = load_workshop(path.parent)
+    result = load_workshop(path.parent, builtin_registry())
     assert result.workshop is None
     assert [str(p) for p in result.errors] == [
         f"{path.resolve()}:4: requires 'bsae', which is not a lab here (did you mean 'base'?)"
@@ -281,7 +281,7 @@ def test_requires_cycle(lab_file: LabFile) -> None:
     first = lab_file("a.yaml", simple_lab("lab-a", ["lab-c"]))
     lab_file("b.yaml", simple_lab("lab-b", ["lab-a"]))
     lab_file("c.yaml", simple_lab("lab-c", ["lab-b"]))
-    result = load_workshop(first.parent)
+    result = load_workshop(first.parent, builtin_registry())
     assert result.workshop is None
     assert [str(p) for p in result.errors] == [
         f"{first.resolve()}:4: requires form a cycle: lab-a → lab-c → lab-b → lab-a"
@@ -290,14 +290,14 @@ def test_requires_cycle(lab_file: LabFile) -> None:
 
 def test_a_lab_requiring_itself_is_a_cycle(lab_file: LabFile) -> None:
     path = lab_file("self.yaml", simple_lab("selfish", ["selfish"]))
-    result = load_workshop(path.parent)
+    result = load_workshop(path.parent, builtin_registry())
     assert [p.message for p in result.errors] == ["requires form a cycle: selfish → selfish"]
 
 
 def test_duplicate_lab_ids_across_files(lab_file: LabFile) -> None:
     lab_file("a.yaml", simple_lab("twin", []))
     second = lab_file("b.yaml", simple_lab("twin", []))
-    result = load_workshop(second.parent)
+    result = load_workshop(second.parent, builtin_registry())
     assert [str(p) for p in result.errors] == [
         f"{second.resolve()}:1: lab id 'twin' is also used by a.yaml"
     ]
@@ -307,7 +307,7 @@ def test_labs_are_ordered_after_what_they_require(lab_file: LabFile) -> None:
     lab_file("a-last.yaml", simple_lab("last", ["middle"]))
     lab_file("b-middle.yaml", simple_lab("middle", ["first"]))
     lab_file("c-first.yaml", simple_lab("first", []))
-    result = load_workshop(lab_file("z.yaml", simple_lab("z", [])).parent)
+    result = load_workshop(lab_file("z.yaml", simple_lab("z", [])).parent, builtin_registry())
     assert result.workshop is not None
     assert [lab.id for lab in result.workshop.labs] == ["first", "middle", "last", "z"]
 
@@ -319,12 +319,12 @@ def test_example_labs_all_load() -> None:
     files = sorted(EXAMPLES.glob("*.yaml"))
     assert len(files) >= 15
     for path in files:
-        lab, problems = check_lab_file(path)
+        lab, problems = check_lab_file(path, builtin_registry())
         assert lab is not None, [str(p) for p in problems]
 
 
 def test_model_keeps_values_and_lines() -> None:
-    lab = load_lab(EXAMPLES / "prompts.yaml")
+    lab = load_lab(EXAMPLES / "prompts.yaml", builtin_registry())
     assert isinstance(lab, Lab)
     (step,) = lab.steps
     (command,) = step.run
@@ -354,7 +354,7 @@ def test_durations_in_every_form(lab_file: LabFile) -> None:
             "    check: [{env: {name: HOME}}]\n"
         ),
     )
-    step = load_lab(path).steps[0]
+    step = load_lab(path, builtin_registry()).steps[0]
     assert step.within == 5400.0
     assert [c.timeout for c in step.run] == [0.5, 90.0, 2.5]
 
@@ -369,7 +369,7 @@ def test_cluster_need_is_inferred_from_tools_not_file_names(lab_file: LabFile) -
                 "    check: [{env: {name: HOME}}]\n"
             ),
         )
-        return load_lab(path).needs_cluster
+        return load_lab(path, builtin_registry()).needs_cluster
 
     assert needs_cluster("kubectl get pods")
     assert needs_cluster("echo hi | kubectl apply -f -")
@@ -390,7 +390,7 @@ def test_warnings_do_not_stop_a_lab(lab_file: LabFile) -> None:
             "    run: [sleep 5, 'kubectl apply -n <your-namespace>']\n"
         ),
     )
-    lab, problems = check_lab_file(path)
+    lab, problems = check_lab_file(path, builtin_registry())
     assert lab is not None
     assert sorted(p.message.split(";")[0] for p in problems) == [
         "command contains a placeholder (<your-namespace>) that cannot run unattended",

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import os
-import textwrap
 from importlib import metadata
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from labrunner.lab.catalog import VerifierUnavailable
 from labrunner.verify import registry as registry_module
 from labrunner.verify.context import CheckContext
 from labrunner.verify.outcome import Outcome, Status
@@ -19,7 +19,6 @@ from labrunner.verify.registry import (
     Registry,
     VerifierSpec,
     builtin_registry,
-    load_entry_points,
 )
 
 from .conftest import assert_clean, cli_env, run_cli
@@ -269,22 +268,17 @@ def broken_register(registry):
 '''
 
 
-def fake_distribution(site: Path) -> None:
+GOOD = "good = lr_fake_plugin:register\n"
+BROKEN = "failing = lr_fake_plugin:broken_register\nmissing = lr_fake_plugin_nowhere:register\n"
+
+
+def fake_distribution(site: Path, entries: str = GOOD + BROKEN) -> None:
     """An installed distribution (``*.dist-info``) with entry points in our group."""
     (site / "lr_fake_plugin.py").write_text(PLUGIN)
     info = site / "lr_fake_plugin-1.0.dist-info"
     info.mkdir()
     (info / "METADATA").write_text("Metadata-Version: 2.1\nName: lr-fake-plugin\nVersion: 1.0\n")
-    (info / "entry_points.txt").write_text(
-        textwrap.dedent(
-            f"""\
-            [{ENTRY_POINT_GROUP}]
-            good = lr_fake_plugin:register
-            failing = lr_fake_plugin:broken_register
-            missing = lr_fake_plugin_nowhere:register
-            """
-        )
-    )
+    (info / "entry_points.txt").write_text(f"[{ENTRY_POINT_GROUP}]\n{entries}")
 
 
 def test_entry_points_from_a_fake_distribution(
@@ -292,20 +286,15 @@ def test_entry_points_from_a_fake_distribution(
 ) -> None:
     fake_distribution(tmp_path)
     monkeypatch.syspath_prepend(str(tmp_path))
-    registry = Registry()
-    warnings = load_entry_points(registry)
-    assert registry.names() == ["plugin_check"]
-    assert len(warnings) == 2
-    assert any(
-        w.startswith("verifier plug-in 'failing' failed to register: cannot register")
-        for w in warnings
-    )
-    assert any(
-        w.startswith("verifier plug-in 'missing' (lr_fake_plugin_nowhere:register) failed to load")
-        for w in warnings
-    )
+    registry = Registry.from_entry_points()
+    with pytest.raises(VerifierUnavailable) as raised:
+        registry.load_all()
+    message = str(raised.value)
+    assert "verifier plug-in 'failing' failed to register: cannot register" in message
+    assert "verifier plug-in 'missing' (lr_fake_plugin_nowhere:register) failed to load" in message
     spec = registry.get("plugin_check")
     assert spec is not None and spec.summary == "A verifier from an outside package."
+    assert "pods_ready" in registry.names(), "built-ins come from the same group"
 
 
 def test_entry_points_with_a_monkeypatched_lookup(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -316,10 +305,77 @@ def test_entry_points_with_a_monkeypatched_lookup(monkeypatch: pytest.MonkeyPatc
         return [metadata.EntryPoint("mod", "json", group)]  # a module: nothing to call
 
     monkeypatch.setattr(registry_module.metadata, "entry_points", fake_entry_points)
-    registry = Registry()
-    assert load_entry_points(registry, group="labrunner.other") == []
+    registry = Registry.from_entry_points(group="labrunner.other")
+    registry.load_all()
     assert seen == ["labrunner.other"]
     assert len(registry) == 0
+
+
+def test_a_verifier_entry_point_that_fails_to_import_is_an_error_naming_it(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    def fake_entry_points(*, group: str) -> list[metadata.EntryPoint]:
+        return [
+            metadata.EntryPoint("command", "labrunner.verify.generic:command", group),
+            metadata.EntryPoint("pods_ready", "labrunner.verify.no_such_module:pods_ready", group),
+            metadata.EntryPoint("renamed", "labrunner.verify.generic:file", group),
+        ]
+
+    monkeypatch.setattr(registry_module.metadata, "entry_points", fake_entry_points)
+    registry = Registry.from_entry_points()
+    command = registry.get("command")
+    assert command is not None and command.name == "command", "a healthy entry still loads"
+    with pytest.raises(VerifierUnavailable, match=r"'pods_ready' \(labrunner\.verify\.no_such"):
+        registry.get("pods_ready")
+    with pytest.raises(VerifierUnavailable, match="is the verifier 'file', not 'renamed'"):
+        registry.get("renamed")
+
+
+def test_every_built_in_verifier_is_one_entry_point_line() -> None:
+    """Adding a verifier is its module plus one line in pyproject.toml: no other list."""
+    import ast
+    import tomllib
+
+    package = Path(registry_module.__file__).parent
+    declared = {}
+    for path in sorted(package.glob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.FunctionDef):
+                for deco in node.decorator_list:
+                    if (
+                        isinstance(deco, ast.Call)
+                        and getattr(deco.func, "id", "") == "verifier"
+                        and isinstance(deco.args[0], ast.Constant)
+                    ):
+                        declared[deco.args[0].value] = f"labrunner.verify.{path.stem}:{node.name}"
+    pyproject = tomllib.loads((package.parent.parent / "pyproject.toml").read_text())
+    listed = pyproject["project"]["entry-points"][ENTRY_POINT_GROUP]
+    assert listed == declared
+    installed = {ep.name: ep.value for ep in metadata.entry_points(group=ENTRY_POINT_GROUP)}
+    assert declared.items() <= installed.items(), "reinstall: the installed metadata is stale"
+
+
+def test_loading_a_lab_imports_only_the_verifiers_it_names(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    (tmp_path / "one.yaml").write_text(
+        "apiVersion: labrunner/v1\nid: one\ntitle: One\nsteps:\n"
+        "  - id: a\n    title: A\n    run: [echo]\n    check: [{command: {run: 'true'}}]\n"
+    )
+    code = (
+        "import sys\n"
+        "from labrunner.lab.loader import load_workshop\n"
+        "from labrunner.verify.registry import builtin_registry\n"
+        f"labs = __import__('pathlib').Path({str(tmp_path)!r})\n"
+        "result = load_workshop(labs, builtin_registry())\n"
+        "assert result.workshop is not None, result.problems\n"
+        "print(sorted(m for m in sys.modules if m.startswith('labrunner.verify.')))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert "labrunner.verify.generic" in out.stdout
+    for heavy in ("kubernetes", "istio", "http", "tls", "requests", "certificates"):
+        assert f"labrunner.verify.{heavy}'" not in out.stdout, out.stdout
 
 
 def test_cli_uses_plugins_and_reports_broken_ones(tmp_path: Path, lab_file: Any) -> None:
@@ -334,9 +390,26 @@ def test_cli_uses_plugins_and_reports_broken_ones(tmp_path: Path, lab_file: Any)
     )
     env = cli_env(PYTHONPATH=str(site))
     proc = run_cli("--labs", path.parent, "verify", env=env)
-    assert_clean(proc, 0)
-    assert "plugin says hello" in proc.stdout
-    assert "verifier plug-in 'failing' failed to register" in proc.stderr
+    assert_clean(proc, 2)
+    assert "verifier plug-in 'failing' failed to register: cannot register" in proc.stderr
+    assert "verifier plug-in 'missing' (lr_fake_plugin_nowhere:register)" in proc.stderr
+    assert f"{path}:" in proc.stderr, "the problem names the lab file and line"
     bad = run_cli("validate", path.parent / "plugin.yaml", env=cli_env())
     assert_clean(bad, 2)
     assert "unknown verifier 'plugin_check'" in bad.stdout
+
+
+def test_cli_runs_a_healthy_plugin(tmp_path: Path, lab_file: Any) -> None:
+    site = tmp_path / "site"
+    site.mkdir()
+    fake_distribution(site, GOOD)
+    path = lab_file(
+        "plugin.yaml",
+        "apiVersion: labrunner/v1\nid: plugin\ntitle: T\nsteps:\n"
+        "  - id: one\n    title: One\n    run: [echo]\n"
+        "    check: [{plugin_check: {word: hello}}]\n",
+    )
+    proc = run_cli("--labs", path.parent, "verify", env=cli_env(PYTHONPATH=str(site)))
+    assert_clean(proc, 0)
+    assert "plugin says hello" in proc.stdout
+    assert "plug-in" not in proc.stderr

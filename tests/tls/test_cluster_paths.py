@@ -213,7 +213,7 @@ def test_from_a_pod_without_curl(tmp_path: Path, sleep_pod: FakeClusterHandle) -
 )
 def test_exec_failures_as_kubectl_reports_them(stderr: str, status: Status, message: str) -> None:
     from labrunner import procs
-    from labrunner.verify.http import _exec_problem
+    from labrunner.verify.requests import _exec_problem
 
     result = procs.ProcResult(
         argv=("kubectl",), returncode=1, stdout="", stderr=stderr, duration=0.1

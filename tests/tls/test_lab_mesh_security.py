@@ -21,6 +21,7 @@ import pytest
 
 from labrunner.certs import mtls_server
 from labrunner.lab.loader import check_lab_file, load_workshop
+from labrunner.verify.registry import builtin_registry
 
 REPO = Path(__file__).resolve().parents[2]
 LAB_FILE = REPO / "labs" / "00-mesh-security-basics.yaml"
@@ -65,7 +66,7 @@ def workshop(tmp_path: Path) -> Iterator[tuple[Path, dict[str, str]]]:
 
 
 def test_lab_file_is_clean() -> None:
-    lab, problems = check_lab_file(LAB_FILE)
+    lab, problems = check_lab_file(LAB_FILE, builtin_registry())
     assert problems == []
     assert lab is not None
     assert lab.id == "mesh-security-basics" and lab.requires == ()

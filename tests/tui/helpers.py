@@ -11,12 +11,13 @@ from typing import Any
 
 from textual.pilot import Pilot
 
-from labrunner.doctor import Finding
+from labrunner.doctor import Finding, Topic
 from labrunner.lab.loader import load_workshop
 from labrunner.lab.model import Workshop
 from labrunner.state.store import ProgressStore
 from labrunner.tui.app import LabrunnerApp
 from labrunner.tui.screens.lab import LabScreen
+from labrunner.verify.registry import builtin_registry
 
 LABS = Path(__file__).parent / "labs"
 REPO_LABS = Path(__file__).resolve().parents[2] / "labs"
@@ -26,10 +27,16 @@ DEADLINE = 20.0
 FINDINGS = [
     Finding("bash", True, "5.2.15", required=True),
     Finding("kubectl", True, "v1.34.1"),
-    Finding("kube context", True, "kind-workshop (https://127.0.0.1:6443)", category="cluster"),
-    Finding("cluster", True, "reachable at https://127.0.0.1:6443", category="cluster"),
-    Finding("kubernetes", True, "v1.34.0; Istio 1.30 supports 1.30-1.34", category="cluster"),
-    Finding("istio", True, "istiod runs Istio 1.30.3", category="cluster"),
+    Finding("kube context", True, "kind-workshop (https://127.0.0.1:6443)", topic=Topic.CONTEXT),
+    Finding("cluster", True, "reachable at https://127.0.0.1:6443", topic=Topic.CLUSTER),
+    Finding(
+        "kubernetes",
+        True,
+        "v1.34.0; Istio 1.30 supports 1.30-1.34",
+        topic=Topic.KUBERNETES,
+        version="v1.34.0",
+    ),
+    Finding("istio", True, "istiod runs Istio 1.30.3", topic=Topic.ISTIO, version="1.30.3"),
 ]
 
 
@@ -44,7 +51,7 @@ def copy_workshop(dest: Path, *extra: Path) -> Path:
 
 def load(labs: Path) -> Workshop:
     """Load a workshop, failing the test with its problems if it does not load."""
-    result = load_workshop(labs)
+    result = load_workshop(labs, builtin_registry())
     assert result.workshop is not None, [str(p) for p in result.problems]
     return result.workshop
 

@@ -10,9 +10,9 @@ from pathlib import Path
 from typing import Any
 
 from labrunner.lab.model import Workshop
+from labrunner.state.rules import StepState
 from labrunner.tui.app import LabrunnerApp
 from labrunner.tui.dialogs.confirm import GuardDialog
-from labrunner.tui.progress import StepState
 
 from .helpers import idle, lab_screen, notified, output, wait_for
 

@@ -8,9 +8,9 @@ import shutil
 from collections.abc import Callable
 from pathlib import Path
 
+from labrunner.state.rules import StepState
 from labrunner.state.store import ProgressStore
 from labrunner.tui.app import LabrunnerApp
-from labrunner.tui.progress import StepState
 
 from .helpers import lab_screen, load, notified, saved, wait_for
 

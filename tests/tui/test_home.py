@@ -7,7 +7,7 @@ import threading
 import time
 from collections.abc import Callable
 
-from labrunner.doctor import Finding
+from labrunner.doctor import Finding, Topic
 from labrunner.tui.app import LabrunnerApp
 from labrunner.tui.dialogs.findings import FindingsDialog
 from labrunner.tui.screens.home import HomeScreen
@@ -64,9 +64,15 @@ def test_the_status_line_fills_in_when_the_doctor_answers(
     release = threading.Event()
     findings = [
         Finding("bash", True, "5.2", required=True),
-        Finding("cluster", False, "connection refused", "start your cluster", category="cluster"),
-        Finding("istio", False, "not installed (no istiod Deployment)", category="cluster"),
-        Finding("kubectl", False, "not installed", "install kubectl", required=True),
+        Finding("cluster", False, "connection refused", "start your cluster", topic=Topic.CLUSTER),
+        Finding(
+            "istio",
+            False,
+            "not installed (no istiod Deployment)",
+            topic=Topic.ISTIO,
+            found=False,
+        ),
+        Finding("kubectl", False, "not installed", "install kubectl", required=True, found=False),
     ]
 
     def slow_doctor() -> list[Finding]:

@@ -12,10 +12,10 @@ from collections.abc import Callable
 
 from labrunner.engine.events import StepStatus
 from labrunner.lab.model import Workshop
+from labrunner.state.rules import StepState
 from labrunner.tui.app import LabrunnerApp
 from labrunner.tui.dialogs.confirm import ConfirmDialog
 from labrunner.tui.messages import JobKind
-from labrunner.tui.progress import StepState
 from labrunner.tui.widgets.checks_panel import ChecksPanel
 from labrunner.tui.widgets.command_block import CommandBlock
 from labrunner.tui.widgets.output_pane import OutputPane

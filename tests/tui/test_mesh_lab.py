@@ -13,9 +13,9 @@ from pathlib import Path
 
 import pytest
 
+from labrunner.state.rules import StepState
 from labrunner.tui.app import LabrunnerApp
 from labrunner.tui.dialogs.confirm import ConfirmDialog
-from labrunner.tui.progress import StepState
 
 from .helpers import REPO_LABS, copy_workshop, lab_screen, load, notified, output, wait_for
 

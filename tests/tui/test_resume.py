@@ -11,10 +11,10 @@ import asyncio
 from collections.abc import Callable
 
 from labrunner.lab.model import Workshop
+from labrunner.state.rules import StepState
 from labrunner.state.store import ProgressStore
 from labrunner.tui.app import LabrunnerApp
 from labrunner.tui.dialogs.confirm import ConfirmDialog
-from labrunner.tui.progress import StepState
 from labrunner.tui.screens.home import HomeScreen
 from labrunner.tui.widgets.step_list import StepList
 

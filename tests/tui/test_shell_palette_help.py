@@ -9,10 +9,10 @@ from pathlib import Path
 from textual.binding import Binding
 
 from labrunner.lab.model import Workshop
+from labrunner.state.rules import StepState
 from labrunner.tui.app import LabrunnerApp
 from labrunner.tui.commands import palette_entries
 from labrunner.tui.dialogs.confirm import ConfirmDialog
-from labrunner.tui.progress import StepState
 from labrunner.tui.screens.help import HelpScreen, key_label
 from labrunner.tui.screens.home import HomeScreen
 from labrunner.tui.screens.lab import LabScreen

@@ -9,22 +9,20 @@ from pathlib import Path
 from rich.color import Color
 from textual.app import App, ComposeResult
 
+from labrunner.doctor import Finding, Topic
 from labrunner.lab.model import Lab, Step, Workshop
-from labrunner.state.store import StepRecord
-from labrunner.tui.output import OutputBuffer
-from labrunner.tui.progress import (
+from labrunner.state.rules import (
     StepState,
     blocking_step,
     lab_progress,
     resume_target,
-    short_command,
     step_states,
-    summarize,
 )
+from labrunner.state.store import StepRecord
+from labrunner.tui.output import OutputBuffer
+from labrunner.tui.progress import short_command, summarize
 from labrunner.tui.screens.help import key_label
 from labrunner.tui.widgets.output_pane import OutputPane
-
-from .helpers import Finding
 
 
 def lab(lab_id: str, *step_ids: str, requires: tuple[str, ...] = ()) -> Lab:
@@ -86,13 +84,15 @@ def test_doctor_findings_become_one_status_line() -> None:
     status = summarize(
         [
             Finding("bash", True, "5.2", required=True),
-            Finding("istioctl", True, "1.30.3"),
+            Finding("istioctl", True, "1.30.3", version="1.30.3"),
             Finding(
-                "kube context", True, "kind-istio (https://127.0.0.1:6443)", category="cluster"
+                "kube context", True, "kind-istio (https://127.0.0.1:6443)", topic=Topic.CONTEXT
             ),
-            Finding("cluster", True, "reachable at https://127.0.0.1:6443", category="cluster"),
-            Finding("kubernetes", True, "v1.34.0; supported", category="cluster"),
-            Finding("istio", True, "istiod runs Istio 1.30.3", category="cluster"),
+            Finding("cluster", True, "reachable at https://127.0.0.1:6443", topic=Topic.CLUSTER),
+            Finding(
+                "kubernetes", True, "v1.34.0; supported", topic=Topic.KUBERNETES, version="v1.34.0"
+            ),
+            Finding("istio", True, "istiod runs Istio 1.30.3", topic=Topic.ISTIO, version="1.30.3"),
         ],
         "kind-istio",
     )
@@ -102,7 +102,7 @@ def test_doctor_findings_become_one_status_line() -> None:
     status = summarize(
         [
             Finding("kubectl", False, "missing", required=True),
-            Finding("kube context", False, "no kubeconfig", required=True, category="cluster"),
+            Finding("kube context", False, "no kubeconfig", required=True, topic=Topic.CONTEXT),
         ],
         None,
     )
@@ -111,8 +111,14 @@ def test_doctor_findings_become_one_status_line() -> None:
     )
     status = summarize(
         [
-            Finding("cluster", False, "connection refused", category="cluster"),
-            Finding("istio", False, "istiod runs Istio 1.29.0; the workshop pins 1.30.3"),
+            Finding("cluster", False, "connection refused", topic=Topic.CLUSTER),
+            Finding(
+                "istio",
+                False,
+                "istiod runs Istio 1.29.0; the workshop pins 1.30.3",
+                topic=Topic.ISTIO,
+                version="1.29.0",
+            ),
         ],
         "kind-x",
     )

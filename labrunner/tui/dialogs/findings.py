@@ -11,21 +11,17 @@ from textual.containers import Vertical, VerticalScroll
 from textual.screen import ModalScreen
 from textual.widgets import Static
 
+from labrunner.doctor import Finding
 from labrunner.tui.progress import EnvironmentStatus
 
 
-def describe(finding: object) -> tuple[str, bool]:
+def describe(finding: Finding) -> tuple[str, bool]:
     """One finding as a line of text, and whether it is fine."""
-    name = str(getattr(finding, "name", "?"))
-    ok = bool(getattr(finding, "ok", False))
-    detail = str(getattr(finding, "detail", ""))
-    fix = str(getattr(finding, "fix", ""))
-    required = bool(getattr(finding, "required", False))
-    mark = "✔" if ok else ("✘" if required else "·")
-    line = f"{mark} {name}: {detail}"
-    if not ok and fix:
-        line += f"\n    fix: {fix}"
-    return line, ok
+    mark = "✔" if finding.ok else ("✘" if finding.required else "·")
+    line = f"{mark} {finding.name}: {finding.detail}"
+    if not finding.ok and finding.fix:
+        line += f"\n    fix: {finding.fix}"
+    return line, finding.ok
 
 
 class FindingsDialog(ModalScreen[None]):
@@ -35,7 +31,7 @@ class FindingsDialog(ModalScreen[None]):
         Binding("escape,q,d", "close", "Close"),
     ]
 
-    def __init__(self, status: EnvironmentStatus, findings: Sequence[object]) -> None:
+    def __init__(self, status: EnvironmentStatus, findings: Sequence[Finding]) -> None:
         super().__init__(id="findings-dialog")
         self.status = status
         self.findings = list(findings)

@@ -18,11 +18,13 @@ from textual.reactive import var
 from textual.screen import Screen
 from textual.widgets import Footer, ListView, Static
 
+from labrunner.doctor import Finding
 from labrunner.lab.model import Workshop
+from labrunner.state.rules import LabProgress
 from labrunner.tui import messages as msg
 from labrunner.tui.commands import Action, bindings
 from labrunner.tui.dialogs.findings import FindingsDialog
-from labrunner.tui.progress import EnvironmentStatus, LabProgress
+from labrunner.tui.progress import EnvironmentStatus
 from labrunner.tui.widgets.lab_list import LabList
 
 
@@ -41,7 +43,7 @@ class HomeScreen(Screen[None]):
 
     progress: var[Mapping[str, LabProgress]] = var(dict, init=False)
     status: var[EnvironmentStatus] = var(EnvironmentStatus(None), init=False)
-    findings: var[list[object]] = var(list, init=False)
+    findings: var[list[Finding]] = var(list, init=False)
     highlighted: var[str | None] = var(None, init=False)
 
     def __init__(self, workshop: Workshop) -> None:

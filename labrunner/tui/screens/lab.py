@@ -31,19 +31,19 @@ from textual.widgets import Footer, Input, ListView, Markdown, Static
 from labrunner.engine import events as ev
 from labrunner.engine.events import StepStatus
 from labrunner.lab.model import Lab, Step
-from labrunner.state.store import StepRecord
-from labrunner.tui import messages as msg
-from labrunner.tui.commands import Action, bindings
-from labrunner.tui.dialogs.confirm import ConfirmDialog
-from labrunner.tui.output import OutputBuffer
-from labrunner.tui.progress import (
+from labrunner.state.rules import (
     FAILED_STATUSES,
-    STATE_CLASSES,
     StepState,
     blocking_step,
     next_step,
     step_states,
 )
+from labrunner.state.store import StepRecord
+from labrunner.tui import messages as msg
+from labrunner.tui.commands import Action, bindings
+from labrunner.tui.dialogs.confirm import ConfirmDialog
+from labrunner.tui.output import OutputBuffer
+from labrunner.tui.progress import STATE_CLASSES, css_class
 from labrunner.tui.widgets import show_state
 from labrunner.tui.widgets.checks_panel import ChecksPanel
 from labrunner.tui.widgets.command_block import CommandBlock
@@ -312,7 +312,7 @@ class LabScreen(Screen[None]):
             text += "\nStarting fresh? Shift+S runs the lab's setup first."
         heading = self.query_one("#step-heading", Static)
         heading.update(text)
-        show_state(heading, state.value, STATE_CLASSES)
+        show_state(heading, css_class(state), STATE_CLASSES)
         heading.set_class(step.id in self.stale, "-stale")
         self._show_title()
 
@@ -484,14 +484,6 @@ class LabScreen(Screen[None]):
 
     def _failed(self, step: Step, kind: msg.JobKind, why: str) -> None:
         self.failed.add(step.id)
-        if step.id == self.selected.id:
-            for row in self.query_one(ChecksPanel).rows():
-                if row.state == "-pending":
-                    row.show("-failed", row.message)
-        remembered = self.outcomes.get(step.id, {})
-        for index, (state, message, label) in list(remembered.items()):
-            if state == "-pending":
-                remembered[index] = ("-failed", message, label)
         self._show_hints()
         if kind is msg.JobKind.LIVE:
             return

@@ -7,7 +7,7 @@ from collections.abc import Mapping
 from textual.widgets import Label, ListItem, ListView
 
 from labrunner.lab.model import Lab, Workshop
-from labrunner.tui.progress import LabProgress
+from labrunner.state.rules import LabProgress
 
 
 class LabItem(ListItem):

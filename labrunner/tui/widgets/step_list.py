@@ -12,7 +12,8 @@ from collections.abc import Collection, Mapping
 from textual.widgets import Label, ListItem, ListView
 
 from labrunner.lab.model import Lab
-from labrunner.tui.progress import ICONS, STATE_CLASSES, StepState
+from labrunner.state.rules import StepState
+from labrunner.tui.progress import ICONS, STATE_CLASSES, css_class
 
 
 class StepItem(ListItem):
@@ -38,7 +39,9 @@ class StepItem(ListItem):
         """Show ``state`` (plus the running and stale flags)."""
         self.state = state
         classes = (
-            {state.value} | ({"-running"} if running else set()) | ({"-stale"} if stale else set())
+            {css_class(state)}
+            | ({"-running"} if running else set())
+            | ({"-stale"} if stale else set())
         )
         current = set(self.classes)
         wanted = (current - {*STATE_CLASSES, "-running", "-stale"}) | classes

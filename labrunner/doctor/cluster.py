@@ -8,8 +8,9 @@ question up front, read-only, and words every answer with what to do.
 Only a reachable cluster (and a kube context to reach it with) is required,
 and only when the workshop has labs that use one; everything else is advice.
 Every request is bounded (about 3 s) so a dead cluster costs seconds, not
-minutes. ``labrunner.doctor`` imports this module only when the doctor runs,
-so the ``kubernetes`` client stays out of the CLI's start-up.
+minutes. The ``kubernetes`` package is imported only when the findings are
+collected (inside ``labrunner.cluster.client``), so importing this module
+stays cheap.
 """
 
 from __future__ import annotations
@@ -18,23 +19,40 @@ import os
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
+from labrunner.cluster.client import Kube, resolve_context
 from labrunner.cluster.errors import ClusterError, NotFound
+from labrunner.cluster.guard import decide
+from labrunner.cluster.kubeconfig import server_for
+from labrunner.cluster.resources import DEPLOYMENTS, SERVICES, name_of
+from labrunner.cluster.versions import (
+    find_istiod,
+    istio_version_of,
+    kubernetes_support,
+    minor,
+    version_matches,
+)
+from labrunner.doctor.findings import Finding, Topic
 
 if TYPE_CHECKING:
-    from labrunner.cluster.client import Kube
-    from labrunner.doctor import Finding
     from labrunner.lab.model import Workshop
 
 TIMEOUT = 3.0
 ISTIO_NAMESPACE = "istio-system"
 GATEWAY_SERVICE = "istio-ingressgateway"
-CATEGORY = "cluster"
 
 
-def _finding(name: str, ok: bool, detail: str, fix: str = "", *, required: bool = False) -> Finding:
-    from labrunner.doctor import Finding
-
-    return Finding(name, ok, detail, fix, required, CATEGORY)
+def _finding(
+    topic: Topic,
+    name: str,
+    ok: bool,
+    detail: str,
+    fix: str = "",
+    *,
+    required: bool = False,
+    version: str | None = None,
+    found: bool = True,
+) -> Finding:
+    return Finding(name, ok, detail, fix, required, topic, version, found)
 
 
 def _pinned_istio(workshop: Workshop | None, env: Mapping[str, str]) -> str | None:
@@ -62,21 +80,22 @@ def context_finding(
     context: str | None, workshop: Workshop | None, env: Mapping[str, str], *, required: bool
 ) -> tuple[Finding, str | None]:
     """The kube context labrunner would act on and the guard's verdict; returns the name too."""
-    from labrunner.cluster.client import resolve_context
-    from labrunner.cluster.guard import decide
-    from labrunner.cluster.kubeconfig import server_for
-
     try:
         name = resolve_context(env, context)
     except ClusterError as exc:
-        return _finding("kube context", False, exc.message, _fix_for(exc), required=required), None
+        return _finding(
+            Topic.CONTEXT, "kube context", False, exc.message, _fix_for(exc), required=required
+        ), None
     patterns = workshop.context_patterns if workshop is not None else ()
     decision = decide(name, explicit=context is not None, extra=patterns)
     server = server_for(env, name) or "unknown server"
     if decision.allowed:
-        return _finding("kube context", True, f"{name} ({server})", required=required), name
+        return _finding(
+            Topic.CONTEXT, "kube context", True, f"{name} ({server})", required=required
+        ), name
     return (
         _finding(
+            Topic.CONTEXT,
             "kube context",
             False,
             f"{name} ({server}) does not look like a disposable workshop cluster",
@@ -87,19 +106,31 @@ def context_finding(
     )
 
 
-def _version_findings(kube: Kube, version: Mapping[str, Any], pinned: str | None) -> Finding:
-    from labrunner.cluster.versions import kubernetes_support, minor
-
+def _version_findings(version: Mapping[str, Any], pinned: str | None) -> Finding:
     git = str(version.get("gitVersion") or "")
     raw_minor = str(version.get("minor") or "").rstrip("+")
     k8s_minor = int(raw_minor) if raw_minor.isdigit() else minor(git)
     shown = git or f"{version.get('major', '?')}.{version.get('minor', '?')}"
+    found = git or None
     if k8s_minor is None:
-        return _finding("kubernetes", True, f"{shown} (cannot tell the minor version)")
+        return _finding(
+            Topic.KUBERNETES,
+            "kubernetes",
+            True,
+            f"{shown} (cannot tell the minor version)",
+            version=found,
+        )
     if pinned is None:
-        return _finding("kubernetes", True, f"{shown} (the workshop pins no Istio version)")
+        return _finding(
+            Topic.KUBERNETES,
+            "kubernetes",
+            True,
+            f"{shown} (the workshop pins no Istio version)",
+            version=found,
+        )
     supported, why = kubernetes_support(pinned, k8s_minor)
     return _finding(
+        Topic.KUBERNETES,
         "kubernetes",
         supported is not False,
         f"{shown}; {why}",
@@ -107,58 +138,64 @@ def _version_findings(kube: Kube, version: Mapping[str, Any], pinned: str | None
         if supported is not False
         else "create the cluster with a supported Kubernetes, "
         "e.g. `kind create cluster --image kindest/node:v1.33.1`",
+        version=found,
     )
 
 
 def _istio_finding(kube: Kube, pinned: str | None) -> tuple[Finding, bool]:
-    from labrunner.cluster.api import DEPLOYMENTS, name_of
-    from labrunner.verify.istio import find_istiod, version_matches, version_of
-
     install = f"istioctl install --set profile=demo -y (Istio {pinned or 'the pinned release'})"
     try:
         listed = kube.get(DEPLOYMENTS.collection(ISTIO_NAMESPACE), timeout=TIMEOUT)
     except ClusterError as exc:
-        return _finding("istio", False, f"cannot tell: {exc.message}", _fix_for(exc)), False
+        return (
+            _finding(Topic.ISTIO, "istio", False, f"cannot tell: {exc.message}", _fix_for(exc)),
+            False,
+        )
     istiod = find_istiod(listed.get("items") or [])
     if istiod is None:
         return (
             _finding(
+                Topic.ISTIO,
                 "istio",
                 False,
                 f"not installed (no istiod Deployment in {ISTIO_NAMESPACE})",
                 f"the workshop's install lab does this: {install}",
+                found=False,
             ),
             False,
         )
-    found = version_of(istiod)
+    found = istio_version_of(istiod)
     detail = f"{name_of(istiod)} runs Istio {found or 'of an unknown version'}"
     if pinned and found and not version_matches(found, pinned):
         return (
             _finding(
+                Topic.ISTIO,
                 "istio",
                 False,
                 f"{detail}; the workshop pins {pinned}",
                 f"uninstall it (istioctl uninstall --purge -y) and {install}",
+                version=found,
             ),
             True,
         )
-    return _finding("istio", True, detail), True
+    return _finding(Topic.ISTIO, "istio", True, detail, version=found), True
 
 
 def _gateway_finding(kube: Kube) -> Finding:
-    from labrunner.cluster.api import SERVICES
+    def gateway(ok: bool, detail: str, fix: str = "", *, found: bool = True) -> Finding:
+        return _finding(Topic.GATEWAY, "ingress gateway", ok, detail, fix, found=found)
 
     try:
         svc = kube.get(SERVICES.item(GATEWAY_SERVICE, ISTIO_NAMESPACE), timeout=TIMEOUT)
     except NotFound:
-        return _finding(
-            "ingress gateway",
+        return gateway(
             False,
             f"no {GATEWAY_SERVICE} Service in {ISTIO_NAMESPACE}",
             "install Istio with the demo profile, which includes the ingress gateway",
+            found=False,
         )
     except ClusterError as exc:
-        return _finding("ingress gateway", False, f"cannot tell: {exc.message}", _fix_for(exc))
+        return gateway(False, f"cannot tell: {exc.message}", _fix_for(exc))
     spec, status = svc.get("spec") or {}, svc.get("status") or {}
     kind = str(spec.get("type") or "ClusterIP")
     ingress = (status.get("loadBalancer") or {}).get("ingress") or []
@@ -168,17 +205,15 @@ def _gateway_finding(kube: Kube) -> Finding:
     port = http.get("port", 80)
     forward = f"kubectl -n {ISTIO_NAMESPACE} port-forward svc/{GATEWAY_SERVICE} 8080:{port}"
     if address:
-        return _finding("ingress gateway", True, f"{kind} with external address {address}")
+        return gateway(True, f"{kind} with external address {address}")
     if kind in ("LoadBalancer", "NodePort") and http.get("nodePort"):
-        return _finding(
-            "ingress gateway",
+        return gateway(
             False,
             f"{kind} without an external address (usual on kind and minikube); "
             f"NodePort {http['nodePort']} on the node's IP also works",
             f"labs reach it through the API server (port-forward): {forward}",
         )
-    return _finding(
-        "ingress gateway",
+    return gateway(
         False,
         f"{kind} Service without an external address",
         f"labs reach it through the API server (port-forward): {forward}",
@@ -187,8 +222,6 @@ def _gateway_finding(kube: Kube) -> Finding:
 
 def findings(*, context: str | None, workshop: Workshop | None) -> list[Finding]:
     """Every cluster finding, each with what to do about it."""
-    from labrunner.cluster.client import Kube, build_api_client
-
     env = dict(os.environ)
     needs_cluster = workshop is not None and any(lab.needs_cluster for lab in workshop.labs)
     context_result, name = context_finding(context, workshop, env, required=needs_cluster)
@@ -196,23 +229,35 @@ def findings(*, context: str | None, workshop: Workshop | None) -> list[Finding]
     if name is None:
         return out
     pinned = _pinned_istio(workshop, env)
+
+    def unreachable(exc: ClusterError) -> Finding:
+        return _finding(
+            Topic.CLUSTER, "cluster", False, exc.message, _fix_for(exc), required=needs_cluster
+        )
+
     try:
-        kube = Kube(build_api_client(env, name), context=name)
+        kube = Kube.connect(env, name)
     except ClusterError as exc:
-        out.append(_finding("cluster", False, exc.message, _fix_for(exc), required=needs_cluster))
+        out.append(unreachable(exc))
         return out
     try:
         try:
             version = kube.version(timeout=TIMEOUT)
-        except ClusterError as exc:
-            out.append(
-                _finding("cluster", False, exc.message, _fix_for(exc), required=needs_cluster)
-            )
-            return out
         except NotFound:
             version = {}
-        out.append(_finding("cluster", True, f"reachable at {kube.server}", required=needs_cluster))
-        out.append(_version_findings(kube, version, pinned))
+        except ClusterError as exc:
+            out.append(unreachable(exc))
+            return out
+        out.append(
+            _finding(
+                Topic.CLUSTER,
+                "cluster",
+                True,
+                f"reachable at {kube.server}",
+                required=needs_cluster,
+            )
+        )
+        out.append(_version_findings(version, pinned))
         istio, installed = _istio_finding(kube, pinned)
         out.append(istio)
         if installed:
