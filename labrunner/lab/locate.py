@@ -3,8 +3,8 @@
 Every command asks the same question, so there is one answer:
 
 - the labs directory: ``--labs DIR``, else ``LABRUNNER_LABS``, else the nearest
-  ``labs/`` (with a ``workshop.yaml``) in the current directory or one of its
-  parents, else the bundled workshop;
+  ``labs/`` in the current directory or one of its parents (the workshop
+  folder is "the one that contains labs/"), else the bundled workshop;
 - the root: where lab commands run, ``workdir`` of ``workshop.yaml`` if it sets
   one (relative to the labs directory), else the parent of a directory named
   ``labs``, else the labs directory itself;
@@ -66,7 +66,7 @@ def packaged_workshop() -> Path | None:
 def _nearest_labs(start: Path) -> Path | None:
     for folder in (start, *start.parents):
         candidate = folder / "labs"
-        if (candidate / WORKSHOP_FILE).is_file():
+        if candidate.is_dir():
             return candidate
     return None
 

@@ -3,17 +3,17 @@
 from __future__ import annotations
 
 import base64
-import json
 import shutil
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from labrunner.testing.fixtures import FakeClusterHandle
 from labrunner.verify.outcome import Status
 from labrunner.verify.registry import builtin_registry
 
-from .conftest import Certs, Served, Tools, make_ctx, one_line, run_check
+from .conftest import Certs, Served, make_ctx, one_line, run_check
 
 
 @pytest.fixture
@@ -245,27 +245,34 @@ def test_command_that_hangs_is_bounded(work: Path) -> None:
 # --------------------------------------------------------------------------- secret source
 
 
-def _secret(certs: Certs, *, with_key: bool = True) -> str:
+def _secret(certs: Certs, *, with_key: bool = True) -> dict[str, Any]:
     data = {"tls.crt": base64.b64encode(certs.crt("server").read_bytes()).decode()}
     if with_key:
         data["tls.key"] = base64.b64encode(certs.key("server").read_bytes()).decode()
-    return json.dumps(
-        {
-            "apiVersion": "v1",
-            "kind": "Secret",
-            "type": "kubernetes.io/tls",
-            "metadata": {"name": "istioinaction-cert", "namespace": "istio-system"},
-            "data": data,
-        }
-    )
+    return {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "type": "kubernetes.io/tls",
+        "metadata": {"name": "istioinaction-cert", "namespace": "istio-system"},
+        "data": data,
+    }
 
 
 SECRET = {"namespace": "istio-system", "name": "istioinaction-cert"}
 
 
-def test_secret_source_with_key_match(work: Path, certs: Certs, tools: Tools) -> None:
-    tools.add("kubectl", [("get secret istioinaction-cert -n istio-system", 0, _secret(certs), "")])
-    ctx = make_ctx(work, env=tools.env)
+@pytest.fixture
+def cluster(fake_cluster: FakeClusterHandle) -> FakeClusterHandle:
+    """The fake API server with the istio-system namespace (Secrets are read through it)."""
+    fake_cluster.server.apply(
+        {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "istio-system"}}
+    )
+    return fake_cluster
+
+
+def test_secret_source_with_key_match(work: Path, certs: Certs, cluster: FakeClusterHandle) -> None:
+    cluster.server.apply(_secret(certs))
+    ctx = make_ctx(work, env=cluster.env)
     outcome = one_line(
         run_check(
             "certificate",
@@ -281,77 +288,72 @@ def test_secret_source_with_key_match(work: Path, certs: Certs, tools: Tools) ->
     )
     assert outcome.status is Status.PASSED, outcome
     assert outcome.message.startswith("secret istio-system/istioinaction-cert (tls.crt): ")
-    assert tools.calls("kubectl") == ["get secret istioinaction-cert -n istio-system -o json"] * 2
+    reads = [r for r in cluster.server.requests() if "/secrets" in r.path]
+    assert len(reads) == 2, "the certificate and the key are read through the API server"
 
 
-def test_secret_context_is_passed(work: Path, certs: Certs, tools: Tools) -> None:
-    tools.add("kubectl", [("--context kind-workshop get secret", 0, _secret(certs), "")])
-    ctx = make_ctx(work, env=tools.env, kube_context="kind-workshop")
-    assert run_check("certificate", {"secret": SECRET}, ctx).ok
-
-
-@pytest.mark.parametrize(
-    ("rc", "stdout", "stderr", "status", "message"),
-    [
-        (
-            1,
-            "",
-            'Error from server (NotFound): secrets "istioinaction-cert" not found\n',
-            Status.FAILED,
-            "secret istio-system/istioinaction-cert not found",
-        ),
-        (
-            1,
-            "",
-            "The connection to the server 127.0.0.1:6443 was refused"
-            " - did you specify the right host or port?\n",
-            Status.ERROR,
-            "cannot reach the Kubernetes API",
-        ),
-        (
-            1,
-            "",
-            "Unable to connect to the server: dial tcp: lookup nowhere: no such host\n",
-            Status.ERROR,
-            "cannot reach the Kubernetes API",
-        ),
-        (
-            1,
-            "",
-            'Error from server (Forbidden): secrets "x" is forbidden: User "me" cannot get\n',
-            Status.ERROR,
-            "not allowed to read",
-        ),
-        (0, "this is not json", "", Status.ERROR, "not JSON"),
-    ],
-)
-def test_secret_failures(
-    work: Path, tools: Tools, rc: int, stdout: str, stderr: str, status: Status, message: str
+def test_secret_source_uses_the_named_context(
+    work: Path, certs: Certs, cluster: FakeClusterHandle
 ) -> None:
-    tools.add("kubectl", [("get secret", rc, stdout, stderr)])
-    outcome = one_line(run_check("certificate", {"secret": SECRET}, make_ctx(work, env=tools.env)))
-    assert outcome.status is status
-    assert message in outcome.message
+    cluster.server.apply(_secret(certs))
+    assert run_check(
+        "certificate",
+        {"secret": SECRET},
+        make_ctx(work, env=cluster.env, kube_context=cluster.context),
+    ).ok
+    other = run_check(
+        "certificate", {"secret": SECRET}, make_ctx(work, env=cluster.env, kube_context="elsewhere")
+    )
+    assert other.status is Status.ERROR
+    assert "kube context 'elsewhere' is not in the kubeconfig" in other.message
 
 
-def test_secret_without_the_key(work: Path, certs: Certs, tools: Tools) -> None:
-    tools.add("kubectl", [("get secret", 0, _secret(certs, with_key=False), "")])
-    ctx = make_ctx(work, env=tools.env)
+def test_a_missing_secret_is_pending_and_watched_in_both_verifiers(
+    work: Path, certs: Certs, cluster: FakeClusterHandle
+) -> None:
+    """The same situation, the same outcome and words, whichever verifier meets it."""
+    ctx = make_ctx(work, env=cluster.env)
+    from_certificate = run_check("certificate", {"secret": SECRET}, ctx)
+    from_secret = run_check("secret", dict(SECRET), ctx)
+    for outcome in (from_certificate, from_secret):
+        assert outcome.status is Status.PENDING, outcome
+        assert outcome.message == "secret istioinaction-cert not found in istio-system"
+        assert outcome.wait is not None, "a missing Secret is waited on with a watch"
+    assert from_secret.wait is not None and from_certificate.wait is not None
+    assert from_secret.wait(0.2) is False, "nothing changed yet"
+    cluster.server.apply(_secret(certs))
+    assert from_certificate.wait(10.0) is True, "the watch sees the Secret arrive"
+    assert run_check("certificate", {"secret": SECRET}, ctx).ok
+    assert run_check("secret", dict(SECRET), ctx).ok
+
+
+def test_a_secret_without_the_key_fails_in_the_secret_verifiers_words(
+    work: Path, certs: Certs, cluster: FakeClusterHandle
+) -> None:
+    cluster.server.apply(_secret(certs, with_key=False))
+    ctx = make_ctx(work, env=cluster.env)
     outcome = one_line(run_check("certificate", {"secret": {**SECRET, "key": "ca.crt"}}, ctx))
     assert outcome.status is Status.FAILED
-    assert (
-        outcome.message
-        == "secret istio-system/istioinaction-cert has no key ca.crt (it has tls.crt)"
-    )
+    expected = "secret istioinaction-cert in istio-system has no key ca.crt (keys: tls.crt)"
+    assert outcome.message == expected
+    same = run_check("secret", {**SECRET, "keys": ["ca.crt"]}, ctx)
+    assert (same.status, same.message) == (outcome.status, outcome.message)
     no_key = one_line(run_check("certificate", {"secret": SECRET, "key_matches": True}, ctx))
     assert no_key.status is Status.FAILED and "has no key tls.key" in no_key.message
 
 
-def test_kubectl_missing_is_an_environment_error(work: Path, tmp_path: Path) -> None:
-    ctx = make_ctx(work, env={"PATH": str(tmp_path / "empty-bin"), "HOME": str(tmp_path)})
-    outcome = one_line(run_check("certificate", {"secret": SECRET}, ctx))
-    assert outcome.status is Status.ERROR
-    assert outcome.message == "kubectl not found on PATH; install kubectl or add it to PATH"
+def test_secret_source_cluster_problems_are_errors(work: Path, cluster: FakeClusterHandle) -> None:
+    ctx = make_ctx(work, env=cluster.env)
+    cluster.server.faults.fail("list", status=403)
+    forbidden = one_line(run_check("certificate", {"secret": SECRET}, ctx))
+    assert forbidden.status is Status.ERROR
+    assert forbidden.message.startswith("forbidden: user labrunner-learner cannot list secrets")
+    cluster.server.stop()
+    stopped = one_line(
+        run_check("certificate", {"secret": SECRET}, make_ctx(work, env=cluster.env))
+    )
+    assert stopped.status is Status.ERROR
+    assert stopped.message.startswith(f"cluster unreachable at {cluster.server.url}")
 
 
 # --------------------------------------------------------------------------- parameters

@@ -8,12 +8,14 @@ from __future__ import annotations
 
 import base64
 import json
+import os
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from labrunner.pki import core as pki
+from labrunner.testing.fixtures import FakeClusterHandle
 from labrunner.verify.outcome import Status
 
 from .conftest import Certs, Tools, make_ctx, one_line, run_check
@@ -79,14 +81,44 @@ def deployment(name: str, namespace: str, account: str | None) -> str:
             "apiVersion": "apps/v1",
             "kind": "Deployment",
             "metadata": {"name": name, "namespace": namespace},
-            "spec": {"template": {"metadata": {"labels": {"app": name}}, "spec": spec}},
+            "spec": {
+                "selector": {"matchLabels": {"app": name}},
+                "template": {"metadata": {"labels": {"app": name}}, "spec": spec},
+            },
         }
     )
 
 
 @pytest.fixture
+def cluster(fake_cluster: FakeClusterHandle) -> FakeClusterHandle:
+    """The fake API server holding the web-api Deployment (the verifier reads it there)."""
+    fake_cluster.server.apply(
+        {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "istioinaction"}}
+    )
+    fake_cluster.server.apply(json.loads(deployment("web-api", "istioinaction", "web-api")))
+    return fake_cluster
+
+
+@pytest.fixture
+def tools(tmp_path: Path, cluster: FakeClusterHandle) -> Tools:
+    """Fake istioctl first on PATH, and the fake API server in KUBECONFIG."""
+    folder = tmp_path / "tools"
+    folder.mkdir()
+    env = dict(cluster.env)
+    env["PATH"] = f"{folder}{os.pathsep}{env.get('PATH', '')}"
+    return Tools(folder, env)
+
+
+def workload_reads(cluster: FakeClusterHandle) -> list[str]:
+    """The API paths the verifier read to learn a workload's service account."""
+    return [
+        r.path for r in cluster.server.requests() if "/deployments" in r.path or "/pods" in r.path
+    ]
+
+
+@pytest.fixture
 def mesh(certs: Certs, tools: Tools) -> Tools:
-    """istioctl serving web-api's real certificate; kubectl knowing its deployment."""
+    """istioctl serving web-api's real certificate; the cluster knowing its deployment."""
     tools.add(
         "istioctl",
         [
@@ -98,24 +130,15 @@ def mesh(certs: Certs, tools: Tools) -> Tools:
             )
         ],
     )
-    tools.add(
-        "kubectl",
-        [
-            (
-                "get deploy/web-api -n istioinaction",
-                0,
-                deployment("web-api", "istioinaction", "web-api"),
-                "",
-            )
-        ],
-    )
     return tools
 
 
 TARGET = {"target": "deploy/web-api", "namespace": "istioinaction"}
 
 
-def test_workload_certificate_passes_with_derived_identity(tmp_path: Path, mesh: Tools) -> None:
+def test_workload_certificate_passes_with_derived_identity(
+    tmp_path: Path, mesh: Tools, cluster: FakeClusterHandle
+) -> None:
     outcome = one_line(
         run_check("workload_certificate", dict(TARGET), make_ctx(tmp_path, env=mesh.env))
     )
@@ -123,11 +146,12 @@ def test_workload_certificate_passes_with_derived_identity(tmp_path: Path, mesh:
     assert "URI:spiffe://cluster.local/ns/istioinaction/sa/web-api" in outcome.message
     assert "issued by O=cluster.local" in outcome.message
     assert "checked:" in outcome.details and "lifetime" in outcome.details
-    assert mesh.calls("kubectl") == ["get deploy/web-api -n istioinaction -o json"]
+    reads = workload_reads(cluster)
+    assert reads and all("/namespaces/istioinaction/deployments" in path for path in reads), reads
 
 
 def test_pod_on_the_default_service_account_fails_clearly(
-    tmp_path: Path, certs: Certs, tools: Tools
+    tmp_path: Path, certs: Certs, tools: Tools, cluster: FakeClusterHandle
 ) -> None:
     tools.add(
         "istioctl",
@@ -137,9 +161,9 @@ def test_pod_on_the_default_service_account_fails_clearly(
         "apiVersion": "v1",
         "kind": "Pod",
         "metadata": {"name": "web-api-7d5c", "namespace": "istioinaction"},
-        "spec": {"containers": [{"name": "web-api"}]},
+        "spec": {"containers": [{"name": "web-api", "image": "web-api:1"}]},
     }
-    tools.add("kubectl", [("get pod/web-api-7d5c", 0, json.dumps(pod), "")])
+    cluster.server.apply(pod)
     params = {"target": "web-api-7d5c", "namespace": "istioinaction"}
     outcome = one_line(run_check("workload_certificate", params, make_ctx(tmp_path, env=tools.env)))
     assert outcome.status is Status.FAILED
@@ -150,11 +174,13 @@ def test_pod_on_the_default_service_account_fails_clearly(
     )
 
 
-def test_explicit_spiffe_id_and_trust_domain(tmp_path: Path, mesh: Tools) -> None:
+def test_explicit_spiffe_id_and_trust_domain(
+    tmp_path: Path, mesh: Tools, cluster: FakeClusterHandle
+) -> None:
     ctx = make_ctx(tmp_path, env=mesh.env)
     params = {**TARGET, "spiffe_id": "spiffe://cluster.local/ns/istioinaction/sa/web-api"}
     assert run_check("workload_certificate", params, ctx).ok
-    assert mesh.calls("kubectl") == []  # nothing to derive
+    assert workload_reads(cluster) == []  # nothing to derive
     wrong_td = one_line(
         run_check("workload_certificate", {**TARGET, "trust_domain": "corp.example"}, ctx)
     )
@@ -199,10 +225,6 @@ def test_chain_order_is_leaf_first_and_default_is_picked_by_name(
     chain = leaf.cert_pem() + inter.cert_pem() + root.cert_pem()
     tools.add(
         "istioctl", [("proxy-config", 0, sds_dump(chain, root.cert_pem(), root_first=False), "")]
-    )
-    tools.add(
-        "kubectl",
-        [("get deploy/web-api", 0, deployment("web-api", "istioinaction", "web-api"), "")],
     )
     ctx = make_ctx(tmp_path, env=tools.env)
     outcome = run_check(
@@ -311,19 +333,24 @@ def test_istioctl_missing(tmp_path: Path) -> None:
     assert outcome.message == "istioctl not found on PATH; install it in lab 1 or add it to PATH"
 
 
-def test_context_is_passed_to_istioctl(tmp_path: Path, mesh: Tools, certs: Certs) -> None:
+def test_context_is_passed_to_istioctl(
+    tmp_path: Path, mesh: Tools, certs: Certs, cluster: FakeClusterHandle
+) -> None:
     dump = sds_dump(certs.issued["web-api"].cert_pem(), None)
-    mesh.add("istioctl", [("--context kind-mesh proxy-config secret", 0, dump, "")])
-    mesh.add(
-        "kubectl",
-        [
-            (
-                "--context kind-mesh get deploy/web-api",
-                0,
-                deployment("web-api", "istioinaction", "web-api"),
-                "",
-            )
-        ],
-    )
-    ctx = make_ctx(tmp_path, env=mesh.env, kube_context="kind-mesh")
+    named = f"--context {cluster.context} proxy-config secret"
+    mesh.add("istioctl", [(named, 0, dump, "")])
+    ctx = make_ctx(tmp_path, env=mesh.env, kube_context=cluster.context)
     assert run_check("workload_certificate", dict(TARGET), ctx).ok
+    assert mesh.calls("istioctl")[0].startswith(named)
+
+
+def test_a_workload_not_created_yet_is_pending_and_watched(
+    tmp_path: Path, mesh: Tools, certs: Certs, cluster: FakeClusterHandle
+) -> None:
+    dump = sds_dump(certs.issued["web-api"].cert_pem(), None)
+    mesh.add("istioctl", [("proxy-config secret", 0, dump, "")])
+    params = {"target": "deploy/not-yet", "namespace": "istioinaction"}
+    outcome = run_check("workload_certificate", params, make_ctx(tmp_path, env=mesh.env))
+    assert outcome.status is Status.PENDING
+    assert outcome.message == "deployment not-yet not found in istioinaction"
+    assert outcome.wait is not None

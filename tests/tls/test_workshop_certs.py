@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import stat
 import subprocess
+import sys
 from pathlib import Path
 
 import click
@@ -151,3 +152,55 @@ def test_the_repo_certs_folder_keeps_keys_out_of_git(repo: Path) -> None:
     assert "*" in ignore and "!README.md" in ignore and "!.gitignore" in ignore
     readme = (repo / "certs" / "README.md").read_text()
     assert "labrunner certs" in readme and "--force" in readme
+
+
+LAB = """\
+apiVersion: labrunner/v1
+id: certs-lab
+title: Certificates
+steps:
+  - id: made
+    title: The workshop certificate exists
+    run: [labrunner certs]
+    check:
+      - certificate:
+          file: certs/istioinaction.io.crt
+          san_dns: {contains: istioinaction.io}
+          chain_to: certs/ca/root-ca.crt
+"""
+
+
+@pytest.mark.parametrize("workdir", [None, "../site"])
+def test_certs_from_another_directory_writes_where_the_labs_look(
+    tmp_path: Path, workdir: str | None
+) -> None:
+    """Regression: ``labrunner --labs DIR certs`` from elsewhere wrote certs/ into the cwd."""
+    labs = tmp_path / "ws" / "labs"
+    labs.mkdir(parents=True)
+    (labs / "certs-lab.yaml").write_text(LAB)
+    if workdir:
+        (labs / "workshop.yaml").write_text(
+            f"apiVersion: labrunner/v1\nkind: Workshop\ntitle: W\nworkdir: {workdir}\n"
+        )
+        (tmp_path / "ws" / "site").mkdir()
+    root = (labs / workdir).resolve() if workdir else labs.parent
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    labrunner = str(Path(sys.executable).parent / "labrunner")
+
+    def run(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [labrunner, "--labs", str(labs), *args],
+            cwd=elsewhere,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+
+    made = run("certs", "--key-type", "ec256")
+    assert made.returncode == 0, made.stderr
+    assert (root / "certs" / "istioinaction.io.crt").is_file()
+    assert not (elsewhere / "certs").exists(), "nothing is written into the current directory"
+    checked = run("check", "certs-lab")
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+    assert "PASS made" in checked.stdout
