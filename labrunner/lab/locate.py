@@ -12,17 +12,19 @@ Every command asks the same question, so there is one answer:
   labs' commands and checks look for it.
 
 The bundled workshop is the checkout's own ``labs/`` when labrunner runs from
-a source checkout. A wheel carries a copy inside the package
-(``labrunner/_workshop``), which is read-only and shared, while labs write
-``certs/`` and ``.lab-work/`` next to their files: so an installed labrunner
-asks the learner to copy it somewhere writable with ``labrunner init DIR``
-rather than run it in place (``BundledReadOnly``).
+a source checkout. A wheel installs a copy into the environment's data
+directory (``share/labrunner/workshop``), which is shared and often
+read-only, while labs write ``certs/`` and ``.lab-work/`` next to their
+files: so an installed labrunner asks the learner to copy it somewhere
+writable with ``labrunner init DIR`` rather than run it in place
+(``BundledReadOnly``).
 """
 
 from __future__ import annotations
 
 import os
 import shutil
+import sysconfig
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -35,8 +37,8 @@ WORKSHOP_FILE = "workshop.yaml"
 PACKAGE_DIR = Path(labrunner.__file__).resolve().parent
 CHECKOUT_LABS = PACKAGE_DIR.parent / "labs"
 """The bundled workshop's labs in a source checkout (or an editable install)."""
-PACKAGED_WORKSHOP = PACKAGE_DIR / "_workshop"
-"""The bundled workshop inside an installed wheel: ``labs/``, ``manifests/``, ``certs/``."""
+PACKAGED_WORKSHOP = Path(sysconfig.get_path("data")) / "share" / "labrunner" / "workshop"
+"""Where a wheel installs the bundled workshop: ``labs/``, ``manifests/``, ``certs/``."""
 
 
 class BundledReadOnly(UsageProblem):
@@ -44,9 +46,9 @@ class BundledReadOnly(UsageProblem):
 
     def __init__(self) -> None:
         super().__init__(
-            "no workshop here, and the bundled one lives inside the installed package, which "
-            "is read-only; copy it somewhere writable with `labrunner init DIR`, then run "
-            "labrunner in DIR (or pass --labs DIR/labs)"
+            "no workshop here (no labs/ in this directory or above it, no --labs, no "
+            "LABRUNNER_LABS); the bundled Istio workshop is installed read-only, so copy it "
+            "somewhere writable with `labrunner init DIR`, then run labrunner in DIR"
         )
 
 
@@ -56,7 +58,7 @@ def bundled_labs_dir() -> Path | None:
 
 
 def packaged_workshop() -> Path | None:
-    """The workshop copy an installed wheel carries (what ``labrunner init`` copies)."""
+    """The bundled workshop to copy: the wheel's installed copy, else the checkout's."""
     if (PACKAGED_WORKSHOP / "labs" / WORKSHOP_FILE).is_file():
         return PACKAGED_WORKSHOP
     checkout = bundled_labs_dir()
@@ -167,7 +169,7 @@ def copy_bundled(destination: Path) -> Path:
             ignore = (
                 shutil.ignore_patterns("*.crt", "*.key", "*.pem", "*.srl")
                 if name == "certs"
-                else shutil.ignore_patterns("__pycache__", "__init__.py")
+                else None
             )
             shutil.copytree(source / name, target / name, ignore=ignore, dirs_exist_ok=True)
     except OSError as exc:

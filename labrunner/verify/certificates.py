@@ -22,7 +22,6 @@ import base64
 import binascii
 import datetime as dt
 import json
-import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -44,26 +43,19 @@ from labrunner.verify.kube import (
     tool_problem,
 )
 from labrunner.verify.outcome import Outcome
-from labrunner.verify.params import as_list
+from labrunner.verify.params import as_list, seconds
 
 DEFAULT_TOLERANCE = 600.0
 DEFAULT_TIMEOUT = 15.0
 KeyLoader = Callable[[], pki.PrivateKey]
-_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
 
 
 def span_seconds(value: Any, default: float) -> float:
-    """A certificate duration (``30d``, ``24h``, ``10m`` or seconds) in seconds."""
-    if value is None:
-        return default
-    if isinstance(value, int | float):
-        return float(value)
-    text = str(value).strip()
-    try:
-        return float(text)
-    except ValueError:
-        parts = re.findall(r"(\d+(?:\.\d+)?)(ms|s|m|h|d)", text)
-        return sum(float(n) * _UNITS[u] for n, u in parts)
+    """A certificate duration (``30d``, ``24h``, ``10m`` or seconds) in seconds.
+
+    The loader has validated it against the duration schema already.
+    """
+    return seconds(value, default)
 
 
 def _span(value: float) -> str:

@@ -49,6 +49,7 @@ from typing import Any
 from urllib.parse import urlencode
 
 from labrunner.cluster.errors import ClusterError, UnknownType
+from labrunner.cluster.portforward import proxy_get
 from labrunner.cluster.resources import (
     CRDS,
     DEPLOYMENTS,
@@ -68,8 +69,8 @@ from labrunner.verify.kube import (
     abort_for,
     cluster_check,
     connect,
+    connection,
     missing_tool,
-    service_proxy_get,
 )
 from labrunner.verify.kubernetes import (
     NAMESPACE,
@@ -137,7 +138,6 @@ def _proxy_ready(pod: Mapping[str, Any]) -> bool:
 
 def _injection_hint(cluster: Any, namespace: str) -> str:
     """Why pods of ``namespace`` may lack the sidecar (its labels), for the message."""
-
     found = cluster.read(NAMESPACES, namespace)
     labels = labels_of(found) if found else {}
     flag = labels.get("istio-injection")
@@ -171,7 +171,6 @@ def _injection_hint(cluster: Any, namespace: str) -> str:
 @cluster_check
 def sidecar_injected(ctx: CheckContext, params: dict[str, Any]) -> Outcome:
     """Every matching pod has Istio's sidecar (container or native sidecar) and its annotation."""
-
     pods = select_pods(ctx, params)
     if not pods.live:
         return pods.none_yet()
@@ -235,7 +234,6 @@ def _annotations(obj: Mapping[str, Any]) -> Mapping[str, Any]:
 @cluster_check
 def istio_installed(ctx: CheckContext, params: dict[str, Any]) -> Outcome:
     """istiod and the gateways are available, the CRDs and injector exist, the version is pinned."""
-
     cluster = connect(ctx)
     ns = params.get("namespace", ROOT_NAMESPACE)
     deployments = cluster.list(DEPLOYMENTS, namespace=ns)
@@ -326,7 +324,6 @@ def _oldest(items: Sequence[Mapping[str, Any]]) -> Mapping[str, Any]:
 @cluster_check
 def peer_authentication(ctx: CheckContext, params: dict[str, Any]) -> Outcome:
     """The PeerAuthentication that applies (mesh, namespace or workload) has the given mode."""
-
     cluster = connect(ctx)
     root = params.get("root_namespace", ROOT_NAMESPACE)
     ns = params.get("namespace", root)
@@ -562,8 +559,8 @@ def _jaeger_get(
         svc = params["service"]
         where = f"service {svc.get('namespace', 'istio-system')}/{svc['name']}"
         try:
-            status, body = service_proxy_get(
-                ctx,
+            status, body = proxy_get(
+                connection(ctx),
                 namespace=svc.get("namespace", "istio-system"),
                 service=svc["name"],
                 port=svc.get("port", 80),

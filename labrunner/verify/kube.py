@@ -34,7 +34,7 @@ from labrunner import procs
 from labrunner.cluster.client import Kube, kubeconfig_stamp, resolve_context
 from labrunner.cluster.errors import ClusterError, NotFound
 from labrunner.cluster.objects import Reader
-from labrunner.cluster.portforward import ServiceForward, proxy_get
+from labrunner.cluster.portforward import ServiceForward
 from labrunner.cluster.resources import SECRETS
 from labrunner.verify.context import CheckContext
 from labrunner.verify.outcome import Outcome, Waiter
@@ -213,31 +213,6 @@ def service_endpoint(
     if forward.claim_closer():
         ctx.resources.on_close(forward.close)
     return forward.address
-
-
-def service_proxy_get(
-    ctx: CheckContext,
-    *,
-    namespace: str,
-    service: str,
-    port: int | str,
-    path: str,
-    query: Sequence[tuple[str, str]] = (),
-    timeout: float = 10.0,
-) -> tuple[int, bytes]:
-    """GET ``path`` on a Service through the API server's proxy: (status, body).
-
-    Raises ClusterError when the API server cannot be reached.
-    """
-    return proxy_get(
-        connection(ctx),
-        namespace=namespace,
-        service=service,
-        port=port,
-        path=path,
-        query=query,
-        timeout=timeout,
-    )
 
 
 # --------------------------------------------------------------------------- tools

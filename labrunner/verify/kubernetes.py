@@ -185,7 +185,6 @@ def _has_var(value: Any) -> bool:
 
 def lint_selector(params: Mapping[str, Any], key: str = "selector") -> list[ParamProblem]:
     """A load-time problem for a malformed label selector string (none for ${VAR}s)."""
-
     value = params.get(key)
     if not isinstance(value, str) or _has_var(value):
         return []
@@ -195,7 +194,6 @@ def lint_selector(params: Mapping[str, Any], key: str = "selector") -> list[Para
 
 def selector_param(params: Mapping[str, Any]) -> str:
     """The ``selector`` parameter (string or map) as the API's query string."""
-
     return label_selector(params.get("selector"))
 
 
@@ -435,7 +433,6 @@ def _metadata_problems(
 @cluster_check
 def namespace(ctx: CheckContext, params: dict[str, Any]) -> Outcome:
     """A namespace exists (with the given labels and annotations), or does not."""
-
     cluster = connect(ctx)
     name = params["name"]
     listed = cluster.named(NAMESPACES, name)
@@ -520,7 +517,6 @@ class PodSelection:
 
 def select_pods(ctx: CheckContext, params: Mapping[str, Any]) -> PodSelection:
     """List the pods of ``namespace``/``selector``, dropping terminating ones."""
-
     cluster = connect(ctx)
     ns = params.get("namespace", "default")
     selector = selector_param(params)
@@ -531,7 +527,6 @@ def select_pods(ctx: CheckContext, params: Mapping[str, Any]) -> PodSelection:
 
 def not_ready_summary(pods: Sequence[Mapping[str, Any]], limit: int = 2) -> str:
     """``web-api-7d5c-x is Pending: ImagePullBackOff; ...`` for the first unready pods."""
-
     shown = [f"{name_of(p)} is {why_not_ready(p)}" for p in pods[:limit]]
     if len(pods) > limit:
         shown.append(f"{len(pods) - limit} more not ready")
@@ -560,7 +555,6 @@ def not_ready_summary(pods: Sequence[Mapping[str, Any]], limit: int = 2) -> str:
 @cluster_check
 def pods_ready(ctx: CheckContext, params: dict[str, Any]) -> Outcome:
     """Matching pods are Ready; terminating pods are ignored, unready ones are named."""
-
     pods = select_pods(ctx, params)
     if not pods.live:
         return pods.none_yet()
@@ -610,7 +604,6 @@ def _describe_deployment(params: Mapping[str, Any]) -> str:
 @cluster_check
 def deployment_available(ctx: CheckContext, params: dict[str, Any]) -> Outcome:
     """Deployments are rolled out to their latest generation and Available."""
-
     cluster = connect(ctx)
     ns = params.get("namespace", "default")
     names = params["name"] if isinstance(params["name"], list) else [params["name"]]
@@ -721,7 +714,6 @@ def secret(ctx: CheckContext, params: dict[str, Any]) -> Outcome:
 @cluster_check
 def crd(ctx: CheckContext, params: dict[str, Any]) -> Outcome:
     """A CustomResourceDefinition exists, is established, and serves a version."""
-
     cluster = connect(ctx)
     name = params["name"]
     listed = cluster.named(CRDS, name)

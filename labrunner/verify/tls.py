@@ -38,16 +38,9 @@ from labrunner.verify.params import (
 )
 from labrunner.verify.registry import verifier
 
-LONG_DURATION: dict[str, Any] = {
-    "description": "a duration: 90s, 2m, 24h, 30d, or a number of seconds",
-    "anyOf": [
-        {"type": "number", "minimum": 0},
-        {
-            "type": "string",
-            "pattern": r"^\s*(?:\d+(?:\.\d+)?(?:ms|s|m|h|d))+\s*$|^\s*\d+(?:\.\d+)?\s*$",
-        },
-    ],
-}
+LONG_DURATION: dict[str, Any] = described(
+    DURATION, "a duration: 90s, 2m, 24h, 30d, or a number of seconds"
+)
 """Certificate lifetimes are counted in days, which lab durations do not spell; this does."""
 
 _SAN = described(

@@ -1,6 +1,6 @@
 """The lab's steps in order, each showing its state as a CSS class.
 
-The parent screen decides every state (see :mod:`labrunner.tui.progress`) and
+The parent screen decides every state (see :mod:`labrunner.state.rules`) and
 sets it here; this widget only turns states into an icon and classes such as
 ``-passed``, ``-locked`` or ``-stale`` that the stylesheet colours.
 """
