@@ -12,6 +12,7 @@ import os
 import sys
 from typing import IO, TYPE_CHECKING
 
+from labrunner.ansi import strip_ansi
 from labrunner.durations import format_duration
 from labrunner.engine import events as ev
 from labrunner.engine.events import StepStatus
@@ -42,7 +43,7 @@ class Printer:
         self._redact = LineRedactor()
         self._console = None
         if self.color:
-            from rich.console import Console
+            from rich.console import Console  # lazy: plain CI logs never load rich
 
             self._console = Console(file=self.stream, highlight=False, soft_wrap=True)
 
@@ -63,8 +64,6 @@ class Printer:
             line.append(Text.from_ansi(text))
             self._console.print(line)
         else:
-            from labrunner.ansi import strip_ansi
-
             self.stream.write("  | " + strip_ansi(text) + "\n")
 
     def __call__(self, event: ev.Event) -> None:

@@ -47,7 +47,7 @@ def _labs_option_value() -> str | None:
 )
 def certs_command(*, directory: Path | None, force: bool, host: str, key_type: str) -> None:
     """Generate the workshop CA and the istioinaction.io server certificate into certs/."""
-    from labrunner.certs import files as workshop
+    from labrunner.certs import files as workshop  # lazy: cryptography, see the docstring
     from labrunner.lab.locate import BundledReadOnly, locate
 
     if directory is not None:

@@ -57,7 +57,7 @@ def _merged_config(env: Mapping[str, str]) -> dict[str, Any]:
     context, cluster and user. Relative certificate and token paths are made
     absolute against the file that named them, as kubectl does.
     """
-    import yaml
+    import yaml  # lazy, like the client below: the CLI's start-up path imports this module
 
     merged: dict[str, Any] = {"contexts": [], "clusters": [], "users": []}
     seen: dict[str, set[str]] = {"contexts": set(), "clusters": set(), "users": set()}
@@ -134,7 +134,7 @@ def resolve_context(env: Mapping[str, str], explicit: str | None = None) -> str:
 
 def build_api_client(env: Mapping[str, str], context: str) -> Any:
     """A new ``kubernetes.client.ApiClient`` for ``context`` of the merged kubeconfig."""
-    from kubernetes import config
+    from kubernetes import config  # lazy: a third of a second, paid only when connecting
 
     try:
         return config.new_client_from_config_dict(  # type: ignore[no-untyped-call]
@@ -216,7 +216,7 @@ class Kube:
         stream: bool = False,
     ) -> Any:
         """Send a GET and return the urllib3 response (status not checked; caller reads it)."""
-        import urllib3
+        import urllib3  # lazy: comes with the kubernetes client, loaded on first request
 
         connect = min(max(timeout, 0.05), CONNECT_TIMEOUT)
         limit = urllib3.Timeout(

@@ -30,6 +30,8 @@ from __future__ import annotations
 import enum
 import json
 import re
+import socket
+import ssl
 from dataclasses import dataclass
 
 _FORBIDDEN = re.compile(
@@ -219,9 +221,6 @@ def transport_error(
     connect_timeout: float | None = None,
 ) -> ClusterError:
     """The ClusterError for a failure below HTTP: refused, unknown host, TLS, timeout."""
-    import socket
-    import ssl
-
     chain = _chain(exc)
     names = {type(e).__name__ for e in chain}
     text = " ".join(str(e) for e in chain)

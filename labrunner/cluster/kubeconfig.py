@@ -24,7 +24,7 @@ def kubeconfig_paths(env: Mapping[str, str]) -> list[Path]:
 
 
 def _read(path: Path) -> dict[str, Any]:
-    import yaml
+    import yaml  # lazy: `labrunner --help` must not pay for the YAML parser
 
     try:
         with path.open("rb") as fh:

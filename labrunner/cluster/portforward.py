@@ -107,7 +107,7 @@ class ServiceForward:
     """A local listener relaying each connection to a ready pod behind a Service."""
 
     def __init__(self, conn: Kube, *, namespace: str, service: str, port: int | str) -> None:
-        from kubernetes import client
+        from kubernetes import client  # lazy: see the module docstring
 
         # A private ApiClient: kubernetes.stream swaps call_api on the client it
         # is given while it opens a websocket, which must not disturb other checks.
@@ -143,7 +143,7 @@ class ServiceForward:
         return self._backend
 
     def _open(self) -> Any:
-        from kubernetes.stream import portforward
+        from kubernetes.stream import portforward  # lazy: see the module docstring
 
         with self._open_lock:
             backend = self._backend

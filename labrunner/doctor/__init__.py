@@ -16,6 +16,8 @@ from typing import TYPE_CHECKING
 from labrunner.doctor import cluster
 from labrunner.doctor.findings import Finding, Topic
 from labrunner.doctor.tools import tool_findings, workshop_environment
+from labrunner.lab.loader import load_workshop
+from labrunner.lab.locate import find_labs_dir
 
 if TYPE_CHECKING:
     from labrunner.lab.catalog import Catalog
@@ -52,9 +54,6 @@ def _labs_finding(ok: bool, detail: str, fix: str = "") -> Finding:
 
 
 def _load(labs_option: str | None, catalog: Catalog, findings: list[Finding]) -> Workshop | None:
-    from labrunner.lab.loader import load_workshop
-    from labrunner.lab.locate import find_labs_dir
-
     try:
         labs_dir = find_labs_dir(labs_option)
         result = load_workshop(labs_dir, catalog)

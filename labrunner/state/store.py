@@ -45,7 +45,7 @@ def state_dir() -> Path:
     override = os.environ.get("LABRUNNER_STATE_DIR")
     if override:
         return Path(override).expanduser()
-    from platformdirs import user_state_dir
+    from platformdirs import user_state_dir  # lazy: start-up speed (only without the override)
 
     return Path(user_state_dir("labrunner", appauthor=False))
 

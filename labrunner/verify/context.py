@@ -12,6 +12,7 @@ run in ``cache`` so repeated polls reuse them; closers registered with
 from __future__ import annotations
 
 import os
+import shutil
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -110,6 +111,4 @@ class CheckContext:
 
     def which(self, program: str) -> str | None:
         """Where ``program`` is on the lab shell's PATH, if anywhere."""
-        import shutil
-
         return shutil.which(program, path=self.env.get("PATH", os.defpath))

@@ -633,8 +633,6 @@ def deployment_problems(
     The first unfinished Deployment's message also names one of its unready pods
     (one extra list call, only while something is pending).
     """
-    from labrunner.cluster.status import is_ready
-
     problems, final, explained = [], False, False
     for name, dep in deployments.items():
         if dep is None:
