@@ -905,3 +905,38 @@ def test_the_tui_refuses_to_start_without_a_terminal() -> None:
     assert "needs a terminal" in proc.stderr
     assert "labrunner verify" in proc.stderr
     assert proc.stdout == ""
+
+
+TIMED_OUT_LAB = """\
+apiVersion: labrunner/v1
+id: slow
+title: Slow
+steps:
+  - id: never
+    title: Never converges
+    run: ["true"]
+    within: 0.5s
+    check:
+      - file: {path: never-there.txt}
+      - command: {run: "true"}
+"""
+
+
+def test_reports_of_a_timed_out_check_say_failed_never_pending(tmp_path: Path) -> None:
+    labs = tmp_path / "labs"
+    write_lab(labs, "slow.yaml", TIMED_OUT_LAB)
+    report, junit = tmp_path / "report.json", tmp_path / "report.xml"
+    proc = run_cli("--labs", labs, "verify", "--json", report, "--junit", junit, cwd=tmp_path)
+    assert_clean(proc, 1)
+    data = json.loads(report.read_text())
+    (step,) = data["labs"][0]["steps"]
+    assert step["status"] == "failed"
+    first, second = step["checks"]
+    assert first["status"] == "failed", "the engine closes a check the budget ran out on"
+    assert first["message"] == "never-there.txt does not exist yet", "its last message"
+    assert second["status"] == "passed"
+    assert "pending" not in report.read_text()
+    failure = ET.parse(junit).getroot().find(".//failure")
+    assert failure is not None and "[failed] " in (failure.text or "")
+    assert "pending" not in junit.read_text()
+    assert "✘ " in proc.stdout and "… " not in proc.stdout
