@@ -21,8 +21,9 @@ from typing import Any
 
 import yaml
 
-from . import builtin_schema, errors, patches, schema, simulation, validation
+from . import builtin_schema, errors, events, patches, rbac, schema, simulation, validation
 from .errors import ApiError
+from .logs import PodLogs
 from .resources import ResourceRegistry, ResourceType, type_from_crd
 from .selectors import (
     SelectorError,
@@ -148,16 +149,27 @@ class ApiCore:
         self._depth = 0
         self._timers: builtins.list[threading.Timer] = []
         self._closed = False
+        self.logs = PodLogs()
+        self._event_index: dict[tuple[str, ...], tuple[str, str]] = {}
+        self._pulled: set[str] = set()
 
     # --- bootstrapping ----------------------------------------------------------------------
 
-    def seed(self) -> None:
-        """Create what a fresh kind cluster has: namespaces, the node, the kubernetes Service."""
+    def seed(self, cluster_uid: str | None = None) -> None:
+        """Create what a fresh kind cluster has: namespaces, the node, the kubernetes Service.
+
+        ``cluster_uid`` fixes the ``kube-system`` namespace's UID, which tools use as the
+        cluster's identity; by default it is random, like a new cluster's.
+        """
         for name in ("default", "kube-system", "kube-public", "kube-node-lease"):
+            meta: JsonDict = {"name": name}
+            if name == "kube-system" and cluster_uid:
+                meta["uid"] = cluster_uid
             self.create_internal(
-                simulation.NAMESPACES,
-                {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}},
+                simulation.NAMESPACES, {"apiVersion": "v1", "kind": "Namespace", "metadata": meta}
             )
+        for key, obj in rbac.bootstrap_policy():
+            self.create_internal(key, obj)
         self.create_internal(NODES, simulation.node_object(self.settings))
         self.create_internal(
             SERVICES,
@@ -183,6 +195,55 @@ class ApiCore:
         self._closed = True
         for timer in self._timers:
             timer.cancel()
+
+    def reset(self, *, wipe: bool, cluster_uid: str | None = None) -> str:
+        """A recreated cluster: new ``kube-system`` UID; with ``wipe`` every object is gone.
+
+        Returns the new UID. Without ``wipe`` only ``kube-system`` is replaced (a DELETED and an
+        ADDED event), which is what a tool caching the cluster's identity must notice.
+        """
+        new_uid = cluster_uid or simulation.new_uid()
+        with self._op():
+            if wipe:
+                for timer in self._timers:
+                    timer.cancel()
+                self._timers = []
+                for crd in self.store.list(CRDS):
+                    defined = type_from_crd(crd)
+                    if defined is not None:
+                        self.registry.remove(*defined.key)
+                for key in self.store.type_keys():
+                    self.store.drop_type(key)
+                self._dirty.clear()
+                self._event_index.clear()
+                self._pulled.clear()
+                self.logs.clear()
+                self.holds.rules.clear()
+                self.seed(new_uid)
+                self.store.forget_history()
+                return new_uid
+            old = self.store.get(simulation.NAMESPACES, "", "kube-system")
+            self.store.remove(simulation.NAMESPACES, "", "kube-system")
+            fresh: JsonDict = (
+                clone(old)
+                if old is not None
+                else {
+                    "apiVersion": "v1",
+                    "kind": "Namespace",
+                    "metadata": {"name": "kube-system"},
+                }
+            )
+            fresh["metadata"]["uid"] = new_uid
+            fresh["metadata"]["creationTimestamp"] = simulation.now()
+            simulation.default_namespace(fresh)
+            self.store.put(simulation.NAMESPACES, fresh, "ADDED")
+            return new_uid
+
+    @property
+    def cluster_uid(self) -> str:
+        """The ``kube-system`` namespace's UID (the cluster's identity)."""
+        ns = self.store.get(simulation.NAMESPACES, "", "kube-system")
+        return str((ns or {}).get("metadata", {}).get("uid", ""))
 
     # --- locking and controllers ------------------------------------------------------------
 
@@ -411,7 +472,7 @@ class ApiCore:
             "managedFields",
         ):
             meta.pop(key, None)
-        meta["uid"] = simulation.new_uid()
+        meta["uid"] = meta["uid"] if internal and meta.get("uid") else simulation.new_uid()
         meta["creationTimestamp"] = simulation.now()
         if self._has_generation(rt):
             meta["generation"] = 1
@@ -426,6 +487,8 @@ class ApiCore:
         self._after_write(rt, stored)
         if rt.key == simulation.NAMESPACES:
             self._seed_namespace(name)
+        elif rt.key == simulation.PODS:
+            self._pod_started(stored)
         return Result(with_version(stored, rt, version), 201, warnings)
 
     @staticmethod
@@ -672,6 +735,25 @@ class ApiCore:
             new["status"] = simulation.crd_status(new)
         elif key == ("", "secrets"):
             self._fold_string_data(new)
+        elif key in (rbac.ROLE_BINDINGS, rbac.CLUSTER_ROLE_BINDINGS):
+            before, after = old.get("roleRef") or {}, new.get("roleRef") or {}
+            if before != after:
+                shown = (
+                    f'rbac.RoleRef{{APIGroup:"{after.get("apiGroup", "")}", '
+                    f'Kind:"{after.get("kind", "")}", Name:"{after.get("name", "")}"}}'
+                )
+                raise errors.invalid(
+                    rt.kind,
+                    rt.group,
+                    new["metadata"]["name"],
+                    [
+                        errors.Cause(
+                            "FieldValueInvalid",
+                            f"Invalid value: {shown}: cannot change roleRef",
+                            "roleRef",
+                        )
+                    ],
+                )
 
     # --- patch ------------------------------------------------------------------------------
 
@@ -900,6 +982,8 @@ class ApiCore:
         final = self.store.remove(rt.key, namespace, name)
         if final is None:
             return None
+        if rt.key == simulation.PODS:
+            self.logs.forget_pod(namespace, name)
         self._mark(rt.key, final)
         if cascade:
             uid = final["metadata"].get("uid")
@@ -949,6 +1033,153 @@ class ApiCore:
                     self.store.remove(key, name, obj["metadata"]["name"])
             self.store.remove(simulation.NAMESPACES, "", name)
             self._dirty = {k: None for k in self._dirty if k[1] != name}
+
+    # --- events ---------------------------------------------------------------------------
+
+    def find_event(self, key: tuple[str, ...]) -> JsonDict | None:
+        """The stored event recorded under a correlation key, if it still exists."""
+        where = self._event_index.get(key)
+        return None if where is None else self.store.get(events.EVENTS, *where)
+
+    def store_event(self, key: tuple[str, ...], event: JsonDict, *, new: bool) -> JsonDict:
+        """Write a recorded event (ADDED or MODIFIED for watchers)."""
+        stored = self.store.put(events.EVENTS, event, "ADDED" if new else "MODIFIED")
+        meta = stored["metadata"]
+        self._event_index[key] = (meta["namespace"], meta["name"])
+        return stored
+
+    def record_event(
+        self,
+        obj: Mapping[str, Any],
+        reason: str,
+        message: str,
+        *,
+        type: str = events.NORMAL,
+        field_path: str = "",
+        component: str = "kubelet",
+        host: str | None = None,
+    ) -> JsonDict | None:
+        """Record an Event about ``obj`` (None when the simulation records no events)."""
+        if not self.settings.record_events:
+            return None
+        if host is None:
+            host = self.settings.node_name if component == "kubelet" else ""
+        with self._op():
+            ns = (obj.get("metadata") or {}).get("namespace") or "default"
+            if self.store.get(simulation.NAMESPACES, "", ns) is None:
+                return None
+            return events.record(
+                self,
+                obj,
+                reason,
+                message,
+                type=type,
+                field_path=field_path,
+                component=component,
+                host=host,
+            )
+
+    def _pod_started(self, pod: JsonDict) -> None:
+        """What the scheduler and kubelet say while a new pod starts."""
+        if not self.settings.record_events:
+            return
+        meta = pod["metadata"]
+        node = (pod.get("spec") or {}).get("nodeName") or self.settings.node_name
+        self.record_event(
+            pod,
+            "Scheduled",
+            f"Successfully assigned {meta['namespace']}/{meta['name']} to {node}",
+            component="default-scheduler",
+        )
+        for path, container in simulation.pod_containers(pod):
+            self.container_started_events(pod, container, path)
+        if not simulation.is_ready(pod):
+            self.readiness_failed_events(pod)
+
+    def container_started_events(self, pod: JsonDict, container: JsonDict, path: str) -> None:
+        """Pulling/Pulled (or "already present"), Created and Started for one container."""
+        image = str(container.get("image", ""))
+        name = str(container.get("name", ""))
+        field_path = f"{path}{{{name}}}"
+        policy = container.get("imagePullPolicy", "IfNotPresent")
+        if image in self._pulled and policy != "Always":
+            self.record_event(
+                pod,
+                "Pulled",
+                f'Container image "{image}" already present on machine',
+                field_path=field_path,
+            )
+        else:
+            self.record_event(pod, "Pulling", f'Pulling image "{image}"', field_path=field_path)
+            took = simulation.pull_seconds(image)
+            self.record_event(
+                pod,
+                "Pulled",
+                f'Successfully pulled image "{image}" in {took} ({took} including waiting). '
+                f"Image size: {simulation.image_size(image)} bytes.",
+                field_path=field_path,
+            )
+            self._pulled.add(image)
+        self.record_event(pod, "Created", f"Created container: {name}", field_path=field_path)
+        self.record_event(pod, "Started", f"Started container {name}", field_path=field_path)
+
+    def readiness_failed_events(self, pod: JsonDict) -> None:
+        """An ``Unhealthy`` warning for each app container of a pod held not Ready."""
+        message = f"Readiness probe failed: {self.settings.readiness_failure}"
+        for c in (pod.get("spec") or {}).get("containers") or []:
+            self.record_event(
+                pod,
+                "Unhealthy",
+                message,
+                type=events.WARNING,
+                field_path=f"spec.containers{{{c.get('name', '')}}}",
+            )
+
+    def waiting_events(
+        self, pod: JsonDict, container: str | None, reason: str, message: str
+    ) -> None:
+        """The warnings a kubelet records for a container stuck in ``reason``."""
+        meta = pod["metadata"]
+        for path, c in simulation.pod_containers(pod):
+            name = str(c.get("name", ""))
+            if path != "spec.containers" or (container is not None and name != container):
+                continue
+            image = str(c.get("image", ""))
+            where = f"{path}{{{name}}}"
+            warn = events.WARNING
+            if reason == "ErrImagePull":
+                detail = message or (
+                    f"rpc error: code = NotFound desc = failed to pull and unpack image "
+                    f'"{image}": not found'
+                )
+                self.record_event(
+                    pod,
+                    "Failed",
+                    f'Failed to pull image "{image}": {detail}',
+                    type=warn,
+                    field_path=where,
+                )
+                self.record_event(pod, "Failed", "Error: ErrImagePull", type=warn, field_path=where)
+            elif reason == "ImagePullBackOff":
+                self.record_event(
+                    pod, "BackOff", f'Back-off pulling image "{image}"', field_path=where
+                )
+                self.record_event(
+                    pod, "Failed", "Error: ImagePullBackOff", type=warn, field_path=where
+                )
+            elif reason == "CrashLoopBackOff":
+                self.record_event(
+                    pod,
+                    "BackOff",
+                    f"Back-off restarting failed container {name} in pod "
+                    f"{meta['name']}_{meta['namespace']}({meta.get('uid', '')})",
+                    type=warn,
+                    field_path=where,
+                )
+            elif reason not in ("ContainerCreating", "PodInitializing"):
+                self.record_event(
+                    pod, "Failed", f"Error: {message or reason}", type=warn, field_path=where
+                )
 
     # --- pod lifecycle helpers used by tests ------------------------------------------------
 

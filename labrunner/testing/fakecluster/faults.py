@@ -3,7 +3,14 @@
 Verifiers must turn a 500, a 403, a throttling 429, a slow apiserver, a watch that drops
 mid-stream or a refused connection into a clear ``error``/``pending`` outcome. Tests arrange
 those failures through :class:`Faults` (``server.faults``); each rule matches a verb and
-optionally a resource, namespace or name, and fires N times or for ever.
+optionally a resource, namespace, name or URL path prefix, and fires N times or for ever.
+
+API faults (an error status, a delay, a dropped watch) hit resource requests only, so
+discovery keeps working unless a rule names a ``path``. Transport faults hit every request,
+``/version`` and discovery included, because a hostile server is hostile from the first byte:
+``trickle`` sends the response one byte at a time, ``hang`` reads the request and never
+answers, ``cut`` closes the connection after the headers or halfway through the body, and
+``stall_connections`` accepts TCP connections without ever reading them (not even a TLS hello).
 """
 
 from __future__ import annotations
@@ -30,13 +37,35 @@ class FaultRule:
     drop_after_events: int | None = None
     drop_after_seconds: float | None = None
     abrupt: bool = False
+    path: str | None = None
+    hang: bool = False
+    hang_seconds: float | None = None
+    trickle: float | None = None
+    cut: str | None = None
     remaining: int | None = None
     hits: int = field(default=0)
 
+    @property
+    def transport(self) -> bool:
+        """Whether this rule breaks the connection itself (and so also hits non-resource URLs)."""
+        return self.hang or self.trickle is not None or self.cut is not None
+
     def matches(
-        self, verb: str, resource: str, namespace: str, name: str, subresource: str = ""
+        self,
+        verb: str,
+        resource: str,
+        namespace: str,
+        name: str,
+        subresource: str = "",
+        *,
+        path: str = "",
+        resource_request: bool = True,
     ) -> bool:
         """Whether the rule applies to a request (its verb may also name a subresource)."""
+        if self.path is not None and not path.startswith(self.path):
+            return False
+        if not resource_request and self.path is None and not self.transport:
+            return False
         if self.verb is not None and self.verb not in (verb, subresource):
             return False
         if self.resource is not None and self.resource != resource:
@@ -98,6 +127,7 @@ class Faults:
         self._lock = threading.Lock()
         self._rules: list[FaultRule] = []
         self._refuse = refuse
+        self._stall = threading.Event()
 
     def _add(self, rule: FaultRule) -> FaultRule:
         with self._lock:
@@ -173,6 +203,74 @@ class Faults:
             )
         )
 
+    def trickle(
+        self,
+        seconds_per_byte: float = 1.0,
+        *,
+        verb: str | None = None,
+        resource: str | None = None,
+        path: str | None = None,
+        times: int | None = None,
+    ) -> FaultRule:
+        """Send matching responses one byte at a time, ``seconds_per_byte`` apart (status line
+        and headers included), as a server that is alive but hopelessly slow."""
+        return self._add(
+            FaultRule(
+                verb=verb, resource=resource, path=path, trickle=seconds_per_byte, remaining=times
+            )
+        )
+
+    def hang(
+        self,
+        *,
+        verb: str | None = None,
+        resource: str | None = None,
+        path: str | None = None,
+        seconds: float | None = None,
+        times: int | None = None,
+    ) -> FaultRule:
+        """Read matching requests and never answer (until the client gives up, ``seconds``
+        pass, or the server stops); the connection then closes without a response."""
+        return self._add(
+            FaultRule(
+                verb=verb,
+                resource=resource,
+                path=path,
+                hang=True,
+                hang_seconds=seconds,
+                remaining=times,
+            )
+        )
+
+    def cut(
+        self,
+        after: str = "body",
+        *,
+        verb: str | None = None,
+        resource: str | None = None,
+        path: str | None = None,
+        times: int | None = None,
+    ) -> FaultRule:
+        """Close the connection mid-response: ``after="headers"`` (headers sent, no body) or
+        ``after="body"`` (half of the body sent, Content-Length promising more)."""
+        if after not in ("headers", "body"):
+            raise ValueError('cut(after=...) takes "headers" or "body"')
+        return self._add(
+            FaultRule(verb=verb, resource=resource, path=path, cut=after, remaining=times)
+        )
+
+    def stall_connections(self, stall: bool = True) -> None:
+        """Accept new TCP connections but never read from or answer them (until cleared)."""
+        if stall:
+            self._stall.set()
+        else:
+            self._stall.clear()
+
+    @property
+    def stalling(self) -> bool:
+        """Whether new connections are being stalled."""
+        return self._stall.is_set()
+
     def refuse_connections(self, refuse: bool = True) -> None:
         """Close (or reopen) the listening port, so new connections are refused."""
         if self._refuse is None:
@@ -186,9 +284,10 @@ class Faults:
                 self._rules.remove(rule)
 
     def clear(self) -> None:
-        """Disarm every rule."""
+        """Disarm every rule and stop stalling connections."""
         with self._lock:
             self._rules.clear()
+        self._stall.clear()
 
     @property
     def rules(self) -> list[FaultRule]:
@@ -204,13 +303,29 @@ class Faults:
             )
 
     def take(
-        self, verb: str, resource: str, namespace: str, name: str, subresource: str = ""
+        self,
+        verb: str,
+        resource: str,
+        namespace: str,
+        name: str,
+        subresource: str = "",
+        *,
+        path: str = "",
+        resource_request: bool = True,
     ) -> list[FaultRule]:
         """The rules that fire for this request, consuming one use of each."""
         fired: list[FaultRule] = []
         with self._lock:
             for rule in list(self._rules):
-                if not rule.matches(verb, resource, namespace, name, subresource):
+                if not rule.matches(
+                    verb,
+                    resource,
+                    namespace,
+                    name,
+                    subresource,
+                    path=path,
+                    resource_request=resource_request,
+                ):
                     continue
                 rule.hits += 1
                 fired.append(rule)

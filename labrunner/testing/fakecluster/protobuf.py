@@ -1,6 +1,7 @@
 """Decode the protobuf request bodies that kubectl 1.32+ sends for ``kubectl create ...``.
 
-``kubectl create namespace|configmap|secret|serviceaccount|deployment|service`` POSTs
+``kubectl create namespace|configmap|secret|serviceaccount|deployment|service|role|rolebinding``,
+``kubectl create token`` and ``kubectl auth can-i|whoami`` POST
 ``application/vnd.kubernetes.protobuf`` and does not retry with JSON after a 415, so the fake
 must read that format. The envelope is the magic ``k8s\\x00`` followed by a ``runtime.Unknown``
 (``1: TypeMeta{1 apiVersion, 2 kind}, 2: raw, 3: contentEncoding, 4: contentType``); ``raw`` is
@@ -191,6 +192,68 @@ SCHEMAS: dict[str, Schema] = {
         7: F("name", "string"),
     },
     "NonResourceAttributes": {1: F("path", "string"), 2: F("verb", "string")},
+    "SelfSubjectRulesReview": {
+        1: F("metadata", "msg", msg="ObjectMeta"),
+        2: F("spec", "msg", msg="SelfSubjectRulesReviewSpec"),
+    },
+    "SelfSubjectRulesReviewSpec": {1: F("namespace", "string")},
+    "SubjectAccessReview": {
+        1: F("metadata", "msg", msg="ObjectMeta"),
+        2: F("spec", "msg", msg="SubjectAccessReviewSpec"),
+    },
+    "LocalSubjectAccessReview": {
+        1: F("metadata", "msg", msg="ObjectMeta"),
+        2: F("spec", "msg", msg="SubjectAccessReviewSpec"),
+    },
+    "SubjectAccessReviewSpec": {
+        1: F("resourceAttributes", "msg", msg="ResourceAttributes"),
+        2: F("nonResourceAttributes", "msg", msg="NonResourceAttributes"),
+        3: F("user", "string"),
+        4: F("groups", "string", repeated=True),
+        6: F("uid", "string"),
+    },
+    "SelfSubjectReview": {1: F("metadata", "msg", msg="ObjectMeta")},
+    "TokenReview": {
+        1: F("metadata", "msg", msg="ObjectMeta"),
+        2: F("spec", "msg", msg="TokenReviewSpec"),
+    },
+    "TokenReviewSpec": {1: F("token", "string"), 2: F("audiences", "string", repeated=True)},
+    "Role": {
+        1: F("metadata", "msg", msg="ObjectMeta"),
+        2: F("rules", "msg", repeated=True, msg="PolicyRule"),
+    },
+    "ClusterRole": {
+        1: F("metadata", "msg", msg="ObjectMeta"),
+        2: F("rules", "msg", repeated=True, msg="PolicyRule"),
+        3: F("aggregationRule", "msg", msg="AggregationRule"),
+    },
+    "AggregationRule": {
+        1: F("clusterRoleSelectors", "msg", repeated=True, msg="LabelSelector"),
+    },
+    "PolicyRule": {
+        1: F("verbs", "string", repeated=True),
+        2: F("apiGroups", "string", repeated=True),
+        3: F("resources", "string", repeated=True),
+        4: F("resourceNames", "string", repeated=True),
+        5: F("nonResourceURLs", "string", repeated=True),
+    },
+    "RoleBinding": {
+        1: F("metadata", "msg", msg="ObjectMeta"),
+        2: F("subjects", "msg", repeated=True, msg="Subject"),
+        3: F("roleRef", "msg", msg="RoleRef"),
+    },
+    "ClusterRoleBinding": {
+        1: F("metadata", "msg", msg="ObjectMeta"),
+        2: F("subjects", "msg", repeated=True, msg="Subject"),
+        3: F("roleRef", "msg", msg="RoleRef"),
+    },
+    "Subject": {
+        1: F("kind", "string"),
+        2: F("apiGroup", "string"),
+        3: F("name", "string"),
+        4: F("namespace", "string"),
+    },
+    "RoleRef": {1: F("apiGroup", "string"), 2: F("kind", "string"), 3: F("name", "string")},
     "TokenRequest": {
         1: F("metadata", "msg", msg="ObjectMeta"),
         2: F("spec", "msg", msg="TokenRequestSpec"),
@@ -216,7 +279,16 @@ _KIND_SCHEMAS = {
     "Service",
     "Deployment",
     "SelfSubjectAccessReview",
+    "SelfSubjectRulesReview",
+    "SubjectAccessReview",
+    "LocalSubjectAccessReview",
+    "SelfSubjectReview",
+    "TokenReview",
     "TokenRequest",
+    "Role",
+    "ClusterRole",
+    "RoleBinding",
+    "ClusterRoleBinding",
 }
 
 

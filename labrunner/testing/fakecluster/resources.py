@@ -261,13 +261,71 @@ BUILTIN_TYPES: tuple[ResourceType, ...] = (
         subresources=("status",),
     ),
     _builtin(
+        "events.k8s.io",
+        "events",
+        "Event",
+        short=("ev",),
+    ),
+    _builtin("rbac.authorization.k8s.io", "roles", "Role"),
+    _builtin("rbac.authorization.k8s.io", "rolebindings", "RoleBinding"),
+    _builtin("rbac.authorization.k8s.io", "clusterroles", "ClusterRole", namespaced=False),
+    _builtin(
+        "rbac.authorization.k8s.io", "clusterrolebindings", "ClusterRoleBinding", namespaced=False
+    ),
+    _builtin(
         "authorization.k8s.io",
         "selfsubjectaccessreviews",
         "SelfSubjectAccessReview",
         namespaced=False,
         verbs=("create",),
     ),
+    _builtin(
+        "authorization.k8s.io",
+        "selfsubjectrulesreviews",
+        "SelfSubjectRulesReview",
+        namespaced=False,
+        verbs=("create",),
+    ),
+    _builtin(
+        "authorization.k8s.io",
+        "subjectaccessreviews",
+        "SubjectAccessReview",
+        namespaced=False,
+        verbs=("create",),
+    ),
+    _builtin(
+        "authorization.k8s.io",
+        "localsubjectaccessreviews",
+        "LocalSubjectAccessReview",
+        verbs=("create",),
+    ),
+    _builtin(
+        "authentication.k8s.io",
+        "selfsubjectreviews",
+        "SelfSubjectReview",
+        namespaced=False,
+        verbs=("create",),
+    ),
+    _builtin(
+        "authentication.k8s.io",
+        "tokenreviews",
+        "TokenReview",
+        namespaced=False,
+        verbs=("create",),
+    ),
 )
+
+REVIEWS: frozenset[tuple[str, str]] = frozenset(
+    {
+        ("authorization.k8s.io", "selfsubjectaccessreviews"),
+        ("authorization.k8s.io", "selfsubjectrulesreviews"),
+        ("authorization.k8s.io", "subjectaccessreviews"),
+        ("authorization.k8s.io", "localsubjectaccessreviews"),
+        ("authentication.k8s.io", "selfsubjectreviews"),
+        ("authentication.k8s.io", "tokenreviews"),
+    }
+)
+"""Kinds that are never stored: a create asks a question and the reply is the answer."""
 
 
 def type_from_crd(crd: Mapping[str, Any]) -> ResourceType | None:

@@ -10,7 +10,6 @@ when they become Ready.
 
 from __future__ import annotations
 
-import base64
 import copy
 import hashlib
 import ipaddress
@@ -85,6 +84,8 @@ class SimulationSettings:
     node_name: str = "labrunner-control-plane"
     host_ip: str = "172.18.0.2"
     kubelet_version: str = "v1.32.2"
+    record_events: bool = True
+    readiness_failure: str = "HTTP probe failed with statuscode: 503"
 
 
 class IpAllocator:
@@ -321,31 +322,28 @@ def node_object(settings: SimulationSettings) -> JsonDict:
     }
 
 
-def service_account_token(
-    namespace: str, name: str, uid: str, audiences: list[str], seconds: int
-) -> tuple[str, str]:
-    """A JWT-shaped token for a ServiceAccount (unsigned, but decodable like a real one)."""
-    issued = int(datetime.now(UTC).timestamp())
-
-    def part(data: JsonDict) -> str:
-        return base64.urlsafe_b64encode(json.dumps(data).encode()).decode().rstrip("=")
-
-    header = {"alg": "RS256", "kid": "fakecluster"}
-    claims = {
-        "aud": audiences,
-        "exp": issued + seconds,
-        "iat": issued,
-        "iss": "https://kubernetes.default.svc.cluster.local",
-        "kubernetes.io": {"namespace": namespace, "serviceaccount": {"name": name, "uid": uid}},
-        "nbf": issued,
-        "sub": f"system:serviceaccount:{namespace}:{name}",
-    }
-    signature = base64.urlsafe_b64encode(secrets.token_bytes(64)).decode().rstrip("=")
-    expiry = datetime.fromtimestamp(issued + seconds, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-    return f"{part(header)}.{part(claims)}.{signature}", expiry
-
-
 # --- pods -----------------------------------------------------------------------------------
+
+
+def pod_containers(pod: Mapping[str, Any]) -> list[tuple[str, JsonDict]]:
+    """``(spec path, container)`` for init containers, then containers, in start order."""
+    spec = pod.get("spec") or {}
+    return [("spec.initContainers", c) for c in spec.get("initContainers") or []] + [
+        ("spec.containers", c) for c in spec.get("containers") or []
+    ]
+
+
+def pull_seconds(image: str) -> str:
+    """A plausible, stable pull time for an image (Go's duration format)."""
+    millis = 400 + int(hashlib.sha256(image.encode()).hexdigest()[:4], 16) % 4000
+    if millis < 1000:
+        return f"{millis}ms"
+    return f"{millis / 1000:.3f}".rstrip("0").rstrip(".") + "s"
+
+
+def image_size(image: str) -> int:
+    """A plausible, stable image size in bytes."""
+    return 8_000_000 + int(hashlib.sha256(image.encode()).hexdigest()[4:10], 16) % 90_000_000
 
 
 def _image_id(image: str) -> str:
@@ -437,6 +435,59 @@ def set_container_waiting(
         cs["started"] = False
     refresh_pod_conditions(out, out.get("conditions") or [])
     return out
+
+
+def restart_container(
+    status: JsonDict,
+    container: str,
+    *,
+    exit_code: int,
+    reason: str,
+    crash_loop: bool,
+    pod_name: str,
+) -> JsonDict:
+    """A copy of ``status`` after ``container`` exited and the kubelet restarted it."""
+    out = copy.deepcopy(status)
+    stamp = now()
+    for cs in out.get("containerStatuses") or []:
+        if cs.get("name") != container:
+            continue
+        started = ((cs.get("state") or {}).get("running") or {}).get("startedAt") or stamp
+        cs["restartCount"] = int(cs.get("restartCount", 0)) + 1
+        cs["lastState"] = {
+            "terminated": {
+                "exitCode": exit_code,
+                "reason": reason,
+                "startedAt": started,
+                "finishedAt": stamp,
+                "containerID": cs.get("containerID", ""),
+            }
+        }
+        cs["containerID"] = (
+            "containerd://"
+            + hashlib.sha256(f"{cs.get('containerID')}/{cs['restartCount']}".encode()).hexdigest()
+        )
+        if crash_loop:
+            delay = min(10 * 2 ** (cs["restartCount"] - 1), 300)
+            cs["state"] = {
+                "waiting": {
+                    "reason": "CrashLoopBackOff",
+                    "message": f"back-off {_go_duration(delay)} restarting failed "
+                    f"container={container} pod={pod_name}",
+                }
+            }
+            cs["ready"] = False
+            cs["started"] = False
+        else:
+            cs["state"] = {"running": {"startedAt": stamp}}
+            cs["started"] = True
+    refresh_pod_conditions(out, out.get("conditions") or [])
+    return out
+
+
+def _go_duration(seconds: int) -> str:
+    minutes, rest = divmod(seconds, 60)
+    return f"{minutes}m{rest}s" if minutes else f"{rest}s"
 
 
 def refresh_pod_conditions(status: JsonDict, previous: list[JsonDict]) -> None:
@@ -751,6 +802,20 @@ class Host(Protocol):
         """Store a controller's change (status or spec) without admission."""
         ...
 
+    def record_event(
+        self,
+        obj: Mapping[str, Any],
+        reason: str,
+        message: str,
+        *,
+        type: str = "Normal",
+        field_path: str = "",
+        component: str = "kubelet",
+        host: str | None = None,
+    ) -> JsonDict | None:
+        """Record an Event about ``obj``."""
+        ...
+
 
 def _max_unavailable(dep: JsonDict, replicas: int) -> int:
     strategy = (dep.get("spec") or {}).get("strategy") or {}
@@ -790,6 +855,16 @@ def _revision(obj: Mapping[str, Any]) -> int:
         return int(value)
     except ValueError:
         return 0
+
+
+def _scaled(host: Host, dep: JsonDict, rs_name: str, before: int, after: int) -> None:
+    direction = "up" if after > before else "down"
+    host.record_event(
+        dep,
+        "ScalingReplicaSet",
+        f"Scaled {direction} replica set {rs_name} from {before} to {after}",
+        component="deployment-controller",
+    )
 
 
 def reconcile_deployment(host: Host, namespace: str, name: str) -> None:
@@ -833,10 +908,14 @@ def reconcile_deployment(host: Host, namespace: str, name: str) -> None:
                 "spec": {"replicas": replicas, "selector": selector, "template": template},
             },
         )
+        if replicas:
+            _scaled(host, dep, current["metadata"]["name"], 0, replicas)
     else:
         changed = copy.deepcopy(current)
-        if int(changed["spec"].get("replicas", 1)) != replicas:
+        before = int(changed["spec"].get("replicas", 1))
+        if before != replicas:
             changed["spec"]["replicas"] = replicas
+            _scaled(host, dep, current["metadata"]["name"], before, replicas)
         if _revision(changed) < top:
             changed["metadata"].setdefault("annotations", {})[REVISION_ANNOTATION] = str(top + 1)
         if changed != current:
@@ -847,6 +926,7 @@ def reconcile_deployment(host: Host, namespace: str, name: str) -> None:
             and rs["spec"].get("replicas", 1) != 0
         ):
             scaled = copy.deepcopy(rs)
+            _scaled(host, dep, rs["metadata"]["name"], int(rs["spec"].get("replicas", 1)), 0)
             scaled["spec"]["replicas"] = 0
             host.write_internal(REPLICASETS, scaled)
     dep = store.get(DEPLOYMENTS, namespace, name)
@@ -949,7 +1029,7 @@ def reconcile_replicaset(host: Host, namespace: str, name: str) -> None:
         }
         if tmeta.get("annotations"):
             meta["annotations"] = dict(tmeta["annotations"])
-        host.create_internal(
+        created = host.create_internal(
             PODS,
             {
                 "apiVersion": "v1",
@@ -958,8 +1038,20 @@ def reconcile_replicaset(host: Host, namespace: str, name: str) -> None:
                 "spec": copy.deepcopy(template.get("spec") or {}),
             },
         )
+        host.record_event(
+            rs,
+            "SuccessfulCreate",
+            f"Created pod: {created['metadata']['name']}",
+            component="replicaset-controller",
+        )
     for extra in sorted(pods, key=lambda p: not is_ready(p))[: max(len(pods) - want, 0)]:
         host.delete_internal(PODS, namespace, extra["metadata"]["name"])
+        host.record_event(
+            rs,
+            "SuccessfulDelete",
+            f"Deleted pod: {extra['metadata']['name']}",
+            component="replicaset-controller",
+        )
     pods = [p for p in store.list(PODS, namespace) if owned_by(p, uid) and not is_deleting(p)]
     ready = sum(1 for p in pods if is_ready(p))
     status: JsonDict = {

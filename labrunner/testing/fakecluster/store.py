@@ -207,6 +207,13 @@ class Store:
         with self._watchers_changed:
             return self._watchers_changed.wait_for(present, timeout)
 
+    def forget_history(self) -> None:
+        """Drop the event history: a watch resuming from an earlier resourceVersion gets 410
+        Gone (what a client resuming against a recreated cluster must handle)."""
+        with self.lock:
+            self._history.clear()
+            self._compacted_rv = self._rv
+
     def close_watchers(self) -> None:
         """End every open watch (server shutdown)."""
         with self.lock:

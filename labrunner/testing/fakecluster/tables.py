@@ -224,7 +224,101 @@ def _node_row(node: JsonDict) -> list[Cell]:
     ]
 
 
+def _event_row(ev: JsonDict) -> list[Cell]:
+    first = _meta_time(ev.get("firstTimestamp")) or _meta_time(ev.get("eventTime"))
+    last = _meta_time(ev.get("lastTimestamp")) or first
+    count = int(ev.get("count") or 0)
+    series = ev.get("series") or {}
+    if series:
+        last = _meta_time(series.get("lastObservedTime")) or last
+        count = int(series.get("count") or count)
+    elif count == 0:
+        count = 1
+    involved = ev.get("involvedObject") or {}
+    kind = str(involved.get("kind", "")).lower()
+    target = f"{kind}/{involved['name']}" if involved.get("name") else kind
+    source = ev.get("source") or {}
+    component = source.get("component") or ev.get("reportingComponent") or ""
+    instance = source.get("host") or ev.get("reportingInstance") or ""
+    return [
+        last,
+        ev.get("type", ""),
+        ev.get("reason", ""),
+        target,
+        involved.get("fieldPath", ""),
+        f"{component}, {instance}" if instance else component,
+        str(ev.get("message", "")).strip(),
+        first,
+        count,
+        _meta(ev).get("name"),
+    ]
+
+
+def _meta_time(value: Any) -> str:
+    return age(value) if isinstance(value, str) and value else ""
+
+
+def _binding_row(b: JsonDict) -> list[Cell]:
+    ref = b.get("roleRef") or {}
+    subjects = b.get("subjects") or []
+
+    def names(kind: str) -> str:
+        found = [
+            (
+                f"{s.get('namespace', '')}/{s.get('name', '')}"
+                if kind == "ServiceAccount"
+                else str(s.get("name", ""))
+            )
+            for s in subjects
+            if s.get("kind") == kind
+        ]
+        return ", ".join(found)
+
+    return [
+        _meta(b).get("name"),
+        f"{ref.get('kind', '')}/{ref.get('name', '')}",
+        _created(b),
+        names("User"),
+        names("Group"),
+        names("ServiceAccount"),
+    ]
+
+
+_BINDING_COLUMNS = [
+    _NAME,
+    _col("Role"),
+    _AGE,
+    _col("Users", priority=1),
+    _col("Groups", priority=1),
+    _col("ServiceAccounts", priority=1),
+]
+_ROLE_COLUMNS = [_NAME, _col("Created At", "date")]
+
+
+def _role_row(o: JsonDict) -> list[Cell]:
+    return [_meta(o).get("name"), _meta(o).get("creationTimestamp")]
+
+
 _BUILTIN: dict[tuple[str, str], tuple[list[JsonDict], RowFn]] = {
+    ("", "events"): (
+        [
+            _col("Last Seen"),
+            _col("Type"),
+            _col("Reason"),
+            _col("Object"),
+            _col("Subobject", priority=1),
+            _col("Source", priority=1),
+            _col("Message"),
+            _col("First Seen", priority=1),
+            _col("Count", priority=1),
+            _col("Name", priority=1, fmt="name"),
+        ],
+        _event_row,
+    ),
+    ("rbac.authorization.k8s.io", "roles"): (_ROLE_COLUMNS, _role_row),
+    ("rbac.authorization.k8s.io", "clusterroles"): (_ROLE_COLUMNS, _role_row),
+    ("rbac.authorization.k8s.io", "rolebindings"): (_BINDING_COLUMNS, _binding_row),
+    ("rbac.authorization.k8s.io", "clusterrolebindings"): (_BINDING_COLUMNS, _binding_row),
     ("", "pods"): (
         [
             _NAME,

@@ -286,8 +286,118 @@ def _event(obj: Mapping[str, Any]) -> list[Cause]:
     return [] if isinstance(obj.get("involvedObject"), dict) else [_required("involvedObject")]
 
 
+def _policy_rules(obj: Mapping[str, Any], *, namespaced: bool) -> list[Cause]:
+    out: list[Cause] = []
+    for i, rule in enumerate(obj.get("rules") or []):
+        path = f"rules[{i}]"
+        if not isinstance(rule, dict):
+            out.append(_invalid(path, rule, "must be an object"))
+            continue
+        if not rule.get("verbs"):
+            out.append(
+                Cause(
+                    "FieldValueRequired",
+                    "Required value: verbs must contain at least one value",
+                    f"{path}.verbs",
+                )
+            )
+        urls = rule.get("nonResourceURLs") or []
+        if urls and namespaced:
+            out.append(
+                _invalid(
+                    f"{path}.nonResourceURLs",
+                    urls,
+                    "namespaced rules cannot apply to non-resource URLs",
+                )
+            )
+        if urls and (rule.get("apiGroups") or rule.get("resources")):
+            out.append(
+                _invalid(
+                    f"{path}.nonResourceURLs",
+                    urls,
+                    "rules cannot apply to both regular resources and non-resource URLs",
+                )
+            )
+        if not urls:
+            if not rule.get("apiGroups"):
+                out.append(
+                    Cause(
+                        "FieldValueRequired",
+                        "Required value: resource rules must supply at least one api group",
+                        f"{path}.apiGroups",
+                    )
+                )
+            if not rule.get("resources"):
+                out.append(
+                    Cause(
+                        "FieldValueRequired",
+                        "Required value: resource rules must supply at least one resource",
+                        f"{path}.resources",
+                    )
+                )
+    return out
+
+
+_SUBJECT_KINDS = ("User", "Group", "ServiceAccount")
+
+
+def _binding(obj: Mapping[str, Any], *, namespaced: bool) -> list[Cause]:
+    out: list[Cause] = []
+    ref = obj.get("roleRef")
+    if not isinstance(ref, dict) or not ref:
+        return [_required("roleRef")]
+    allowed = ("Role", "ClusterRole") if namespaced else ("ClusterRole",)
+    if ref.get("apiGroup") != "rbac.authorization.k8s.io":
+        out.append(
+            Cause(
+                "FieldValueNotSupported",
+                f"Unsupported value: {_q(ref.get('apiGroup', ''))}: supported values: "
+                '"rbac.authorization.k8s.io"',
+                "roleRef.apiGroup",
+            )
+        )
+    if ref.get("kind") not in allowed:
+        out.append(
+            Cause(
+                "FieldValueNotSupported",
+                f"Unsupported value: {_q(ref.get('kind', ''))}: supported values: "
+                + ", ".join(_q(k) for k in allowed),
+                "roleRef.kind",
+            )
+        )
+    if not ref.get("name"):
+        out.append(_required("roleRef.name"))
+    for i, subject in enumerate(obj.get("subjects") or []):
+        path = f"subjects[{i}]"
+        if not isinstance(subject, dict):
+            out.append(_invalid(path, subject, "must be an object"))
+            continue
+        if subject.get("kind") not in _SUBJECT_KINDS:
+            out.append(
+                Cause(
+                    "FieldValueNotSupported",
+                    f"Unsupported value: {_q(subject.get('kind', ''))}: supported values: "
+                    '"ServiceAccount", "User", "Group"',
+                    f"{path}.kind",
+                )
+            )
+        if not subject.get("name"):
+            out.append(_required(f"{path}.name"))
+        if (
+            subject.get("kind") == "ServiceAccount"
+            and not namespaced
+            and not subject.get("namespace")
+        ):
+            out.append(_required(f"{path}.namespace"))
+    return out
+
+
 def kind_causes(rt: ResourceType, obj: Mapping[str, Any]) -> list[Cause]:
     """Field problems for a built-in kind (nothing for kinds without rules)."""
+    if rt.group == "rbac.authorization.k8s.io":
+        if rt.plural in ("roles", "clusterroles"):
+            return _policy_rules(obj, namespaced=rt.namespaced)
+        return _binding(obj, namespaced=rt.namespaced)
     if rt.key == ("", "pods"):
         return _containers(obj.get("spec") or {}, "spec")
     if rt.key in (("apps", "deployments"), ("apps", "replicasets")):
