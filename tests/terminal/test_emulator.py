@@ -75,13 +75,14 @@ def test_what_pyte_would_misread_is_filtered_out() -> None:
     emulator = Emulator(rows=2, columns=40)
     frame = emulator.feed(
         b"\x1b]133;A;lr=abcd\x07a\x1bP$q q\x1b\\b\x1b[>4;2mc\x1b[>cd\x1b[2 qe"
-        b"\x1b[38:2::255:0:0mf\x1b[4:3mg\x1b[?2004$ph\x1b[=5ui"
+        b"\x1b[38:2::255:0:0mf\x1b[4:3mg\x1b[?2004$ph\x1b[=5ui\x1b[?4mj\x1b[?6nk"
     )
-    assert frame.text()[0] == "abcdefghi"
+    assert frame.text()[0] == "abcdefghijk"
+    assert emulator.stats.errors == 0
     got = styles(frame, 0)
     assert got["abcde"] == Style()
     assert got["f"] == Style(color="#ff0000")
-    assert got["ghi"] == Style(color="#ff0000", underline=True)
+    assert got["ghijk"] == Style(color="#ff0000", underline=True)
 
 
 def test_a_mark_split_between_reads_is_still_removed() -> None:

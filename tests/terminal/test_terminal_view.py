@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import shutil
 import time
 from collections.abc import Callable, Coroutine
 from pathlib import Path
 from typing import Any
 
+import pytest
 from textual import events
 from textual.pilot import Pilot
 
@@ -249,3 +251,45 @@ async def test_a_flood_of_200000_lines_leaves_the_pane_usable(tmp_path: Path) ->
             assert stats.skipped > 0.9 * stats.received
             await type_line(pilot, "echo after-flood")
             await until(pilot, lambda: "after-flood" in app.terminal.frame.text(), "typing")
+
+
+@pytest.mark.skipif(shutil.which("vim") is None, reason="vim is not installed")
+@sync
+async def test_vim_edits_in_the_pane_and_leaves_the_screen_as_it_was(tmp_path: Path) -> None:
+    (tmp_path / "edit.txt").write_text("first line\nsecond line\n")
+    with live_shell(tmp_path) as shell:
+        app = demo(shell)
+        async with app.run_test(size=SIZE) as pilot:
+            await type_line(pilot, "echo BEFORE-VIM")
+            await until(pilot, lambda: "BEFORE-VIM" in app.terminal.frame.text(), "echo")
+            await type_line(pilot, "vim -u NONE -i NONE -N edit.txt")
+            view = app.terminal
+            await until(
+                pilot, lambda: view.frame.alternate and view.frame.contains("second"), "vim"
+            )
+            assert view.frame.app_cursor  # vim asks for application cursor keys
+            await pilot.press("down", "x", "escape")
+            await until(pilot, lambda: "econd line" in view.frame.text(), "the edit")
+            await pilot.press("colon", "w", "q", "enter")
+            assert shell.tracker.wait_for_prompt(DEADLINE, after=1)
+            await until(pilot, lambda: not view.frame.alternate, "the shell's screen")
+            assert (tmp_path / "edit.txt").read_text() == "first line\necond line\n"
+            assert "BEFORE-VIM" in view.frame.text()
+            assert not view.frame.contains("second line")
+            assert view.emulator.stats.errors == 0
+
+
+@sync
+async def test_a_pane_opened_late_shows_what_the_shell_printed_before(tmp_path: Path) -> None:
+    with live_shell(tmp_path) as shell:
+        assert shell.run("printf '\\033[32mEARLY-%s\\033[0m\\n' OUTPUT") == 0
+        app = demo(shell)
+        async with app.run_test(size=SIZE) as pilot:
+            view = app.terminal
+            await until(pilot, lambda: "EARLY-OUTPUT" in view.frame.text(), "the replay")
+            assert view.frame.bracketed_paste  # readline's mode, set before the pane existed
+            frame = view.frame
+            row = frame.text().index("EARLY-OUTPUT")
+            coloured = [s for s in frame.lines[row] if s.style is not None and s.style.color]
+            assert [(s.text, s.style.color.name) for s in coloured] == [("EARLY-OUTPUT", "green")]
+            assert frame.cursor is not None and frame.line_text(frame.cursor[1]).startswith("lab$")

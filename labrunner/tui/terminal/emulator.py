@@ -19,7 +19,10 @@ by the pump, not from here.
 Before pyte sees a byte, :class:`EscapeFilter` removes what pyte would
 misread: shell-integration marks (OSC 133), DCS/APC/PM/SOS strings (pyte
 would print their contents), CSI sequences with ``<``, ``=``, ``>`` prefixes
-or intermediates (pyte would apply ``CSI > 4;2 m`` as underline), and
+or intermediates (pyte would apply ``CSI > 4;2 m`` as underline), private
+CSI sequences other than modes and erases (pyte raises on vim's
+``CSI ? 4 m``; should another sequence make it raise, the emulator counts
+it and goes on), and
 rewrites colon sub-parameters in colours (``38:2::r:g:b``) to the semicolon
 form pyte knows, and the first 16 of the 256 colours (``38;5;1``) to the
 ANSI colours (``31``), which follow the app's theme.
@@ -27,6 +30,7 @@ ANSI colours (``31``), which follow the app's theme.
 
 from __future__ import annotations
 
+import logging
 import re
 import threading
 import time
@@ -40,6 +44,8 @@ from rich.segment import Segment
 from labrunner.shell.integration import HOLD_LIMIT, incomplete_escape
 from labrunner.shell.pty_pump import ByteQueue
 from labrunner.tui.terminal.screen import TerminalScreen, style_for
+
+log = logging.getLogger(__name__)
 
 Line = tuple[Segment, ...]
 
@@ -55,6 +61,7 @@ _FIX = re.compile(
     rb"|\x1b[P_^X][^\x07\x1b]*(?:\x07|\x1b\\)"  # DCS, APC, PM, SOS strings
     rb"|\x1b\[([0-9;]*:[0-9;:]*|(?:[0-9]*;)*(?:58|[34]8;5);[0-9;]*)m"  # SGR to rewrite
     rb"|\x1b\[[<=>][\x30-\x3f]*[\x20-\x2f]*[\x40-\x7e]"  # CSI with a private prefix
+    rb"|\x1b\[\?[\x30-\x3f]*[\x40-\x49\x4c-\x67\x69-\x6b\x6d-\x7e]"  # private, not h l J K
     rb"|\x1b\[[\x30-\x3f]*[\x20-\x2f]+[\x40-\x7e]"  # CSI with intermediates
     rb"|\x1b\[[0-9;?]*:[\x30-\x3f]*[\x40-\x7e]"  # other CSI with colons
 )
@@ -311,6 +318,7 @@ class EmulatorStats:
     skips: int = 0
     resyncs: int = 0
     frames: int = 0
+    errors: int = 0
 
 
 @dataclass
@@ -470,7 +478,7 @@ class Emulator:
                 pending.take(plan.cut)
                 self.stats.skipped += plan.cut
                 self.stats.skips += 1
-                self._stream.feed(plan.prefix)
+                self._parse(plan.prefix)
         data = pending.data
         end = min(len(data), SLICE)
         if end < len(data):
@@ -482,7 +490,16 @@ class Emulator:
                 end = len(data)
         chunk = pending.take(end)
         self.stats.fed += len(chunk)
-        self._stream.feed(chunk)
+        self._parse(chunk)
+
+    def _parse(self, data: bytes) -> None:
+        try:
+            self._stream.feed(data)
+        except Exception:
+            # pyte raised on a sequence it half-knows (it has reset its parser
+            # already); losing one sequence beats losing the terminal
+            self.stats.errors += 1
+            log.debug("pyte could not parse a sequence", exc_info=True)
 
     def _apply_resize(self, rows: int, columns: int) -> None:
         self._screen.resize(rows, columns)

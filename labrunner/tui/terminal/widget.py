@@ -117,14 +117,15 @@ class TerminalView(Widget, can_focus=True):
         """What the screen shows now."""
         return self.emulator.frame
 
-    def on_mount(self) -> None:
+    def _start_emulator(self) -> None:
+        """Start the emulator on the pump's output, once the size is known."""
         # replay: the shell printed its prompt (and set its modes) before the pane existed
         self._queue = self.pump.subscribe(replay=True)
         self.emulator.start(self._queue)
 
     def on_unmount(self) -> None:
-        self.emulator.stop()
         if self._queue is not None:
+            self.emulator.stop()
             self.pump.unsubscribe(self._queue)
             self._queue = None
 
@@ -145,6 +146,8 @@ class TerminalView(Widget, can_focus=True):
         if width > 0 and height > 0:
             self.pump.resize(height, width)
             self.emulator.resize(height, width)
+            if self._queue is None and self.is_attached:
+                self._start_emulator()
         self._cache.clear()
 
     def on_focus(self) -> None:
