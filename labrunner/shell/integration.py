@@ -181,7 +181,7 @@ class MarkScanner:
 
 HOOK_TEMPLATE = r"""
 __labrunner_nonce=@NONCE@
-__labrunner_ran=0
+: "${__labrunner_ran:=0}"
 __labrunner_mark_prompt() {
   local status=$?
   if (( ${__labrunner_ran:-0} )); then
@@ -191,7 +191,7 @@ __labrunner_mark_prompt() {
   builtin printf '\e]133;A;lr=%s\a' "$__labrunner_nonce"
   return $status
 }
-if [[ " ${PROMPT_COMMAND[*]-} " != *" __labrunner_mark_prompt "* ]]; then
+if [[ "${PROMPT_COMMAND[*]-}" != *__labrunner_mark_prompt* ]]; then
   if (( BASH_VERSINFO[0] > 5 || (BASH_VERSINFO[0] == 5 && BASH_VERSINFO[1] >= 1) )); then
     PROMPT_COMMAND=(__labrunner_mark_prompt "${PROMPT_COMMAND[@]}")
   else
@@ -210,7 +210,8 @@ command substitutions run in a subshell), so it sets ``__labrunner_ran`` with
 an arithmetic assignment inside a zero-length substring expansion, which is
 evaluated by the shell itself and prints nothing. PS0 and PS1 hold the
 escapes as backslash codes, so printing either variable does not forge a
-mark. Installing twice changes nothing. Needs bash 4.4 or later (PS0).
+mark. Installing twice changes nothing (not even the pending D of the
+command line that installs them again). Needs bash 4.4 or later (PS0).
 """
 
 

@@ -87,8 +87,9 @@ def live_shell(
     pump = PtyPump(child.child_fd, name="live-shell")
     tracker = ShellTracker(nonce)
     scrollback = Scrollback()
-    tracker.attach(pump, shell_pid=child.pid)
+    # the scrollback listens first: whoever wakes on a mark finds its output recorded
     pump.add_listener(scrollback.feed)
+    tracker.attach(pump, shell_pid=child.pid)
     pump.start()
     shell = LiveShell(child, pump, tracker, scrollback, workdir)
     try:

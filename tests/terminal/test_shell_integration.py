@@ -228,3 +228,21 @@ def test_a_long_quiet_command_is_not_mistaken_for_a_lost_prompt(tmp_path: Path) 
         quiet_since = time.monotonic()
         assert wait_for(lambda: time.monotonic() - quiet_since > 0.5, DEADLINE)
         assert _state(shell) is Integration.ACTIVE
+
+
+def test_installing_the_hooks_twice_marks_each_prompt_once(tmp_path: Path) -> None:
+    with live_shell(tmp_path) as shell:
+        heard: list[bytes] = []
+        shell.pump.add_listener(heard.append)
+        hooks = next((tmp_path / "home").glob("*.sh"))
+        assert shell.run(f". {hooks}; PROMPT_COMMAND+=('true')") == 0
+        assert shell.run("declare -p PROMPT_COMMAND") == 0
+        assert shell.scrollback.tail(1) == [
+            'declare -a PROMPT_COMMAND=([0]="__labrunner_mark_prompt" [1]="true")'
+        ]
+        heard.clear()
+        assert shell.run("echo once") == 0
+        assert shell.tracker.wait(lambda t: t.prompt_ready, DEADLINE)
+        raw = b"".join(heard)
+        assert raw.count(b"\x1b]133;A;") == 1 and raw.count(b"\x1b]133;C;") == 1
+        assert raw.count(b"\x1b]133;B;") == 1 and raw.count(b"\x1b]133;D;0;") == 1

@@ -78,8 +78,16 @@ async def test_typed_commands_reach_the_shell_and_are_echoed(tmp_path: Path) -> 
             assert "yes:/tmp" in shell.scrollback.tail(3)
             # the pane paints the screen and the cursor after the prompt
             await until(pilot, lambda: any("yes:/tmp" in row for row in painted(app)), "paint")
-            frame = app.terminal.frame
-            assert frame.cursor is not None and frame.line_text(frame.cursor[1]).startswith("lab$")
+            # and the app's screen shows it (the emulator thread asked for a repaint)
+            await until(pilot, lambda: "yes:/tmp" in app.export_screenshot(), "the screen")
+            # the emulator follows the tracker a moment later: wait for the prompt's row
+            await until(pilot, lambda: cursor_row(app).startswith("lab$ "), "the cursor")
+
+
+def cursor_row(app: TerminalDemo) -> str:
+    """The text of the row the cursor is on ("" while it is hidden)."""
+    frame = app.terminal.frame
+    return "" if frame.cursor is None else frame.line_text(frame.cursor[1])
 
 
 @sync
@@ -288,8 +296,8 @@ async def test_a_pane_opened_late_shows_what_the_shell_printed_before(tmp_path: 
             view = app.terminal
             await until(pilot, lambda: "EARLY-OUTPUT" in view.frame.text(), "the replay")
             assert view.frame.bracketed_paste  # readline's mode, set before the pane existed
+            await until(pilot, lambda: cursor_row(app).startswith("lab$ "), "the prompt")
             frame = view.frame
             row = frame.text().index("EARLY-OUTPUT")
             coloured = [s for s in frame.lines[row] if s.style is not None and s.style.color]
             assert [(s.text, s.style.color.name) for s in coloured] == [("EARLY-OUTPUT", "green")]
-            assert frame.cursor is not None and frame.line_text(frame.cursor[1]).startswith("lab$")
