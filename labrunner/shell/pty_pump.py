@@ -227,8 +227,10 @@ class PtyPump:
     ) -> Callable[[], None]:
         """Call ``listener(chunk)`` on the pump thread for every chunk read; returns a remover.
 
-        A listener must be quick and must not block. An exception it raises is
-        logged and does not stop the pump or the other subscribers.
+        Listeners run in the order they were added, so one that records
+        output (a scrollback) should be added before one that wakes waiters
+        (a tracker). A listener must be quick and must not block. An exception
+        it raises is logged and does not stop the pump or the other subscribers.
         """
         with self._lock:
             self._listeners = (*self._listeners, listener)
