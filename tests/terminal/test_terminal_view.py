@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import functools
 import shutil
-import time
 from collections.abc import Callable, Coroutine
 from pathlib import Path
 from typing import Any
@@ -16,6 +15,7 @@ from textual.pilot import Pilot
 
 from labrunner.shell.integration import Phase, paste_command
 from labrunner.tui.terminal import TerminalView
+from tests.tui.helpers import wait_for as until
 
 from .demo_app import TerminalDemo
 from .helpers import DEADLINE, LiveShell, live_shell
@@ -31,15 +31,6 @@ def sync(test: Callable[..., Coroutine[Any, Any, None]]) -> Callable[..., None]:
         asyncio.run(test(*args, **kwargs))
 
     return run
-
-
-async def until(pilot: Pilot[Any], condition: Callable[[], object], what: str) -> None:
-    """Let the app run until ``condition()`` holds; fail after the deadline."""
-    deadline = time.monotonic() + DEADLINE
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        await pilot.pause(0.02)
 
 
 async def type_line(pilot: Pilot[Any], text: str) -> None:
