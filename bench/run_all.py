@@ -102,6 +102,18 @@ def _keypress(quick: bool) -> list[Figure]:
     return figures
 
 
+def _terminal_echo(quick: bool) -> list[Figure]:
+    import terminal_echo
+
+    return terminal_echo.run(keys=60 if quick else 200)
+
+
+def _terminal_flood(quick: bool) -> list[Figure]:
+    import terminal_flood
+
+    return terminal_flood.run(lines=50_000 if quick else 200_000, rounds=1 if quick else 3)
+
+
 def _memory(quick: bool) -> list[Figure]:
     import verify_memory
 
@@ -142,6 +154,13 @@ BENCHES = [
         _keypress,
         hide=("flood duration", "RSS, highest"),
     ),
+    Bench(
+        "terminal-echo",
+        "terminal pane: keypress to echo",
+        _terminal_echo,
+        hide=("terminal keypress to echo, median",),
+    ),
+    Bench("terminal-flood", "terminal pane: a flood of output", _terminal_flood),
     Bench("memory", "memory of labrunner verify", _memory),
     Bench("poll-cpu", "CPU while a check is pending", _poll_cpu),
 ]
