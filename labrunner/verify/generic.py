@@ -9,7 +9,9 @@ A missing program is ``error``: no amount of waiting installs it.
 
 ``env`` reads the lab shell's environment as captured after the step's
 commands; it cannot change while the engine polls, so a wrong value is
-``failed`` at once rather than waiting out the budget.
+``failed`` at once rather than waiting out the budget. It never prints the
+value it compared (variables hold tokens and passwords as often as
+namespaces): it says "set", "differs from the expected value", and lengths.
 """
 
 from __future__ import annotations
@@ -233,14 +235,23 @@ def env(ctx: CheckContext, params: dict[str, Any]) -> Outcome:
             return Outcome.failed(f"${name} is not set in the lab shell (did you export it?)")
         return Outcome.passed(f"${name} is not set")
     if not want_set:
-        return Outcome.failed(f"${name} is set to {value!r}; it should be unset")
+        return Outcome.failed(f"${name} is set; it should be unset")
     if params.get("not_empty") and not value:
         return Outcome.failed(f"${name} is empty")
     if "equals" in params and value != params["equals"]:
-        return Outcome.failed(f"${name} is {value!r}, expected {params['equals']!r}")
+        return Outcome.failed(
+            f"${name} differs from the expected value ({_chars(value)}, expected "
+            f"{_chars(params['equals'])})"
+        )
     if "matches" in params and not re.search(params["matches"], value):
-        return Outcome.failed(f"${name} is {value!r}, which does not match /{params['matches']}/")
-    return Outcome.passed(f"${name} is set" + (f" to {value!r}" if len(value) < 60 else ""))
+        return Outcome.failed(
+            f"${name} does not match /{params['matches']}/ (its value has {_chars(value)})"
+        )
+    return Outcome.passed(f"${name} is set")
+
+
+def _chars(value: str) -> str:
+    return f"{len(value)} character{'s' if len(value) != 1 else ''}"
 
 
 def _regex_errors(pattern: Any) -> list[re.error]:

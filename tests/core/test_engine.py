@@ -235,7 +235,9 @@ def test_failing_check_carries_hints(runner: Callable[..., Runner]) -> None:
     )
     assert run.finished("fine").hints == ()
     own = run.finished("colour")
-    assert own.message == "$COLOUR is 'red', expected 'blue'"
+    assert own.message == (
+        "$COLOUR differs from the expected value (3 characters, expected 4 characters)"
+    )
     assert own.hints == ("Export COLOUR=blue, not red.",)
 
 
