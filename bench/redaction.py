@@ -80,7 +80,7 @@ Containers:
 Events:
   Type    Reason     Age   From               Message
   ----    ------     ----  ----               -------
-  Normal  Scheduled  5m    default-scheduler  Successfully assigned istioinaction/web-api""".splitlines()
+  Normal  Scheduled  5m    default-scheduler  Successfully assigned istioinaction/web""".splitlines()
 
 
 def _secret_yaml() -> list[str]:

@@ -363,6 +363,7 @@ _PATTERNS = {
     "pem_begin": r"-----BEGIN ([A-Z0-9 ]*PRIVATE KEY(?: BLOCK)?)-----",
     "pem_end": r"-----END ([A-Z0-9 ]*PRIVATE KEY(?: BLOCK)?)-----",
     "b64_line": r"^\s*[A-Za-z0-9+/=]{16,}\s*$",
+    "armor_sum": r"^\s*=[A-Za-z0-9+/]{4}\s*$",
     "sensitive_name": r"(?i)[A-Za-z0-9_.-]*" + _SENSITIVE,
     # a YAML or JSON value that is all base64: decoded, it may hold any of the above
     # (a Secret's data: a URL with a password, a kubeconfig, a JWT)
@@ -416,6 +417,7 @@ class _Compiled:
     pem_begin: re.Pattern[str]
     pem_end: re.Pattern[str]
     b64_line: re.Pattern[str]
+    armor_sum: re.Pattern[str]
     sensitive_name: re.Pattern[str]
     b64_value: re.Pattern[str]
     block_scalar: re.Pattern[str]
@@ -576,13 +578,14 @@ def redact(text: str) -> str:
 
 def _redact_text(text: str, *, depth: int) -> str:
     low = text.lower()
-    if not _suspect(low) and not (depth == 0 and _maybe_b64_value(text)):
+    cut_dump = _p().dump_hex.match(text.split("\n", 1)[0]) is not None
+    if not (_suspect(low) or cut_dump or (depth == 0 and _maybe_b64_value(text))):
         return text
     redactor = LineRedactor()
     redactor._depth = depth
     lines = [redactor(line) for line in text.split("\n")]
-    if "private key" in low:
-        _mask_orphan_key_bodies(lines)
+    if "private key" in low or cut_dump:
+        _mask_orphans(lines)
     # a masked block reads as one line: a key's 26 lines of base64 say nothing more
     kept = [
         line
@@ -599,8 +602,10 @@ def _maybe_b64_value(text: str) -> bool:
     return any(match(line) for line in text.split("\n") if len(line) >= 26)
 
 
-def _mask_orphan_key_bodies(lines: list[str]) -> None:
-    """Mask the base64 lines above an END line whose BEGIN is not in the text."""
+def _mask_orphans(lines: list[str]) -> None:
+    """Mask what a cut-off text shows of a key without the line that announced it:
+    the base64 lines above an END whose BEGIN is not in the text, and the hex lines
+    at the top of a text whose ``openssl -text`` header was cut off."""
     p = _p()
     open_block = False
     for i, line in enumerate(lines):
@@ -610,10 +615,15 @@ def _mask_orphan_key_bodies(lines: list[str]) -> None:
         if p.pem_end.search(line):
             if not open_block:
                 j = i - 1
-                while j >= 0 and p.b64_line.match(lines[j]):
+                while j >= 0 and (p.b64_line.match(lines[j]) or p.armor_sum.match(lines[j])):
                     lines[j] = MASK
                     j -= 1
             open_block = False
+    top = 0
+    while top < len(lines) and p.dump_hex.match(lines[top]):
+        top += 1
+    if top and any(p.dump_label.match(line) for line in lines[top : top + 3]):
+        lines[:top] = [MASK] * top  # hex lines, then a label (pub:, exponent2:, ASN1 OID:)
 
 
 MIN_LITERAL = 4

@@ -275,9 +275,13 @@ class LabSession:
         """Run commands in order; stop at the first that fails. Returns (status, why, details)."""
         for index, command in enumerate(commands):
             result = self.run_command(command, step_id=step_id, phase=phase, index=index)
+            if result.ok or (result.exit_code is not None and command.allow_failure):
+                continue
             text = _shown(command)
             first = text.strip().splitlines()[0] if text.strip() else text
-            details = "\n".join(result.tail[-30:]) or None
+            # redacted with all the lines kept, then cut: a tail that starts inside
+            # a key or a hex dump has lost what shows it is one
+            details = "\n".join(redact("\n".join(result.tail)).split("\n")[-30:]) or None
             if result.cancelled:
                 return StepStatus.CANCELLED, f"cancelled: {first}", details
             if result.timed_out:
@@ -290,12 +294,11 @@ class LabSession:
                 return StepStatus.FAILED, why, details
             if result.exit_code is None:
                 return StepStatus.ERROR, f"the lab shell died while running: {first}", details
-            if result.exit_code != 0 and not command.allow_failure:
-                return (
-                    StepStatus.FAILED,
-                    f"command failed (exit {result.exit_code}): {first}",
-                    details,
-                )
+            return (
+                StepStatus.FAILED,
+                f"command failed (exit {result.exit_code}): {first}",
+                details,
+            )
         return StepStatus.PASSED, "", None
 
     # ------------------------------------------------------------------ checks

@@ -52,6 +52,8 @@ from labrunner.redact import MASK, mask_values, split_point
 LineCallback = Callable[[str], None]
 
 MAX_LINE = 64 * 1024
+LOOKAHEAD = 512
+"""Bytes past MAX_LINE seen before an unfinished line is cut, so the cut can avoid a secret."""
 TAIL_LINES = 200
 INTERRUPT_GRACE = 1.0
 PROMPT_IDLE = 0.4
@@ -194,7 +196,7 @@ def _cut(data: bytes, pos: int, end: int) -> int:
     """Where to end the piece of an over-long line that starts at ``pos``."""
     limit = pos + MAX_LINE
     # latin-1 maps each byte to one character, so positions carry over to the bytes
-    window = data[pos : min(end, limit + 512)].decode("latin-1")
+    window = data[pos : min(end, limit + LOOKAHEAD)].decode("latin-1")
     cut = pos + split_point(window, MAX_LINE)
     while cut > pos + 1 and data[cut] & 0xC0 == 0x80:  # not inside a UTF-8 character
         cut -= 1
@@ -498,18 +500,19 @@ class Shell:
             nl = buf.find(b"\n", start, limit)
             if nl < 0:
                 break
-            self._emit(run, buf[start:nl])
+            self._emit_long(run, buf[start:nl])
             start = nl + 1
         if marker_at < 0:
             rest = buf[start:]
-            if len(rest) > MAX_LINE:
+            if len(rest) > MAX_LINE + LOOKAHEAD:
                 # a line too long to hold goes out in pieces of at most MAX_LINE bytes,
-                # cut where no secret is cut in two (so each piece can still be masked)
-                # and between UTF-8 characters; a partial sentinel at the end stays
+                # cut where no secret is cut in two (so each piece can still be masked:
+                # hence the look past the cut) and between UTF-8 characters; a partial
+                # sentinel at the end stays buffered
                 keep = rest.rfind(b"\x1e", max(len(rest) - 64, 0))
                 end = keep if keep >= 0 else len(rest)
                 pos = 0
-                while end - pos > MAX_LINE:
+                while end - pos > MAX_LINE + LOOKAHEAD:
                     cut = _cut(rest, pos, end)
                     self._emit(run, rest[pos:cut])
                     pos = cut
@@ -517,7 +520,7 @@ class Shell:
             self._buf = rest
             return None
         if marker_at > start:
-            self._emit(run, buf[start:marker_at])
+            self._emit_long(run, buf[start:marker_at])
         end = buf.find(b"\x1e", marker_at + len(self._marker))
         nl = buf.find(b"\n", end) if end >= 0 else -1
         if end < 0 or nl < 0:
@@ -534,6 +537,15 @@ class Shell:
         # a stale sentinel (from an interrupted command): keep reading
         return self._consume(run, seq) if self._buf else None
 
+    def _emit_long(self, run: _Run, line: bytes) -> None:
+        """Emit one whole line, in pieces of at most MAX_LINE bytes."""
+        pos = 0
+        while len(line) - pos > MAX_LINE:
+            cut = _cut(line, pos, len(line))
+            self._emit(run, line[pos:cut])
+            pos = cut
+        self._emit(run, line[pos:] if pos else line)
+
     def _emit(self, run: _Run, raw: bytes) -> None:
         text = raw.decode("utf-8", "replace")
         if text.endswith("\r"):
@@ -548,7 +560,7 @@ class Shell:
 
     def _flush_partial(self, run: _Run) -> None:
         if self._buf:
-            self._emit(run, self._buf)
+            self._emit_long(run, self._buf)
             self._buf = b""
 
     @staticmethod
@@ -625,7 +637,7 @@ class Shell:
         # keep emitting output while we wait, so nothing is lost
         while b"\n" in self._buf and self._marker not in self._buf:
             line, _, self._buf = self._buf.partition(b"\n")
-            self._emit(run, line)
+            self._emit_long(run, line)
 
     def _interrupt(self, run: _Run) -> bool:
         """Stop the running command; returns True if the shell had to be restarted."""

@@ -23,6 +23,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from labrunner import procs
+from labrunner.redact import redact
 from labrunner.verify.context import CheckContext
 from labrunner.verify.matching import TEXT_EXPECT_SCHEMA, check_text, lint_text, tail
 from labrunner.verify.outcome import Outcome
@@ -109,7 +110,9 @@ def command(ctx: CheckContext, params: dict[str, Any]) -> Outcome:
         return Outcome.error(f"{missing}; install it or add it to PATH", details)
     if not _exit_ok(params.get("exit_code"), result.returncode):
         want = params.get("exit_code", 0)
-        first = (result.stderr.strip() or result.stdout.strip()).splitlines()
+        # redacted whole before one line is quoted: out of its context (a key's
+        # BEGIN line, a hex dump's label) a line of a secret looks like any other
+        first = redact(result.stderr.strip() or result.stdout.strip()).splitlines()
         said = f": {first[-1][:120]}" if first else ""
         return not_yet(f"exit code {result.returncode}, expected {want}{said}", details)
     streams = {
@@ -126,11 +129,11 @@ def command(ctx: CheckContext, params: dict[str, Any]) -> Outcome:
 
 
 def _output_details(result: procs.ProcResult) -> str | None:
-    parts = []
+    parts = []  # redacted before the tail is taken, for the same reason as above
     if result.stdout.strip():
-        parts.append("stdout:\n" + tail(result.stdout))
+        parts.append("stdout:\n" + tail(redact(result.stdout)))
     if result.stderr.strip():
-        parts.append("stderr:\n" + tail(result.stderr))
+        parts.append("stderr:\n" + tail(redact(result.stderr)))
     return "\n".join(parts) or None
 
 
