@@ -80,7 +80,7 @@ Containers:
 Events:
   Type    Reason     Age   From               Message
   ----    ------     ----  ----               -------
-  Normal  Scheduled  5m    default-scheduler  Successfully assigned istioinaction/web""".splitlines()
+  Normal  Scheduled  5m    default-scheduler  Successfully assigned shop/web-api""".splitlines()
 
 
 def _secret_yaml() -> list[str]:

@@ -381,9 +381,7 @@ _PATTERNS = {
 }
 _DUMP_TRIGGERS = ("private-key", "priv:", "privateexponent", "prime", "exponent", "coefficient")
 _TRIGGERS = tuple(
-    dict.fromkeys(
-        [*(t for rule in RULES for t in rule.triggers), "private key", *_DUMP_TRIGGERS]
-    )
+    dict.fromkeys([*(t for rule in RULES for t in rule.triggers), "private key", *_DUMP_TRIGGERS])
 )
 _LONG_LINE = 400
 """Past this length the substring tests beat one regex scan of the line."""

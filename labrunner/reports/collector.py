@@ -245,9 +245,7 @@ class ReportCollector:
 
     def write_json(self, path: Path) -> None:
         """Write the JSON report atomically."""
-        write_atomic(
-            path, json.dumps(self.as_dict(), indent=2).encode("utf-8") + b"\n", mode=0o600
-        )
+        write_atomic(path, json.dumps(self.as_dict(), indent=2).encode("utf-8") + b"\n", mode=0o600)
 
     # ------------------------------------------------------------------ JUnit
 
