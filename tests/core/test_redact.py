@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import os
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -150,3 +152,12 @@ def test_a_secret_across_the_shells_64k_line_split_is_still_masked(tmp_path: Pat
     shown = "\n".join(redactor(line) for line in lines)
     assert token not in shown and token[:36] not in shown
     assert "--token [REDACTED]" in shown
+
+
+def test_the_rule_set_is_a_library_module_that_imports_nothing_of_labrunner() -> None:
+    code = (
+        "import sys, labrunner.redact\n"
+        "print(sorted(m for m in sys.modules if m.startswith('labrunner')))"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert proc.stdout.strip() == "['labrunner', 'labrunner.redact']"
