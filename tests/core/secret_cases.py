@@ -264,7 +264,7 @@ SAFE: tuple[str, ...] = (
     "docker run -p 8080:80 -u 1000:1000 nginx",
     "mkdir -p /tmp/lab && ls -la",
     "DB_PASSWORD=$DB_PASSWORD",
-    "PWD=/home/learner/workshop",
+    "PWD=/srv/workshop/labs",
     "Forwarding from 127.0.0.1:8080 -> 80",
     "bearer token authentication is enabled",
     "  namespace: aXN0aW9pbmFjdGlvbg==",
