@@ -15,7 +15,6 @@ log), the JUnit and JSON reports and the messages of the progress file.
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import stat
 import subprocess
@@ -29,6 +28,7 @@ import pytest
 import yaml
 
 from labrunner.redact import MASK
+from labrunner.testing.fixtures import cli_environ
 
 from .conftest import run_cli
 from .secret_cases import CASES, SAFE, Case, certificate_yaml_line, rand
@@ -242,16 +242,7 @@ def run(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Run]:
             }
         )
     )
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("LABRUNNER_", "COLUMNS"))}
-    env.update(
-        HOME=str(home),
-        LABRUNNER_STATE_DIR=str(home / "state"),
-        XDG_CONFIG_HOME=str(home / ".config"),
-        XDG_CACHE_HOME=str(home / ".cache"),
-        KUBECONFIG=str(kubeconfig),
-        KUBECACHEDIR=str(tmp / "kube-cache"),
-        NO_COLOR="1",
-    )
+    env = cli_environ(home, KUBECONFIG=str(kubeconfig))
     junit, report = tmp / "out" / "junit.xml", tmp / "out" / "report.json"
     proc = run_cli(
         "--labs", labs, "verify", "--junit", junit, "--json", report,
