@@ -120,6 +120,12 @@ def _memory(quick: bool) -> list[Figure]:
     return verify_memory.run(repeat=1 if quick else 3)
 
 
+def _redaction(quick: bool) -> list[Figure]:
+    import redaction
+
+    return redaction.run(rounds=300 if quick else 2000)
+
+
 def _poll_cpu(quick: bool) -> list[Figure]:
     import poll_cpu
 
@@ -163,6 +169,7 @@ BENCHES = [
     Bench("terminal-flood", "terminal pane: a flood of output", _terminal_flood),
     Bench("memory", "memory of labrunner verify", _memory),
     Bench("poll-cpu", "CPU while a check is pending", _poll_cpu),
+    Bench("redaction", "masking secrets: per output line, and at start-up", _redaction),
 ]
 
 

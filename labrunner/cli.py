@@ -35,8 +35,16 @@ if TYPE_CHECKING:
 CONTEXT_SETTINGS = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
 
 
+def _say(message: str) -> None:
+    """A ``labrunner: …`` diagnostic on stderr, redacted like everything else that leaves."""
+    # imported here, not at the top: only runs that have something to say pay for it
+    from labrunner.redact import redact
+
+    click.echo(f"labrunner: {redact(message)}", err=True)
+
+
 def _fail(error: LabrunnerError) -> NoReturn:
-    click.echo(f"labrunner: {error.message}", err=True)
+    _say(error.message)
     sys.exit(int(error.exit_code))
 
 
@@ -142,7 +150,7 @@ def _guard(workshop: Workshop, labs: Sequence[Lab], context_option: str | None) 
     )
     if not decision.allowed:
         raise EnvironmentProblem(decision.reason)
-    click.echo(f"labrunner: {decision.reason}", err=True)
+    _say(decision.reason)
     return context
 
 
@@ -218,11 +226,11 @@ def list_(ctx: click.Context, context_option: str | None, as_json: bool, steps: 
     try:
         records = {lab.id: store.steps(lab.id) for lab in labs}
     except Exception as exc:  # an unreadable store must not hide the labs
-        click.echo(f"labrunner: warning: progress unavailable: {exc}", err=True)
+        _say(f"warning: progress unavailable: {exc}")
         records = {lab.id: {} for lab in labs}
     progress = lab_progress(workshop, records)
     for warning in store.warnings:
-        click.echo(f"labrunner: warning: {warning}", err=True)
+        _say(f"warning: {warning}")
     if as_json:
         data = {
             "workshop": workshop.title,
@@ -370,7 +378,7 @@ def verify(
     finally:
         run.close()
         for warning in store.warnings:
-            click.echo(f"labrunner: warning: {warning}", err=True)
+            _say(f"warning: {warning}")
     printer.summary(collector)
     try:
         if junit:

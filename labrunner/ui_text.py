@@ -3,7 +3,8 @@
 On a terminal it uses colour (unless ``NO_COLOR`` is set); in CI logs it
 prints plain, prefixed lines that read well when grepped. It only consumes
 engine events, so it shows exactly what the reports record. Everything it
-prints about command output passes through the redactor first.
+prints passes through the redactor first (``labrunner.redact``), one
+command's output at a time, so an unfinished key never masks what follows.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from labrunner.ansi import strip_ansi
 from labrunner.durations import format_duration
 from labrunner.engine import events as ev
 from labrunner.engine.events import StepStatus
-from labrunner.reports.redact import LineRedactor, redact
+from labrunner.redact import LineRedactor, redact
 from labrunner.verify.outcome import Status
 
 if TYPE_CHECKING:
@@ -75,17 +76,23 @@ class Printer:
             self._checks = {}
             self._out(f"-- {event.step_id}: {event.title}", "bold cyan")
         elif isinstance(event, ev.CommandStarted):
+            self._redact.reset()
             if not self.quiet:
                 first = event.command.strip().splitlines()
                 more = " …" if len(first) > 1 else ""
-                self._out(f"  $ {self._redact(first[0]) if first else ''}{more}", "bold")
+                self._out(f"  $ {redact(first[0]) if first else ''}{more}", "bold")
         elif isinstance(event, ev.OutputLine):
             if not self.quiet:
-                self._ansi_line(self._redact(event.text))
+                # Redact what is shown, not the escape codes around it; keep the
+                # colours of a line that had nothing to hide.
+                plain = strip_ansi(event.text)
+                masked = self._redact(plain)
+                self._ansi_line(event.text if masked == plain else masked)
         elif isinstance(event, ev.PromptWaiting):
             if not self.quiet:
-                self._out(f"  ? waiting for input at: {event.prompt}", "yellow")
+                self._out(f"  ? waiting for input at: {redact(event.prompt)}", "yellow")
         elif isinstance(event, ev.CommandFinished):
+            self._redact.reset()
             if event.timed_out:
                 self._out(f"  ⏱ timed out after {format_duration(event.duration)}", "red")
             elif event.exit_code not in (0, None) and not self.quiet:
@@ -109,7 +116,7 @@ class Printer:
                 for line in redact(event.details).splitlines()[-15:]:
                     self._out(f"    {line}", "dim")
             for hint in event.hints[:1]:
-                self._out(f"  hint: {hint.strip()}", "yellow")
+                self._out(f"  hint: {redact(hint.strip())}", "yellow")
         elif isinstance(event, ev.LabFinished):
             word, mark, style = _MARK[event.status]
             counts = ", ".join(f"{v} {k}" for k, v in sorted(event.counts.items()))

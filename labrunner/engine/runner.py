@@ -37,6 +37,7 @@ from labrunner.engine import events as ev
 from labrunner.engine.events import Phase, StepStatus
 from labrunner.lab.expand import UnsetVariable, expand, with_env
 from labrunner.lab.model import Command, Lab, Step, Workshop
+from labrunner.redact import mask_values, redact
 from labrunner.shell import CommandResult, Shell, ShellError
 from labrunner.state import ProgressStore, StateError
 from labrunner.state.rules import unmet_requirements
@@ -235,7 +236,8 @@ class LabSession:
         """Run one command in the lab shell, streaming its output as events."""
         self.cancelled.clear()
         lab_id = self.lab.id
-        self._emit(ev.CommandStarted(lab_id, step_id, phase, index, command.cmd))
+        shown = _shown(command)
+        self._emit(ev.CommandStarted(lab_id, step_id, phase, index, shown))
 
         def on_line(text: str) -> None:
             self._emit(ev.OutputLine(lab_id, step_id, text))
@@ -259,7 +261,7 @@ class LabSession:
                 step_id,
                 phase,
                 index,
-                command.cmd,
+                shown,
                 result.exit_code,
                 result.duration,
                 result.timed_out,
@@ -275,8 +277,13 @@ class LabSession:
         """Run commands in order; stop at the first that fails. Returns (status, why, details)."""
         for index, command in enumerate(commands):
             result = self.run_command(command, step_id=step_id, phase=phase, index=index)
-            first = command.cmd.strip().splitlines()[0] if command.cmd.strip() else command.cmd
-            details = "\n".join(result.tail[-30:]) or None
+            if result.ok or (result.exit_code is not None and command.allow_failure):
+                continue
+            text = _shown(command)
+            first = text.strip().splitlines()[0] if text.strip() else text
+            # redacted with all the lines kept, then cut: a tail that starts inside
+            # a key or a hex dump has lost what shows it is one
+            details = "\n".join(redact("\n".join(result.tail)).split("\n")[-30:]) or None
             if result.cancelled:
                 return StepStatus.CANCELLED, f"cancelled: {first}", details
             if result.timed_out:
@@ -289,12 +296,11 @@ class LabSession:
                 return StepStatus.FAILED, why, details
             if result.exit_code is None:
                 return StepStatus.ERROR, f"the lab shell died while running: {first}", details
-            if result.exit_code != 0 and not command.allow_failure:
-                return (
-                    StepStatus.FAILED,
-                    f"command failed (exit {result.exit_code}): {first}",
-                    details,
-                )
+            return (
+                StepStatus.FAILED,
+                f"command failed (exit {result.exit_code}): {first}",
+                details,
+            )
         return StepStatus.PASSED, "", None
 
     # ------------------------------------------------------------------ checks
@@ -522,12 +528,14 @@ class LabSession:
         if result.status is StepStatus.PASSED and step.exports and self._env_snapshot:
             exports = {k: self._env_snapshot[k] for k in step.exports if k in self._env_snapshot}
         try:
+            # The message is redacted before it is stored; export values are kept as
+            # they are (a later step needs the real token) in the 0600 progress file.
             self.engine.store.record(
                 self.lab.id,
                 step.id,
                 status or result.status.value,
                 exports=exports,
-                message=result.message if not result.ok else "",
+                message=redact(result.message) if not result.ok else "",
                 cwd=self._shell.cwd if self._shell is not None and result.ok else None,
             )
         except StateError as exc:
@@ -545,6 +553,12 @@ class LabSession:
             return StepStatus.PASSED, "", None
         self._emit(ev.PhaseStarted(self.lab.id, phase))
         return self.run_commands(commands, step_id=None, phase=phase)
+
+
+def _shown(command: Command) -> str:
+    """The command as events and messages show it: an answer marked secret is never
+    shown, not even where the command itself names it."""
+    return mask_values(command.cmd, [e.send for e in command.expect if e.secret])
 
 
 def _hints(step: Step, result: StepResult) -> tuple[str, ...]:

@@ -3,7 +3,9 @@
 CI systems read JUnit; scripts and dashboards read JSON. Both are built from
 the same events the terminal view shows, so they can never disagree with it.
 Output is kept per step only as a bounded tail (a command that floods 50 MB
-must not end up in a report), stripped of terminal codes and redacted.
+must not end up in a report), stripped of terminal codes and redacted one
+command at a time. Reports are written 0600: even redacted, a run log says
+more about a learner's cluster than others on the machine need to read.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ from labrunner import __version__
 from labrunner.ansi import strip_ansi
 from labrunner.engine import events as ev
 from labrunner.fsutil import write_atomic
-from labrunner.reports.redact import LineRedactor, redact
+from labrunner.redact import LineRedactor, redact
 
 OUTPUT_TAIL = 200
 MAX_LINE = 2000
@@ -125,6 +127,8 @@ class ReportCollector:
         if isinstance(event, ev.StepStarted):
             step = lab.steps.setdefault(event.step_id, StepRecord(event.step_id))
             step.title = event.title
+        elif isinstance(event, ev.CommandStarted):
+            self._redactor.reset()
         elif isinstance(event, ev.OutputLine):
             line = _clip_line(self._redactor(strip_ansi(event.text)))
             target = (
@@ -132,6 +136,7 @@ class ReportCollector:
             )
             target.append(line)
         elif isinstance(event, ev.CommandFinished):
+            self._redactor.reset()
             record = CommandRecord(
                 redact(event.command),
                 event.phase.value,
@@ -240,7 +245,7 @@ class ReportCollector:
 
     def write_json(self, path: Path) -> None:
         """Write the JSON report atomically."""
-        write_atomic(path, json.dumps(self.as_dict(), indent=2).encode("utf-8") + b"\n")
+        write_atomic(path, json.dumps(self.as_dict(), indent=2).encode("utf-8") + b"\n", mode=0o600)
 
     # ------------------------------------------------------------------ JUnit
 
@@ -277,7 +282,11 @@ class ReportCollector:
                     counts["skipped"] += 1
                     ET.SubElement(case, "skipped", message=message or "not run")
                 if step.output:
-                    ET.SubElement(case, "system-out").text = clean("\n".join(step.output))
+                    # line by line: the lines were redacted per command as they came, and
+                    # one command's unfinished key must not mask the next command's output
+                    ET.SubElement(case, "system-out").text = "\n".join(
+                        clean(line) for line in step.output
+                    )
             for key, value in counts.items():
                 suite.set(key, str(value))
                 totals[key] += value
@@ -293,7 +302,7 @@ class ReportCollector:
         root = self.as_junit()
         ET.indent(root)
         data = ET.tostring(root, encoding="utf-8", xml_declaration=True)
-        write_atomic(path, data + b"\n")
+        write_atomic(path, data + b"\n", mode=0o600)
 
 
 def _command(c: CommandRecord) -> dict[str, Any]:
@@ -308,14 +317,16 @@ def _command(c: CommandRecord) -> dict[str, Any]:
 
 
 def _failure_body(step: StepRecord) -> str:
+    # each part redacted on its own, so an output tail that ends inside a key
+    # does not mask the check results listed after it
     parts = []
     if step.details:
-        parts.append(step.details)
+        parts.append(clean(step.details))
     for _, check in sorted(step.checks.items()):
-        parts.append(f"[{check.status}] {check.label}: {check.message}")
+        parts.append(clean(f"[{check.status}] {check.label}: {check.message}"))
     if step.hints:
-        parts.append("hint: " + step.hints[0])
-    return clean("\n".join(parts))
+        parts.append(clean("hint: " + step.hints[0]))
+    return "\n".join(parts)
 
 
 def _stamp() -> str:

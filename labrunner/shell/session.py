@@ -34,6 +34,7 @@ import shlex
 import shutil
 import signal
 import tempfile
+import termios
 import threading
 import time
 import weakref
@@ -46,10 +47,13 @@ import pexpect
 
 from labrunner.ansi import strip_ansi
 from labrunner.lab.model import Expect
+from labrunner.redact import MASK, mask_values, split_point
 
 LineCallback = Callable[[str], None]
 
 MAX_LINE = 64 * 1024
+LOOKAHEAD = 512
+"""Bytes past MAX_LINE seen before an unfinished line is cut, so the cut can avoid a secret."""
 TAIL_LINES = 200
 INTERRUPT_GRACE = 1.0
 PROMPT_IDLE = 0.4
@@ -107,6 +111,7 @@ class _Run:
     scan: str = ""
     last_data: float = field(default_factory=time.monotonic)
     prompted: str = ""
+    secrets: list[str] = field(default_factory=list)
 
 
 _live: weakref.WeakSet[Shell] = weakref.WeakSet()
@@ -177,6 +182,25 @@ def _kill_session(child: pexpect.spawn) -> None:
         child.close(force=True)
     except (OSError, pexpect.ExceptionPexpect):
         pass
+
+
+def _echoes(fd: int) -> bool:
+    """True when the terminal echoes what is typed (a program may have turned it on)."""
+    try:
+        return bool(termios.tcgetattr(fd)[3] & termios.ECHO)
+    except termios.error:
+        return False
+
+
+def _cut(data: bytes, pos: int, end: int) -> int:
+    """Where to end the piece of an over-long line that starts at ``pos``."""
+    limit = pos + MAX_LINE
+    # latin-1 maps each byte to one character, so positions carry over to the bytes
+    window = data[pos : min(end, limit + LOOKAHEAD)].decode("latin-1")
+    cut = pos + split_point(window, MAX_LINE)
+    while cut > pos + 1 and data[cut] & 0xC0 == 0x80:  # not inside a UTF-8 character
+        cut -= 1
+    return cut
 
 
 class Shell:
@@ -416,7 +440,7 @@ class Shell:
                     exit_code=code, duration=time.monotonic() - start, tail=tuple(run.tail)
                 )
             timed_out = not self._cancel.is_set()
-            prompt = self._partial_text()
+            prompt = self._partial_text(run)
             restarted = self._interrupt(run)
             return CommandResult(
                 exit_code=None,
@@ -476,27 +500,27 @@ class Shell:
             nl = buf.find(b"\n", start, limit)
             if nl < 0:
                 break
-            self._emit(run, buf[start:nl])
+            self._emit_long(run, buf[start:nl])
             start = nl + 1
         if marker_at < 0:
             rest = buf[start:]
-            if len(rest) > MAX_LINE:
-                # a line too long to hold goes out in MAX_LINE pieces, split between
-                # UTF-8 characters; a partial sentinel at the very end stays buffered
+            if len(rest) > MAX_LINE + LOOKAHEAD:
+                # a line too long to hold goes out in pieces of at most MAX_LINE bytes,
+                # cut where no secret is cut in two (so each piece can still be masked:
+                # hence the look past the cut) and between UTF-8 characters; a partial
+                # sentinel at the end stays buffered
                 keep = rest.rfind(b"\x1e", max(len(rest) - 64, 0))
                 end = keep if keep >= 0 else len(rest)
                 pos = 0
-                while end - pos > MAX_LINE:
-                    cut = pos + MAX_LINE
-                    while cut > pos + MAX_LINE - 4 and rest[cut] & 0xC0 == 0x80:
-                        cut -= 1
+                while end - pos > MAX_LINE + LOOKAHEAD:
+                    cut = _cut(rest, pos, end)
                     self._emit(run, rest[pos:cut])
                     pos = cut
                 rest = rest[pos:]
             self._buf = rest
             return None
         if marker_at > start:
-            self._emit(run, buf[start:marker_at])
+            self._emit_long(run, buf[start:marker_at])
         end = buf.find(b"\x1e", marker_at + len(self._marker))
         nl = buf.find(b"\n", end) if end >= 0 else -1
         if end < 0 or nl < 0:
@@ -513,24 +537,44 @@ class Shell:
         # a stale sentinel (from an interrupted command): keep reading
         return self._consume(run, seq) if self._buf else None
 
+    def _emit_long(self, run: _Run, line: bytes) -> None:
+        """Emit one whole line, in pieces of at most MAX_LINE bytes."""
+        pos = 0
+        while len(line) - pos > MAX_LINE:
+            cut = _cut(line, pos, len(line))
+            self._emit(run, line[pos:cut])
+            pos = cut
+        self._emit(run, line[pos:] if pos else line)
+
     def _emit(self, run: _Run, raw: bytes) -> None:
         text = raw.decode("utf-8", "replace")
         if text.endswith("\r"):
             text = text.rstrip("\r")
         if "\r" in text:
             text = text[text.rfind("\r") + 1 :]
+        if run.secrets:
+            text = self._hide_secrets(run, text)
         run.tail.append(text)
         if run.on_line is not None:
             run.on_line(text)
 
     def _flush_partial(self, run: _Run) -> None:
         if self._buf:
-            self._emit(run, self._buf)
+            self._emit_long(run, self._buf)
             self._buf = b""
 
-    def _partial_text(self) -> str:
+    @staticmethod
+    def _hide_secrets(run: _Run, text: str) -> str:
+        """Mask answers marked secret wherever they show, and a line that is only
+        one of them (the terminal's echo, however short the answer)."""
+        if strip_ansi(text).strip() in run.secrets:
+            return MASK
+        return mask_values(text, run.secrets)
+
+    def _partial_text(self, run: _Run | None = None) -> str:
         tail = self._buf[-512:].decode("utf-8", "replace")
-        return strip_ansi(tail.split("\r")[-1]).strip()
+        text = strip_ansi(tail.split("\r")[-1]).strip()
+        return mask_values(text, run.secrets) if run is not None else text
 
     def _answer_prompts(self, run: _Run, data: bytes) -> None:
         if not run.expects:
@@ -540,7 +584,16 @@ class Shell:
             match = pattern.search(run.scan)
             if match:
                 assert self._child is not None
-                os.write(self._child.child_fd, (exp.send + "\n").encode("utf-8"))
+                fd = self._child.child_fd
+                # The prompt's line ends where the answer is typed: end it here, so
+                # what the command prints next is not read as the answer (nor masked
+                # as one). Show a plain answer as a terminal would; never a secret.
+                if self._marker not in self._buf and not self._buf.endswith(b"\n"):
+                    shown = "" if exp.secret or _echoes(fd) else exp.send
+                    self._buf += shown.encode("utf-8") + b"\n"
+                if exp.secret:
+                    run.secrets.append(exp.send)
+                os.write(fd, (exp.send + "\n").encode("utf-8"))
                 run.scan = run.scan[match.end() :]
                 break
 
@@ -550,7 +603,7 @@ class Shell:
             return
         if time.monotonic() - run.last_data < PROMPT_IDLE:
             return
-        text = self._partial_text()
+        text = self._partial_text(run)
         if text and text != run.prompted:
             run.prompted = text
             run.on_prompt(text)
@@ -584,7 +637,7 @@ class Shell:
         # keep emitting output while we wait, so nothing is lost
         while b"\n" in self._buf and self._marker not in self._buf:
             line, _, self._buf = self._buf.partition(b"\n")
-            self._emit(run, line)
+            self._emit_long(run, line)
 
     def _interrupt(self, run: _Run) -> bool:
         """Stop the running command; returns True if the shell had to be restarted."""

@@ -54,6 +54,26 @@ def _run_kubectl(
     )
 
 
+def cli_environ(home: Path, **extra: str) -> dict[str, str]:
+    """An environment for a CLI subprocess with its own HOME, state and caches under ``home``.
+
+    For fixtures wider than one test, where the per-test isolation is not in force yet;
+    ``extra`` (KUBECONFIG, say) is added last.
+    """
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("LABRUNNER_", "COLUMNS"))}
+    env.update(
+        HOME=str(home),
+        LABRUNNER_STATE_DIR=str(home / "state"),
+        XDG_CONFIG_HOME=str(home / ".config"),
+        XDG_CACHE_HOME=str(home / ".cache"),
+        KUBECONFIG=str(home / ".kube" / "config"),
+        KUBECACHEDIR=str(home / ".kube" / "cache"),
+        NO_COLOR="1",
+    )
+    env.update(extra)
+    return env
+
+
 @dataclass
 class FakeClusterHandle:
     """A running fake server plus the kubeconfig and environment that point at it."""

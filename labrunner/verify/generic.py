@@ -9,7 +9,9 @@ A missing program is ``error``: no amount of waiting installs it.
 
 ``env`` reads the lab shell's environment as captured after the step's
 commands; it cannot change while the engine polls, so a wrong value is
-``failed`` at once rather than waiting out the budget.
+``failed`` at once rather than waiting out the budget. It never prints the
+value it compared (variables hold tokens and passwords as often as
+namespaces): it says "set", "differs from the expected value", and lengths.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from labrunner import procs
+from labrunner.redact import redact
 from labrunner.verify.context import CheckContext
 from labrunner.verify.matching import TEXT_EXPECT_SCHEMA, check_text, lint_text, tail
 from labrunner.verify.outcome import Outcome
@@ -107,7 +110,9 @@ def command(ctx: CheckContext, params: dict[str, Any]) -> Outcome:
         return Outcome.error(f"{missing}; install it or add it to PATH", details)
     if not _exit_ok(params.get("exit_code"), result.returncode):
         want = params.get("exit_code", 0)
-        first = (result.stderr.strip() or result.stdout.strip()).splitlines()
+        # redacted whole before one line is quoted: out of its context (a key's
+        # BEGIN line, a hex dump's label) a line of a secret looks like any other
+        first = redact(result.stderr.strip() or result.stdout.strip()).splitlines()
         said = f": {first[-1][:120]}" if first else ""
         return not_yet(f"exit code {result.returncode}, expected {want}{said}", details)
     streams = {
@@ -124,11 +129,11 @@ def command(ctx: CheckContext, params: dict[str, Any]) -> Outcome:
 
 
 def _output_details(result: procs.ProcResult) -> str | None:
-    parts = []
+    parts = []  # redacted before the tail is taken, for the same reason as above
     if result.stdout.strip():
-        parts.append("stdout:\n" + tail(result.stdout))
+        parts.append("stdout:\n" + tail(redact(result.stdout)))
     if result.stderr.strip():
-        parts.append("stderr:\n" + tail(result.stderr))
+        parts.append("stderr:\n" + tail(redact(result.stderr)))
     return "\n".join(parts) or None
 
 
@@ -233,14 +238,23 @@ def env(ctx: CheckContext, params: dict[str, Any]) -> Outcome:
             return Outcome.failed(f"${name} is not set in the lab shell (did you export it?)")
         return Outcome.passed(f"${name} is not set")
     if not want_set:
-        return Outcome.failed(f"${name} is set to {value!r}; it should be unset")
+        return Outcome.failed(f"${name} is set; it should be unset")
     if params.get("not_empty") and not value:
         return Outcome.failed(f"${name} is empty")
     if "equals" in params and value != params["equals"]:
-        return Outcome.failed(f"${name} is {value!r}, expected {params['equals']!r}")
+        return Outcome.failed(
+            f"${name} differs from the expected value ({_chars(value)}, expected "
+            f"{_chars(params['equals'])})"
+        )
     if "matches" in params and not re.search(params["matches"], value):
-        return Outcome.failed(f"${name} is {value!r}, which does not match /{params['matches']}/")
-    return Outcome.passed(f"${name} is set" + (f" to {value!r}" if len(value) < 60 else ""))
+        return Outcome.failed(
+            f"${name} does not match /{params['matches']}/ (its value has {_chars(value)})"
+        )
+    return Outcome.passed(f"${name} is set")
+
+
+def _chars(value: str) -> str:
+    return f"{len(value)} character{'s' if len(value) != 1 else ''}"
 
 
 def _regex_errors(pattern: Any) -> list[re.error]:

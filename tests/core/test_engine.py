@@ -147,6 +147,23 @@ def test_prompts_are_answered_by_expect(runner: Callable[..., Runner]) -> None:
     assert "hunter2" not in output
 
 
+def test_a_plain_answer_shows_on_its_prompt_line(runner: Callable[..., Runner]) -> None:
+    run = runner("prompts").run()
+    lines = [e.text for e in run.of(ev.OutputLine)]
+    assert "Proceed? (y/N) y" in lines  # as a terminal shows what was typed
+    assert "Password: " in lines  # a secret answer is not
+
+
+def test_a_secret_answer_is_never_in_an_event(runner: Callable[..., Runner]) -> None:
+    run = runner("secret-answer").run()
+    assert run.statuses("secret-answer") == {"login": "passed"}
+    commands = [e.command for e in run.of(ev.CommandStarted) + run.of(ev.CommandFinished)]
+    assert commands and all("[REDACTED]" in c for c in commands)
+    texts = commands + [e.text for e in run.of(ev.OutputLine)]
+    assert not [t for t in texts if "correct-horse-42" in t]
+    assert [e.text for e in run.of(ev.OutputLine)] == ["Password: ", "accepted"]
+
+
 def test_unanswered_prompt_fails_after_its_timeout_naming_the_prompt(
     runner: Callable[..., Runner],
 ) -> None:
@@ -235,7 +252,9 @@ def test_failing_check_carries_hints(runner: Callable[..., Runner]) -> None:
     )
     assert run.finished("fine").hints == ()
     own = run.finished("colour")
-    assert own.message == "$COLOUR is 'red', expected 'blue'"
+    assert own.message == (
+        "$COLOUR differs from the expected value (3 characters, expected 4 characters)"
+    )
     assert own.hints == ("Export COLOUR=blue, not red.",)
 
 

@@ -12,7 +12,8 @@ import pytest
 
 from labrunner.engine import events as ev
 from labrunner.engine.events import Phase, StepStatus
-from labrunner.reports import LineRedactor, ReportCollector, clean, redact
+from labrunner.redact import LineRedactor, redact
+from labrunner.reports import ReportCollector, clean
 from labrunner.reports.collector import MAX_LINE, OUTPUT_TAIL
 from labrunner.verify.outcome import Status
 
@@ -162,15 +163,20 @@ def test_secrets_never_reach_a_report(tmp_path: Path) -> None:
     json.loads((tmp_path / "r.json").read_text())
 
 
-def test_reports_are_written_with_the_usual_permissions(tmp_path: Path) -> None:
+def test_reports_are_private_to_their_owner(tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "r.json").write_text("an older, world-readable report")
+    (out / "r.json").chmod(0o644)
     old = os.umask(0o022)
     try:
-        sample_run().write_junit(tmp_path / "out" / "r.xml")
+        sample_run().write_junit(out / "r.xml")
+        sample_run().write_json(out / "r.json")
     finally:
         os.umask(old)
-    mode = stat.S_IMODE((tmp_path / "out" / "r.xml").stat().st_mode)
-    assert mode == 0o644
-    assert [p.name for p in (tmp_path / "out").iterdir()] == ["r.xml"]
+    for name in ("r.xml", "r.json"):
+        assert stat.S_IMODE((out / name).stat().st_mode) == 0o600, name
+    assert sorted(p.name for p in out.iterdir()) == ["r.json", "r.xml"]
 
 
 def test_output_is_bounded_in_lines_and_line_length() -> None:

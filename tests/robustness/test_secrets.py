@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import base64
 import json
-import os
 import secrets
 import shutil
 import subprocess
@@ -31,6 +30,7 @@ import pytest
 import yaml
 
 from labrunner.testing.fakecluster import FakeCluster
+from labrunner.testing.fixtures import cli_environ
 
 from .conftest import LABS, run_cli, seed
 
@@ -170,15 +170,10 @@ def run(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Run]:
         server_key_file = tmp / "server.key"
         server_key_file.write_text(server_key)
 
-        env = {k: v for k, v in os.environ.items() if not k.startswith(("LABRUNNER_", "COLUMNS"))}
-        env.update(
-            HOME=str(home),
-            LABRUNNER_STATE_DIR=str(home / "state"),
-            XDG_CONFIG_HOME=str(home / ".config"),
-            XDG_CACHE_HOME=str(home / ".cache"),
+        env = cli_environ(
+            home,
             KUBECONFIG=str(kubeconfig),
             KUBECACHEDIR=str(tmp / "kube-cache"),
-            NO_COLOR="1",
             CLIENT_KUBECONFIG=str(client_kubeconfig),
             SECRET_MANIFEST=str(manifest),
             SERVER_KEY=str(server_key_file),
