@@ -106,9 +106,9 @@ EXPECTED_RECHECK: dict[str, bool] = {
     "egress/through-egress-gateway-http": False,  # restore removes the route; logs age
     "egress/through-egress-gateway-tls": False,  # same
     "egress/open-again": True,
-    "observability/prometheus": False,  # traffic of the last two minutes
+    "observability/prometheus": True,
     "observability/grafana": True,
-    "observability/kiali": False,  # graph of the last two minutes
+    "observability/kiali": False,  # graph of the last ten minutes
     "bookinfo/productpage-in-mesh": True,
     "bookinfo/call-productpage": False,  # hand-back removes the gateway route
     "bookinfo/v1-only": False,  # route-jason changes the routing
