@@ -66,12 +66,12 @@ def policy_objects(cluster: FakeClusterHandle) -> dict[tuple[str, str, str], str
 def requires_closure(workshop: Workshop, lab_id: str) -> set[str]:
     """Every lab ``lab_id`` requires, directly or through the labs it requires."""
     seen: set[str] = set()
-    todo = list(workshop.lab(lab_id).requires)
-    while todo:
-        current = todo.pop()
+    pending = list(workshop.lab(lab_id).requires)
+    while pending:
+        current = pending.pop()
         if current not in seen:
             seen.add(current)
-            todo += workshop.lab(current).requires
+            pending += workshop.lab(current).requires
     return seen
 
 
