@@ -43,6 +43,7 @@ configuration propagates.
 from __future__ import annotations
 
 import json
+import time
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -538,7 +539,7 @@ TRACES_PARAMS = obj(
                 "service": described(STRING, "whose traces to search"),
                 "includes": described(one_or_many(STRING), "services one trace must span"),
                 "min_spans": {"type": "integer", "minimum": 1},
-                "lookback": described(STRING, "Jaeger lookback (default 1h)"),
+                "lookback": described(DURATION, "how far back to look for traces (default 1h)"),
                 "limit": {"type": "integer", "minimum": 1, "maximum": 1000},
             },
             required=("service",),
@@ -638,9 +639,14 @@ def traces(ctx: CheckContext, params: dict[str, Any]) -> Outcome:
         include = {str(s) for s in as_list(spec.get("includes"))} | {service}
         min_spans = int(spec.get("min_spans", 1))
         limit = int(spec.get("limit", 20))
+        # Jaeger's /api/traces ignores ``lookback`` (only its UI reads it) and reads the
+        # window from ``start`` and ``end``, in microseconds since the epoch.
+        window = seconds(spec.get("lookback"), 3600.0)
+        end = int(time.time() * 1_000_000)
         query = [
             ("service", service),
-            ("lookback", str(spec.get("lookback", "1h"))),
+            ("start", str(end - int(window * 1_000_000))),
+            ("end", str(end)),
             ("limit", str(limit)),
         ]
         doc = _jaeger_get(ctx, params, path="/api/traces", query=query)

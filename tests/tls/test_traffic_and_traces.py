@@ -5,6 +5,7 @@ from __future__ import annotations
 import http.server
 import itertools
 import json
+import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
@@ -145,12 +146,19 @@ SERVICES = [
 ]
 
 
-def _trace(trace_id: str, services: list[str], spans: int) -> dict[str, Any]:
+def _trace(trace_id: str, services: list[str], spans: int, age: float = 5.0) -> dict[str, Any]:
+    """A Jaeger trace whose spans started ``age`` seconds ago."""
     processes = {f"p{i}": {"serviceName": s, "tags": []} for i, s in enumerate(services, 1)}
+    started = int((time.time() - age) * 1_000_000)
     return {
         "traceID": trace_id,
         "spans": [
-            {"traceID": trace_id, "spanID": f"{n:016x}", "processID": f"p{n % len(services) + 1}"}
+            {
+                "traceID": trace_id,
+                "spanID": f"{n:016x}",
+                "processID": f"p{n % len(services) + 1}",
+                "startTime": started,
+            }
             for n in range(spans)
         ],
         "processes": processes,
@@ -164,9 +172,13 @@ def jaeger(services: list[str], traces: list[dict[str, Any]]) -> Callable[..., A
         if url.path == "/jaeger/api/services":
             doc: dict[str, Any] = {"data": services, "total": len(services), "errors": None}
         elif url.path == "/jaeger/api/traces":
+            # Like Jaeger's query service: the window is start/end in microseconds, and
+            # ``lookback`` (a UI parameter) is not read at all.
             query = parse_qs(url.query)
-            assert query["lookback"] == ["1h"] and query["limit"] == ["20"]
-            doc = {"data": traces if query["service"] == [SERVICES[0]] else []}
+            assert "lookback" not in query and query["limit"] == ["20"]
+            start, end = int(query["start"][0]), int(query["end"][0])
+            found = [t for t in traces if any(start <= s["startTime"] <= end for s in t["spans"])]
+            doc = {"data": found if query["service"] == [SERVICES[0]] else []}
         else:
             return 404, {}, b"404 page not found\n"
         return 200, {"Content-Type": "application/json"}, json.dumps(doc).encode()
@@ -229,6 +241,32 @@ def test_incomplete_traces_are_pending(
     )
     assert outcome.status is Status.PENDING
     assert message in outcome.message
+
+
+@pytest.mark.parametrize(
+    ("lookback", "age", "found"),
+    [
+        (None, 2 * 3600.0, False),
+        ("15m", 20 * 60.0, False),
+        ("15m", 60.0, True),
+        (None, 1800.0, True),
+    ],
+    ids=["default-1h-old-trace", "15m-old-trace", "15m-recent", "default-1h-recent"],
+)
+def test_only_traces_inside_the_lookback_window_count(
+    tmp_path: Path, serve: Serve, lookback: str | None, age: float, found: bool
+) -> None:
+    """A re-run must not pass on traces left by an earlier run: the window reaches Jaeger."""
+    server = serve(jaeger(SERVICES, [_trace("c0ffee", SERVICES, 6, age=age)]))
+    spec = dict(TRACE_SPEC) | ({"lookback": lookback} if lookback else {})
+    outcome = one_line(
+        run_check("traces", {"url": server.url(), "trace": spec}, make_ctx(tmp_path))
+    )
+    assert (outcome.status is Status.PASSED) is found, outcome
+    if not found:
+        assert "no traces of istio-ingressgateway.istio-system in the lookback window" in (
+            outcome.message
+        )
 
 
 def test_jaeger_unreachable_or_wrong_path(tmp_path: Path, serve: Serve, closed_port: int) -> None:

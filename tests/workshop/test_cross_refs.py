@@ -5,6 +5,7 @@ real cluster, as a step that can never pass."""
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
@@ -16,13 +17,17 @@ import yaml
 
 from labrunner.verify.kubernetes import field_differences
 from tests.workshop.conftest import (
+    ISTIO_INSTALLED,
+    ISTIO_RELEASE,
     MANIFESTS_DIR,
     REPO,
     ManifestDoc,
+    helm_installed_docs,
     istio_provided_docs,
     kubernetes_docs,
     lab_data,
     own_lab_files,
+    release_sample_docs,
 )
 
 CRDS_FILE = REPO.parent / "shared" / "schemas" / "istio-1.30.3-crds.yaml"
@@ -36,19 +41,22 @@ class Use:
     verifier: str
     params: Mapping[str, Any]
     commands: str = ""
+    exported: frozenset[str] = frozenset()  # variables this or an earlier step of the lab exports
 
 
 def _uses() -> Iterator[Use]:
     for path in own_lab_files():
         data = lab_data(path)
         env = {k: str(v) for k, v in (data.get("env") or {}).items()}
+        exported: set[str] = set()
         for step in data["steps"]:
             items = [*(step.get("run") or []), *(step.get("solution") or [])]
             commands = "\n".join(i if isinstance(i, str) else i["cmd"] for i in items)
+            exported |= set(step.get("exports") or [])
             for check in step.get("check") or []:
                 (name,) = [k for k in check if k not in ("title", "hint")]
                 params = _expand(check[name] or {}, env)
-                yield Use(f"{data['id']}/{step['id']}", name, params, commands)
+                yield Use(f"{data['id']}/{step['id']}", name, params, commands, frozenset(exported))
 
 
 def _expand(value: Any, env: Mapping[str, str]) -> Any:
@@ -79,8 +87,13 @@ def _commands() -> list[str]:
 class Inventory:
     """What exists on a cluster where the labs ran: manifests, Istio's install, commands."""
 
-    def __init__(self) -> None:
-        self.docs: list[ManifestDoc] = kubernetes_docs() + istio_provided_docs()
+    def __init__(self, *, helm: bool = False) -> None:
+        installed = (
+            [ManifestDoc(ISTIO_INSTALLED, d) for d in helm_installed_docs()]
+            if helm
+            else istio_provided_docs()
+        )
+        self.docs: list[ManifestDoc] = kubernetes_docs() + installed + release_sample_docs()
         self.namespaces = {d.name for d in self.docs if d.kind == "Namespace"}
         self.namespaces |= {d.namespace for d in self.docs if d.namespace}
         self.secrets: set[tuple[str, str]] = set()
@@ -139,6 +152,12 @@ def inventory() -> Inventory:
     return Inventory()
 
 
+@pytest.fixture(scope="module")
+def helm_inventory() -> Inventory:
+    """The same cluster, installed by the Helm lab instead of istioctl."""
+    return Inventory(helm=True)
+
+
 def _selector(value: Any) -> dict[str, str]:
     if isinstance(value, Mapping):
         return {str(k): str(v) for k, v in value.items()}
@@ -182,36 +201,79 @@ def test_every_check_is_covered_here() -> None:
     assert {u.verifier for u in USES} <= known
 
 
-def test_resources_exist_with_the_expected_fields(inventory: Inventory) -> None:
+def test_resources_exist_with_the_expected_fields(
+    inventory: Inventory, helm_inventory: Inventory
+) -> None:
     for use in _of("resource"):
-        p = use.params
-        kind, name = p["kind"], p["name"]
-        namespace = p.get("namespace")
-        if kind == "CustomResourceDefinition":
-            if inventory.crds:
-                assert name in inventory.crds, f"{use.where}: no Istio CRD {name}"
-            continue
-        if kind == "Secret":
-            assert (namespace, name) in inventory.secrets, f"{use.where}: no command makes {name}"
-            continue
-        inventory.one(kind, name, namespace)
-        variants = inventory.find(kind, name, namespace)
-        applied = [d for d in variants if str(d.path.relative_to(REPO)) in use.commands]
-        for doc in applied or variants:
-            assert doc.api_version == p["apiVersion"], f"{use.where}: {doc.api_version}"
-        if "fields" in p:
-            diffs = [field_differences(p["fields"], dict(d.doc)) for d in applied or variants]
-            assert any(not d for d in diffs), f"{use.where}: the manifest differs: {diffs}"
-            if not applied:
-                assert len(variants) == 1, f"{use.where}: say which manifest the step applies"
+        if "name" not in use.params:
+            continue  # "no object of this kind here" names nothing to look up
+        if use.where.startswith("install-istio-helm/"):
+            _check_resource(use, helm_inventory)
+        else:
+            _check_resource(use, inventory)
+
+
+def _check_resource(use: Use, inventory: Inventory) -> None:
+    p = use.params
+    kind, name = p["kind"], p["name"]
+    namespace = p.get("namespace")
+    if kind == "CustomResourceDefinition":
+        if inventory.crds:
+            assert name in inventory.crds, f"{use.where}: no Istio CRD {name}"
+        return
+    if kind == "Secret":
+        assert (namespace, name) in inventory.secrets, f"{use.where}: no command makes {name}"
+        return
+    inventory.one(kind, name, namespace)
+    variants = inventory.find(kind, name, namespace)
+    applied = [d for d in variants if _source(d) in use.commands]
+    # A copy the lab generates from a template (make-jwt.sh fills in the key set).
+    applied = applied or [d for d in variants if f"/{d.path.name}" in use.commands]
+    for doc in applied or variants:
+        assert doc.api_version == p["apiVersion"], f"{use.where}: {doc.api_version}"
+    if "fields" in p:
+        # Through JSON, as the API server stores it (map keys become strings: portLevelMtls).
+        as_stored = [json.loads(json.dumps(dict(d.doc))) for d in applied or variants]
+        docs = [_patched(d, use.commands) for d in as_stored]
+        diffs = [field_differences(p["fields"], d) for d in docs]
+        assert any(not d for d in diffs), f"{use.where}: the manifest differs: {diffs}"
+        if not applied:
+            assert len(variants) == 1, f"{use.where}: say which manifest the step applies"
+
+
+def _patched(doc: dict[str, Any], commands: str) -> dict[str, Any]:
+    """``doc`` after the ``kubectl patch`` a step runs on it (Service ports merge by port)."""
+    name = doc["metadata"]["name"]
+    kind = doc["kind"].lower()
+    for match in re.finditer(rf"kubectl patch {kind} {re.escape(name)} .*?-p '([^']+)'", commands):
+        patch = json.loads(match.group(1))
+        merged = {p["port"]: dict(p) for p in doc["spec"]["ports"]}
+        for port in patch["spec"]["ports"]:
+            merged.setdefault(port["port"], {}).update(port)
+        doc = {**doc, "spec": {**doc["spec"], "ports": list(merged.values())}}
+    return doc
+
+
+def _source(doc: ManifestDoc) -> str:
+    """How a lab command names the file ``doc`` comes from."""
+    if ISTIO_RELEASE in doc.path.parents:
+        return "$ISTIO_HOME/" + str(doc.path.relative_to(ISTIO_RELEASE))
+    return str(doc.path.relative_to(REPO))
 
 
 def test_namespaces_exist(inventory: Inventory) -> None:
     for use in _of("namespace"):
-        assert use.params["name"] in inventory.namespaces, use.where
+        if use.params.get("exists") is False:
+            continue
+        name = use.params["name"]
+        assert name in inventory.namespaces, use.where
+        declared = inventory.find("Namespace", name, None)
         for key, value in (use.params.get("labels") or {}).items():
-            if key == "istio-injection":
+            if key == "istio-injection" and value is not None:
                 assert value == "enabled", use.where
+            if value is None:  # the manifest must not set what the check says is absent
+                for d in declared:
+                    assert key not in ((d.doc.get("metadata") or {}).get("labels") or {}), use.where
 
 
 def test_deployments_exist(inventory: Inventory) -> None:
@@ -280,7 +342,10 @@ def test_http_calls_reach_real_objects(inventory: Inventory) -> None:
             names = [c["name"] for c in deployment.doc["spec"]["template"]["spec"]["containers"]]
             if "container" in source:
                 assert source["container"] in names, use.where
-        if "via" in p:
+        if "${" in p["url"]:
+            for var in re.findall(r"\$\{(\w+)\}", p["url"]):
+                assert var in use.exported, f"{use.where}: no step of the lab exports {var}"
+        elif "via" in p:
             via = p["via"]
             ns = via.get("namespace", "default")
             assert inventory.service_port(ns, via["service"], via["port"]), (
@@ -296,8 +361,13 @@ def test_http_calls_reach_real_objects(inventory: Inventory) -> None:
 def test_expected_answers_name_real_services(inventory: Inventory) -> None:
     names = inventory.fake_service_names()
     for use in _of("traffic_split"):
+        if "regex" in use.params["group_by"]:  # buckets are Deployments (a pod-name prefix)
+            deployments = {d.name for d in inventory.deployments(use.params["from"]["namespace"])}
+            names_here = deployments
+        else:
+            names_here = names
         for bucket in use.params["expect"]:
-            assert bucket in names, f"{use.where}: no app answers as {bucket}"
+            assert bucket in names_here, f"{use.where}: no app answers as {bucket}"
     for use in _of("http"):
         for path, value in ((use.params.get("expect") or {}).get("json") or {}).items():
             if path.endswith("name"):

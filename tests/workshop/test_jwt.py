@@ -107,3 +107,28 @@ def test_no_private_key_or_token_is_committed() -> None:
 def test_output_folder_is_private_and_git_ignored(jwt_dir: Path) -> None:
     assert (jwt_dir / ".gitignore").read_text().strip() == "*"
     assert stat.S_IMODE(jwt_dir.stat().st_mode) & 0o077 == 0
+
+
+def _claims_preview_command() -> str:
+    lab = yaml.safe_load((REPO / "labs" / "14-end-user-jwt.yaml").read_text())
+    step = next(s for s in lab["steps"] if s["id"] == "make-tokens")
+    (command,) = [c for c in step["run"] if isinstance(c, str) and "base64 -d" in c]
+    return command
+
+
+@pytest.mark.parametrize("extra", ["", "x", "xy", "xyz"], ids=["pad0", "pad1", "pad2", "pad3"])
+def test_claims_preview_decodes_every_padding(tmp_path: Path, extra: str) -> None:
+    """base64url drops the `=` padding; the lab's preview must restore it, or openssl stops
+    short and the learner sees truncated JSON."""
+    claims = {"iss": ISSUER, "sub": "learner" + extra, "groups": ["shoppers"]}
+    body = base64.urlsafe_b64encode(json.dumps(claims).encode()).decode().rstrip("=")
+    (tmp_path / "token.jwt").write_text(f"eyJhbGciOiJSUzI1NiJ9.{body}.c2ln\n")
+    shown = subprocess.run(
+        ["bash", "-c", _claims_preview_command()],
+        env={"JWT_DIR": str(tmp_path), "PATH": "/usr/bin:/bin"},
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=True,
+    ).stdout
+    assert json.loads(shown) == claims

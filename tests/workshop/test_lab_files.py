@@ -27,11 +27,14 @@ COMMAND_KEYS = ("setup", "cleanup")
 TRAFFIC_VERIFIERS = frozenset({"http", "traffic_split", "traces"})
 EXPECTED_ORDER = [
     "install-istio",
+    "install-istio-helm",
     "ingress-gateway",
     "https-ingress",
     "sidecar-injection",
     "strict-mtls",
+    "mesh-boundaries",
     "spiffe-identities",
+    "inside-envoy",
     "distributed-tracing",
     "traffic-shifting",
     "resilience",
@@ -39,6 +42,7 @@ EXPECTED_ORDER = [
     "end-user-jwt",
     "egress",
     "observability",
+    "bookinfo",
     "clean-up",
 ]
 EXTERNAL_HOSTS = re.compile(
@@ -168,10 +172,28 @@ def test_needs_are_honest(where: str, step: dict[str, Any]) -> None:
 
 
 def test_lab_commands_reach_the_gateway_without_a_load_balancer() -> None:
+    """Only the step that teaches INGRESS_HOST reads a load balancer's address, and it falls
+    back to a node port when there is none (kind, minikube)."""
+    readers = []
     for where, step in STEPS:
         for command in step_commands(step):
-            assert "loadBalancer.ingress" not in command, f"{where} assumes a LoadBalancer IP"
             assert "EXTERNAL-IP" not in command, where
+            if "loadBalancer.ingress" in command:
+                readers.append(where)
+                assert "nodePort" in command and "if [ -z" in command, f"{where}: no fallback"
+    assert readers == ["ingress-gateway/node-port"]
+
+
+def test_kind_maps_the_node_ports_the_lab_pins() -> None:
+    config = yaml.safe_load((REPO / "manifests" / "kind" / "cluster.yaml").read_text())
+    mapped = {
+        (m["containerPort"], m["hostPort"])
+        for node in config["nodes"]
+        for m in node.get("extraPortMappings") or []
+    }
+    step = dict(STEPS)["ingress-gateway/node-port"]
+    pinned = re.findall(r'"nodePort":(\d+)', step["run"][0])
+    assert pinned and {(int(p), int(p)) for p in pinned} == mapped
 
 
 def test_paths_in_commands_exist() -> None:

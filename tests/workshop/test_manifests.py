@@ -22,6 +22,7 @@ from tests.workshop.conftest import (
     load_docs,
     manifest_files,
     own_lab_files,
+    release_sample_docs,
 )
 
 KUBERNETES_VERSION = "1.32"
@@ -81,7 +82,8 @@ def test_manifest_parses_and_names_its_objects(path: Path) -> None:
 
 def test_builtin_kinds_validate_against_kubernetes_schemas() -> None:
     kubernetes_validate = pytest.importorskip("kubernetes_validate")
-    docs = [d for d in kubernetes_docs() + istio_provided_docs() if not d.is_istio]
+    docs = kubernetes_docs() + istio_provided_docs() + release_sample_docs()
+    docs = [d for d in docs if not d.is_istio]
     assert len(docs) > 20
     for d in docs:
         try:
@@ -109,7 +111,8 @@ def test_manifests_validate_on_the_fake_api_server(
     """The fake API server validates custom resources against Istio 1.30.3's own CRD schemas
     the way a real API server does (structural schema, strict field validation), and built-in
     kinds against Kubernetes' schemas; a server-side dry run checks every file."""
-    for namespace in ("istioinaction", "legacy"):
+    namespaces = {d.namespace for d in kubernetes_docs() if d.namespace} - {"istio-system"}
+    for namespace in sorted(namespaces):
         istio_cluster.kubectl("create", "namespace", namespace, check=True)
     files = sorted({d.path for d in kubernetes_docs()})
     files.append(jwt_request_authentication(tmp_path))

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import re
 import shlex
+from typing import Any
 
+import pytest
 import yaml
 
 from tests.workshop.conftest import LABS_DIR, REPO
@@ -19,13 +21,21 @@ def _workflow() -> dict[object, object]:
     return data
 
 
-def _steps() -> list[dict[str, object]]:
+def _jobs() -> dict[str, dict[str, Any]]:
     jobs = _workflow()["jobs"]
-    assert isinstance(jobs, dict) and len(jobs) == 1
-    (job,) = jobs.values()
-    assert job["runs-on"].startswith("ubuntu-")
-    assert job["timeout-minutes"] <= 90
-    return list(job["steps"])
+    assert isinstance(jobs, dict) and set(jobs) == {"workshop", "workshop-helm"}
+    for job in jobs.values():
+        assert job["runs-on"].startswith("ubuntu-")
+        assert job["timeout-minutes"] <= 90
+    return jobs
+
+
+def _steps(job: str = "workshop") -> list[dict[str, object]]:
+    return list(_jobs()[job]["steps"])
+
+
+def _all_steps() -> list[dict[str, object]]:
+    return [step for job in _jobs() for step in _steps(job)]
 
 
 def test_workflow_triggers_and_permissions() -> None:
@@ -37,7 +47,7 @@ def test_workflow_triggers_and_permissions() -> None:
 
 
 def test_workflow_pins_every_action() -> None:
-    uses = [str(s["uses"]) for s in _steps() if "uses" in s]
+    uses = [str(s["uses"]) for s in _all_steps() if "uses" in s]
     assert uses, "the workflow uses no actions"
     for action in uses:
         _, _, ref = action.partition("@")
@@ -45,10 +55,12 @@ def test_workflow_pins_every_action() -> None:
     names = {u.partition("@")[0] for u in uses}
     assert {"actions/checkout", "actions/setup-python", "helm/kind-action"} <= names
     assert "actions/upload-artifact" in names
+    assert "azure/setup-helm" in names
 
 
-def test_workflow_creates_kind_with_the_shipped_config() -> None:
-    kind = next(s for s in _steps() if str(s.get("uses", "")).startswith("helm/kind-action@"))
+@pytest.mark.parametrize("job", ["workshop", "workshop-helm"])
+def test_workflow_creates_kind_with_the_shipped_config(job: str) -> None:
+    kind = next(s for s in _steps(job) if str(s.get("uses", "")).startswith("helm/kind-action@"))
     with_ = kind["with"]
     assert isinstance(with_, dict)
     assert (REPO / str(with_["config"])).is_file()
@@ -58,27 +70,83 @@ def test_workflow_creates_kind_with_the_shipped_config() -> None:
     assert context.startswith("kind-"), "labrunner accepts kind-* contexts as disposable"
 
 
-def test_workflow_runs_the_workshop_and_keeps_the_report() -> None:
-    steps = _steps()
+def _verify_argv(job: str) -> tuple[list[str], list[dict[str, object]], int]:
+    steps = _steps(job)
     runs = [str(s.get("run", "")) for s in steps]
     joined = "\n".join(runs)
     assert "pip install" in joined
     assert "--only download" in joined, "istioctl comes from the lab's own pinned download step"
-    verify = next(r for r in runs if " verify " in r and "--junit" in r)
-    argv = shlex.split(verify)
+    index = next(i for i, r in enumerate(runs) if " verify " in r and "--junit" in r)
+    argv = shlex.split(runs[index])
     assert argv[0] == "labrunner"
-    assert argv[argv.index("--junit") + 1] == "report.xml"
-    assert "--skip-needs" not in argv, "CI on kind runs every step, traffic included"
+    kind_index = next(i for i, s in enumerate(steps) if "kind-action" in str(s.get("uses", "")))
+    assert kind_index < index
+    return argv, steps, index
+
+
+@pytest.mark.parametrize(
+    ("job", "report"), [("workshop", "report.xml"), ("workshop-helm", "report-helm.xml")]
+)
+def test_workflow_runs_the_workshop_and_keeps_the_report(job: str, report: str) -> None:
+    argv, steps, _ = _verify_argv(job)
+    assert argv[argv.index("--junit") + 1] == report
     upload = next(s for s in steps if str(s.get("uses", "")).startswith("actions/upload-artifact"))
     assert upload["if"] == "always()"
-    assert "report.xml" in str(upload["with"]["path"])
-    kind_index = next(i for i, s in enumerate(steps) if "kind-action" in str(s.get("uses", "")))
-    verify_index = next(i for i, s in enumerate(steps) if str(s.get("run", "")) == verify)
-    assert kind_index < verify_index
+    assert report in str(upload["with"]["path"])
+
+
+def _workshop_order() -> list[str]:
+    meta = yaml.safe_load((LABS_DIR / "workshop.yaml").read_text())
+    ids = [yaml.safe_load((LABS_DIR / name).read_text())["id"] for name in meta["labs"]]
+    return [i for i in ids if i != "mesh-security-basics"]
+
+
+def _labs_named(argv: list[str]) -> list[str]:
+    """The positional arguments of ``labrunner ... verify``: the labs to run."""
+    rest = argv[argv.index("verify") + 1 :]
+    labs, skip = [], False
+    for arg in rest:
+        if skip:
+            skip = False
+        elif arg in ("--junit", "--json", "--skip-needs", "--from", "--only", "--context"):
+            skip = True
+        elif not arg.startswith("-"):
+            labs.append(arg)
+    return labs
+
+
+def test_the_two_jobs_cover_every_lab() -> None:
+    """The istioctl job runs every lab; only Helm's steps are left to the Helm job, which
+    installs with Helm and runs the labs that lean on the install's names on top."""
+    argv, _, _ = _verify_argv("workshop")
+    assert argv[argv.index("--skip-needs") + 1] == "helm", "CI on kind runs every other step"
+    assert _labs_named(argv) == [], "no lab list: the job runs the whole workshop"
+    helm_argv, _, _ = _verify_argv("workshop-helm")
+    assert "--skip-needs" not in helm_argv
+    labs = _labs_named(helm_argv)
+    order = _workshop_order()
+    assert labs[0] == "install-istio-helm" and labs[-1] == "clean-up"
+    assert "install-istio" not in labs
+    assert labs == [lab for lab in order if lab in labs], "in workshop order"
+    assert {"ingress-gateway", "authorization", "egress"} <= set(labs)
+
+
+def test_workflow_tries_the_previous_minor_without_blocking() -> None:
+    job = _jobs()["workshop"]
+    entries = job["strategy"]["matrix"]["include"]
+    pinned = [e for e in entries if not e["version"]]
+    previous = [e for e in entries if e["version"]]
+    assert len(pinned) == 1 and pinned[0]["experimental"] is False
+    (entry,) = previous
+    assert re.fullmatch(r"1\.29\.\d+", entry["version"]) and entry["experimental"] is True
+    assert job["continue-on-error"] == "${{ matrix.experimental }}"
+    pin = next(s for s in job["steps"] if "matrix.version" in str(s.get("if", "")))
+    assert "labs/workshop.yaml" in str(pin["run"]) and "ISTIO_VERSION" in str(pin["run"])
+    assert "what differs" in WORKFLOW.read_text(), "say what differs for the older release"
 
 
 def test_workflow_finds_the_labs_it_runs() -> None:
-    for run in (str(s.get("run", "")) for s in _steps()):
+    for run in (str(s.get("run", "")) for s in _all_steps()):
         if run.startswith("labrunner"):
             argv = shlex.split(run)
             if "--labs" in argv:
@@ -113,3 +181,30 @@ def test_cluster_names_in_the_guide_are_accepted_by_the_context_guard() -> None:
     ):
         assert looks_disposable(context, extra), context
     assert not looks_disposable("gke_prod_europe-west1_payments", extra)
+
+
+def _lab_table() -> dict[str, tuple[str, str, str]]:
+    section = GUIDE.read_text().split("## The workshop", 1)[1].split("\n## ", 1)[0]
+    rows = {}
+    for line in section.splitlines():
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        if len(cells) == 4 and cells[0].startswith("`"):
+            rows[cells[0].strip("`")] = (cells[1], cells[2], cells[3])
+    return rows
+
+
+def test_readme_lists_every_lab_with_what_it_needs_and_its_topic() -> None:
+    rows = _lab_table()
+    meta = yaml.safe_load((LABS_DIR / "workshop.yaml").read_text())
+    labs = [yaml.safe_load((LABS_DIR / name).read_text()) for name in meta["labs"]]
+    assert list(rows) == [lab["id"] for lab in labs], "every lab, in workshop order"
+    assert f"is {len(labs)} labs" in GUIDE.read_text()
+    for lab in labs:
+        requires, needs, topic = rows[lab["id"]]
+        assert requires == (", ".join(lab.get("requires") or []) or "–"), lab["id"]
+        wanted = set(lab.get("needs") or [])
+        for step in lab["steps"]:
+            wanted |= set(step.get("needs") or [])
+        listed = {n.strip() for n in needs.split(",")} if wanted else set()
+        assert listed == wanted, f"{lab['id']}: README says {needs!r}, the lab needs {wanted}"
+        assert len(topic) > 20, lab["id"]
