@@ -5,6 +5,11 @@ deep nesting, YAML alias bombs, bytes that are not UTF-8 — must all end in
 either a loaded lab or a list of ``file:line: message`` problems, quickly.
 A handful of the nastiest are also pushed through the real CLI to check the
 exit code and that no traceback escapes.
+
+Two limits stop deep nesting. labrunner's own (``MAX_DEPTH``, 64 levels) applies
+to whatever the YAML parser hands over; PyYAML 6.0.4's parser (libyaml 0.2.6) also
+refuses more than 1000 levels by itself, and for such input its error is the
+loader's answer. Both are tested, each where it is the one that speaks.
 """
 
 from __future__ import annotations
@@ -22,6 +27,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from labrunner.lab.loader import Problem, check_lab_file
+from labrunner.lab.yamlsrc import MAX_DEPTH
 from labrunner.verify.registry import builtin_registry
 
 PROBLEM_LINE = re.compile(r"^.+:\d+: (warning: )?(step [^:]+: )?.+$|^.+: .+$")
@@ -157,10 +163,76 @@ def _bomb(levels: int, width: int = 9) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _flow(levels: int) -> str:
+    """A document nesting ``levels`` collections deep (its top mapping included)."""
+    return "x: " + "[" * (levels - 1) + "]" * (levels - 1) + "\n"
+
+
+def _block(levels: int) -> str:
+    """Block mappings nested ``levels`` deep; the first too deep one is on line ``levels``."""
+    return "".join("  " * i + f"k{i}:\n" for i in range(levels))
+
+
+def _parser_nesting_limit(ceiling: int = 5000) -> int | None:
+    """The deepest nesting PyYAML's parser accepts by itself (None: no limit up to ``ceiling``)."""
+    loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+    def accepted(levels: int) -> bool:
+        try:
+            for _ in yaml.parse(_flow(levels), Loader=loader):
+                pass
+        except yaml.YAMLError as exc:
+            assert "exceeded maximum nesting depth" in str(exc), exc
+            return False
+        return True
+
+    if accepted(ceiling):
+        return None
+    low, high = 1, ceiling  # accepted(low), not accepted(high)
+    while high - low > 1:
+        middle = (low + high) // 2
+        low, high = (middle, high) if accepted(middle) else (low, middle)
+    return low
+
+
+PARSER_LIMIT = _parser_nesting_limit()
+OURS = f"nesting deeper than {MAX_DEPTH} levels"
+PARSERS = "invalid YAML: exceeded maximum nesting depth"
+
+
+def _first_problem(tmp_path: Path, text: str) -> str:
+    path = tmp_path / "deep.yaml"
+    path.write_text(text, encoding="utf-8")
+    lab, problems = check_lab_file(path, builtin_registry())
+    assert lab is None and problems
+    _assert_clean(path, problems)
+    return str(problems[0]).removeprefix(f"{path}:")
+
+
+def test_labrunner_limits_nesting_below_what_the_parser_allows(tmp_path: Path) -> None:
+    assert "nesting" not in _first_problem(tmp_path, _flow(MAX_DEPTH))
+    assert _first_problem(tmp_path, _flow(MAX_DEPTH + 1)) == f"1: {OURS}"
+    assert _first_problem(tmp_path, _block(MAX_DEPTH + 1)) == f"{MAX_DEPTH + 1}: {OURS}"
+    assert _first_problem(tmp_path, _block(200)) == f"{MAX_DEPTH + 1}: {OURS}"
+    if PARSER_LIMIT is not None:
+        # the deepest input the parser lets through still meets labrunner's own limit
+        assert PARSER_LIMIT > MAX_DEPTH
+        assert _first_problem(tmp_path, _flow(PARSER_LIMIT)) == f"1: {OURS}"
+
+
+def test_past_the_parsers_own_limit_its_error_is_the_answer(tmp_path: Path) -> None:
+    if PARSER_LIMIT is None:  # PyYAML before 6.0.4: labrunner's limit is the only one
+        assert _first_problem(tmp_path, _flow(20000)) == f"1: {OURS}"
+        return
+    assert _first_problem(tmp_path, _flow(PARSER_LIMIT + 1)) == f"1: {PARSERS}"
+    assert _first_problem(tmp_path, _flow(20000)) == f"1: {PARSERS}"
+
+
 ADVERSARIAL = {
     "alias-bomb": _bomb(9),
-    "deep-flow": "x: " + "[" * 20000 + "]" * 20000 + "\n",
-    "deep-block": "".join("  " * i + f"k{i}:\n" for i in range(200)),
+    "deep-flow": _flow(20001),
+    "deep-flow-under-parser-limit": _flow(500),
+    "deep-block": _block(200),
     "huge-string": "apiVersion: labrunner/v1\nid: x\ntitle: " + "y" * 2_000_000 + "\nsteps: []\n",
     "not-utf8": "apiVersion: labrunner/v1\nid: x\ntitle: caf\xe9\n",
     "python-tag": "!!python/object/apply:os.system ['echo pwned']\n",
@@ -193,11 +265,12 @@ def test_adversarial_files_through_the_cli(tmp_path: Path, name: str) -> None:
         assert "unsupported YAML tag" in first
     if name == "alias-bomb":
         assert "alias bomb" in first
-    if name.startswith("deep"):
-        assert (
-            "nesting deeper" in first
-            or "unknown key" in proc.stdout
-            or "missing required" in proc.stdout
-        )
+    if name == "deep-flow":
+        # past PyYAML's own limit its parser speaks first; without one, labrunner's does
+        assert first == f"{path}:1: {PARSERS if PARSER_LIMIT is not None else OURS}"
+    if name == "deep-flow-under-parser-limit":
+        assert first == f"{path}:1: {OURS}"
+    if name == "deep-block":
+        assert first == f"{path}:{MAX_DEPTH + 1}: {OURS}"
     if name == "not-utf8":
         assert ":3: not valid UTF-8" in first
