@@ -1,9 +1,10 @@
 """The lock file keeps up with pyproject.toml.
 
-CI and the README's test command install with ``-c constraints.txt`` so that an upstream
-release cannot turn CI red by itself. A dependency added to pyproject.toml (or to any extra)
-without refreshing the lock would be installed unpinned, silently reopening that hole; a range
-raised in pyproject.toml without a refresh would make the install fail. Both are caught here.
+CI and the README's test command install with ``-c constraints.txt`` (CI also pins the
+build backend with ``--build-constraint``) so that an upstream release cannot turn CI red
+by itself. A dependency added to pyproject.toml (or to any extra) without refreshing the
+lock would be installed unpinned, silently reopening that hole; a range raised in
+pyproject.toml without a refresh would make the install fail. Both are caught here.
 """
 
 from __future__ import annotations
@@ -22,16 +23,17 @@ CONSTRAINTS = REPO / "constraints.txt"
 PIN = re.compile(r"^(?P<name>[A-Za-z0-9][A-Za-z0-9._-]*)==(?P<version>[^\s;#]+)$")
 
 
-def _project() -> dict[str, Any]:
+def _pyproject() -> dict[str, Any]:
     with (REPO / "pyproject.toml").open("rb") as fh:
-        project: dict[str, Any] = tomllib.load(fh)["project"]
-    return project
+        return tomllib.load(fh)
 
 
 def _requirements() -> list[tuple[str, Requirement]]:
-    """(where, requirement) for the dependencies and every extra of pyproject.toml."""
-    project = _project()
-    found = [("dependencies", Requirement(r)) for r in project.get("dependencies", [])]
+    """(where, requirement): the build backend, the dependencies and every extra."""
+    pyproject = _pyproject()
+    project = pyproject["project"]
+    found = [("build-system", Requirement(r)) for r in pyproject["build-system"]["requires"]]
+    found.extend(("dependencies", Requirement(r)) for r in project.get("dependencies", []))
     for extra, requirements in project.get("optional-dependencies", {}).items():
         found.extend((f"extra {extra!r}", Requirement(r)) for r in requirements)
     return found
@@ -51,7 +53,7 @@ def _pins() -> dict[str, Version]:
     return pins
 
 
-def test_every_dependency_of_every_extra_is_pinned() -> None:
+def test_every_dependency_of_every_extra_and_the_build_backend_is_pinned() -> None:
     pins = _pins()
     unpinned = [
         f"{req.name} ({where})"
@@ -77,7 +79,7 @@ def test_every_pin_satisfies_pyproject() -> None:
 
 
 def test_the_lock_pins_no_labrunner_and_says_how_to_refresh() -> None:
-    assert canonicalize_name(str(_project()["name"])) not in _pins()
+    assert canonicalize_name(_pyproject()["project"]["name"]) not in _pins()
     header = "\n".join(
         line
         for line in CONSTRAINTS.read_text(encoding="utf-8").splitlines()
@@ -90,6 +92,8 @@ def test_the_lock_pins_no_labrunner_and_says_how_to_refresh() -> None:
 def test_ci_and_the_readme_test_command_install_from_the_lock() -> None:
     ci = (REPO / ".ci" / "run").read_text(encoding="utf-8")
     assert re.search(r"pip install .*-c constraints\.txt .*-e '\.\[test,serve\]'", ci), ci
+    assert "--build-constraint constraints.txt" in ci
+    assert "pip==" in CONSTRAINTS.read_text(encoding="utf-8"), "CI installs the pinned pip"
     commands = re.findall(r"```sh\n(.*?)\n```", (REPO / "README.md").read_text(encoding="utf-8"))
     user, tests = commands[0], commands[1]
     assert "constraints" not in user, "users get the newest releases, not the lock"
