@@ -671,15 +671,22 @@ class Shell:
         return True
 
     def _resync(self, run: _Run) -> bool:
-        """Send a fresh sentinel and wait for it; True when the shell answered."""
+        """Send a fresh sentinel and wait for it; True when the shell answered.
+
+        Output that arrives before that first sentinel is still the interrupted
+        command's: a PTY hands what a process wrote to the reader asynchronously, so
+        its last lines (a SIGINT handler's goodbye) can come after it has ended and
+        the shell took the terminal back. They go to ``run``, not to the void.
+        """
         if self._child is None or not self._child.isalive():
             return False
         self._cancel.clear()
+        late = _Run(on_line=run.on_line, on_prompt=None, expects=[], tail=run.tail)
         quiet = _Run(on_line=None, on_prompt=None, expects=[])
         try:
-            for _ in range(2):  # the second round flushes bash's late job-status newline
+            for target in (late, quiet):  # the second round flushes bash's late newline
                 seq = self._send_framed(":", save=False)
-                if self._pump(quiet, seq, time.monotonic() + INTERRUPT_GRACE * 2) is None:
+                if self._pump(target, seq, time.monotonic() + INTERRUPT_GRACE * 2) is None:
                     return False
         except ShellError:
             return False

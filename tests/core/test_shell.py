@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import threading
 import time
 from collections.abc import Iterator
@@ -225,7 +226,8 @@ def test_send_answers_a_prompt_from_another_thread(shell: Shell) -> None:
 
 
 def test_unanswered_prompt_times_out_and_names_the_prompt(shell: Shell) -> None:
-    result = shell.run('read -r -p "Delete everything? [y/N] " x', timeout=0.8)
+    # the prompt has to be on screen before the deadline, so leave bash ample time to print it
+    result = shell.run('read -r -p "Delete everything? [y/N] " x', timeout=2.0)
     assert result.timed_out and result.exit_code is None
     assert result.prompt == "Delete everything? [y/N]"
     assert shell.run("echo still-here", timeout=5).exit_code == 0
@@ -247,8 +249,8 @@ def test_timeout_kills_the_foreground_group_and_keeps_the_shell(
     pids = tmp_path / "pids"
     shell.run("export KEEP=me; cd /tmp", timeout=5)
     result = shell.run(
-        f"( sleep 1000 & echo $! >> {pids}; echo $BASHPID >> {pids}; wait )", timeout=0.5
-    )
+        f"( sleep 1000 & echo $! >> {pids}; echo $BASHPID >> {pids}; wait )", timeout=2.0
+    )  # ample time for the subshell to record its PIDs before the deadline
     recorded = [int(p) for p in pids.read_text().split()]
     reaper.extend(recorded)
     assert result.timed_out and not result.restarted
@@ -282,6 +284,50 @@ def test_cancel_from_another_thread_escalates_to_sigkill(
     assert shell.run("echo alive", timeout=5).exit_code == 0
 
 
+def test_last_words_of_an_interrupted_command_are_kept_when_the_reader_lags(
+    shell: Shell, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The interrupted job's last line can reach labrunner's reader only after the job has
+    ended and bash took the terminal back: the PTY delivers asynchronously, and on a busy
+    machine the reader can be descheduled meanwhile. That line is still the command's
+    output and must not vanish into the resync that follows. The reader is made to lag
+    here until bash is in the foreground again, which is the worst case."""
+    sigint_sent = threading.Event()
+    real_killpg = os.killpg
+    real_select = session_module.select.select
+    stalled: list[bool] = []
+
+    def killpg(pgid: int, sig: int) -> None:
+        real_killpg(pgid, sig)
+        if sig == signal.SIGINT:
+            sigint_sent.set()
+
+    def lagging_select(r: list[int], w: list[int], x: list[int], timeout: float) -> object:
+        if sigint_sent.is_set() and not stalled:
+            # the reader "wakes up" only after the job ended and bash is in the foreground
+            stalled.append(True)
+            assert wait_for(lambda: os.tcgetpgrp(r[0]) == shell.pid, 10)
+            return [], [], []
+        return real_select(r, w, x, timeout)
+
+    monkeypatch.setattr(session_module.os, "killpg", killpg)
+    monkeypatch.setattr(session_module.select, "select", lagging_select)
+    out = Lines()
+    job = Background(
+        shell,
+        "bash -c 'trap \"echo last-words; exit 0\" INT; echo ready; while :; do sleep 0.05; done'",
+        timeout=60,
+        on_line=out,
+    )
+    assert out.wait_for("ready", timeout=10)
+    shell.cancel()
+    result = job.join(timeout=30)
+    assert stalled, "the reader was never made to lag"
+    assert result.cancelled and not result.restarted
+    assert out.lines == ["ready", "last-words"]
+    assert result.tail == ("ready", "last-words")
+
+
 def test_builtin_loop_is_interrupted(shell: Shell) -> None:
     shell.run("export KEEP=yes", timeout=5)
     started = time.monotonic()
@@ -293,13 +339,28 @@ def test_builtin_loop_is_interrupted(shell: Shell) -> None:
     assert out.lines == ["yes"]
 
 
-def test_stuck_shell_restarts_with_its_environment(shell: Shell, tmp_path: Path) -> None:
+@pytest.mark.parametrize("stop", ["timeout", "cancel"])
+def test_stuck_shell_restarts_with_its_environment(shell: Shell, tmp_path: Path, stop: str) -> None:
     shell.run("mkdir -p there && cd there", timeout=5)
     shell.run("export KEEP='a b'; greet() { echo \"hi $1\"; }; alias ll='echo listed'", timeout=5)
     first_pid = shell.pid
-    # a loop in the shell itself that ignores SIGINT: only a restart gets us out
-    result = shell.run("trap '' INT; while :; do :; done", timeout=0.3)
-    assert result.timed_out and result.restarted
+    # a loop in the shell itself that ignores SIGINT: only a restart gets us out. The
+    # interrupt must come once the loop runs: a SIGINT that lands before `trap` would
+    # simply abort the line, and the shell would rightly not need a restart.
+    stuck = "trap '' INT; echo stuck; while :; do :; done"
+    out = Lines()
+    if stop == "timeout":
+        # the deadline is fixed when the command starts, so give the loop ample time to
+        # begin and check afterwards that it had begun before the deadline
+        result = shell.run(stuck, timeout=2.0, on_line=out)
+        assert out.lines == ["stuck"], "the loop never started: nothing was stuck"
+        assert result.timed_out and result.restarted
+    else:
+        job = Background(shell, stuck, timeout=60, on_line=out)
+        assert out.wait_for("stuck", timeout=10)
+        shell.cancel()
+        result = job.join(timeout=30)
+        assert result.cancelled and result.restarted
     assert shell.restarts == 1
     assert shell.pid != first_pid and first_pid is not None
     assert wait_for(lambda: not pid_alive(first_pid), 5)
