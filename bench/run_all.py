@@ -126,6 +126,12 @@ def _redaction(quick: bool) -> list[Figure]:
     return redaction.run(rounds=300 if quick else 2000)
 
 
+def _progress_writes(quick: bool) -> list[Figure]:
+    import progress_writes
+
+    return progress_writes.run(steps=1000, repeat=1 if quick else 3)
+
+
 def _poll_cpu(quick: bool) -> list[Figure]:
     import poll_cpu
 
@@ -168,6 +174,12 @@ BENCHES = [
     ),
     Bench("terminal-flood", "terminal pane: a flood of output", _terminal_flood),
     Bench("memory", "memory of labrunner verify", _memory),
+    Bench(
+        "progress-writes",
+        "what saving progress costs (journal appends)",
+        _progress_writes,
+        hide=("labrunner list after",),
+    ),
     Bench("poll-cpu", "CPU while a check is pending", _poll_cpu),
     Bench("redaction", "masking secrets: per output line, and at start-up", _redaction),
 ]

@@ -16,7 +16,7 @@ import json
 import os
 import signal
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn
 
@@ -128,10 +128,21 @@ def _context(explicit: str | None) -> str | None:
     return explicit or current_context(os.environ)
 
 
-def _store(context: str | None) -> ProgressStore:
+def _store(workshop: Workshop, context: str | None) -> ProgressStore:
+    """The workshop's progress (and, for its cluster labs, that of ``context``'s cluster)."""
+    from labrunner.cluster.kubeconfig import server_for
     from labrunner.state import ProgressStore
 
-    return ProgressStore.for_context(context)
+    server = server_for(os.environ, context) if context else None
+    return ProgressStore.for_workshop(workshop, context=context, server=server)
+
+
+def _store_news(store: ProgressStore) -> None:
+    """Say what opening the progress found: warnings, and one-line notices."""
+    for warning in store.warnings:
+        _say(f"warning: {warning}")
+    for notice in store.notices:
+        _say(notice)
 
 
 def _guard(workshop: Workshop, labs: Sequence[Lab], context_option: str | None) -> str | None:
@@ -219,18 +230,18 @@ def list_(ctx: click.Context, context_option: str | None, as_json: bool, steps: 
         workshop, labs = _load(ctx.obj.get("labs"))
     except LabrunnerError as exc:
         _fail(exc)
-    from labrunner.state.rules import lab_progress
+    from labrunner.state.rules import StepState, lab_progress, step_states
 
     context = _context(context_option)
-    store = _store(context)
+    store = _store(workshop, context)
     try:
         records = {lab.id: store.steps(lab.id) for lab in labs}
     except Exception as exc:  # an unreadable store must not hide the labs
         _say(f"warning: progress unavailable: {exc}")
         records = {lab.id: {} for lab in labs}
     progress = lab_progress(workshop, records)
-    for warning in store.warnings:
-        _say(f"warning: {warning}")
+    states = {lab.id: step_states(lab, records[lab.id]) for lab in labs}
+    _store_news(store)
     if as_json:
         data = {
             "workshop": workshop.title,
@@ -244,6 +255,7 @@ def list_(ctx: click.Context, context_option: str | None, as_json: bool, steps: 
                     "requires": list(lab.requires),
                     "needs_cluster": lab.needs_cluster,
                     "locked": progress[lab.id].locked,
+                    "done": progress[lab.id].done,
                     "steps": [
                         {
                             "id": s.id,
@@ -251,6 +263,8 @@ def list_(ctx: click.Context, context_option: str | None, as_json: bool, steps: 
                             "status": records[lab.id][s.id].status
                             if s.id in records[lab.id]
                             else None,
+                            "state": states[lab.id][s.id].value,
+                            "stale": records[lab.id][s.id].stale if s.id in records[lab.id] else "",
                         }
                         for s in lab.steps
                     ],
@@ -262,21 +276,25 @@ def list_(ctx: click.Context, context_option: str | None, as_json: bool, steps: 
         return
     click.echo(f"{workshop.title}  ({workshop.labs_dir}; context: {context or 'none'})")
     for lab in labs:
-        finished = progress[lab.id].done
         locked = progress[lab.id].missing
         state = "locked (needs " + ", ".join(locked) + ")" if locked else ""
         where = "cluster" if lab.needs_cluster else "no cluster needed"
         click.echo(
-            f"  {lab.id:<28} {finished}/{len(lab.steps)} steps  [{where}]  "
-            f"{lab.title}  {state}".rstrip()
+            f"  {lab.id:<28} {progress[lab.id].label}  [{where}]  {lab.title}  {state}".rstrip()
         )
         if steps:
             for step in lab.steps:
                 record = records[lab.id].get(step.id)
-                mark = {"passed": "✔", "skipped": "↷", "failed": "✘", "error": "!"}.get(
-                    record.status if record else "", "·"
-                )
-                click.echo(f"      {mark} {step.id:<26} {step.title}")
+                look = states[lab.id][step.id].look
+                # a step nobody has touched shows a dot: "to do" and "locked" are the
+                # lab's order, not something the learner did
+                mark = look.glyph if record is not None else "·"
+                line = f"      {mark} {step.id:<26} {step.title}"
+                if states[lab.id][step.id] is StepState.STALE and record is not None:
+                    line += f"  ({look.word}: {record.stale})"
+                elif states[lab.id][step.id] is StepState.FAILED and record is not None:
+                    line += f"  ({look.word})"
+                click.echo(line)
 
 
 # --------------------------------------------------------------------------- verify
@@ -366,9 +384,15 @@ def verify(
         collector(event)
         printer(event)
 
-    store = _store(context)
+    store = _store(workshop, context)
     engine = Engine(
-        workshop, registry=registry, store=store, emit=emit, options=options, base_env=run.env
+        workshop,
+        registry=registry,
+        store=store,
+        emit=emit,
+        options=options,
+        base_env=run.env,
+        identify=_identify(run.env, context),
     )
     _install_signal_handlers(engine)
     try:
@@ -377,8 +401,7 @@ def verify(
         _fail(UsageProblem(str(exc)))
     finally:
         run.close()
-        for warning in store.warnings:
-            _say(f"warning: {warning}")
+        _store_news(store)
     printer.summary(collector)
     try:
         if junit:
@@ -390,6 +413,19 @@ def verify(
     if summary.environment_broken:
         sys.exit(int(ExitCode.ENVIRONMENT))
     sys.exit(int(ExitCode.OK if summary.ok else ExitCode.FAILED))
+
+
+def _identify(env: dict[str, str], context: str | None) -> Callable[[], str] | None:
+    """How the engine learns which cluster answers behind ``context`` (None without one)."""
+    if not context:
+        return None
+
+    def identify() -> str:
+        from labrunner.cluster.identity import cluster_uid
+
+        return cluster_uid(env, context)
+
+    return identify
 
 
 def _install_signal_handlers(engine: Any) -> None:
@@ -442,7 +478,7 @@ def check(
     engine = Engine(
         workshop,
         registry=registry,
-        store=_store(context),
+        store=_store(workshop, context),
         emit=printer,
         options=RunOptions(kube_context=context_option, save=False),
         base_env=run.env,
@@ -562,11 +598,12 @@ def reset(
     if step and not lab:
         _fail(UsageProblem("--step needs a LAB"))
     context = _context(context_option)
+    try:
+        workshop, chosen_labs = _load(ctx.obj.get("labs"), [lab] if lab is not None else [])
+    except LabrunnerError as exc:
+        _fail(exc)
     if lab is not None:
-        try:
-            _workshop, (chosen,) = _load(ctx.obj.get("labs"), [lab])
-        except LabrunnerError as exc:
-            _fail(exc)
+        (chosen,) = chosen_labs
         if step is not None and step not in {s.id for s in chosen.steps}:
             _fail(UsageProblem(f"lab {chosen.id} has no step {step!r}"))
         lab = chosen.id
@@ -574,9 +611,13 @@ def reset(
     if not yes:
         if not sys.stdin.isatty():
             _fail(UsageProblem(f"refusing to forget {what} without --yes (not a terminal)"))
-        click.confirm(f"Forget {what} for context {context or 'none'}?", abort=True, err=True)
+        click.confirm(
+            f"Forget {what} of {workshop.root} (context {context or 'none'})?",
+            abort=True,
+            err=True,
+        )
     try:
-        count = _store(context).reset(lab, step)
+        count = _store(workshop, context).reset(lab, step)
     except StateError as exc:
         _fail(EnvironmentProblem(str(exc)))
     click.echo(

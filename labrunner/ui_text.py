@@ -18,18 +18,20 @@ from labrunner.durations import format_duration
 from labrunner.engine import events as ev
 from labrunner.engine.events import StepStatus
 from labrunner.redact import LineRedactor, redact
+from labrunner.state.rules import LOOKS, StepState
 from labrunner.verify.outcome import Status
 
 if TYPE_CHECKING:
     from labrunner.reports import ReportCollector
 
 _MARK = {
-    StepStatus.PASSED: ("PASS", "✔", "green"),
-    StepStatus.FAILED: ("FAIL", "✘", "red"),
+    StepStatus.PASSED: ("PASS", LOOKS[StepState.PASSED].glyph, "green"),
+    StepStatus.FAILED: ("FAIL", LOOKS[StepState.FAILED].glyph, "red"),
     StepStatus.ERROR: ("ERROR", "!", "magenta"),
-    StepStatus.SKIPPED: ("SKIP", "↷", "yellow"),
+    StepStatus.SKIPPED: ("SKIP", LOOKS[StepState.SKIPPED].glyph, "yellow"),
     StepStatus.CANCELLED: ("CANCEL", "■", "yellow"),
 }
+_SERVICE = {"running": "green", "starting": "cyan", "stopped": "yellow", "failed": "red"}
 _CHECK = {Status.PASSED: "✔", Status.PENDING: "…", Status.FAILED: "✘", Status.ERROR: "!"}
 
 
@@ -124,6 +126,16 @@ class Printer:
                 f"{mark} {event.lab_id}: {word} ({counts}; {format_duration(event.duration)})",
                 f"bold {style}",
             )
+        elif isinstance(event, ev.ServiceChanged):
+            self._out(
+                f"  ~ service {event.label}: {redact(event.message)}",
+                _SERVICE.get(event.state, "yellow"),
+            )
+            if event.state == "failed":
+                for line in event.output:
+                    self._out(f"    {redact(line)}", "dim")
+        elif isinstance(event, ev.CleanupPlanned):
+            self._out("== cleanup, in reverse dependency order: " + " → ".join(event.order), "bold")
         elif isinstance(event, ev.Notice):
             sys.stderr.write(f"labrunner: warning: {redact(event.message)}\n")
 

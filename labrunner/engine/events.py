@@ -153,3 +153,25 @@ class Notice(Event):
     """Something the learner should know that does not stop the run."""
 
     message: str
+
+
+@dataclass(frozen=True)
+class ServiceChanged(Event):
+    """A lab service was found running or stopped, was started again, or failed to start.
+
+    ``state`` is one of stopped, starting, running, failed; ``output`` holds
+    the last lines of a service the runner started (redacted).
+    """
+
+    service_id: str
+    label: str
+    state: str
+    message: str
+    output: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class CleanupPlanned(Event):
+    """``--cleanup`` is about to run these labs' cleanups, in this order (``lab_id``: the first)."""
+
+    order: tuple[str, ...]

@@ -17,6 +17,14 @@ The engine owns every verdict: when a step's budget runs out (or another
 check ends it), each check still pending is reported once more as failed
 with its last message, so every listener — the terminal, the reports, the
 TUI — sees the same final outcome without deciding it themselves.
+
+A session also keeps what a step leaves behind for later ones: the shell's
+exports and directory (restored as of the step before ``--from STEP``),
+exports imported from the labs it requires, and the lab's *services*
+(``labrunner.engine.services``): before a later step runs or is checked,
+each service its earlier steps started is checked for readiness and started
+again if it is down. ``Engine.verify`` runs ``--cleanup`` after every lab of
+the run, in reverse dependency order, so no lab loses what it requires.
 """
 
 from __future__ import annotations
@@ -32,15 +40,22 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
+from labrunner import procs
 from labrunner.durations import format_duration
 from labrunner.engine import events as ev
 from labrunner.engine.events import Phase, StepStatus
+from labrunner.engine.services import ServiceProcess, ServiceState
 from labrunner.lab.expand import UnsetVariable, expand, with_env
-from labrunner.lab.model import Command, Lab, Step, Workshop
+from labrunner.lab.model import Check, Command, Lab, Service, Step, Workshop
 from labrunner.redact import mask_values, redact
 from labrunner.shell import CommandResult, Shell, ShellError
 from labrunner.state import ProgressStore, StateError
-from labrunner.state.rules import unmet_requirements
+from labrunner.state.rules import (
+    StaleCause,
+    restore_point,
+    stale_message,
+    unmet_requirements,
+)
 from labrunner.verify.context import CheckContext, RunResources
 from labrunner.verify.outcome import Outcome, Status
 from labrunner.verify.registry import Registry
@@ -55,6 +70,12 @@ LAST_ROUND_TIME = 1.0
 BACKOFF_START = 0.1
 BACKOFF_MAX = 2.0
 CONSECUTIVE_GAP = 0.5
+PROBE_TIME = 5.0
+"""How long one readiness probe of a service may take."""
+FILE_PARAMS = ("path", "file", "ca", "cert", "key", "key_matches", "chain_to")
+"""Check parameters that name a file the lab made (to word a stale step's message)."""
+Identify = Callable[[], str]
+"""Returns the identity of the cluster the run acts on (raises when it cannot tell)."""
 
 
 class UsageError(Exception):
@@ -144,6 +165,7 @@ class LabSession:
         lab: Lab,
         *,
         restore_exports: bool = True,
+        restore_before: str | None = None,
     ) -> None:
         self.engine = engine
         self.lab = lab
@@ -151,10 +173,18 @@ class LabSession:
         self.cancelled = threading.Event()
         self._shell: Shell | None = None
         self._restore = restore_exports
+        self._restore_before = restore_before
+        """``--from``/``--only``: resume as of the step before this one, and take the
+        steps before it as done (their services may be started again)."""
         self._env_snapshot: dict[str, str] | None = None
         self._state_warned = False
         self._reported: dict[int, ev.CheckResult] = {}
         """The last result reported for each check of the step being checked."""
+        self._done: set[str] = set()
+        """Steps that passed (or were skipped) in this session."""
+        self._services: dict[str, ServiceProcess] = {}
+        """Services this session started itself (the steps' own copies live in the shell)."""
+        self.service_states: dict[str, tuple[ServiceState, str]] = {}
 
     # ------------------------------------------------------------------ shell
 
@@ -171,33 +201,50 @@ class LabSession:
             shell = Shell(env=env, cwd=self.engine.workshop.root)
             shell.start()
             self._shell = shell
+            values = self._imported()
+            cwd = ""
             if self._restore:
                 try:
-                    values = self.engine.store.exports(self.lab.id)
+                    records = self.engine.store.steps(self.lab.id)
                 except StateError as exc:  # unreadable progress must not stop the lab
-                    values = {}
+                    records = {}
                     self._warn_state(f"saved exports not restored: {exc}")
-                if values:
-                    shell.export(values)
-                self._restore_directory(shell)
+                point = restore_point(self.lab, records, before=self._restore_before)
+                values.update(point.exports)
+                values.update(self.engine.run_exports(self.lab.id, before=self._restore_before))
+                cwd = point.cwd
+            if values:
+                shell.export(values)
+            if cwd and cwd != shell.cwd and Path(cwd).is_dir():
+                shell.run(f"cd -- {shlex.quote(cwd)}", timeout=5.0)
         return self._shell
 
-    def _restore_directory(self, shell: Shell) -> None:
-        """Return to the directory the learner's last completed step left the shell in."""
-        try:
-            records = self.engine.store.steps(self.lab.id)
-        except StateError:
-            return
-        cwd = ""
-        for step in self.lab.steps:
-            record = records.get(step.id)
-            if record is not None and record.complete and record.cwd:
-                cwd = record.cwd
-        if cwd and cwd != shell.cwd and Path(cwd).is_dir():
-            shell.run(f"cd -- {shlex.quote(cwd)}", timeout=5.0)
+    def _imported(self) -> dict[str, str]:
+        """The exports this lab imports from the labs it requires: this run's, else saved."""
+        values: dict[str, str] = {}
+        for item in self.lab.imports:
+            known = self.engine.run_exports(item.lab)
+            if not all(name in known for name in item.names):
+                try:
+                    known = {**self.engine.store.exports(item.lab), **known}
+                except StateError as exc:
+                    self._warn_state(f"exports of {item.lab} not imported: {exc}")
+            missing = [name for name in item.names if name not in known]
+            if missing:
+                names = ", ".join(f"${name}" for name in missing)
+                self._emit(
+                    ev.Notice(
+                        self.lab.id,
+                        f"{names} from {item.lab} is not known yet (do that lab first); "
+                        "steps that use it will say so",
+                    )
+                )
+            values.update({name: known[name] for name in item.names if name in known})
+        return values
 
     def close(self) -> None:
-        """Stop the shell and everything it started; close shared resources."""
+        """Stop the services, the shell and everything they started; close shared resources."""
+        self.stop_services()
         self.resources.close()
         if self._shell is not None:
             self._shell.close()
@@ -321,34 +368,15 @@ class LabSession:
         """
         outcomes = []
         for index, check in enumerate(step.check):
-            spec = self.engine.registry.get(check.verifier)
             started = time.monotonic()
-            label = check.title or (spec.label(check.params) if spec else check.verifier)
-            if spec is None:
-                outcome = Outcome.error(f"verifier {check.verifier!r} is not installed")
-            else:
-                try:
-                    params = expand(dict(check.params), env)
-                except UnsetVariable as exc:
-                    outcome = Outcome.error(
-                        f"{exc} in the lab shell; set it (or export it from an earlier step)"
-                    )
-                else:
-                    if not check.title:
-                        label = spec.label(params)
-                    ctx = CheckContext(
-                        env=env,
-                        cwd=cwd,
-                        workdir=self.engine.workshop.root,
-                        lab_id=self.lab.id,
-                        step_id=step.id,
-                        deadline=max(deadline, started + floor),
-                        cancel=self.cancelled,
-                        resources=self.resources,
-                        kube_context=self.engine.options.kube_context,
-                        attempt=attempt,
-                    )
-                    outcome = _call(spec.func, ctx, params, check.verifier)
+            label, outcome = self._run_check(
+                check,
+                step.id,
+                env,
+                cwd,
+                deadline=max(deadline, started + floor),
+                attempt=attempt,
+            )
             outcomes.append(outcome)
             result = ev.CheckResult(
                 self.lab.id,
@@ -368,10 +396,59 @@ class LabSession:
                 break
         return outcomes
 
+    def _run_check(
+        self,
+        check: Check,
+        step_id: str,
+        env: Mapping[str, str],
+        cwd: Path,
+        *,
+        deadline: float,
+        attempt: int,
+    ) -> tuple[str, Outcome]:
+        """Run one check once; returns its label and outcome (never raises)."""
+        spec = self.engine.registry.get(check.verifier)
+        label = check.title or (spec.label(check.params) if spec else check.verifier)
+        if spec is None:
+            return label, Outcome.error(f"verifier {check.verifier!r} is not installed")
+        try:
+            params = expand(dict(check.params), env)
+        except UnsetVariable as exc:
+            return label, Outcome.error(
+                f"{exc} in the lab shell; set it (or export it from an earlier step)"
+            )
+        if not check.title:
+            label = spec.label(params)
+        ctx = CheckContext(
+            env=env,
+            cwd=cwd,
+            workdir=self.engine.workshop.root,
+            lab_id=self.lab.id,
+            step_id=step_id,
+            deadline=deadline,
+            cancel=self.cancelled,
+            resources=self.resources,
+            kube_context=self.engine.options.kube_context,
+            attempt=attempt,
+        )
+        return label, _call(spec.func, ctx, params, check.verifier)
+
     def check(
-        self, step: Step, *, within: float | None = None, refresh_env: bool = True
+        self,
+        step: Step,
+        *,
+        within: float | None = None,
+        refresh_env: bool = True,
+        services: bool = True,
     ) -> StepResult:
-        """Poll ``step``'s checks until all pass or the budget is spent."""
+        """Poll ``step``'s checks until all pass or the budget is spent.
+
+        With ``services`` (the default), the lab services the step relies on
+        are made ready first; a step's own run turns that off, so the check
+        sees what the step's commands did.
+        """
+        if services:
+            self.ensure_services(step)
         self.cancelled.clear()
         self._reported = {}
         budget = step.within if within is None else within
@@ -500,6 +577,7 @@ class LabSession:
             return StepResult(step.id, StepStatus.ERROR, f"the lab shell failed: {exc}")
         if skip:
             return StepResult(step.id, StepStatus.SKIPPED, skip)
+        self.ensure_services(step, starting=True)
         commands = step.solution_commands if solution else step.run
         status, why, details = self.run_commands(
             commands, step_id=step.id, phase=Phase.SOLUTION if solution else Phase.RUN
@@ -518,15 +596,20 @@ class LabSession:
                 StepStatus.FAILED,
                 f"the step should leave {names} set for later steps, but it is not set",
             )
-        return self.check(step, refresh_env=False)
+        return self.check(step, refresh_env=False, services=False)
 
     def record(self, step: Step, result: StepResult, *, status: str | None = None) -> None:
         """Save a step's result in the progress store (warn once if that is impossible)."""
-        if not self.engine.options.save or result.status is StepStatus.CANCELLED:
+        if result.status is StepStatus.CANCELLED:
             return
         exports: dict[str, str] = {}
         if result.status is StepStatus.PASSED and step.exports and self._env_snapshot:
             exports = {k: self._env_snapshot[k] for k in step.exports if k in self._env_snapshot}
+        if result.ok:
+            self._done.add(step.id)
+            self.engine.remember_exports(self.lab.id, step.id, exports)
+        if not self.engine.options.save:
+            return
         try:
             # The message is redacted before it is stored; export values are kept as
             # they are (a later step needs the real token) in the 0600 progress file.
@@ -545,6 +628,225 @@ class LabSession:
         if not self._state_warned:  # once per lab run: the cause is the same every time
             self._state_warned = True
             self._emit(ev.Notice(self.lab.id, message))
+
+    # ------------------------------------------------------------------ re-checks
+
+    def recheck(self, step: Step) -> StepResult:
+        """Check a completed step once more (on resume): flag it stale when it fails."""
+        result = self.check(step, within=0)
+        self.note_recheck(step, result)
+        return result
+
+    def note_recheck(self, step: Step, result: StepResult) -> str | None:
+        """Record what a re-check of a completed step found; returns the stale message."""
+        if result.status is StepStatus.CANCELLED:
+            return None
+        why = None if result.status is StepStatus.PASSED else self.stale_reason(step, result)
+        if self.engine.options.save:
+            try:
+                self.engine.store.mark_stale(self.lab.id, step.id, why)
+            except StateError as exc:
+                self._warn_state(f"progress not saved: {exc}")
+        return why
+
+    def stale_reason(self, step: Step, result: StepResult) -> str:
+        """Why a completed step no longer passes, in words that fit the cause."""
+        for service in self._services_for(step):
+            state, message = self.service_states.get(service.id, (ServiceState.STOPPED, ""))
+            if state is not ServiceState.RUNNING:
+                return stale_message(StaleCause.SERVICE, subject=service.label, detail=message)
+        failing = next((i for i, o in enumerate(result.outcomes) if not o.ok), None)
+        detail = redact(result.message)
+        if failing is None or failing >= len(step.check):
+            return stale_message(StaleCause.CHECK, detail=detail)
+        check = step.check[failing]
+        gone = self._missing_file(check)
+        if gone is not None:
+            return stale_message(StaleCause.FILE, subject=gone)
+        spec = self.engine.registry.get(check.verifier)
+        if spec is not None and "cluster" in spec.needs:
+            return stale_message(StaleCause.CLUSTER, detail=detail)
+        return stale_message(StaleCause.CHECK, detail=detail)
+
+    def _missing_file(self, check: Check) -> str | None:
+        """A file the check reads that does not exist (any more), if there is one."""
+        env, cwd = self.environment(refresh=False)
+        try:
+            params = expand(dict(check.params), env)
+        except UnsetVariable:
+            return None
+        for key in FILE_PARAMS:
+            value = params.get(key)
+            if isinstance(value, str) and value and not (cwd / value).exists():
+                return value
+        return None
+
+    # ------------------------------------------------------------------ services
+
+    def _services_for(self, step: Step) -> list[Service]:
+        """The services ``step`` relies on: those its earlier steps (or itself) started."""
+        index = self.lab.index(step.id)
+        return [s for s in self.lab.services if self.lab.index(s.step) <= index]
+
+    def _introduced(self, service: Service) -> bool:
+        """True once the step that starts ``service`` is done (or taken as done)."""
+        if service.step in self._done:
+            return True
+        if self._restore_before is not None and self.lab.index(service.step) < self.lab.index(
+            self._restore_before
+        ):
+            return True
+        try:
+            record = self.engine.store.steps(self.lab.id).get(service.step)
+        except StateError:
+            return False
+        return record is not None and record.complete
+
+    def _can_run(self, service: Service) -> bool:
+        """A service needs what the step that starts it needs (a tool, traffic, ...)."""
+        return self.missing_needs(self.lab.step(service.step)) is None
+
+    def ensure_services(self, step: Step, *, starting: bool = False) -> None:
+        """Make the services ``step`` relies on ready, starting those that are down.
+
+        ``starting``: the step's own commands are about to run; a service this
+        step introduces is then left to them (a copy the runner started is
+        stopped first, so the step starts it as the learner would).
+        """
+        if not self.lab.services:
+            return
+        due = []
+        for service in self._services_for(step):
+            if service.step == step.id and starting:
+                self._stop_service(service)
+            elif self._introduced(service) and self._can_run(service):
+                due.append(service)
+        if not due:
+            return
+        env, cwd = self.environment(refresh=True)
+        for service in due:
+            if self.cancelled.is_set():
+                return
+            self._ensure_service(service, env, cwd)
+
+    def _set_service(
+        self, service: Service, state: ServiceState, message: str, output: tuple[str, ...] = ()
+    ) -> None:
+        before = self.service_states.get(service.id)
+        self.service_states[service.id] = (state, message)
+        if before != (state, message):
+            self._emit(
+                ev.ServiceChanged(
+                    self.lab.id, service.id, service.label, state.value, message, output
+                )
+            )
+
+    def _probe(
+        self, service: Service, env: Mapping[str, str], cwd: Path, *, attempt: int = 1
+    ) -> Outcome | None:
+        """Run the service's readiness checks once; the first that does not pass, or None."""
+        for check in service.ready:
+            _, outcome = self._run_check(
+                check,
+                service.step,
+                env,
+                cwd,
+                deadline=time.monotonic() + PROBE_TIME,
+                attempt=attempt,
+            )
+            if not outcome.ok:
+                return outcome
+        return None
+
+    def _ensure_service(self, service: Service, env: Mapping[str, str], cwd: Path) -> None:
+        ours = self._services.get(service.id)
+        down = self._probe(service, env, cwd)
+        if down is None:
+            started = ours is not None and ours.exit_code in (None, 0)
+            self._set_service(
+                service,
+                ServiceState.RUNNING,
+                "running (started by labrunner)" if started else "running",
+            )
+            return
+        if ours is not None:
+            ours.stop()
+        where = self._service_cwd(service, cwd)
+        self._set_service(
+            service, ServiceState.STARTING, f"not running ({down.message}); starting it again"
+        )
+        try:
+            ours = ServiceProcess(service.start.cmd, env=env, cwd=where)
+        except OSError as exc:
+            self._set_service(service, ServiceState.FAILED, f"cannot start: {exc.strerror or exc}")
+            return
+        self._services[service.id] = ours
+        deadline = time.monotonic() + service.within
+        backoff = BACKOFF_START
+        attempt = 1
+        while True:
+            attempt += 1
+            down = self._probe(service, env, where, attempt=attempt)
+            if down is None:
+                self._set_service(service, ServiceState.RUNNING, "running (started by labrunner)")
+                return
+            code = ours.exit_code
+            if code not in (None, 0):
+                self._fail_service(service, ours, f"its start command exited {code}")
+                return
+            if self.cancelled.is_set():
+                return
+            if time.monotonic() >= deadline:
+                why = f"not ready after {format_duration(service.within)}: {down.message}"
+                self._fail_service(service, ours, why)
+                return
+            self.cancelled.wait(min(backoff, max(deadline - time.monotonic(), 0.0)))
+            backoff = min(backoff * 1.6, BACKOFF_MAX)
+
+    def _fail_service(self, service: Service, process: ServiceProcess, why: str) -> None:
+        process.stop()
+        self._services.pop(service.id, None)
+        output = process.lines()
+        last = f" ({output[-1]})" if output and output[-1].strip() else ""
+        self._set_service(service, ServiceState.FAILED, f"{why}{last}", output)
+
+    def _service_cwd(self, service: Service, fallback: Path) -> Path:
+        """Where to start a service: where the learner was when its step passed."""
+        try:
+            record = self.engine.store.steps(self.lab.id).get(service.step)
+        except StateError:
+            record = None
+        if record is not None and record.cwd and Path(record.cwd).is_dir():
+            return Path(record.cwd)
+        return fallback
+
+    def _stop_service(self, service: Service) -> None:
+        ours = self._services.pop(service.id, None)
+        if ours is None:
+            return
+        if service.stop is not None:
+            self._run_stop(service)
+        ours.stop()
+        self._set_service(service, ServiceState.STOPPED, "stopped")
+
+    def _run_stop(self, service: Service) -> None:
+        """The service's own stop command, for what stopping its process group cannot reach."""
+        assert service.stop is not None
+        env = dict(self._env_snapshot or self.engine.base_env)
+        try:
+            procs.run(
+                ["bash", "-c", service.stop.cmd],
+                timeout=min(service.stop.timeout, 30.0),
+                env=env,
+                cwd=self._service_cwd(service, self.engine.workshop.root),
+            )
+        except procs.ToolNotFound:
+            pass
+
+    def stop_services(self) -> None:
+        """Stop every service this session started (the lab shell takes its own with it)."""
+        for service in self.lab.services:
+            self._stop_service(service)
 
     def run_phase(self, phase: Phase) -> tuple[StepStatus, str, str | None]:
         """Run the lab's setup or cleanup commands."""
@@ -603,6 +905,7 @@ class Engine:
         emit: Emit,
         options: RunOptions | None = None,
         base_env: Mapping[str, str] | None = None,
+        identify: Identify | None = None,
     ) -> None:
         self.workshop = workshop
         self.registry = registry
@@ -610,12 +913,20 @@ class Engine:
         self.emit = emit
         self.options = options or RunOptions()
         self.base_env: dict[str, str] = dict(base_env if base_env is not None else os.environ)
+        self.identify = identify
+        """How to learn the identity of the cluster (confirmed before the first cluster lab)."""
         self._session: LabSession | None = None
         self._lock = threading.Lock()
+        self._exports: dict[str, dict[str, dict[str, str]]] = {}
+        self._confirmed = False
 
-    def session(self, lab: Lab, *, restore_exports: bool = True) -> LabSession:
+    def session(
+        self, lab: Lab, *, restore_exports: bool = True, restore_before: str | None = None
+    ) -> LabSession:
         """A new session for ``lab`` (the caller closes it)."""
-        session = LabSession(self, lab, restore_exports=restore_exports)
+        session = LabSession(
+            self, lab, restore_exports=restore_exports, restore_before=restore_before
+        )
         with self._lock:
             self._session = session
         return session
@@ -627,11 +938,55 @@ class Engine:
         if session is not None:
             session.cancel()
 
+    # ------------------------------------------------------------------ what this run made
+
+    def remember_exports(self, lab_id: str, step_id: str, values: Mapping[str, str]) -> None:
+        """Keep a passed step's exports for later labs of this run (saved or not)."""
+        with self._lock:
+            self._exports.setdefault(lab_id, {})[step_id] = dict(values)
+
+    def run_exports(self, lab_id: str, *, before: str | None = None) -> dict[str, str]:
+        """Exports that ``lab_id``'s steps (before ``before``) left in this run."""
+        with self._lock:
+            by_step = dict(self._exports.get(lab_id, {}))
+        lab = self.workshop.find(lab_id)
+        order = [s.id for s in lab.steps] if lab is not None else list(by_step)
+        values: dict[str, str] = {}
+        for step_id in order:
+            if step_id == before:
+                break
+            values.update(by_step.get(step_id, {}))
+        return values
+
+    def confirm_cluster(self, lab_id: str) -> None:
+        """Tie the cluster labs' progress to the cluster that answers (once per engine)."""
+        if self._confirmed or self.identify is None:
+            return
+        self._confirmed = True
+        try:
+            uid = self.identify()
+        except Exception:  # an unreachable cluster: the lab's own checks will say so
+            return
+        try:
+            notice = self.store.confirm_cluster(uid)
+        except StateError as exc:
+            self.emit(ev.Notice(lab_id, f"progress not saved: {exc}"))
+            return
+        if notice:
+            self.emit(ev.Notice(lab_id, notice))
+
+    # ------------------------------------------------------------------ verify
+
     def verify(self, labs: Iterable[Lab]) -> RunSummary:
-        """Run labs headless: setup when needed, each step's solution, then its checks."""
+        """Run labs headless: setup when needed, each step's solution, then its checks.
+
+        With ``cleanup``, the labs' cleanups run after every lab of the run, in
+        reverse dependency order, so no lab loses the state it requires.
+        """
         summary = RunSummary()
         passed: set[str] = set()
         not_ok: set[str] = set()
+        ran: list[Lab] = []
         opts = self.options
         for lab in labs:
             steps = select_steps(lab, from_step=opts.from_step, only_step=opts.only_step)
@@ -648,12 +1003,17 @@ class Engine:
                 not_ok.add(lab.id)
                 self.emit(ev.LabFinished(lab.id, StepStatus.SKIPPED, _counts(results), 0.0, why))
                 continue
+            if lab.needs_cluster:
+                self.confirm_cluster(lab.id)
             partial = steps[0].id != lab.steps[0].id
-            with self.session(lab, restore_exports=partial) as session:
+            ran.append(lab)
+            with self.session(
+                lab, restore_exports=partial, restore_before=steps[0].id if partial else None
+            ) as session:
                 status, message = StepStatus.PASSED, ""
                 wants_setup = opts.setup
                 if wants_setup is None:
-                    wants_setup = bool(lab.setup) and any(r not in passed for r in lab.requires)
+                    wants_setup = bool(lab.setup) and _state_may_be_gone(lab, passed)
                 if wants_setup and lab.setup:
                     phase_status, why, details = session.run_phase(Phase.SETUP)
                     if phase_status is not StepStatus.PASSED:
@@ -677,10 +1037,6 @@ class Engine:
                                     self._skip(lab, later, f"not run: step {step.id} did not pass")
                                 )
                             break
-                if opts.cleanup and lab.cleanup:
-                    cleanup_status, why, _ = session.run_phase(Phase.CLEANUP)
-                    if cleanup_status is not StepStatus.PASSED:
-                        self.emit(ev.Notice(lab.id, f"cleanup failed: {why}"))
             summary.labs[lab.id] = results
             summary.lab_status[lab.id] = status
             (passed if status.ok else not_ok).add(lab.id)
@@ -691,12 +1047,45 @@ class Engine:
             )
             if status is StepStatus.CANCELLED:
                 break
+        if opts.cleanup:
+            self.cleanup(ran)
         return summary
+
+    def cleanup(self, labs: Sequence[Lab]) -> None:
+        """Run the labs' cleanups, those that depend on others first (the order is announced)."""
+        order = cleanup_order(self.workshop, [lab for lab in labs if lab.cleanup])
+        if not order:
+            return
+        self.emit(ev.CleanupPlanned(order[0].id, tuple(lab.id for lab in order)))
+        for lab in order:
+            with self.session(lab, restore_exports=True) as session:
+                status, why, _ = session.run_phase(Phase.CLEANUP)
+            if status is not StepStatus.PASSED:
+                self.emit(ev.Notice(lab.id, f"cleanup failed: {why}"))
+            if status is StepStatus.CANCELLED:
+                break
 
     def _skip(self, lab: Lab, step: Step, why: str, *, details: str | None = None) -> StepResult:
         self.emit(ev.StepStarted(lab.id, step.id, lab.index(step.id), step.title))
         self.emit(ev.StepFinished(lab.id, step.id, StepStatus.SKIPPED, why, details))
         return StepResult(step.id, StepStatus.SKIPPED, why, details)
+
+
+def _state_may_be_gone(lab: Lab, passed: set[str]) -> bool:
+    """True when some lab ``lab`` requires did not pass in this run.
+
+    Its state may then be missing (never made here, or cleaned up since), so
+    the lab's setup brings the environment to the lab's starting point. A
+    requirement that passed in this run still stands: ``--cleanup`` runs only
+    after every lab of the run.
+    """
+    return any(r not in passed for r in lab.requires)
+
+
+def cleanup_order(workshop: Workshop, labs: Sequence[Lab]) -> list[Lab]:
+    """``labs`` in reverse dependency order: a lab before every lab it requires."""
+    position = {lab.id: i for i, lab in enumerate(workshop.labs)}  # already topological
+    return sorted(labs, key=lambda lab: position.get(lab.id, -1), reverse=True)
 
 
 def _counts(results: Sequence[StepResult]) -> dict[str, int]:

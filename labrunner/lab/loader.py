@@ -27,12 +27,15 @@ from labrunner.lab import expand
 from labrunner.lab.catalog import Catalog, EmptyCatalog, VerifierInfo, VerifierUnavailable
 from labrunner.lab.locate import WORKSHOP_FILE, workshop_root
 from labrunner.lab.model import (
+    DEFAULT_SERVICE_WITHIN,
     DEFAULT_TIMEOUT,
     DEFAULT_WITHIN,
     Check,
     Command,
     Expect,
+    Import,
     Lab,
+    Service,
     Step,
     Where,
     Workshop,
@@ -315,9 +318,11 @@ class _LabChecker:
         data = self.data
         default_timeout = DEFAULT_TIMEOUT
         lab_env = {k: _env_value(v) for k, v in (data.get("env") or {}).items()}
+        imports = self._imports(data.get("import") or {})
         steps = []
         seen: dict[str, int] = {}
-        known_vars = set(lab_env) | set(self.known_env)
+        known_vars = set(lab_env) | set(self.known_env) | {n for i in imports for n in i.names}
+        visible_at: dict[str, set[str]] = {}
         for index, raw in enumerate(data["steps"]):
             path: tuple[str | int, ...] = ("steps", index)
             if raw["id"] in seen:
@@ -331,6 +336,8 @@ class _LabChecker:
             if step is not None:
                 steps.append(step)
                 known_vars.update(step.exports)
+                visible_at[step.id] = set(known_vars)
+        services = self._services(data.get("services") or [], default_timeout, visible_at)
         setup = self._commands(data.get("setup") or [], ("setup",), default_timeout)
         cleanup = self._commands(data.get("cleanup") or [], ("cleanup",), default_timeout)
         for name in ("setup", "cleanup"):
@@ -344,6 +351,14 @@ class _LabChecker:
             for cmd in (*step.run, *step.solution):
                 if CLUSTER_TOOLS.search(cmd.cmd):
                     needs.add("cluster")
+        for service in services:
+            for cmd in (service.start, *((service.stop,) if service.stop else ())):
+                if CLUSTER_TOOLS.search(cmd.cmd):
+                    needs.add("cluster")
+            for check in service.ready:
+                spec = self._spec(check.verifier)
+                if spec is not None:
+                    needs |= {n for n in spec.needs if n == "cluster"}
         return Lab(
             id=data["id"],
             title=data["title"],
@@ -355,8 +370,79 @@ class _LabChecker:
             env=MappingProxyType(lab_env),
             setup=setup or (),
             cleanup=cleanup or (),
+            services=services,
+            imports=imports,
             where=self.where(()),
         )
+
+    def _imports(self, raw: dict[str, list[str]]) -> tuple[Import, ...]:
+        """The ``import`` mapping; which labs and names are valid is checked workshop-wide."""
+        requires = set(self.data.get("requires") or [])
+        out = []
+        for lab_id, names in raw.items():
+            if lab_id == self.data.get("id"):
+                self.problem(("import", lab_id), "a lab cannot import from itself", key=True)
+                continue
+            if lab_id not in requires:
+                self.problem(
+                    ("import", lab_id),
+                    f"imports from {lab_id!r}, which is not in requires; a lab imports only "
+                    "from labs it requires (add it there)",
+                    key=True,
+                )
+                continue
+            out.append(Import(lab_id, tuple(names), self.where(("import", lab_id))))
+        return tuple(out)
+
+    def _services(
+        self,
+        raw: list[dict[str, Any]],
+        default_timeout: float,
+        visible_at: Mapping[str, set[str]],
+    ) -> tuple[Service, ...]:
+        services = []
+        seen: dict[str, int] = {}
+        for index, item in enumerate(raw):
+            path: tuple[str | int, ...] = ("services", index)
+            if item["id"] in seen:
+                self.problem(
+                    (*path, "id"),
+                    f"duplicate service id {item['id']!r} (first used on line {seen[item['id']]})",
+                )
+                continue
+            seen[item["id"]] = self.pos.line((*path, "id"))
+            if item["step"] not in visible_at:
+                steps = ", ".join(visible_at) or "none"
+                close = difflib.get_close_matches(item["step"], list(visible_at), n=1)
+                hint = f" (did you mean {close[0]!r}?)" if close else f"; steps: {steps}"
+                self.problem(
+                    (*path, "step"), f"service {item['id']!r}: no step {item['step']!r}{hint}"
+                )
+                continue
+            within = parse_duration(item["within"]) if "within" in item else DEFAULT_SERVICE_WITHIN
+            visible = visible_at[item["step"]] | WELL_KNOWN_ENV | ENGINE_ENV
+            checks = []
+            for j, check_raw in enumerate(item["ready"]):
+                check = self._check(check_raw, (*path, "ready", j), within, visible)
+                if check is not None:
+                    checks.append(check)
+            (start,) = self._commands([item["start"]], (*path, "start"), default_timeout)
+            stop = None
+            if "stop" in item:
+                (stop,) = self._commands([item["stop"]], (*path, "stop"), 60.0)
+            services.append(
+                Service(
+                    id=item["id"],
+                    step=item["step"],
+                    start=start,
+                    ready=tuple(checks),
+                    title=item.get("title", ""),
+                    stop=stop,
+                    within=within,
+                    where=self.where(path),
+                )
+            )
+        return tuple(services)
 
     def _commands(
         self, raw: list[Any], path: tuple[str | int, ...], default_timeout: float
@@ -690,6 +776,8 @@ def load_workshop(
                         f"requires {req!r}, which is not a lab here{hint}",
                     )
                 )
+    for lab in labs:
+        problems.extend(_import_problems(lab, by_id))
     cycle = _find_cycle(labs)
     if cycle:
         first = next(lab for lab in labs if lab.id == cycle[0])
@@ -712,6 +800,43 @@ def load_workshop(
         context_patterns=meta.contexts if meta else (),
     )
     return LoadResult(workshop, problems)
+
+
+def _required(lab: Lab, by_id: Mapping[str, Lab]) -> set[str]:
+    """Every lab ``lab`` requires, directly or through the labs it requires."""
+    seen: set[str] = set()
+    todo = list(lab.requires)
+    while todo:
+        current = todo.pop()
+        if current in seen:
+            continue
+        seen.add(current)
+        if current in by_id:
+            todo.extend(by_id[current].requires)
+    return seen
+
+
+def _import_problems(lab: Lab, by_id: Mapping[str, Lab]) -> list[Problem]:
+    """What is wrong with ``lab``'s imports, seen across the workshop."""
+    problems = []
+    for item in lab.imports:
+        where = item.where or Where(lab.path, 1)
+        source = by_id.get(item.lab)
+        if source is None or item.lab not in _required(lab, by_id):
+            continue  # reported as an unknown requirement already
+        exported = {name for step in source.steps for name in step.exports}
+        for name in item.names:
+            if name not in exported:
+                offered = ", ".join(sorted(exported)) or "nothing"
+                problems.append(
+                    Problem(
+                        where.file,
+                        where.line,
+                        f"imports {name} from {item.lab!r}, but no step of that lab exports it "
+                        f"(it exports: {offered})",
+                    )
+                )
+    return problems
 
 
 def _requires_line(lab: Lab) -> int:

@@ -16,6 +16,7 @@ from typing import Any
 
 DEFAULT_WITHIN = 30.0
 DEFAULT_TIMEOUT = 300.0
+DEFAULT_SERVICE_WITHIN = 30.0
 API_VERSION = "labrunner/v1"
 
 
@@ -86,6 +87,41 @@ class Step:
 
 
 @dataclass(frozen=True)
+class Service:
+    """A background process a lab needs after one of its steps started it.
+
+    The step named ``step`` starts it the first time, as the learner would.
+    From then on, whenever a later step is entered (and on resume, and with
+    ``--from``), the runner runs the ``ready`` checks and, if they fail, runs
+    ``start`` itself with the lab shell's exports and directory, and waits up
+    to ``within`` for readiness. Every service stops when the lab run ends.
+    """
+
+    id: str
+    step: str
+    start: Command
+    ready: tuple[Check, ...]
+    title: str = ""
+    stop: Command | None = None
+    within: float = DEFAULT_SERVICE_WITHIN
+    where: Where | None = field(default=None, compare=False)
+
+    @property
+    def label(self) -> str:
+        """How the service is named on screen."""
+        return self.title or self.id
+
+
+@dataclass(frozen=True)
+class Import:
+    """Exports a lab takes from a lab it requires (restored into its shell)."""
+
+    lab: str
+    names: tuple[str, ...]
+    where: Where | None = field(default=None, compare=False)
+
+
+@dataclass(frozen=True)
 class Lab:
     """One lab file."""
 
@@ -99,6 +135,8 @@ class Lab:
     env: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
     setup: tuple[Command, ...] = ()
     cleanup: tuple[Command, ...] = ()
+    services: tuple[Service, ...] = ()
+    imports: tuple[Import, ...] = ()
     where: Where | None = field(default=None, compare=False)
 
     def step(self, step_id: str) -> Step:

@@ -140,15 +140,43 @@ def lab_schema(registry: Catalog | None = None) -> dict[str, Any]:
             "recheck": {
                 "type": "boolean",
                 "description": "re-check on resume (default true); false for a state "
-                "that later steps deliberately replace",
+                "that later steps of the workshop replace by design",
             },
         },
         "required": ["id", "title"],
         "additionalProperties": False,
     }
+    service = {
+        "type": "object",
+        "description": "a background process the lab needs once `step` has started it",
+        "properties": {
+            "id": {"$ref": "#/$defs/id"},
+            "title": {"type": "string", "minLength": 1},
+            "step": {
+                "$ref": "#/$defs/id",
+                "description": "the step whose commands start it the first time",
+            },
+            "start": {
+                "$ref": "#/$defs/command",
+                "description": "how the runner starts it again (a long-running command, or "
+                "one that returns once the service runs)",
+            },
+            "ready": {
+                "type": "array",
+                "minItems": 1,
+                "description": "checks that pass while the service is up",
+                "items": {"$ref": "#/$defs/check"},
+            },
+            "stop": {"$ref": "#/$defs/command", "description": "how to stop it (optional)"},
+            "within": {"$ref": "#/$defs/duration"},
+        },
+        "required": ["id", "step", "start", "ready"],
+        "additionalProperties": False,
+    }
     defs = _defs()
     defs["check"] = _check_schema(registry)
     defs["step"] = step
+    defs["service"] = service
     return {
         "$schema": "https://json-schema.org/draft/2020-12/schema",
         "$id": SCHEMA_ID,
@@ -163,6 +191,21 @@ def lab_schema(registry: Catalog | None = None) -> dict[str, Any]:
             "requires": {"type": "array", "items": {"$ref": "#/$defs/id"}},
             "needs": {"$ref": "#/$defs/needs"},
             "env": {"$ref": "#/$defs/env"},
+            "import": {
+                "type": "object",
+                "description": "exports to take from labs this one requires: lab id → names",
+                "propertyNames": {"pattern": ID_PATTERN},
+                "additionalProperties": {
+                    "type": "array",
+                    "minItems": 1,
+                    "items": {"type": "string", "pattern": VAR_PATTERN},
+                },
+            },
+            "services": {
+                "type": "array",
+                "description": "background processes the lab's steps rely on",
+                "items": {"$ref": "#/$defs/service"},
+            },
             "setup": _commands("brings a fresh environment to this lab's starting point"),
             "cleanup": _commands("undoes what the lab created"),
             "steps": {"type": "array", "minItems": 1, "items": {"$ref": "#/$defs/step"}},

@@ -58,6 +58,7 @@ TAIL_LINES = 200
 INTERRUPT_GRACE = 1.0
 PROMPT_IDLE = 0.4
 START_TIMEOUT = 10.0
+_SHELL_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*\Z")
 
 _INIT = r"""
 set +o history
@@ -362,10 +363,15 @@ class Shell:
         return ShellState(env=env, cwd=self.cwd)
 
     def export(self, values: Mapping[str, str]) -> None:
-        """Export variables into the shell (used to restore a learner's exports)."""
-        if not values:
+        """Export variables into the shell (used to restore a learner's exports).
+
+        Values are always quoted, and a name that is not a shell variable name
+        is never written into the shell: restored data stays data.
+        """
+        safe = {k: v for k, v in values.items() if _SHELL_NAME.match(k) and isinstance(v, str)}
+        if not safe:
             return
-        lines = "\n".join(f"export {k}={shlex.quote(v)}" for k, v in values.items())
+        lines = "\n".join(f"export {k}={shlex.quote(v)}" for k, v in safe.items())
         self._execute(lines, timeout=5.0, hidden=True)
 
     # ------------------------------------------------------------------ internals

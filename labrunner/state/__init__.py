@@ -1,5 +1,20 @@
-"""Progress: per kube context, atomic, never silently lost."""
+"""Progress: per workshop and cluster, journaled, validated, never silently lost."""
 
-from labrunner.state.store import ProgressStore, StateError, StepRecord, context_slug, state_dir
+from labrunner.state.journal import NewerFormat, StateError
+from labrunner.state.store import (
+    ProgressStore,
+    StepRecord,
+    context_slug,
+    state_dir,
+    workshop_key,
+)
 
-__all__ = ["ProgressStore", "StateError", "StepRecord", "context_slug", "state_dir"]
+__all__ = [
+    "NewerFormat",
+    "ProgressStore",
+    "StateError",
+    "StepRecord",
+    "context_slug",
+    "state_dir",
+    "workshop_key",
+]

@@ -10,7 +10,13 @@ Gating follows the lab: a step unlocks when every step before it is passed
 (or skipped); steps already passed stay passed even if an earlier one is
 reset, because a learner's recorded work is never thrown away. A lab unlocks
 when every lab it requires is done. On resume, completed steps are re-checked
-(``steps_to_recheck``); one that no longer passes is stale.
+(``steps_to_recheck``); one that no longer passes is *stale*: it keeps its
+record (and so does not lock what follows), but it has its own glyph and
+word, and it is not counted as done anywhere until a check passes again.
+
+How each state looks is decided here too, once (``LOOKS``): a glyph and a
+word, so the TUI, ``labrunner list`` and the run log agree, and the word
+alone tells the states apart where there is no colour (``NO_COLOR``).
 """
 
 from __future__ import annotations
@@ -29,20 +35,61 @@ class StepState(enum.Enum):
     """Where a step stands for the learner."""
 
     LOCKED = "locked"
-    CURRENT = "current"
+    TODO = "todo"
     PASSED = "passed"
     FAILED = "failed"
+    STALE = "stale"
     SKIPPED = "skipped"
 
     @property
     def complete(self) -> bool:
-        """True for steps the learner may move past."""
+        """True for steps that count as done (a stale step does not)."""
         return self in (StepState.PASSED, StepState.SKIPPED)
 
     @property
     def runnable(self) -> bool:
         """True when the step's commands may run (everything before it is done)."""
         return self is not StepState.LOCKED
+
+    @property
+    def look(self) -> Look:
+        """The glyph and word every front end shows for this state."""
+        return LOOKS[self]
+
+
+@dataclass(frozen=True)
+class Look:
+    """How a step state shows: a one-cell glyph and a word that reads without colour."""
+
+    glyph: str
+    word: str
+
+    def __str__(self) -> str:
+        return f"{self.glyph} {self.word}"
+
+
+LOOKS: Mapping[StepState, Look] = {
+    StepState.LOCKED: Look("○", "locked"),
+    StepState.TODO: Look("▶", "to do"),
+    StepState.PASSED: Look("✔", "passed"),
+    StepState.FAILED: Look("✘", "failed"),
+    StepState.STALE: Look("⚠", "stale"),
+    StepState.SKIPPED: Look("↷", "skipped"),
+}
+"""The one table of step states: the TUI, ``labrunner list`` and the run log use it."""
+
+
+def recorded_state(record: StepRecord | None) -> StepState | None:
+    """The state a record alone gives a step (None when it says nothing final)."""
+    if record is None:
+        return None
+    if record.complete:
+        if record.stale:
+            return StepState.STALE
+        return StepState.SKIPPED if record.status == "skipped" else StepState.PASSED
+    if record.status in FAILED_STATUSES:
+        return StepState.FAILED
+    return None
 
 
 def first_open(lab: Lab, records: Mapping[str, StepRecord]) -> int | None:
@@ -60,14 +107,13 @@ def step_states(lab: Lab, records: Mapping[str, StepRecord]) -> dict[str, StepSt
     states: dict[str, StepState] = {}
     for index, step in enumerate(lab.steps):
         record = records.get(step.id)
-        if record is not None and record.complete:
-            states[step.id] = StepState.SKIPPED if record.status == "skipped" else StepState.PASSED
+        recorded = recorded_state(record)
+        if record is not None and record.complete and recorded is not None:
+            states[step.id] = recorded
         elif gate is not None and index > gate:
             states[step.id] = StepState.LOCKED
-        elif record is not None and record.status in FAILED_STATUSES:
-            states[step.id] = StepState.FAILED
         else:
-            states[step.id] = StepState.CURRENT
+            states[step.id] = recorded or StepState.TODO
     return states
 
 
@@ -115,6 +161,7 @@ class LabProgress:
     done: int
     total: int
     missing: tuple[str, ...] = ()
+    stale: int = 0
 
     @property
     def complete(self) -> bool:
@@ -128,27 +175,43 @@ class LabProgress:
 
     @property
     def label(self) -> str:
-        """``3/5 steps``."""
-        return f"{self.done}/{self.total} steps"
+        """``3/5 steps``, and how many are stale when some are."""
+        text = f"{self.done}/{self.total} steps"
+        return f"{text} ({self.stale} stale)" if self.stale else text
+
+
+def counts_as_done(record: StepRecord | None) -> bool:
+    """True for a record of a step that is complete and not stale."""
+    return record is not None and record.complete and not record.stale
 
 
 def lab_progress(
     workshop: Workshop, records: Mapping[str, Mapping[str, StepRecord]]
 ) -> dict[str, LabProgress]:
-    """Progress and lock state of every lab in the workshop."""
-    done = {
-        lab.id: sum(
-            1
+    """Progress and lock state of every lab in the workshop (stale steps are not done).
+
+    A lab whose steps are all complete unlocks the labs that require it even
+    while some of its steps are stale: the learner did the work, and a stale
+    step says it needs a look, not that the lab must be done again first.
+    """
+    finished = {
+        lab.id: all(
+            (rec := records.get(lab.id, {}).get(step.id)) is not None and rec.complete
             for step in lab.steps
-            if (rec := records.get(lab.id, {}).get(step.id)) is not None and rec.complete
         )
         for lab in workshop.labs
     }
-    totals = {lab.id: len(lab.steps) for lab in workshop.labs}
     out: dict[str, LabProgress] = {}
     for lab in workshop.labs:
-        missing = unmet_requirements(lab, lambda r: done.get(r, 0) >= totals.get(r, 1))
-        out[lab.id] = LabProgress(done[lab.id], totals[lab.id], missing)
+        lab_records = records.get(lab.id, {})
+        done = sum(1 for step in lab.steps if counts_as_done(lab_records.get(step.id)))
+        stale = sum(
+            1
+            for step in lab.steps
+            if (rec := lab_records.get(step.id)) is not None and rec.complete and rec.stale
+        )
+        missing = unmet_requirements(lab, lambda r: finished.get(r, False))
+        out[lab.id] = LabProgress(done, len(lab.steps), missing, stale)
     return out
 
 
@@ -170,3 +233,53 @@ def resume_target(
             step = position[1]
             return lab, step if step in {s.id for s in lab.steps} else None
     return None
+
+
+@dataclass(frozen=True)
+class RestorePoint:
+    """The exports and directory a lab shell resumes with."""
+
+    exports: Mapping[str, str]
+    cwd: str
+
+
+def restore_point(
+    lab: Lab, records: Mapping[str, StepRecord], *, before: str | None = None
+) -> RestorePoint:
+    """Exports and directory as of the last completed step (before ``before``, when given).
+
+    ``labrunner verify --from STEP`` resumes as of the step before STEP, never
+    with what a later step left behind; the TUI resumes after everything done.
+    """
+    exports: dict[str, str] = {}
+    cwd = ""
+    for step in lab.steps:
+        if step.id == before:
+            break
+        record = records.get(step.id)
+        if record is None or not record.complete:
+            continue
+        exports.update(record.exports)
+        if record.cwd:
+            cwd = record.cwd
+    return RestorePoint(exports, cwd)
+
+
+class StaleCause(enum.Enum):
+    """Why a completed step no longer passes, as far as the runner can tell."""
+
+    SERVICE = "service"
+    CLUSTER = "cluster"
+    FILE = "file"
+    CHECK = "check"
+
+
+def stale_message(cause: StaleCause, *, subject: str = "", detail: str = "") -> str:
+    """The one-line message a stale step shows, worded for its cause."""
+    if cause is StaleCause.SERVICE:
+        return f"the service {subject} is not running: {detail}".rstrip(": ")
+    if cause is StaleCause.CLUSTER:
+        return f"the cluster changed: {detail}".rstrip(": ")
+    if cause is StaleCause.FILE:
+        return f"a file this lab made is gone: {subject}"
+    return f"its checks no longer pass: {detail}".rstrip(": ")

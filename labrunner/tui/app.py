@@ -30,6 +30,7 @@ from textual.binding import BindingType
 from textual.worker import Worker, get_current_worker
 
 from labrunner.cluster.guard import decide
+from labrunner.cluster.identity import cluster_uid
 from labrunner.cluster.kubeconfig import server_for
 from labrunner.doctor import Finding, collect
 from labrunner.engine import events as ev
@@ -37,8 +38,8 @@ from labrunner.engine.events import Phase
 from labrunner.engine.prepare import PreparedRun, prepare_run
 from labrunner.engine.runner import Engine, RunOptions
 from labrunner.lab.model import Lab, Step, Workshop
+from labrunner.state import ProgressStore, StateError, StepRecord
 from labrunner.state.rules import lab_progress, resume_target, steps_to_recheck
-from labrunner.state.store import ProgressStore, StateError, StepRecord
 from labrunner.tui import messages as msg
 from labrunner.tui.commands import Action, ScreenActions, bindings
 from labrunner.tui.dialogs.confirm import ConfirmDialog, GuardDialog
@@ -51,6 +52,7 @@ from labrunner.verify.registry import Registry, builtin_registry
 
 Doctor = Callable[[], Iterable[Finding]]
 ShellRunner = Callable[[Mapping[str, str], Path, str], int]
+Identify = Callable[[], str]
 
 LIVE_INTERVAL = 2.5
 OUTPUT_LINES = 10_000
@@ -74,6 +76,8 @@ class Settings:
     explicit_context: bool
     base_env: Mapping[str, str]
     doctor: Doctor | None
+    identify: Identify | None = None
+    """Learns the identity of the cluster behind the context (after the first paint)."""
     run: PreparedRun | None = None
     """The run's private directory and pinned environment; removed when the app ends."""
     shell_runner: ShellRunner = run_learner_shell
@@ -115,19 +119,22 @@ class LabrunnerApp(App[int]):
     def on_mount(self) -> None:
         self.push_screen(self.home)
         self._refresh_home()
-        for warning in self.settings.store.warnings:
-            self.notify(warning, title="Progress", severity="warning", markup=False)
         position = None
         try:
             position = self.settings.store.position()
         except StateError as exc:
             self._state_error(exc)
+        for warning in self.settings.store.warnings:
+            self.notify(warning, title="Progress", severity="warning", markup=False)
+        for notice in self.settings.store.notices:
+            self.notify(notice, title="Progress", markup=False)
         target = resume_target(self.workshop, requested=self.start_lab, position=position)
         if target is not None:
             lab, step = target
             self.home.highlighted = lab.id
             self._open_lab(lab, step)
         self.call_after_refresh(self._start_doctor)
+        self.call_after_refresh(self._start_identify)
 
     def on_ready(self) -> None:
         self.ready.set()
@@ -171,31 +178,77 @@ class LabrunnerApp(App[int]):
             exit_on_error=False,
         )
 
-    def _doctor_work(self, doctor: Doctor) -> None:
-        """Run the doctor in a daemon thread so a slow cluster never holds up quitting."""
+    def _aside(self, name: str, call: Callable[[], object]) -> tuple[object, str | None] | None:
+        """Run ``call`` in a daemon thread, so a slow cluster never holds up quitting.
+
+        Returns (value, error text), or None when the worker was cancelled or
+        the app is closing before the call ended.
+        """
         worker = get_current_worker()
         box: dict[str, object] = {}
 
         def target() -> None:
             try:
-                box["findings"] = list(doctor())
-            except Exception as exc:  # the doctor reports; it must not take the app down
+                box["value"] = call()
+            except Exception as exc:  # reported by the caller; never takes the app down
                 box["error"] = f"{type(exc).__name__}: {exc}"
 
-        thread = threading.Thread(target=target, name="labrunner-doctor", daemon=True)
+        thread = threading.Thread(target=target, name=f"labrunner-{name}", daemon=True)
         thread.start()
         while thread.is_alive():
             thread.join(0.1)
             if worker.is_cancelled or self.closing.is_set():
-                return
-        findings = box.get("findings")
+                return None
         error = box.get("error")
+        return box.get("value"), str(error) if error else None
+
+    def _doctor_work(self, doctor: Doctor) -> None:
+        """Run the doctor aside and report its findings."""
+        done = self._aside("doctor", lambda: list(doctor()))
+        if done is None:
+            return
+        findings, error = done
         self.post_message(
-            msg.DoctorDone(
-                list(findings) if isinstance(findings, list) else [],
-                str(error) if error else None,
-            )
+            msg.DoctorDone(list(findings) if isinstance(findings, list) else [], error)
         )
+
+    # ------------------------------------------------------------------ cluster identity
+
+    def _start_identify(self) -> None:
+        """Confirm which cluster answers, after the first paint (never before it)."""
+        identify = self.settings.identify
+        if identify is None or self.closing.is_set():
+            return
+        if not any(lab.needs_cluster for lab in self.workshop.labs):
+            return
+        self.run_worker(
+            partial(self._identify_work, identify),
+            thread=True,
+            group="identify",
+            name="identify",
+            exit_on_error=False,
+        )
+
+    def _identify_work(self, identify: Identify) -> None:
+        done = self._aside("identify", identify)
+        if done is None or not isinstance(done[0], str):
+            return  # unreachable: the doctor says so; progress stays as cached
+        uid = done[0]
+        try:
+            notice = self.settings.store.confirm_cluster(uid)
+        except StateError as exc:
+            self.call_from_thread(self._state_error, exc)
+            return
+        if notice is not None:
+            self.call_from_thread(self._cluster_changed, notice)
+
+    def _cluster_changed(self, notice: str) -> None:
+        """Another cluster answers than the progress was recorded on: show its progress."""
+        self.notify(notice, title="A different cluster", severity="warning", markup=False)
+        self._refresh_home()
+        screen = self.lab_screen
+        if screen is not None and screen.lab.needs_cluster:
+            screen.records = self._records(screen.lab.id)
 
     def on_doctor_done(self, message: msg.DoctorDone) -> None:
         status = summarize(message.findings, self.settings.context)
@@ -598,6 +651,7 @@ def make_app(
     base_env: Mapping[str, str] | None = None,
     lab: str | None = None,
     doctor: Doctor | None = None,
+    identify: Identify | None = None,
     shell_runner: ShellRunner | None = None,
     live_interval: float = LIVE_INTERVAL,
     output_lines: int = OUTPUT_LINES,
@@ -607,9 +661,12 @@ def make_app(
     if registry is None:
         registry = builtin_registry()
     if store is None:
-        store = ProgressStore.for_context(run.context)
+        server = server_for(run.env, run.context) if run.context else None
+        store = ProgressStore.for_workshop(workshop, context=run.context, server=server)
     if doctor is None:
         doctor = partial(collect, catalog=registry, workshop=workshop, context=run.context)
+    if identify is None and run.context is not None:
+        identify = partial(cluster_uid, run.env, run.context)
     settings = Settings(
         registry=registry,
         store=store,
@@ -617,6 +674,7 @@ def make_app(
         explicit_context=run.explicit,
         base_env=run.env,
         doctor=doctor,
+        identify=identify,
         run=run,
         shell_runner=shell_runner or run_learner_shell,
         live_interval=live_interval,

@@ -19,6 +19,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import replace
 from functools import partial
 from pathlib import Path
 
@@ -30,7 +31,7 @@ from labrunner.engine.events import Phase, StepStatus
 from labrunner.engine.runner import Engine, StepResult
 from labrunner.lab.model import Lab, Step
 from labrunner.shell import ShellError
-from labrunner.state.store import StateError, StepRecord
+from labrunner.state import StateError, StepRecord
 from labrunner.tui import messages as msg
 from labrunner.tui.output import OutputBuffer
 
@@ -135,14 +136,23 @@ class LabDriver:
     # ------------------------------------------------------------------ jobs (worker threads)
 
     def _records(self) -> dict[str, StepRecord]:
-        """The lab's progress; when the progress file cannot be read, this run's results."""
+        """The lab's progress; when the progress file cannot be read, this run's results.
+
+        A stale flag the file could not take (a read-only state directory) is
+        kept for this run and shown all the same.
+        """
         try:
-            return self.store.steps(self.lab.id)
+            records = self.store.steps(self.lab.id)
         except StateError:
             return dict(self._this_run)
+        for step_id, mine in self._this_run.items():
+            saved = records.get(step_id)
+            if mine.stale and saved is not None and saved.complete and not saved.stale:
+                records[step_id] = replace(saved, stale=mine.stale)
+        return records
 
-    def _remember(self, step: Step, status: str) -> None:
-        self._this_run[step.id] = StepRecord(status=status, at="")
+    def _remember(self, step: Step, status: str, *, stale: str = "") -> None:
+        self._this_run[step.id] = StepRecord(status=status, at="", stale=stale)
 
     @contextmanager
     def _holding(self, kind: msg.JobKind, *, wait: bool) -> Iterator[bool]:
@@ -225,6 +235,7 @@ class LabDriver:
             if blocked is not None:
                 return blocked
             command = step.run[index]
+            self.session.ensure_services(step, starting=True)
             result = self.session.run_command(
                 command, step_id=step.id, phase=Phase.RUN, index=index
             )
@@ -239,16 +250,25 @@ class LabDriver:
                 return StepResult(step.id, StepStatus.FAILED, f"command {index + 1} failed ({why})")
             if index + 1 < len(step.run):
                 return None
-            return self._checks(step, within=None)
+            return self._checks(step, within=None, services=False)
 
         return self._job(msg.JobKind.COMMAND, step, body)
 
     def _checks(
-        self, step: Step, *, within: float | None, record_failure: bool = True
+        self,
+        step: Step,
+        *,
+        within: float | None,
+        record_failure: bool = True,
+        services: bool = True,
     ) -> StepResult:
-        """Check a step; record a pass, or a failure of a step not already complete."""
+        """Check a step; record a pass, or a failure of a step not already complete.
+
+        A completed step that fails is not un-ticked: it is flagged stale, with
+        why, everywhere (step list, header, counter, lab list).
+        """
         before = self._records().get(step.id)
-        result = self.session.check(step, within=within)
+        result = self.session.check(step, within=within, services=services)
         if result.status is StepStatus.PASSED:
             env, _ = self.session.environment(refresh=False)
             missing = [name for name in step.exports if not env.get(name)]
@@ -265,6 +285,9 @@ class LabDriver:
             self.session.record(step, result)
             if result.status is not StepStatus.CANCELLED:
                 self._remember(step, result.status.value)
+        elif before is not None and before.complete and result.status is not StepStatus.CANCELLED:
+            why = self.session.note_recheck(step, result)
+            self._remember(step, before.status, stale=why or "")
         return result
 
     def check(self, step: Step) -> StepResult | None:
@@ -278,12 +301,13 @@ class LabDriver:
             blocked = self._cannot_run(step)
             if blocked is not None:
                 return blocked
+            self.session.ensure_services(step, starting=True)
             status, why, details = self.session.run_commands(
                 step.solution_commands, step_id=step.id, phase=Phase.SOLUTION
             )
             if status is not StepStatus.PASSED:
                 return StepResult(step.id, status, f"the solution did not run: {why}", details)
-            result = self.session.check(step)
+            result = self.session.check(step, services=False)
             if result.status is not StepStatus.PASSED:
                 return StepResult(
                     step.id,
@@ -320,6 +344,7 @@ class LabDriver:
         captured: list[tuple[dict[str, str], Path]] = []
 
         def body() -> None:
+            self.session.ensure_services(step)
             env, cwd = self.session.environment()
             captured.append((env, Path(cwd)))
 
@@ -329,7 +354,8 @@ class LabDriver:
             self._post(msg.ShellReady(step.id, env, cwd))
 
     def recheck(self, steps: list[Step]) -> None:
-        """Re-check completed steps once (background): flag those that no longer pass."""
+        """Re-check completed steps once (background), with their services brought back;
+        flag those that no longer pass as stale, and clear the flag of those that do."""
         if not steps:
             return
         stale: dict[str, str] = {}
@@ -342,13 +368,17 @@ class LabDriver:
                 result = self.session.check(step, within=0)
                 if result.status is StepStatus.CANCELLED:
                     break
-                if result.status is StepStatus.PASSED:
+                why = self.session.note_recheck(step, result)
+                record = self._records().get(step.id)
+                if record is not None:
+                    self._remember(step, record.status, stale=why or "")
+                if why is None:
                     fresh.add(step.id)
                 else:
-                    stale[step.id] = result.message or "its checks no longer pass"
+                    stale[step.id] = why
 
         self._job(msg.JobKind.RECHECK, None, body)
-        self._post(msg.StaleSteps(stale, frozenset(fresh)))
+        self._post(msg.StaleSteps(stale, frozenset(fresh), self._records()))
 
     # ------------------------------------------------------------------ live mode
 

@@ -94,14 +94,21 @@ class JobDone(Message):
 
 
 class StaleSteps(Message):
-    """Completed steps whose checks no longer pass (``stale``) and those that still do."""
+    """Re-checks on resume are done: steps that no longer pass (and why), those that do,
+    and the lab's progress records afterwards (which carry the stale flags)."""
 
     bubble = False
 
-    def __init__(self, stale: Mapping[str, str], fresh: frozenset[str]) -> None:
+    def __init__(
+        self,
+        stale: Mapping[str, str],
+        fresh: frozenset[str],
+        records: Mapping[str, StepRecord],
+    ) -> None:
         super().__init__()
         self.stale = dict(stale)
         self.fresh = fresh
+        self.records = dict(records)
 
 
 class ShellReady(Message):

@@ -1,9 +1,10 @@
 """How progress and the doctor's findings look on screen.
 
-The rules (locked, next, stale) are ``labrunner.state.rules``; this module
-turns their answers into what widgets show: a CSS class and an icon per step
-state, the one-line environment status built from the doctor's typed
-findings, and a command shortened for its block.
+The rules (locked, next, stale) and the glyph and word of each step state
+are ``labrunner.state.rules``; this module turns them into what widgets
+show: a CSS class per step state (styled in the one stylesheet), the
+one-line environment status built from the doctor's typed findings, and a
+command shortened for its block.
 """
 
 from __future__ import annotations
@@ -16,18 +17,14 @@ from labrunner.state.rules import StepState
 
 
 def css_class(state: StepState) -> str:
-    """The CSS class a step in ``state`` gets (``-passed``, ``-locked``, ...)."""
+    """The CSS class a step in ``state`` gets (``-passed``, ``-stale``, ``-locked``, ...)."""
     return f"-{state.value}"
 
 
 STATE_CLASSES = tuple(css_class(state) for state in StepState)
-ICONS = {
-    StepState.LOCKED: "○",
-    StepState.CURRENT: "▶",
-    StepState.PASSED: "✔",
-    StepState.FAILED: "✘",
-    StepState.SKIPPED: "↷",
-}
+ICONS = {state: state.look.glyph for state in StepState}
+SERVICE_CLASSES = ("-running", "-starting", "-stopped", "-failed")
+SERVICE_ICONS = {"running": "●", "starting": "◌", "stopped": "○", "failed": "✘"}
 
 
 # --------------------------------------------------------------------------- doctor

@@ -17,7 +17,7 @@ import pytest
 import yaml
 from jsonschema import Draft202012Validator
 
-from labrunner.state import ProgressStore
+from labrunner.state import ProgressStore, workshop_key
 from labrunner.testing.waiting import wait_for
 
 from .conftest import (
@@ -568,13 +568,16 @@ def test_reset(workshop: Make) -> None:
     one = run_cli("--labs", labs, "reset", "sequence", "--step", "two", "--yes", cwd=labs.parent)
     assert_clean(one, 0)
     assert one.stdout.strip() == "forgot 1 step (step two of sequence, context none)"
-    assert ProgressStore.for_context(None).completed("sequence") == {"one", "three"}
+    assert ProgressStore.for_root(labs.parent, context=None).completed("sequence") == {
+        "one",
+        "three",
+    }
     bad_step = run_cli("--labs", labs, "reset", "sequence", "--step", "nope", "--yes")
     assert_clean(bad_step, 2)
     everything = run_cli("--labs", labs, "reset", "--yes", cwd=labs.parent)
     assert_clean(everything, 0)
     assert everything.stdout.strip() == "forgot 3 steps (all progress, context none)"
-    assert ProgressStore.for_context(None).completed("base") == set()
+    assert ProgressStore.for_root(labs.parent, context=None).completed("base") == set()
 
 
 def test_check_runs_only_the_checks(workshop: Make) -> None:
@@ -598,23 +601,51 @@ def test_check_exit_3_on_an_environment_error(workshop: Make) -> None:
     assert_clean(proc, 3)
 
 
-def test_truncated_state_file_is_moved_aside_and_the_cli_works(workshop: Make) -> None:
+def test_a_progress_file_cut_short_keeps_every_earlier_record(workshop: Make) -> None:
     labs = workshop("sequence")
     assert_clean(run_cli("--labs", labs, "verify", "-q", cwd=labs.parent), 0)
-    path = ProgressStore.for_context(None).path
+    path = ProgressStore.for_root(labs.parent, context=None).local.path
     assert path is not None
     content = path.read_bytes()
-    path.write_bytes(content[: len(content) // 2])
+    lines = content.splitlines(keepends=True)
+    # the header, the first two steps, and half of the third step's record
+    path.write_bytes(b"".join(lines[:3]) + lines[3][: len(lines[3]) // 2])
+    proc = run_cli("--labs", labs, "list", cwd=labs.parent)
+    assert_clean(proc, 0)
+    assert f"labrunner: warning: progress file {path}: its last record was cut short" in (
+        proc.stderr
+    )
+    assert "2/3 steps" in proc.stdout
+    again = run_cli("--labs", labs, "verify", "-q", "--from", "three", cwd=labs.parent)
+    assert_clean(again, 0)
+    assert ProgressStore.for_root(labs.parent, context=None).completed("sequence") == {
+        "one",
+        "two",
+        "three",
+    }
+    assert not list(path.parent.glob("*.corrupt-*"))
+
+
+def test_an_unreadable_progress_file_is_moved_aside_and_the_cli_works(workshop: Make) -> None:
+    labs = workshop("sequence")
+    assert_clean(run_cli("--labs", labs, "verify", "-q", cwd=labs.parent), 0)
+    path = ProgressStore.for_root(labs.parent, context=None).local.path
+    assert path is not None
+    path.write_bytes(b"\xff\xfe not a journal\n")
     proc = run_cli("--labs", labs, "list", cwd=labs.parent)
     assert_clean(proc, 0)
     assert f"labrunner: warning: progress file {path} was unreadable" in proc.stderr
     assert "moved it to" in proc.stderr
     assert "0/3 steps" in proc.stdout
     asides = list(path.parent.glob(f"{path.name}.corrupt-*"))
-    assert len(asides) == 1 and asides[0].read_bytes() == content[: len(content) // 2]
+    assert len(asides) == 1 and asides[0].read_bytes() == b"\xff\xfe not a journal\n"
     again = run_cli("--labs", labs, "verify", "-q", cwd=labs.parent)
     assert_clean(again, 0)
-    assert ProgressStore.for_context(None).completed("sequence") == {"one", "two", "three"}
+    assert ProgressStore.for_root(labs.parent, context=None).completed("sequence") == {
+        "one",
+        "two",
+        "three",
+    }
 
 
 @pytest.fixture
@@ -654,10 +685,8 @@ def test_read_only_state_directory(
     workshop: Make, isolated_env: Path, read_only: Callable[[Path], None], tmp_path: Path
 ) -> None:
     labs = workshop("sequence", "hints")
-    assert_clean(run_cli("--labs", labs, "verify", "-q", "sequence", cwd=labs.parent), 0)
     state = isolated_env / "state"
-    before = {p: p.read_bytes() for p in (state / "progress").glob("*.json")}
-    assert before
+    (state / "progress").mkdir(parents=True)
     read_only(state / "progress")
     read_only(state)
 
@@ -677,11 +706,11 @@ def test_read_only_state_directory(
     )
     assert_clean(with_context, 0)
 
-    # nothing already recorded was lost, and list still shows it
-    assert {p: p.read_bytes() for p in (state / "progress").glob("*.json")} == before
+    # list still works, and nothing was written anywhere
     listing = run_cli("--labs", labs, "list", cwd=labs.parent)
     assert_clean(listing, 0)
-    assert "3/3 steps" in listing.stdout
+    assert "0/3 steps" in listing.stdout
+    assert list((state / "progress").iterdir()) == []
 
 
 def test_context_overlay_does_not_litter_the_state_directory(
@@ -850,7 +879,8 @@ def test_unreadable_progress_file_does_not_stop_verify_or_check(
 ) -> None:
     labs = workshop("sequence")
     # a directory where the progress file should be: it can be neither read nor replaced
-    (isolated_env / "state" / "progress" / "no-context.json").mkdir(parents=True)
+    folder = isolated_env / "state" / "progress" / workshop_key(labs.parent)
+    (folder / "local.jsonl").mkdir(parents=True)
     proc = run_cli("--labs", labs, "verify", "-q", "sequence", "--from", "two", cwd=labs.parent)
     assert_clean(proc, 1)
     assert "labrunner: warning: saved exports not restored: cannot read progress file" in (

@@ -261,8 +261,8 @@ def test_failing_check_carries_hints(runner: Callable[..., Runner]) -> None:
 # --------------------------------------------------------------------------- choosing steps
 
 
-def test_from_and_only(runner: Callable[..., Runner]) -> None:
-    r = runner("sequence", store=ProgressStore.for_context("kind-test"))
+def test_from_and_only(runner: Callable[..., Runner], tmp_path: Path) -> None:
+    r = runner("sequence", store=ProgressStore.for_root(tmp_path / "ws", context="kind-test"))
     log = r.labs_dir.parent / "ran.log"
     full = r.run()
     assert full.summary.ok
@@ -477,11 +477,11 @@ def test_cancel_stops_the_run(lab_file: Callable[[str, str], Path]) -> None:
 # --------------------------------------------------------------------------- progress
 
 
-def test_progress_is_recorded_with_exports(runner: Callable[..., Runner]) -> None:
-    store = ProgressStore.for_context("kind-progress")
+def test_progress_is_recorded_with_exports(runner: Callable[..., Runner], tmp_path: Path) -> None:
+    store = ProgressStore.for_root(tmp_path / "ws", context="kind-progress")
     run = runner("carry-over", "exports-missing", store=store).run()
     assert not run.summary.ok
-    again = ProgressStore.for_context("kind-progress")
+    again = ProgressStore.for_root(tmp_path / "ws", context="kind-progress")
     assert again.completed("carry-over") == {"prepare", "use"}
     assert again.steps("carry-over")["prepare"].exports == {"COLOUR": "teal"}
     record = again.steps("exports-missing")["forgetful"]
@@ -496,12 +496,12 @@ def test_unsaved_progress_warns_once_and_changes_nothing_else(
 ) -> None:
     blocker = tmp_path / "not-a-dir"
     blocker.write_text("a file where the progress directory should be")
-    store = ProgressStore(blocker / "progress" / "x.json")
+    store = ProgressStore(blocker / "progress", root=tmp_path / "ws")
     run = runner("carry-over", store=store).run()
     assert run.summary.ok
     notices = [e.message for e in run.of(ev.Notice)]
     assert len(notices) == 1
-    assert notices[0].startswith("progress not saved: cannot save progress in ")
+    assert notices[0].startswith(f"progress not saved: cannot read progress file {blocker}/")
 
 
 # --------------------------------------------------------------------------- registries

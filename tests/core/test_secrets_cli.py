@@ -57,7 +57,7 @@ class Run:
     report: dict[str, Any]
     junit: Path
     json_path: Path
-    progress: dict[str, Any]
+    progress: dict[str, list[dict[str, Any]]]
     token: str
     openssl_private: list[str]
 
@@ -252,9 +252,11 @@ def run(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Run]:
     assert proc.returncode == 1, proc.stdout + proc.stderr
     check = run_cli("--labs", labs, "check", "all-checks", cwd=labs.parent, env=env, timeout=120)
     assert check.returncode == 1, check.stdout + check.stderr
-    progress_files = list((home / "state").rglob("*.json"))
+    progress_files = list((home / "state").rglob("*.jsonl"))
     assert progress_files, "no progress was saved"
-    progress = {str(p): json.loads(p.read_text()) for p in progress_files}
+    progress = {
+        str(p): [json.loads(line) for line in p.read_text().splitlines()] for p in progress_files
+    }
     openssl_private: list[str] = []
     if HAS_OPENSSL:
         for key in ("ec.key", "rsa.key"):
@@ -334,12 +336,7 @@ def test_a_secret_answer_and_its_echo_never_show(run: Run) -> None:
     assert MASK in lines  # the echo of the second answer (the terminal echoed it)
     assert f"the answer was {MASK}" in lines
     # the export value stays real in the 0600 progress file, for the next session
-    exports = [
-        step.get("exports", {})
-        for data in run.progress.values()
-        for lab in data.get("labs", {}).values()
-        for step in lab.get("steps", {}).values()
-    ]
+    exports = [record.get("exports", {}) for data in run.progress.values() for record in data]
     assert {"LAB_TOKEN": run.token} in exports
     for path in run.progress:
         assert stat.S_IMODE(Path(path).stat().st_mode) == 0o600

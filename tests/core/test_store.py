@@ -1,4 +1,4 @@
-"""The progress store: atomic, per context, never silently reset."""
+"""The progress store: per workshop and cluster, journaled, validated, never silently reset."""
 
 from __future__ import annotations
 
@@ -10,10 +10,18 @@ import subprocess
 import sys
 import threading
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from labrunner.state import ProgressStore, StateError, context_slug, state_dir
+from labrunner.state import (
+    NewerFormat,
+    ProgressStore,
+    StateError,
+    context_slug,
+    state_dir,
+    workshop_key,
+)
 
 WRITER = r"""
 import sys
@@ -31,16 +39,34 @@ while True:
 """
 
 
+@pytest.fixture
+def root(tmp_path: Path) -> Path:
+    """A workshop root (with its labs/ folder)."""
+    folder = tmp_path / "workshop"
+    (folder / "labs").mkdir(parents=True)
+    return folder
+
+
+def open_store(root: Path, context: str | None = None, **options: Any) -> ProgressStore:
+    options.setdefault("cluster_labs", ["mesh"])
+    options.setdefault("known_labs", ["lab", "other", "mesh"])
+    return ProgressStore.for_root(root, context=context, **options)
+
+
+def lines(path: Path) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in path.read_text().splitlines()]
+
+
 def test_state_dir_follows_the_override(isolated_env: Path) -> None:
     assert state_dir() == isolated_env / "state"
 
 
-def test_records_survive_a_reload() -> None:
-    store = ProgressStore.for_context("kind-a")
+def test_records_survive_a_reload(root: Path) -> None:
+    store = open_store(root, "kind-a")
     store.record("lab", "one", "passed", exports={"IP": "10.0.0.1"})
     store.record("lab", "two", "failed", message="not yet")
     store.record("other", "x", "skipped")
-    again = ProgressStore.for_context("kind-a")
+    again = open_store(root, "kind-a")
     steps = again.steps("lab")
     assert steps["one"].complete and steps["one"].exports == {"IP": "10.0.0.1"}
     assert not steps["two"].complete and steps["two"].message == "not yet"
@@ -48,8 +74,10 @@ def test_records_survive_a_reload() -> None:
     assert again.completed("other") == {"x"}
     assert again.exports("lab") == {"IP": "10.0.0.1"}
     assert again.position() == ("other", "x")
-    data = json.loads(again.path.read_text())  # type: ignore[union-attr]
-    assert data["context"] == "kind-a" and data["version"] == 1
+    assert again.local.path is not None
+    header = lines(again.local.path)[0]
+    assert header["version"] == 2 and header["workshop"] == str(root.resolve())
+    assert oct(again.local.path.stat().st_mode & 0o777) == "0o600"
 
 
 def test_failed_steps_do_not_contribute_exports() -> None:
@@ -58,11 +86,44 @@ def test_failed_steps_do_not_contribute_exports() -> None:
     assert store.exports("lab") == {}
 
 
-def test_progress_is_kept_per_context() -> None:
-    ProgressStore.for_context("kind-a").record("lab", "one", "passed")
-    assert ProgressStore.for_context("kind-b").completed("lab") == set()
-    assert ProgressStore.for_context(None).completed("lab") == set()
-    assert ProgressStore.for_context("kind-a").completed("lab") == {"one"}
+def test_two_checkouts_never_share_progress(tmp_path: Path) -> None:
+    clone_a, clone_b = tmp_path / "a" / "workshop", tmp_path / "b" / "workshop"
+    for clone in (clone_a, clone_b):
+        (clone / "labs").mkdir(parents=True)
+    open_store(clone_b).record("lab", "one", "passed")
+    assert open_store(clone_a).completed("lab") == set()
+    assert open_store(clone_b).completed("lab") == {"one"}
+    assert workshop_key(clone_a) != workshop_key(clone_b)
+    # the same folder reached through a symlink is the same workshop
+    (tmp_path / "link").symlink_to(clone_b)
+    assert open_store(tmp_path / "link").completed("lab") == {"one"}
+
+
+def test_cluster_labs_are_kept_per_context_and_server_other_labs_per_workshop(root: Path) -> None:
+    store = open_store(root, "kind-a", server="https://127.0.0.1:6443")
+    store.record("mesh", "one", "passed")
+    store.record("lab", "one", "passed")
+    elsewhere = open_store(root, "kind-b", server="https://127.0.0.1:7443")
+    assert elsewhere.completed("mesh") == set()
+    assert elsewhere.completed("lab") == {"one"}, "a lab without a cluster follows the workshop"
+    moved = open_store(root, "kind-a", server="https://10.0.0.9:6443")
+    assert moved.completed("mesh") == set(), "the same name on another server is another cluster"
+    assert open_store(root, "kind-a", server="https://127.0.0.1:6443").completed("mesh") == {"one"}
+
+
+def test_a_directory_inside_the_workshop_is_stored_relative_to_it(root: Path) -> None:
+    (root / "work" / "inner").mkdir(parents=True)
+    store = open_store(root)
+    store.record("lab", "inside", "passed", cwd=str(root / "work" / "inner"))
+    store.record("lab", "root", "passed", cwd=str(root))
+    store.record("lab", "outside", "passed", cwd="/tmp")
+    assert store.local.path is not None
+    stored = {r.get("step"): r.get("cwd") for r in lines(store.local.path)[1:]}
+    assert stored == {"inside": "work/inner", "root": ".", "outside": "/tmp"}
+    steps = open_store(root).steps("lab")
+    assert steps["inside"].cwd == str(root.resolve() / "work" / "inner")
+    assert steps["root"].cwd == str(root.resolve())
+    assert steps["outside"].cwd == "/tmp"
 
 
 def test_context_names_map_to_distinct_safe_file_names() -> None:
@@ -75,81 +136,215 @@ def test_context_names_map_to_distinct_safe_file_names() -> None:
     assert context_slug(None) == "no-context"
 
 
-def test_reset() -> None:
-    store = ProgressStore.for_context("kind-r")
-    for lab in ("a", "b"):
+def test_reset(root: Path) -> None:
+    store = open_store(root, "kind-r")
+    for lab in ("lab", "mesh"):
         for step in ("one", "two"):
             store.record(lab, step, "passed")
-    assert store.reset("a", "one") == 1
-    assert store.reset("a", "one") == 0
-    assert store.completed("a") == {"two"}
-    assert store.reset("b") == 2
+    assert store.reset("lab", "one") == 1
+    assert store.reset("lab", "one") == 0
+    assert store.completed("lab") == {"two"}
+    assert store.reset("mesh") == 2
     assert store.reset("missing") == 0
     assert store.reset() == 1
-    assert ProgressStore.for_context("kind-r").completed("a") == set()
-    assert ProgressStore.for_context("kind-r").position() is None
+    again = open_store(root, "kind-r")
+    assert again.completed("lab") == set() and again.position() is None
+
+
+def test_stale_flags_are_kept_and_a_pass_clears_them(root: Path) -> None:
+    store = open_store(root)
+    store.record("lab", "one", "passed")
+    store.mark_stale("lab", "one", "a file this lab made is gone: x.txt")
+    record = open_store(root).steps("lab")["one"]
+    assert record.complete and record.stale == "a file this lab made is gone: x.txt"
+    store.mark_stale("lab", "one", None)
+    assert open_store(root).steps("lab")["one"].stale == ""
+    store.mark_stale("lab", "one", "gone again")
+    store.record("lab", "one", "passed")
+    assert open_store(root).steps("lab")["one"].stale == ""
+    store.mark_stale("lab", "never-ran", "ignored")
+    assert "never-ran" not in open_store(root).steps("lab")
+
+
+def test_drop_unknown_forgets_renamed_steps_of_labs_still_there(root: Path) -> None:
+    store = open_store(root)
+    for step in ("kept", "renamed"):
+        store.record("lab", step, "passed")
+    store.record("other", "x", "passed")
+    assert store.drop_unknown({"lab": ["kept", "new-name"]}) == [("lab", "renamed")]
+    again = open_store(root)
+    assert again.completed("lab") == {"kept"}
+    assert again.completed("other") == {"x"}, "a lab not named (not loaded) keeps its progress"
+
+
+# --------------------------------------------------------------------------- the journal
+
+
+def test_a_step_is_saved_by_appending_not_by_rewriting(root: Path) -> None:
+    store = open_store(root)
+    store.record("lab", "s0", "passed")
+    path = store.local.path
+    assert path is not None
+    inode = path.stat().st_ino
+    before = path.read_bytes()
+    store.record("lab", "s1", "passed")
+    assert path.stat().st_ino == inode
+    assert path.read_bytes().startswith(before)
+    assert len(path.read_bytes().splitlines()) == 3
+
+
+def test_opening_compacts_a_journal_that_grew(root: Path) -> None:
+    store = open_store(root)
+    for i in range(200):
+        store.record("lab", "same", "passed", exports={"N": str(i)})
+        store.set_position("lab", "same")
+    path = store.local.path
+    assert path is not None
+    assert len(path.read_bytes().splitlines()) == 401
+    again = open_store(root)
+    assert again.steps("lab")["same"].exports == {"N": "199"}
+    assert len(path.read_bytes().splitlines()) == 3  # header, the step, the position
+    assert again.position() == ("lab", "same")
+    assert again.warnings == []
+
+
+def test_a_torn_last_line_is_ignored_and_earlier_records_kept(root: Path) -> None:
+    store = open_store(root)
+    store.record("lab", "one", "passed")
+    path = store.local.path
+    assert path is not None
+    with path.open("ab") as fh:
+        fh.write(b'{"op":"step","lab":"lab","step":"two","stat')
+    again = open_store(root)
+    assert again.completed("lab") == {"one"}
+    (warning,) = again.warnings
+    assert "its last record was cut short" in warning and "every earlier record is kept" in warning
+
+
+def test_a_record_appended_after_a_torn_line_stays_whole(root: Path) -> None:
+    store = open_store(root)
+    store.record("lab", "one", "passed")
+    path = store.local.path
+    assert path is not None
+    with path.open("ab") as fh:  # a writer that died mid-line, while this store was open
+        fh.write(b'{"op":"step","lab":"lab","step":"two","stat')
+    store.record("lab", "three", "passed")
+    fresh = open_store(root)
+    assert fresh.completed("lab") == {"one", "three"}
+    assert any("line 3: not a JSON record" in w for w in fresh.warnings), fresh.warnings
+
+
+# one malformed shape per case: each must end as a warning, never as code or a traceback
+MALFORMED = {
+    "export-name-injection": {
+        "op": "step",
+        "lab": "lab",
+        "step": "x",
+        "status": "passed",
+        "exports": {"X;touch PWNED": "1"},
+    },
+    "export-value-number": {
+        "op": "step",
+        "lab": "lab",
+        "step": "x",
+        "status": "passed",
+        "exports": {"N": 5},
+    },
+    "exports-a-list": {"op": "step", "lab": "lab", "step": "x", "status": "passed", "exports": []},
+    "status-number": {"op": "step", "lab": "lab", "step": "x", "status": 1},
+    "status-unknown": {"op": "step", "lab": "lab", "step": "x", "status": "great"},
+    "lab-a-list": {"op": "step", "lab": ["lab"], "step": "x", "status": "passed"},
+    "step-missing": {"op": "step", "lab": "lab", "status": "passed"},
+    "step-id-path": {"op": "step", "lab": "lab", "step": "../../etc", "status": "passed"},
+    "cwd-number": {"op": "step", "lab": "lab", "step": "x", "status": "passed", "cwd": 3},
+    "message-mapping": {"op": "step", "lab": "lab", "step": "x", "status": "passed", "message": {}},
+    "unknown-op": {"op": "exec", "cmd": "touch PWNED"},
+    "a-list": ["op", "step"],
+    "a-string": "passed",
+    "position-number": {"op": "position", "lab": 5},
+    "cluster-uid-empty": {"op": "cluster", "uid": ""},
+}
+
+
+@pytest.mark.parametrize("shape", sorted(MALFORMED))
+def test_a_hand_edited_record_of_any_shape_is_moved_aside_with_a_warning(
+    root: Path, shape: str
+) -> None:
+    store = open_store(root)
+    store.record("lab", "good", "passed", exports={"GOOD": "yes"})
+    path = store.local.path
+    assert path is not None
+    with path.open("ab") as fh:
+        fh.write(json.dumps(MALFORMED[shape]).encode() + b"\n")
+    again = open_store(root)
+    assert again.steps("lab").keys() == {"good"}
+    assert again.exports("lab") == {"GOOD": "yes"}
+    (warning,) = again.warnings
+    assert "ignored 1 record (line 3:" in warning and "moved them to" in warning
+    rejected = path.with_name(path.name + ".rejected")
+    assert json.loads(rejected.read_text())["line"] == 3
+    assert len(path.read_bytes().splitlines()) == 3, "the journal was compacted without it"
+    assert open_store(root).warnings == [], "moved aside once, not warned about again"
 
 
 @pytest.mark.parametrize(
     "content",
-    [
-        b'{"version": 1, "labs": {"lab": {"steps": {"one": {"status": "pass',
-        b"",
-        b"[]",
-        b"\xff\xfe garbage",
-        b'{"version": 1, "labs": []}',
-    ],
-    ids=["truncated", "empty", "list", "binary", "wrong-shape"],
+    [b"", b"[]\n", b"\xff\xfe garbage", b'{"labrunner": "progress", "version": 1}\n', b"{trunc"],
+    ids=["empty", "list", "binary", "old-version", "truncated"],
 )
-def test_unreadable_file_is_moved_aside_with_a_warning(content: bytes) -> None:
-    store = ProgressStore.for_context("kind-c")
-    assert store.path is not None
-    store.path.parent.mkdir(parents=True, exist_ok=True)
-    store.path.write_bytes(content)
+def test_a_journal_without_a_valid_header_is_moved_aside(root: Path, content: bytes) -> None:
+    store = open_store(root)
+    assert store.local.path is not None
+    store.local.path.parent.mkdir(parents=True)
+    store.local.path.write_bytes(content)
     assert store.completed("lab") == set()
     (warning,) = store.warnings
-    assert f"progress file {store.path} was unreadable" in warning
-    asides = list(store.path.parent.glob(f"{store.path.name}.corrupt-*"))
-    assert len(asides) == 1
-    assert asides[0].read_bytes() == content
-    assert f"moved it to {asides[0]}" in warning
+    assert f"progress file {store.local.path} was unreadable" in warning
+    asides = list(store.local.path.parent.glob("local.jsonl.corrupt-*"))
+    assert len(asides) == 1 and asides[0].read_bytes() == content
     store.record("lab", "one", "passed")
-    assert ProgressStore.for_context("kind-c").completed("lab") == {"one"}
+    assert open_store(root).completed("lab") == {"one"}
 
 
-def test_a_second_corrupt_file_does_not_replace_the_first_copy() -> None:
-    path = ProgressStore.for_context("kind-twice").path
-    assert path is not None
-    path.parent.mkdir(parents=True, exist_ok=True)
-    for content in (b"{first", b"{second"):
-        path.write_bytes(content)
-        store = ProgressStore(path)
-        store.load()
-        assert len(store.warnings) == 1
-    asides = sorted(p.read_bytes() for p in path.parent.glob(f"{path.name}.corrupt-*"))
-    assert asides == [b"{first", b"{second"]
+def test_a_newer_format_is_refused_and_left_untouched(root: Path) -> None:
+    store = open_store(root)
+    assert store.local.path is not None
+    store.local.path.parent.mkdir(parents=True)
+    content = b'{"labrunner":"labrunner-progress","version":99}\n{"op":"future"}\n'
+    store.local.path.write_bytes(content)
+    with pytest.raises(NewerFormat, match="format version 99, newer than this labrunner"):
+        store.completed("lab")
+    with pytest.raises(StateError):
+        store.record("lab", "one", "passed")
+    assert store.local.path.read_bytes() == content
+    assert not list(store.local.path.parent.glob("*.corrupt-*"))
 
 
-def test_writes_from_two_stores_do_not_lose_each_other() -> None:
-    path = ProgressStore.for_context("kind-shared").path
-    assert path is not None
+def test_writes_from_two_stores_do_not_lose_each_other(root: Path) -> None:
     go = threading.Event()
 
     def writer(name: str) -> None:
-        store = ProgressStore(path)
+        store = open_store(root)
         store.load()
         go.wait()
         for i in range(25):
             store.record(name, f"s{i}", "passed")
 
-    threads = [threading.Thread(target=writer, args=(n,)) for n in ("a", "b")]
+    threads = [threading.Thread(target=writer, args=(n,)) for n in ("lab", "other")]
     for t in threads:
         t.start()
     go.set()
     for t in threads:
         t.join()
-    again = ProgressStore(path)
-    assert len(again.completed("a")) == 25 and len(again.completed("b")) == 25
+    again = open_store(root)
+    assert len(again.completed("lab")) == 25 and len(again.completed("other")) == 25
+
+
+def test_a_reader_sees_what_another_store_appended(root: Path) -> None:
+    reader = open_store(root)
+    assert reader.completed("lab") == set()
+    open_store(root).record("lab", "one", "passed")
+    assert reader.completed("lab") == {"one"}
 
 
 def test_memory_store_never_touches_disk(isolated_env: Path) -> None:
@@ -164,13 +359,13 @@ def test_memory_store_never_touches_disk(isolated_env: Path) -> None:
 def test_unwritable_location_raises_a_clear_state_error(tmp_path: Path) -> None:
     blocker = tmp_path / "file"
     blocker.write_text("x")
-    store = ProgressStore(blocker / "sub" / "p.json")
-    with pytest.raises(StateError, match=r"cannot save progress in .*/file/sub"):
+    store = ProgressStore(blocker / "sub", root=tmp_path)
+    with pytest.raises(StateError, match=r"cannot read progress file .*/file/sub"):
         store.record("lab", "one", "passed")
 
 
 def test_sigkill_at_random_points_never_loses_a_completed_step(tmp_path: Path) -> None:
-    path = tmp_path / "state" / "progress.json"
+    path = tmp_path / "state" / "progress" / "ws"
     rng = random.Random(1234)
     confirmed: set[int] = set()
     next_index = 0
@@ -190,12 +385,172 @@ def test_sigkill_at_random_points_never_loses_a_completed_step(tmp_path: Path) -
         os.kill(proc.pid, signal.SIGKILL)
         proc.wait()
         proc.stdout.close()
-        store = ProgressStore(path)
+        store = ProgressStore(path, context="kind-atomic")
         store.load()
         assert store.warnings == []
         done = store.completed("lab")
         missing = {f"step-{i:05d}" for i in confirmed} - done
         assert not missing, f"completed steps lost: {sorted(missing)}"
         next_index = max(next_index, len(done))
-    assert not list(path.parent.glob("*.corrupt-*"))
-    json.loads(path.read_text())
+    assert not list(path.glob("*.corrupt-*"))
+
+
+# --------------------------------------------------------------------------- cluster identity
+
+
+def test_the_first_contact_binds_the_cluster_and_a_new_one_starts_clean(root: Path) -> None:
+    store = open_store(root, "kind-w", server="https://127.0.0.1:6443")
+    store.record("mesh", "one", "passed")
+    assert store.cluster_uid is None
+    assert store.confirm_cluster("uid-first") is None
+    assert open_store(root, "kind-w", server="https://127.0.0.1:6443").cluster_uid == "uid-first"
+    assert store.confirm_cluster("uid-first") is None
+    notice = store.confirm_cluster("uid-second")
+    assert notice is not None and "\n" not in notice
+    assert "not the one your progress was recorded on" in notice and "start fresh" in notice
+    assert store.completed("mesh") == set()
+    again = open_store(root, "kind-w", server="https://127.0.0.1:6443")
+    assert again.cluster_uid == "uid-second" and again.completed("mesh") == set()
+    # the first cluster's progress was kept aside, and comes back with it
+    back = again.confirm_cluster("uid-first")
+    assert back is not None and "found the progress recorded on it earlier" in back
+    assert again.completed("mesh") == {"one"}
+
+
+def test_a_recreated_cluster_leaves_labs_without_a_cluster_alone(root: Path) -> None:
+    store = open_store(root, "kind-w")
+    store.record("lab", "one", "passed")
+    store.record("mesh", "one", "passed")
+    store.confirm_cluster("uid-1")
+    store.confirm_cluster("uid-2")
+    assert store.completed("lab") == {"one"}
+    assert store.completed("mesh") == set()
+
+
+# --------------------------------------------------------------------------- the first format
+
+
+def write_v1(state: Path, context: str | None, data: dict[str, Any] | bytes) -> Path:
+    path = state / "progress" / f"{context_slug(context)}.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(data if isinstance(data, bytes) else json.dumps(data).encode())
+    return path
+
+
+def test_a_first_format_file_is_migrated_once(root: Path, isolated_env: Path) -> None:
+    (root / "work").mkdir()
+    old = write_v1(
+        isolated_env / "state",
+        "kind-old",
+        {
+            "version": 1,
+            "context": "kind-old",
+            "labs": {
+                "lab": {
+                    "steps": {
+                        "one": {
+                            "status": "passed",
+                            "at": "2026-01-01T00:00:00Z",
+                            "exports": {"IP": "10.1.1.1"},
+                            "cwd": str(root / "work"),
+                        },
+                        "two": {"status": "failed", "message": "not yet"},
+                    }
+                },
+                "mesh": {"steps": {"a": {"status": "passed"}}},
+                "someone-elses": {"steps": {"x": {"status": "passed"}}},
+            },
+            "position": {"lab": "lab", "step": "two"},
+        },
+    )
+    store = open_store(root, "kind-old")
+    assert store.completed("lab") == {"one"}
+    assert store.steps("lab")["one"].exports == {"IP": "10.1.1.1"}
+    assert store.steps("lab")["one"].cwd == str(root.resolve() / "work")
+    assert store.steps("lab")["two"].message == "not yet"
+    assert store.completed("mesh") == {"a"}
+    assert store.position() == ("lab", "two")
+    (notice,) = store.notices
+    assert "moved the progress of 2 labs" in notice
+    # what this workshop does not have stays in the old file for others
+    left = json.loads(old.read_text())
+    assert list(left["labs"]) == ["someone-elses"]
+    # once: a second opening finds nothing more to move
+    assert open_store(root, "kind-old").notices == []
+    assert open_store(root, "kind-old").completed("lab") == {"one"}
+
+
+def test_a_first_format_file_done_in_another_checkout_stays_there(
+    tmp_path: Path, isolated_env: Path
+) -> None:
+    mine, theirs = tmp_path / "mine", tmp_path / "theirs"
+    for clone in (mine, theirs):
+        (clone / "labs").mkdir(parents=True)
+    old = write_v1(
+        isolated_env / "state",
+        None,
+        {"labs": {"lab": {"steps": {"one": {"status": "passed", "cwd": str(theirs)}}}}},
+    )
+    assert open_store(mine).completed("lab") == set()
+    assert open_store(theirs).completed("lab") == {"one"}
+    assert not old.exists(), "an emptied first-format file is retired"
+    assert list(old.parent.glob(f"{old.name}.migrated-*"))
+
+
+def test_a_corrupt_first_format_file_is_moved_aside(root: Path, isolated_env: Path) -> None:
+    old = write_v1(isolated_env / "state", None, b'{"version": 1, "labs": {"lab": {"ste')
+    store = open_store(root)
+    assert store.completed("lab") == set()
+    (warning,) = store.warnings
+    assert f"progress file {old} was unreadable" in warning
+    assert not old.exists()
+    assert len(list(old.parent.glob(f"{old.name}.corrupt-*"))) == 1
+    store.record("lab", "one", "passed")
+    assert open_store(root).completed("lab") == {"one"}
+
+
+@pytest.mark.parametrize(
+    "labs",
+    [
+        {"lab": {"steps": {"one": {"status": "passed", "exports": {"X;touch PWNED": "1"}}}}},
+        {"lab": {"steps": {"one": {"status": "passed", "exports": {"X": 1}}}}},
+        {"lab": {"steps": {"one": {"status": "passed", "exports": ["X"]}}}},
+        {"lab": {"steps": {"one": "passed"}}},
+        {"lab": {"steps": {"one": {"status": 7}}}},
+        {"lab": {"steps": ["one"]}},
+        {"lab": "done"},
+        {"lab": {"steps": {"one": {"status": "passed", "cwd": ["/tmp"]}}}},
+    ],
+    ids=[
+        "export-name",
+        "export-value",
+        "exports-list",
+        "record-string",
+        "status-number",
+        "steps-list",
+        "lab-string",
+        "cwd-list",
+    ],
+)
+def test_first_format_files_of_any_shape_never_crash(
+    root: Path, isolated_env: Path, labs: dict[str, Any]
+) -> None:
+    write_v1(isolated_env / "state", None, {"version": 1, "labs": labs})
+    store = open_store(root)
+    records = store.steps("lab")
+    for record in records.values():
+        assert all(name.isidentifier() for name in record.exports)
+        assert all(isinstance(value, str) for value in record.exports.values())
+    assert not (root / "PWNED").exists()
+
+
+def test_a_newer_first_format_version_is_refused_and_left_as_it_is(
+    root: Path, isolated_env: Path
+) -> None:
+    data = {"version": 99, "labs": {"lab": {"steps": {"one": {"status": "passed"}}}}}
+    old = write_v1(isolated_env / "state", None, data)
+    before = old.read_bytes()
+    store = open_store(root)
+    assert store.completed("lab") == set()
+    assert any("format version 99" in w and "left as it is" in w for w in store.warnings)
+    assert old.read_bytes() == before

@@ -3,22 +3,21 @@
 Run by ``test_progress_sigkill.py`` in a fresh, single-threaded interpreter
 (forking the pytest process, which may hold threads, would be unsafe).
 
-Each round forks two writers that record steps into the same progress file
+Each round forks two writers that record steps into the same progress journal
 as fast as they can (each confirms a step on a pipe only after ``record``
-returned, i.e. after the rename and the directory fsync), lets them run for a
+returned, i.e. after the append and its fdatasync), lets them run for a
 random number of confirmed writes plus a random sliver of time calibrated to
 one write's duration, and SIGKILLs both, one after the other at independent
 random moments. So kills land before the first write, inside ``record``
-(while the temp file is written, between fsync and rename, while the other
-writer holds the lock) and between writes. After every round the file is
-loaded by a fresh store, as the next ``labrunner`` would, and every confirmed
-step must be there.
+(while the line is written, before the sync, while the other writer holds
+the lock) and between writes. After every round the journal is opened by a
+fresh store, as the next ``labrunner`` would (which compacts it when
+worthwhile), and every confirmed step must be there.
 
 Prints one JSON object: kills, rounds, confirmed steps, lost steps, store
-warnings, corrupt copies, and temp files left behind by interrupted writes
-(which shows the kills really landed inside writes).
+warnings, corrupt copies, and whether every line of the journal is a record.
 
-    python sigkill_driver.py STATE_FILE ROUNDS SEED
+    python sigkill_driver.py STATE_DIR ROUNDS SEED
 """
 
 from __future__ import annotations
@@ -57,7 +56,7 @@ def main() -> None:
     rng = random.Random(seed)
     from labrunner.state import ProgressStore
 
-    path.parent.mkdir(parents=True, exist_ok=True)
+    path.mkdir(parents=True, exist_ok=True)
     calibrate = ProgressStore(path, context="kind-sigkill")
     started = time.perf_counter()
     for i in range(10):
@@ -68,7 +67,6 @@ def main() -> None:
     lost: list[str] = []
     warnings: list[str] = []
     kills = 0
-    temp_seen: set[str] = set()
     for round_no in range(rounds):
         children: list[tuple[int, int]] = []
         for side in "ab":
@@ -97,14 +95,14 @@ def main() -> None:
                 for line in pipe.read().decode().splitlines():
                     lab, step = line.split()
                     confirmed.setdefault(lab, set()).add(step)
-        temp_seen.update(p.name for p in path.parent.glob(f".{path.name}.*"))
-        store = ProgressStore(path)
+        store = ProgressStore(path, context="kind-sigkill")
         store.load()
         warnings += store.warnings
         for lab, steps in confirmed.items():
             missing = steps - store.completed(lab)
             lost += sorted(f"{lab}/{s}" for s in missing)
-    corrupt = sorted(p.name for p in path.parent.glob("*.corrupt-*"))
+    corrupt = sorted(p.name for p in path.glob("*.corrupt-*"))
+    lines = (path / "local.jsonl").read_text().splitlines()
     print(
         json.dumps(
             {
@@ -115,8 +113,7 @@ def main() -> None:
                 "lost": lost,
                 "warnings": warnings,
                 "corrupt": corrupt,
-                "temp_files_left": len(temp_seen),
-                "valid_json": isinstance(json.loads(path.read_text()), dict),
+                "valid_lines": all(isinstance(json.loads(line), dict) for line in lines),
             }
         )
     )

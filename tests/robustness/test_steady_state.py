@@ -73,7 +73,7 @@ def test_a_hundred_verify_runs_hold_steady(
     workshop = result.workshop
     labs = {lab.id: lab for lab in workshop.labs}
     assert set(labs) == {"steady-bash", "steady-cluster"}
-    store = ProgressStore.for_context("kind-labrunner", tmp_path / "state")
+    store = ProgressStore.for_workshop(workshop, context="kind-labrunner", state=tmp_path / "state")
     env = dict(robust_cluster.env)
     port = robust_cluster.server.port
     for _ in range(WARM_UP):

@@ -121,9 +121,9 @@ def find_pids(pattern: str) -> list[int]:
     return found
 
 
-def saved() -> ProgressStore:
-    """A fresh view of the progress file (no cached reads) for the default context."""
-    return ProgressStore.for_context(None)
+def saved(workshop: Workshop) -> ProgressStore:
+    """A fresh view of the workshop's progress (no cached reads) for the default context."""
+    return ProgressStore.for_workshop(workshop, context=None)
 
 
 async def notified(pilot: Pilot[Any], app: LabrunnerApp, text: str) -> None:
@@ -133,9 +133,11 @@ async def notified(pilot: Pilot[Any], app: LabrunnerApp, text: str) -> None:
     )
 
 
-def given_progress(lab_id: str, *passed: str, at: str | None = None) -> ProgressStore:
-    """Record ``passed`` steps in the progress file; ``at`` is where the learner was."""
-    store = ProgressStore.for_context(None)
+def given_progress(
+    workshop: Workshop, lab_id: str, *passed: str, at: str | None = None
+) -> ProgressStore:
+    """Record ``passed`` steps in the workshop's progress; ``at`` is where the learner was."""
+    store = ProgressStore.for_workshop(workshop, context=None)
     for step_id in passed:
         store.record(lab_id, step_id, "passed")
     if at is not None:

@@ -20,7 +20,7 @@ def test_progress_that_cannot_be_saved_is_reported_not_fatal(
 ) -> None:
     blocker = tmp_path / "not-a-directory"
     blocker.write_text("")
-    store = ProgressStore(blocker / "progress.json")
+    store = ProgressStore(blocker / "progress", root=tmp_path)
 
     async def scenario() -> None:
         app = build(store=store)
@@ -32,7 +32,7 @@ def test_progress_that_cannot_be_saved_is_reported_not_fatal(
             await notified(pilot, app, "progress not saved")
             # this run's result still shows, and the next step unlocks
             await wait_for(pilot, lambda: screen.states["hello"] is StepState.PASSED, "pass")
-            assert screen.states["fix-me"] is StepState.CURRENT
+            assert screen.states["fix-me"] is StepState.TODO
 
     asyncio.run(scenario())
 
@@ -75,15 +75,17 @@ def test_a_step_whose_tool_is_missing_says_so_and_stays_open(
     (bin_dir / "bash").symlink_to(bash)
     env = {"PATH": str(bin_dir), "HOME": os.environ["HOME"]}
 
+    workshop = load(labs)
+
     async def scenario() -> None:
-        app = build(workshop=load(labs), base_env=env)
+        app = build(workshop=workshop, base_env=env)
         async with app.run_test(size=(100, 30)) as pilot:
             await pilot.press("enter")
             screen = lab_screen(app)
             await pilot.press("r")
             await notified(pilot, app, "needs jq, which is not on the lab shell's PATH")
             await wait_for(pilot, lambda: screen.job is None, "the job to end")
-            assert screen.states["query"] is StepState.CURRENT  # still open, nothing recorded
-            assert saved().steps("needs-jq") == {}
+            assert screen.states["query"] is StepState.TODO  # still open, nothing recorded
+            assert saved(workshop).steps("needs-jq") == {}
 
     asyncio.run(scenario())

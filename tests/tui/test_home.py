@@ -8,6 +8,7 @@ import time
 from collections.abc import Callable
 
 from labrunner.doctor import Finding, Topic
+from labrunner.lab.model import Workshop
 from labrunner.tui.app import LabrunnerApp
 from labrunner.tui.dialogs.findings import FindingsDialog
 from labrunner.tui.screens.home import HomeScreen
@@ -21,9 +22,10 @@ def text(app: LabrunnerApp, selector: str) -> str:
 
 
 def test_labs_show_in_order_with_progress_locks_and_cluster_needs(
-    build: Callable[..., LabrunnerApp],
+    build: Callable[..., LabrunnerApp], workshop: Workshop
 ) -> None:
-    given_progress("basics", "hello")
+    given_progress(workshop, "basics", "hello")
+    (workshop.root / "made.txt").write_text("ready\n")  # so its re-check still passes
 
     async def scenario() -> None:
         app = build()

@@ -45,7 +45,7 @@ def test_a_learner_works_through_the_basics(
             screen = lab_screen(app)
             assert screen.lab.id == "basics"
             steps = screen.query_one(StepList)
-            assert steps.item("hello").has_class("-current")
+            assert steps.item("hello").has_class("-todo")
             assert steps.item("fix-me").has_class("-locked")
 
             # Run the first step: output streams into the pane, the check passes.
@@ -55,7 +55,7 @@ def test_a_learner_works_through_the_basics(
             assert "$ echo hello-from-step" in output(app)
             assert (root / "made.txt").read_text() == "ready\n"
             await notified(pilot, app, "is unlocked; press n to go there")
-            assert steps.item("fix-me").has_class("-current")
+            assert steps.item("fix-me").has_class("-todo")
 
             # Next step: its check fails, and says why; the hint is one key away.
             await pilot.press("n")
@@ -82,7 +82,7 @@ def test_a_learner_works_through_the_basics(
             await pilot.press("c")
             await wait_for(pilot, lambda: screen.states["fix-me"] is StepState.PASSED, "pass")
             assert row.has_class("-passed")
-            assert steps.item("ask").has_class("-current")
+            assert steps.item("ask").has_class("-todo")
             assert app.settings.store.steps("basics")["fix-me"].status == "passed"
             await idle(pilot, app)
 
@@ -101,7 +101,7 @@ def test_commands_run_one_block_at_a_time(
             await pilot.press("e")
             await wait_for(pilot, lambda: blocks[0].has_class("-ok"), "first block")
             assert not (workshop.root / "made.txt").exists()
-            assert screen.states["hello"] is StepState.CURRENT
+            assert screen.states["hello"] is StepState.TODO
             await idle(pilot, app)
             await pilot.press("2")
             await wait_for(pilot, lambda: screen.states["hello"] is StepState.PASSED, "pass")
@@ -115,7 +115,7 @@ def test_a_prompt_is_answered_through_the_input_line(
     build: Callable[..., LabrunnerApp], workshop: Workshop
 ) -> None:
     async def scenario() -> None:
-        given_progress("basics", "hello", "fix-me", at="ask")
+        given_progress(workshop, "basics", "hello", "fix-me", at="ask")
         app = build()
         (workshop.root / "made.txt").write_text("ready\n")
         (workshop.root / "fixed.txt").write_text("")
@@ -144,7 +144,7 @@ def test_cancelling_stops_the_command_and_its_process(
     build: Callable[..., LabrunnerApp], workshop: Workshop, reap: list[int]
 ) -> None:
     async def scenario() -> None:
-        given_progress("basics", "hello", "fix-me", "ask", at="slow")
+        given_progress(workshop, "basics", "hello", "fix-me", "ask", at="slow")
         app = build()
         async with app.run_test(size=(100, 30)) as pilot:
             screen = lab_screen(app)
@@ -180,7 +180,7 @@ def test_quitting_while_a_command_runs_leaves_no_process(
     build: Callable[..., LabrunnerApp], workshop: Workshop, reap: list[int]
 ) -> None:
     async def scenario() -> list[int]:
-        given_progress("basics", "hello", "fix-me", "ask", at="slow")
+        given_progress(workshop, "basics", "hello", "fix-me", "ask", at="slow")
         app = build()
         async with app.run_test(size=(100, 30)) as pilot:
             await idle(pilot, app)
@@ -207,7 +207,7 @@ def test_engine_results_are_recorded_with_their_status(
     """A failing run is recorded as failed, and the failure reason is kept."""
 
     async def scenario() -> None:
-        given_progress("basics", "hello", at="fix-me")
+        given_progress(workshop, "basics", "hello", at="fix-me")
         app = build()
         async with app.run_test(size=(100, 30)) as pilot:
             screen = lab_screen(app)
@@ -225,7 +225,7 @@ def test_the_solution_shows_only_after_confirmation(
     build: Callable[..., LabrunnerApp], workshop: Workshop
 ) -> None:
     async def scenario() -> None:
-        given_progress("basics", "hello", at="fix-me")
+        given_progress(workshop, "basics", "hello", at="fix-me")
         app = build()
         async with app.run_test(size=(100, 30)) as pilot:
             screen = lab_screen(app)

@@ -44,7 +44,7 @@ def test_reopening_returns_to_the_same_place(
             assert screen.selected.id == "fix-me"
             steps = screen.query_one(StepList)
             assert steps.item("hello").has_class("-passed")
-            assert steps.item("fix-me").has_class("-current")
+            assert steps.item("fix-me").has_class("-todo")
             # the passed step is re-checked in the background, and still passes
             await idle(pilot, app)
             assert not steps.item("hello").has_class("-stale")
@@ -55,14 +55,14 @@ def test_reopening_returns_to_the_same_place(
             assert "1/4 steps" in str(meta.render())
 
     asyncio.run(first_run())
-    assert ProgressStore.for_context(None).position() == ("basics", "fix-me")
+    assert ProgressStore.for_workshop(workshop, context=None).position() == ("basics", "fix-me")
     asyncio.run(second_run())
 
 
 def test_a_step_that_no_longer_passes_is_flagged_stale(
     build: Callable[..., LabrunnerApp], workshop: Workshop
 ) -> None:
-    given_progress("basics", "hello", "fix-me", at="ask")
+    given_progress(workshop, "basics", "hello", "fix-me", at="ask")
     (workshop.root / "made.txt").write_text("ready\n")  # hello still passes; fixed.txt is gone
 
     async def scenario() -> None:
@@ -72,10 +72,13 @@ def test_a_step_that_no_longer_passes_is_flagged_stale(
             steps = screen.query_one(StepList)
             await wait_for(pilot, lambda: "fix-me" in screen.stale, "the stale flag")
             assert steps.item("fix-me").has_class("-stale")
-            assert steps.item("fix-me").has_class("-passed")  # the tick is kept, not erased
+            assert not steps.item("fix-me").has_class("-passed")  # not shown as done...
             assert not steps.item("hello").has_class("-stale")
             await notified(pilot, app, "no longer pass")
-            assert saved().steps("basics")["fix-me"].status == "passed"
+            # ...but the learner's record is kept, and says why
+            record = saved(workshop).steps("basics")["fix-me"]
+            assert record.status == "passed"
+            assert record.stale == "a file this lab made is gone: fixed.txt"
             # fixing the cluster (here: the file) and checking again clears the flag
             await idle(pilot, app)
             (workshop.root / "fixed.txt").write_text("")
@@ -91,7 +94,7 @@ def test_a_step_that_no_longer_passes_is_flagged_stale(
 def test_skip_runs_the_solution_only_when_confirmed_and_records_skipped(
     build: Callable[..., LabrunnerApp], workshop: Workshop
 ) -> None:
-    given_progress("basics", "hello", at="fix-me")
+    given_progress(workshop, "basics", "hello", at="fix-me")
     (workshop.root / "made.txt").write_text("ready\n")
 
     async def scenario() -> None:
@@ -106,13 +109,13 @@ def test_skip_runs_the_solution_only_when_confirmed_and_records_skipped(
             assert app.screen is screen
             await idle(pilot, app)
             assert not (workshop.root / "fixed.txt").exists()
-            assert "fix-me" not in saved().steps("basics")
+            assert "fix-me" not in saved(workshop).steps("basics")
 
             await pilot.press("k")
             await pilot.press("y")
             await wait_for(pilot, lambda: screen.states["fix-me"] is StepState.SKIPPED, "skip")
             assert (workshop.root / "fixed.txt").exists()
-            assert saved().steps("basics")["fix-me"].status == "skipped"
+            assert saved(workshop).steps("basics")["fix-me"].status == "skipped"
             assert screen.query_one(StepList).item("fix-me").has_class("-skipped")
             await notified(pilot, app, "recorded as skipped")
 
@@ -122,8 +125,8 @@ def test_skip_runs_the_solution_only_when_confirmed_and_records_skipped(
 def test_a_skip_that_does_not_pass_is_not_recorded(
     build: Callable[..., LabrunnerApp], workshop: Workshop
 ) -> None:
-    given_progress("after-basics", "done")
-    given_progress("basics", "hello", "fix-me", "ask", "slow", at="hello")
+    given_progress(workshop, "after-basics", "done")
+    given_progress(workshop, "basics", "hello", "fix-me", "ask", "slow", at="hello")
     (workshop.root / "made.txt").mkdir()  # the solution's printf cannot write a directory
 
     async def scenario() -> None:
@@ -134,7 +137,7 @@ def test_a_skip_that_does_not_pass_is_not_recorded(
             await pilot.press("k", "y")
             await wait_for(pilot, lambda: "hello" in screen.failed, "the failure")
             await notified(pilot, app, "solution did not run")
-            assert saved().steps("basics")["hello"].status == "passed"  # untouched
+            assert saved(workshop).steps("basics")["hello"].status == "passed"  # untouched
 
             await pilot.press("escape")
             app.home.highlighted = "after-basics"
@@ -146,8 +149,8 @@ def test_a_skip_that_does_not_pass_is_not_recorded(
             await pilot.press("k", "y")
             await wait_for(pilot, lambda: "bad-solution" in screen.failed, "the failure")
             await notified(pilot, app, "the solution ran, but the checks still fail")
-            assert "bad-solution" not in saved().steps("after-basics")
-            assert screen.states["bad-solution"] is StepState.CURRENT
+            assert "bad-solution" not in saved(workshop).steps("after-basics")
+            assert screen.states["bad-solution"] is StepState.TODO
 
     asyncio.run(scenario())
 
@@ -155,7 +158,7 @@ def test_a_skip_that_does_not_pass_is_not_recorded(
 def test_reset_asks_first_then_forgets_the_step_or_the_lab(
     build: Callable[..., LabrunnerApp], workshop: Workshop
 ) -> None:
-    given_progress("basics", "hello", "fix-me", at="fix-me")
+    given_progress(workshop, "basics", "hello", "fix-me", at="fix-me")
     (workshop.root / "made.txt").write_text("ready\n")
     (workshop.root / "fixed.txt").write_text("")
 
@@ -169,18 +172,18 @@ def test_reset_asks_first_then_forgets_the_step_or_the_lab(
             assert isinstance(app.screen, ConfirmDialog)
             await pilot.press("escape")
             await idle(pilot, app)
-            assert saved().completed("basics") == {"hello", "fix-me"}
+            assert saved(workshop).completed("basics") == {"hello", "fix-me"}
 
             await pilot.press("ctrl+r", "y")
-            await wait_for(pilot, lambda: screen.states["fix-me"] is StepState.CURRENT, "reset")
-            assert saved().completed("basics") == {"hello"}
+            await wait_for(pilot, lambda: screen.states["fix-me"] is StepState.TODO, "reset")
+            assert saved(workshop).completed("basics") == {"hello"}
             assert (workshop.root / "fixed.txt").exists()  # files are the learner's; kept
 
             await pilot.press("R")
             assert isinstance(app.screen, ConfirmDialog)
             await pilot.press("y")
-            await wait_for(pilot, lambda: screen.states["hello"] is StepState.CURRENT, "reset")
-            assert saved().completed("basics") == set()
+            await wait_for(pilot, lambda: screen.states["hello"] is StepState.TODO, "reset")
+            assert saved(workshop).completed("basics") == set()
             assert screen.query_one(StepList).item("fix-me").has_class("-locked")
 
     asyncio.run(scenario())
@@ -189,7 +192,7 @@ def test_reset_asks_first_then_forgets_the_step_or_the_lab(
 def test_live_mode_passes_the_step_when_the_learner_fixes_it(
     build: Callable[..., LabrunnerApp], workshop: Workshop
 ) -> None:
-    given_progress("basics", "hello", at="fix-me")
+    given_progress(workshop, "basics", "hello", at="fix-me")
     (workshop.root / "made.txt").write_text("ready\n")
 
     async def scenario() -> None:

@@ -23,7 +23,7 @@ from .helpers import given_progress, idle, lab_screen, wait_for
 def test_the_shell_key_opens_a_shell_in_the_lab_environment_then_checks(
     build: Callable[..., LabrunnerApp], workshop: Workshop
 ) -> None:
-    store = given_progress("basics", "hello", at="fix-me")
+    store = given_progress(workshop, "basics", "hello", at="fix-me")
     store.record("basics", "ask", "passed", exports={"LEARNER": "grace"})
     store.set_position("basics", "fix-me")
     (workshop.root / "made.txt").write_text("ready\n")
@@ -77,7 +77,7 @@ def test_help_lists_every_key_binding(build: Callable[..., LabrunnerApp]) -> Non
 def test_the_command_palette_offers_the_lab_actions(
     build: Callable[..., LabrunnerApp], workshop: Workshop
 ) -> None:
-    given_progress("basics", at="hello")
+    given_progress(workshop, "basics", at="hello")
 
     async def scenario() -> None:
         app = build()

@@ -37,7 +37,7 @@ def rec(status: str) -> StepRecord:
 def test_steps_unlock_in_order_and_keep_later_ticks() -> None:
     one = lab("one", "a", "b", "c", "d")
     assert step_states(one, {}) == {
-        "a": StepState.CURRENT,
+        "a": StepState.TODO,
         "b": StepState.LOCKED,
         "c": StepState.LOCKED,
         "d": StepState.LOCKED,
@@ -50,7 +50,7 @@ def test_steps_unlock_in_order_and_keep_later_ticks() -> None:
     states = step_states(one, {"a": rec("skipped"), "c": rec("passed")})
     assert states == {
         "a": StepState.SKIPPED,
-        "b": StepState.CURRENT,
+        "b": StepState.TODO,
         "c": StepState.PASSED,
         "d": StepState.LOCKED,
     }

@@ -53,7 +53,7 @@ EXPECTED_RECHECK: dict[str, bool] = {
     "install-istio/install": True,
     "install-istio/confirm": True,
     "install-istio/addons": True,
-    "install-istio/dashboards": False,  # the dashboard process ends with the shell (a service)
+    "install-istio/dashboards": True,  # the dashboard is a lab service: started again
     "install-istio-helm/add-repo": False,  # also checks no Istio runs yet
     "install-istio-helm/base": True,
     "install-istio-helm/istiod": True,
@@ -116,15 +116,16 @@ EXPECTED_RECHECK: dict[str, bool] = {
     "bookinfo/red-stars": True,
     "clean-up/uninstall-istio": True,
 }
-# Stale on resume only because a background process ended with the lab shell: these
-# become declared lab services (started again on resume) and then rechecked.
-WAITING_FOR_SERVICES = {
-    "install-istio/dashboards",
-    "mesh-security-basics/start-payments",
-    "mesh-security-basics/no-client-cert",
-    "mesh-security-basics/wrong-ca",
-    "mesh-security-basics/frontend-calls",
-    "mesh-security-basics/expiry",
+# Steps that were stale on resume only because a background process ended with the lab
+# shell: the process is a declared lab service now (started again on resume, on entering
+# a later step and with --from), so they are re-checked like any other step.
+SERVED_BY_A_SERVICE = {
+    "install-istio/dashboards": "grafana-dashboard",
+    "mesh-security-basics/start-payments": "payments",
+    "mesh-security-basics/no-client-cert": "payments",
+    "mesh-security-basics/wrong-ca": "payments",
+    "mesh-security-basics/frontend-calls": "payments",
+    "mesh-security-basics/expiry": "payments",
 }
 NOT_RUN_ON_RESUME = frozenset({"clean-up"})
 
@@ -147,7 +148,8 @@ def _engine(workshop: Workshop, store: ProgressStore, **options: object) -> Engi
 
 
 def _resume_rechecks(engine: Engine, store: ProgressStore, labs: list[Lab]) -> dict[str, bool]:
-    """Re-check every passed step as resume does (exports restored): step → still passes."""
+    """Re-check every passed step as resume does (exports restored, services brought back,
+    stale flags recorded): step → still passes."""
     fresh: dict[str, bool] = {}
     for lab in labs:
         records = store.steps(lab.id)
@@ -156,7 +158,7 @@ def _resume_rechecks(engine: Engine, store: ProgressStore, labs: list[Lab]) -> d
                 record = records.get(step.id)
                 if record is None or record.status != StepStatus.PASSED.value:
                     continue
-                result = session.check(step, within=0)
+                result = session.recheck(step)
                 fresh[f"{lab.id}/{step.id}"] = result.status is StepStatus.PASSED
     return fresh
 
@@ -199,14 +201,19 @@ def test_the_recheck_decisions_for_cluster_steps_are_the_reviewed_ones() -> None
     assert found == EXPECTED_RECHECK
 
 
-def test_steps_waiting_for_lab_services_say_so() -> None:
-    """Until lab services exist, steps whose state lives in the lab shell opt out."""
+def test_steps_whose_state_is_a_background_process_rely_on_a_lab_service() -> None:
+    """A step that needs a helper process is re-checked, with the service brought back:
+    the service is started by that step or an earlier one of the same lab."""
     labs = {lab_data(p)["id"]: lab_data(p) for p in own_lab_files()}
     labs["mesh-security-basics"] = lab_data(LABS_DIR / "00-mesh-security-basics.yaml")
-    for key in WAITING_FOR_SERVICES:
+    for key, service_id in SERVED_BY_A_SERVICE.items():
         lab_id, step_id = key.split("/")
-        (step,) = [s for s in labs[lab_id]["steps"] if s["id"] == step_id]
-        assert step.get("recheck") is False, key
+        lab = labs[lab_id]
+        order = [s["id"] for s in lab["steps"]]
+        (step,) = [s for s in lab["steps"] if s["id"] == step_id]
+        assert step.get("recheck", True) is True, key
+        (service,) = [s for s in lab.get("services", []) if s["id"] == service_id]
+        assert order.index(service["step"]) <= order.index(step_id), key
 
 
 @pytest.mark.cluster

@@ -11,7 +11,11 @@ failures always say why (the check's message, the command's exit code, a
 hint on request); skipping never happens by accident (it runs the solution
 over the learner's work, so it asks first, and it is recorded as "skipped",
 not "passed"); and recorded progress is never thrown away silently (a step
-that no longer passes is flagged as stale, not un-ticked).
+that no longer passes is shown as stale, with its own glyph and word and why,
+and is not counted as done until it passes again; its record is kept).
+
+A lab with services shows them under its title: running, stopped, or failed
+with the last lines they printed.
 """
 
 from __future__ import annotations
@@ -43,7 +47,7 @@ from labrunner.tui import messages as msg
 from labrunner.tui.commands import Action, bindings
 from labrunner.tui.dialogs.confirm import ConfirmDialog
 from labrunner.tui.output import OutputBuffer
-from labrunner.tui.progress import STATE_CLASSES, css_class
+from labrunner.tui.progress import SERVICE_CLASSES, SERVICE_ICONS, STATE_CLASSES, css_class
 from labrunner.tui.widgets import show_state
 from labrunner.tui.widgets.checks_panel import ChecksPanel
 from labrunner.tui.widgets.command_block import CommandBlock
@@ -185,7 +189,10 @@ class LabScreen(Screen[None]):
         self.output_lines = output_lines
         self.states: dict[str, StepState] = step_states(lab, records)
         self.selected: Step = self._initial_step(start_step)
-        self.stale: dict[str, str] = {}
+        self.services: dict[str, tuple[str, str, tuple[str, ...]]] = {
+            service.id: ("stopped", f"not started yet (step {lab.index(service.step) + 1})", ())
+            for service in lab.services
+        }
         self.job: msg.JobKind | None = None
         self.running_step: str | None = None
         self.failed: set[str] = {
@@ -200,8 +207,18 @@ class LabScreen(Screen[None]):
 
     # ------------------------------------------------------------------ layout
 
+    @property
+    def stale(self) -> dict[str, str]:
+        """Completed steps that no longer pass, and why (from the progress records)."""
+        return {
+            step_id: record.stale
+            for step_id, record in self.records.items()
+            if record.complete and record.stale
+        }
+
     def compose(self) -> ComposeResult:
         yield Static("", id="lab-title", markup=False)
+        yield Static("", id="services", markup=False, classes="-empty")
         with Horizontal(id="lab-body"):
             yield StepList(self.lab, id="steps")
             with Vertical(id="step-main"):
@@ -234,6 +251,7 @@ class LabScreen(Screen[None]):
         self._show_step()
         self._show_title()
         self._show_output_title()
+        self._show_services()
 
     def _initial_step(self, start: str | None) -> Step:
         if start is not None:
@@ -266,12 +284,14 @@ class LabScreen(Screen[None]):
     # ------------------------------------------------------------------ showing
 
     def _refresh_states(self) -> None:
-        self.query_one(StepList).show(self.states, running=self.running_step, stale=self.stale)
+        self.query_one(StepList).show(self.states, running=self.running_step)
         self.query_one("#output-title").set_class(self.job is not None, "-busy")
 
     def _show_title(self) -> None:
         done = sum(1 for state in self.states.values() if state.complete)
-        parts = [self.lab.title, f"{done}/{len(self.lab.steps)} steps"]
+        stale = sum(1 for state in self.states.values() if state is StepState.STALE)
+        counter = f"{done}/{len(self.lab.steps)} steps"
+        parts = [self.lab.title, counter + (f" ({stale} stale)" if stale else "")]
         if self.lab.needs_cluster:
             parts.append(self.context_label)
         else:
@@ -291,14 +311,7 @@ class LabScreen(Screen[None]):
         step = self.selected
         state = self.states[step.id]
         number = self.lab.index(step.id) + 1
-        words = {
-            StepState.LOCKED: "locked",
-            StepState.CURRENT: "to do",
-            StepState.PASSED: "passed",
-            StepState.FAILED: "failed",
-            StepState.SKIPPED: "skipped",
-        }
-        text = f"Step {number} of {len(self.lab.steps)}: {step.title}  [{words[state]}]"
+        text = f"Step {number} of {len(self.lab.steps)}: {step.title}  [{state.look.word}]"
         if state is StepState.LOCKED:
             blocker = blocking_step(self.lab, self.records, step.id)
             if blocker is not None:
@@ -306,15 +319,35 @@ class LabScreen(Screen[None]):
         record = self.records.get(step.id)
         if state is StepState.FAILED and record is not None and record.message:
             text += f"\nLast attempt: {record.message}"
-        if step.id in self.stale:
-            text += f"\n! No longer passes: {self.stale[step.id]}"
+        if state is StepState.STALE and record is not None:
+            text += f"\n{state.look.glyph} No longer passes: {record.stale}"
+            text += "\nCheck again (c) once it is fixed, or run the step again (r)."
         if self.lab.setup and not any(state.complete for state in self.states.values()):
             text += "\nStarting fresh? Shift+S runs the lab's setup first."
         heading = self.query_one("#step-heading", Static)
         heading.update(text)
         show_state(heading, css_class(state), STATE_CLASSES)
-        heading.set_class(step.id in self.stale, "-stale")
         self._show_title()
+
+    def _show_services(self) -> None:
+        """One line per lab service (and the last lines of one that failed)."""
+        panel = self.query_one("#services", Static)
+        lines = []
+        worst = ""
+        for service in self.lab.services:
+            state, message, output = self.services[service.id]
+            lines.append(f"{SERVICE_ICONS.get(state, '?')} {service.label}: {message}")
+            if state == "failed":
+                lines.extend(f"    {line}" for line in output[-5:])
+                worst = "-failed"
+            elif state != "running" and worst != "-failed":
+                worst = f"-{state}"
+        if lines:
+            lines[0] = "Services  " + lines[0]
+            lines[1:] = ["          " + line for line in lines[1:]]
+        panel.update("\n".join(lines))
+        panel.set_class(not lines, "-empty")
+        show_state(panel, worst or ("-running" if lines else None), SERVICE_CLASSES)
 
     def _show_step(self) -> None:
         step = self.selected
@@ -344,9 +377,9 @@ class LabScreen(Screen[None]):
         for row in panel.rows():
             if row.index in remembered:
                 row.show(*remembered[row.index])
-            elif state.complete and step.id not in self.stale:
+            elif state.complete:
                 row.show("-passed", "passed earlier" if state is StepState.PASSED else "skipped")
-            elif step.id in self.stale:
+            elif state is StepState.STALE:
                 row.show("-failed", "no longer passes")
 
     def _show_hints(self) -> None:
@@ -411,6 +444,16 @@ class LabScreen(Screen[None]):
             self.outcomes.setdefault(event.step_id, {})[event.index] = outcome
             if event.step_id == self.selected.id:
                 self.query_one(ChecksPanel).show_outcome(event.index, *outcome)
+        elif isinstance(event, ev.ServiceChanged):
+            self.services[event.service_id] = (event.state, event.message, event.output)
+            self._show_services()
+            if event.state == "failed":
+                self.notify(
+                    f"The service {event.label} did not start: {event.message}",
+                    title="Service",
+                    severity="error",
+                    markup=False,
+                )
         elif isinstance(event, ev.Notice):
             self.notify(event.message, severity="warning", markup=False)
 
@@ -433,6 +476,7 @@ class LabScreen(Screen[None]):
             self.job = None
             self.running_step = None
             self._hide_prompt()
+        was_stale = set(self.stale)
         self.records = message.records
         self._refresh_states()
         self._show_output_title()
@@ -447,9 +491,8 @@ class LabScreen(Screen[None]):
             return
         step = self.lab.step(step_id)
         if result.status is StepStatus.PASSED:
-            self._passed(step, message.kind)
+            self._passed(step, was_stale=step_id in was_stale)
         elif result.status is StepStatus.SKIPPED:
-            self.stale.pop(step_id, None)
             self._refresh_states()
             self._announce_next(step, f"↷ Skipped “{step.title}” (recorded as skipped).")
         elif result.status in (StepStatus.FAILED, StepStatus.ERROR):
@@ -457,8 +500,7 @@ class LabScreen(Screen[None]):
         elif result.status is StepStatus.CANCELLED and message.kind is not msg.JobKind.LIVE:
             self.notify("Cancelled.", severity="warning")
 
-    def _passed(self, step: Step, kind: msg.JobKind) -> None:
-        was_stale = self.stale.pop(step.id, None) is not None
+    def _passed(self, step: Step, *, was_stale: bool) -> None:
         self._refresh_states()
         if step.id == self.selected.id:
             self._show_heading()
@@ -492,19 +534,18 @@ class LabScreen(Screen[None]):
         self.notify(f"✘ {why}{more}", title="Not yet", severity="warning", markup=False)
 
     def on_stale_steps(self, message: msg.StaleSteps) -> None:
-        for step_id in message.fresh:
-            self.stale.pop(step_id, None)
-        self.stale.update(message.stale)
+        self.records = message.records
         self._refresh_states()
         self._show_heading()
         self._restore_outcomes()
         if message.stale:
-            names = ", ".join(
-                f"{self.lab.index(sid) + 1}. {self.lab.step(sid).title}" for sid in message.stale
+            names = "; ".join(
+                f"{self.lab.index(sid) + 1}. {self.lab.step(sid).title} ({why})"
+                for sid, why in message.stale.items()
             )
             self.notify(
                 f"Completed steps that no longer pass: {names}. "
-                "The cluster may have changed; run them again (r) or check (c).",
+                "Fix the cause and check again (c), or run them again (r).",
                 title="Stale progress",
                 severity="warning",
                 timeout=10,
@@ -791,7 +832,6 @@ class LabScreen(Screen[None]):
         """Forget the session's notes (hints, outcomes, stale flags) after a reset."""
         ids = [step_id] if step_id is not None else [s.id for s in self.lab.steps]
         for sid in ids:
-            self.stale.pop(sid, None)
             self.outcomes.pop(sid, None)
             self.failed.discard(sid)
             self.hints_shown.pop(sid, None)

@@ -7,7 +7,7 @@ from collections.abc import Mapping
 from textual.widgets import Label, ListItem, ListView
 
 from labrunner.lab.model import Lab, Workshop
-from labrunner.state.rules import LabProgress
+from labrunner.state.rules import LabProgress, StepState
 
 
 class LabItem(ListItem):
@@ -27,11 +27,13 @@ class LabItem(ListItem):
     def show(self, progress: LabProgress) -> None:
         """Show the lab's progress and lock state."""
         if progress.complete:
-            icon = "✔"
+            icon = StepState.PASSED.look.glyph
         elif progress.locked:
-            icon = "○"
+            icon = StepState.LOCKED.look.glyph
+        elif progress.stale:
+            icon = StepState.STALE.look.glyph
         else:
-            icon = "▶" if progress.done else "·"
+            icon = StepState.TODO.look.glyph if progress.done else "·"
         self._title.update(f"{icon} {self.number}. {self.lab.title}")
         meta = [progress.label]
         meta.append("needs a cluster" if self.lab.needs_cluster else "no cluster needed")
@@ -40,6 +42,7 @@ class LabItem(ListItem):
         self._meta.update("   " + "  ·  ".join(meta))
         self.set_class(progress.locked, "-locked")
         self.set_class(progress.complete, "-complete")
+        self.set_class(bool(progress.stale), "-stale")
         self.set_class(not self.lab.needs_cluster, "-cluster-free")
 
 

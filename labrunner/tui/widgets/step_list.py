@@ -1,13 +1,14 @@
 """The lab's steps in order, each showing its state as a CSS class.
 
 The parent screen decides every state (see :mod:`labrunner.state.rules`) and
-sets it here; this widget only turns states into an icon and classes such as
-``-passed``, ``-locked`` or ``-stale`` that the stylesheet colours.
+sets it here; this widget only turns states into the table's glyph and a
+class such as ``-passed``, ``-locked`` or ``-stale`` that the stylesheet
+colours. A stale step also says so in words, so it reads without colour.
 """
 
 from __future__ import annotations
 
-from collections.abc import Collection, Mapping
+from collections.abc import Mapping
 
 from textual.widgets import Label, ListItem, ListView
 
@@ -30,24 +31,20 @@ class StepItem(ListItem):
     def compose(self):  # type: ignore[no-untyped-def]
         yield self._label
 
-    def _text(self, *, running: bool = False, stale: bool = False) -> str:
+    def _text(self, *, running: bool = False) -> str:
         icon = "⟳" if running else ICONS[self.state]
-        flag = " !" if stale else ""
+        flag = f" ({self.state.look.word})" if self.state is StepState.STALE else ""
         return f"{icon} {self.number}. {self.title}{flag}"
 
-    def show(self, state: StepState, *, running: bool, stale: bool) -> None:
-        """Show ``state`` (plus the running and stale flags)."""
+    def show(self, state: StepState, *, running: bool) -> None:
+        """Show ``state`` (plus the running flag)."""
         self.state = state
-        classes = (
-            {css_class(state)}
-            | ({"-running"} if running else set())
-            | ({"-stale"} if stale else set())
-        )
+        classes = {css_class(state)} | ({"-running"} if running else set())
         current = set(self.classes)
-        wanted = (current - {*STATE_CLASSES, "-running", "-stale"}) | classes
+        wanted = (current - {*STATE_CLASSES, "-running"}) | classes
         if wanted != current:
             self.set_classes(wanted)
-        self._label.update(self._text(running=running, stale=stale))
+        self._label.update(self._text(running=running))
 
 
 class StepList(ListView):
@@ -58,20 +55,10 @@ class StepList(ListView):
         super().__init__(*items, id=id)
         self._items = {item.step_id: item for item in items}
 
-    def show(
-        self,
-        states: Mapping[str, StepState],
-        *,
-        running: str | None,
-        stale: Collection[str],
-    ) -> None:
+    def show(self, states: Mapping[str, StepState], *, running: str | None) -> None:
         """Show the state of every step."""
         for step_id, item in self._items.items():
-            item.show(
-                states.get(step_id, StepState.LOCKED),
-                running=step_id == running,
-                stale=step_id in stale,
-            )
+            item.show(states.get(step_id, StepState.LOCKED), running=step_id == running)
 
     def item(self, step_id: str) -> StepItem:
         """The list item of ``step_id``."""
