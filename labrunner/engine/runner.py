@@ -608,6 +608,7 @@ class LabSession:
         if result.ok:
             self._done.add(step.id)
             self.engine.remember_exports(self.lab.id, step.id, exports)
+            self._report_started(step)
         if not self.engine.options.save:
             return
         try:
@@ -729,6 +730,22 @@ class LabSession:
                 return
             self._ensure_service(service, env, cwd)
 
+    def _report_started(self, step: Step) -> None:
+        """After a step that starts services passed: say whether they run now."""
+        started = [s for s in self.lab.services if s.step == step.id]
+        if not started:
+            return
+        try:
+            env, cwd = self.environment(refresh=False)
+        except ShellError:
+            return
+        for service in started:
+            down = self._probe(service, env, cwd)
+            if down is None:
+                self._set_service(service, ServiceState.RUNNING, f"running (started by {step.id})")
+            else:
+                self._set_service(service, ServiceState.STOPPED, f"not running: {down.message}")
+
     def _set_service(
         self, service: Service, state: ServiceState, message: str, output: tuple[str, ...] = ()
     ) -> None:
@@ -762,12 +779,14 @@ class LabSession:
         ours = self._services.get(service.id)
         down = self._probe(service, env, cwd)
         if down is None:
-            started = ours is not None and ours.exit_code in (None, 0)
-            self._set_service(
-                service,
-                ServiceState.RUNNING,
-                "running (started by labrunner)" if started else "running",
-            )
+            known = self.service_states.get(service.id)
+            if ours is not None and ours.exit_code in (None, 0):
+                message = "running (started by labrunner)"
+            elif known is not None and known[0] is ServiceState.RUNNING:
+                message = known[1]
+            else:
+                message = "running"
+            self._set_service(service, ServiceState.RUNNING, message)
             return
         if ours is not None:
             ours.stop()

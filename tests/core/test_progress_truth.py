@@ -7,7 +7,9 @@
 - a lab imports exports from a lab it requires, in one run and in the next;
 - ``--cleanup`` runs after every lab, in reverse dependency order, and says so;
 - lab services come back when a later step needs them, and stop at exit;
-- a hand-edited progress file is data: a warning, never code, never a traceback.
+- a hand-edited progress file is data: a warning, never code, never a traceback;
+- a stale step says why in words that fit: a file gone, the cluster changed, a
+  service that is not running.
 """
 
 from __future__ import annotations
@@ -19,8 +21,11 @@ from pathlib import Path
 
 import pytest
 
+from labrunner.engine import Engine, RunOptions
+from labrunner.lab.loader import load_workshop
 from labrunner.state import ProgressStore
 from labrunner.testing.fixtures import FakeClusterHandle
+from labrunner.verify.registry import builtin_registry
 
 from .conftest import assert_clean, cli_env, run_cli
 
@@ -418,3 +423,70 @@ def test_a_hand_edited_progress_file_is_data_never_code(
         assert (root / "x.txt").read_text() == exports["X"]
         return
     assert "ignored 1 record (line" in proc.stderr and "moved them to" in proc.stderr
+
+
+# --------------------------------------------------------------------------- stale messages
+
+
+def _engine(root: Path, store: ProgressStore, env: dict[str, str]) -> Engine:
+    loaded = load_workshop(root / "labs", builtin_registry())
+    assert loaded.workshop is not None, [str(p) for p in loaded.problems]
+    return Engine(
+        loaded.workshop,
+        registry=builtin_registry(),
+        store=store,
+        emit=lambda _event: None,
+        options=RunOptions(),
+        base_env=env,
+    )
+
+
+def test_a_stale_step_says_why_in_words_that_fit(
+    fake_cluster: FakeClusterHandle, tmp_path: Path
+) -> None:
+    root = tmp_path / "workshop"
+    broken_service = SERVICE_LAB.replace(
+        'start: exec python3 -m http.server "$WEB_PORT" --bind 127.0.0.1',
+        "start: echo 'port is haunted'; exit 3",
+    )
+    write(root / "labs" / "served.yaml", broken_service)
+    write(root / "labs" / "simple.yaml", SIMPLE)
+    write(
+        root / "labs" / "cluster.yaml",
+        CLUSTER_LAB.replace(
+            "          - command: {run: kubectl get configmap progress-truth, exit_code: 0}",
+            "          - resource: {apiVersion: v1, kind: ConfigMap, name: progress-truth}",
+        ),
+    )
+    env = dict(fake_cluster.env)
+    env["WEB_PORT"] = str(free_port())
+    store = ProgressStore.memory(root=root)
+    engine = _engine(root, store, env)
+    summary = engine.verify(engine.workshop.labs)
+    assert summary.ok, summary.labs
+    # what the steps made goes away, each in its own way
+    (root / "made" / "two.txt").unlink()
+    fake_cluster.kubectl("delete", "configmap", "progress-truth")
+    reasons = {}
+    for lab_id, step_id in (
+        ("simple", "two"),
+        ("on-the-cluster", "make-it"),
+        ("served", "call-web"),
+    ):
+        lab = engine.workshop.lab(lab_id)
+        with engine.session(lab) as session:
+            result = session.recheck(lab.step(step_id))
+        assert result.status.value == "failed", (lab_id, result.message)
+        reasons[lab_id] = store.steps(lab_id)[step_id].stale
+    assert reasons["simple"] == "a file this lab made is gone: made/two.txt"
+    assert reasons["on-the-cluster"].startswith("the cluster changed: ")
+    assert reasons["served"] == (
+        "the service the little web server is not running: "
+        "its start command exited 3 (port is haunted)"
+    )
+    # and a check that passes again clears the flag
+    (root / "made" / "two.txt").write_text("two\n")
+    lab = engine.workshop.lab("simple")
+    with engine.session(lab) as session:
+        session.recheck(lab.step("two"))
+    assert store.steps("simple")["two"].stale == ""

@@ -154,3 +154,35 @@ def test_labrunner_verify_names_what_a_skipped_step_left_missing(
     )
     assert skipped.returncode == 1, skipped.stdout + skipped.stderr
     assert "CA file .lab-work/mesh-security/ca.crt does not exist" in skipped.stdout
+
+
+def test_verify_then_from_frontend_calls_in_a_new_process(
+    workshop: tuple[Path, dict[str, str]],
+) -> None:
+    """The payments server died with the first run's shell; the second brings it back."""
+    root, env = workshop
+    lab = root / "labs" / LAB_FILE.name
+    port = int(env["PAYMENTS_PORT"])
+    pidfile = root / ".lab-work" / "mesh-security" / "payments.pid"
+
+    def verify(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "labrunner", "verify", str(lab), *args],
+            cwd=root,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=240,
+        )
+
+    first = verify()
+    assert first.returncode == 0, first.stdout + first.stderr
+    assert mtls_server.running_pid(pidfile) is None, "the step's server outlived its run"
+    second = verify("--from", "frontend-calls")
+    assert second.returncode == 0, second.stdout + second.stderr
+    assert "3 steps: 3 passed" in second.stdout
+    assert "~ service payments (mTLS server): running (started by labrunner)" in second.stdout
+    assert "Traceback" not in second.stderr
+    assert mtls_server.running_pid(pidfile) is None, "the service outlived the run"
+    with pytest.raises(OSError):
+        socket.create_connection(("127.0.0.1", port), timeout=2).close()
