@@ -23,7 +23,8 @@ from labrunner.state import ProgressStore
 from labrunner.verify.registry import builtin_registry
 
 
-def _write_lab(directory: Path, steps: int) -> None:
+def write_lab(directory: Path, steps: int) -> None:
+    """A lab of ``steps`` steps (``true``, an env and a file check) and its marker file."""
     lines = [
         "apiVersion: labrunner/v1",
         "id: overhead",
@@ -48,7 +49,7 @@ def measure(steps: int) -> dict[str, float]:
     """Seconds to load+validate, to verify, and the commands' own share."""
     with tempfile.TemporaryDirectory() as tmp:
         directory = Path(tmp)
-        _write_lab(directory, steps)
+        write_lab(directory, steps)
         start = time.perf_counter()
         result = load_workshop(directory, builtin_registry())
         loaded = time.perf_counter()

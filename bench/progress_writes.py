@@ -25,30 +25,9 @@ import time
 from pathlib import Path
 
 from _common import Figure, report
+from engine_overhead import write_lab
 
 TARGET = "<= 20 %"
-
-
-def _write_lab(labs: Path, steps: int) -> None:
-    lines = [
-        "apiVersion: labrunner/v1",
-        "id: progress-writes",
-        "title: Progress writes",
-        "env: {MARK: ok}",
-        "steps:",
-    ]
-    for i in range(steps):
-        lines += [
-            f"  - id: s{i}",
-            f"    title: Step {i}",
-            "    run: ['true']",
-            "    check:",
-            "      - env: {name: MARK, equals: ok}",
-            "      - file: {path: marker}",
-        ]
-    labs.mkdir(parents=True)
-    (labs / "writes.yaml").write_text("\n".join(lines) + "\n")
-    (labs.parent / "marker").write_text("x")
 
 
 def _run(root: Path, state: Path, *args: str) -> float:
@@ -56,7 +35,7 @@ def _run(root: Path, state: Path, *args: str) -> float:
     env.pop("LABRUNNER_LABS", None)
     started = time.perf_counter()
     done = subprocess.run(
-        [sys.executable, "-m", "labrunner", "--labs", str(root / "labs"), *args],
+        [sys.executable, "-m", "labrunner", "--labs", str(root), *args],
         cwd=root,
         env=env,
         capture_output=True,
@@ -76,8 +55,10 @@ def measure(steps: int, repeat: int) -> dict[str, float]:
     not_saving: list[float] = []
     listing: list[float] = []
     with tempfile.TemporaryDirectory() as tmp:
-        root = Path(tmp) / "ws"
-        _write_lab(root / "labs", steps)
+        # a labs folder not named labs/ is its own workshop root: the marker sits beside the lab
+        root = Path(tmp) / "workshop"
+        root.mkdir()
+        write_lab(root, steps)
         for round_no in range(repeat):
             state = Path(tmp) / f"state-{round_no}"
             # alternate the order so neither run always gets the warmer caches

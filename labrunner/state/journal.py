@@ -599,19 +599,6 @@ class Journal:
             self._torn = True
             raise StateError(f"cannot save progress to {self.path}: {exc.strerror or exc}") from exc
 
-    def replace_state(self, state: JournalState) -> None:
-        """Make ``state`` the journal's content (one atomic rewrite)."""
-        with self._mutex:
-            if not self._opened:
-                self.open()
-            self._check_open()
-            if self.path is None:
-                self.state = state
-                return
-            with self._locked(fcntl.LOCK_EX):
-                self.state = state
-                self._rewrite_locked()
-
     def close(self) -> None:
         """Close the journal's file descriptor (reopened on the next use)."""
         with self._mutex:

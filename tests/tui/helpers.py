@@ -80,6 +80,18 @@ def lab_screen(app: LabrunnerApp) -> LabScreen:
     return screen
 
 
+def text(app: LabrunnerApp, selector: str) -> str:
+    """What the widget matching ``selector`` on the current screen shows."""
+    return str(app.screen.query_one(selector).render())
+
+
+def step_label(app: LabrunnerApp, step_id: str) -> str:
+    """The text of a step in the open lab's step list."""
+    from labrunner.tui.widgets.step_list import StepList
+
+    return str(lab_screen(app).query_one(StepList).item(step_id)._label.render())
+
+
 def notifications(app: LabrunnerApp) -> list[str]:
     """Every notification message the app has shown so far."""
     return [n.message for n in app._notifications]

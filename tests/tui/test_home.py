@@ -14,11 +14,7 @@ from labrunner.tui.dialogs.findings import FindingsDialog
 from labrunner.tui.screens.home import HomeScreen
 from labrunner.tui.screens.lab import LabScreen
 
-from .helpers import given_progress, notified, wait_for
-
-
-def text(app: LabrunnerApp, selector: str) -> str:
-    return str(app.screen.query_one(selector).render())
+from .helpers import given_progress, notified, text, wait_for
 
 
 def test_labs_show_in_order_with_progress_locks_and_cluster_needs(

@@ -1,8 +1,7 @@
-"""Progress that tells the truth in the TUI: stale everywhere, per checkout, services back.
+"""Progress that tells the truth in the TUI: per checkout, per cluster, services back.
 
-- a completed step whose re-check fails is stale in the step list (glyph and
-  word), the heading, the lab's counter and the lab list, and is not counted
-  as done; so is a passed step that fails when the learner checks it with ``c``;
+(Stale steps shown everywhere: ``test_resume.py``.)
+
 - two clones of a workshop under one HOME: the TUI on one shows none of the
   other's progress;
 - the cluster-free mesh lab: quit after step 6, reopen, and the payments
@@ -18,6 +17,7 @@ import os
 import socket
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -28,7 +28,6 @@ from labrunner.state.rules import StepState
 from labrunner.testing.fixtures import FakeClusterHandle
 from labrunner.tui.app import LabrunnerApp
 from labrunner.tui.screens.home import HomeScreen
-from labrunner.tui.widgets.step_list import StepList
 
 from .helpers import (
     REPO_LABS,
@@ -39,86 +38,11 @@ from .helpers import (
     load,
     notified,
     saved,
+    text,
     wait_for,
 )
 
 MESH_LAB = REPO_LABS / "00-mesh-security-basics.yaml"
-
-
-def label(app: LabrunnerApp, step_id: str) -> str:
-    return str(lab_screen(app).query_one(StepList).item(step_id)._label.render())
-
-
-def text(app: LabrunnerApp, selector: str) -> str:
-    return str(app.screen.query_one(selector).render())
-
-
-def test_a_failing_recheck_turns_the_step_stale_everywhere(
-    build: Callable[..., LabrunnerApp], workshop: Workshop
-) -> None:
-    given_progress(workshop, "basics", "hello", "fix-me", at="ask")
-    (workshop.root / "made.txt").write_text("ready\n")  # hello still passes; fixed.txt is gone
-
-    async def scenario() -> None:
-        app = build()
-        async with app.run_test(size=(100, 30)) as pilot:
-            screen = lab_screen(app)
-            await wait_for(
-                pilot, lambda: screen.states["fix-me"] is StepState.STALE, "the stale step"
-            )
-            await idle(pilot, app)
-            steps = screen.query_one(StepList)
-            # the step list: its own glyph, word and class, no longer the tick
-            assert steps.item("fix-me").has_class("-stale")
-            assert not steps.item("fix-me").has_class("-passed")
-            assert label(app, "fix-me") == "⚠ 2. Create fixed.txt yourself (stale)"
-            assert label(app, "hello").startswith("✔ 1.")
-            # the header's counter does not count it as done
-            assert "1/4 steps (1 stale)" in text(app, "#lab-title")
-            # the heading says so, and why
-            steps.select_step("fix-me")
-            await pilot.pause()
-            heading = text(app, "#step-heading")
-            assert "[stale]" in heading
-            assert "No longer passes: a file this lab made is gone: fixed.txt" in heading
-
-            # a passed step that fails when checked with `c` turns stale just the same
-            (workshop.root / "made.txt").unlink()
-            steps.select_step("hello")
-            await pilot.pause()
-            await pilot.press("c")
-            await wait_for(
-                pilot, lambda: screen.states["hello"] is StepState.STALE, "hello to turn stale"
-            )
-            assert steps.item("hello").has_class("-stale")
-            assert "0/4 steps (2 stale)" in text(app, "#lab-title")
-            assert (
-                saved(workshop)
-                .steps("basics")["hello"]
-                .stale.startswith("a file this lab made is gone")
-            )
-            assert saved(workshop).steps("basics")["hello"].status == "passed"  # kept
-
-            # the lab list agrees
-            await pilot.press("escape")
-            assert isinstance(app.screen, HomeScreen)
-            assert "0/4 steps (2 stale)" in text(app, "#lab-basics .lab-meta")
-            assert text(app, "#lab-basics .lab-title").startswith("⚠")
-
-            # a passing check clears the flag everywhere
-            await pilot.press("enter")
-            screen = lab_screen(app)
-            await idle(pilot, app)
-            (workshop.root / "made.txt").write_text("ready\n")
-            screen.query_one(StepList).select_step("hello")
-            await pilot.pause()
-            await pilot.press("c")
-            await wait_for(
-                pilot, lambda: screen.states["hello"] is StepState.PASSED, "hello to pass"
-            )
-            assert "1/4 steps (1 stale)" in text(app, "#lab-title")
-
-    asyncio.run(scenario())
 
 
 def test_two_clones_do_not_see_each_others_progress_in_the_tui(
@@ -144,6 +68,17 @@ def test_two_clones_do_not_see_each_others_progress_in_the_tui(
     assert saved(clone_b).completed("basics") == {"hello", "fix-me"}
 
 
+async def run_steps(pilot: Any, app: LabrunnerApp, step_ids: list[str]) -> None:
+    """Run each step with `r` and wait for it to pass."""
+    screen = lab_screen(app)
+    for step_id in step_ids:
+        screen.select(step_id)
+        await pilot.pause()
+        await pilot.press("r")
+        await wait_for(pilot, lambda s=step_id: screen.states[s] is StepState.PASSED, step_id, 90)
+        await idle(pilot, app)
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -164,15 +99,7 @@ def test_quit_after_step_six_and_reopen_brings_the_server_back(
     async def first_visit() -> None:
         app = build(workshop=workshop, base_env=env, lab="mesh-security-basics")
         async with app.run_test(size=(100, 30)) as pilot:
-            screen = lab_screen(app)
-            for step_id in first_six:
-                screen.select(step_id)
-                await pilot.pause()
-                await pilot.press("r")
-                await wait_for(
-                    pilot, lambda s=step_id: screen.states[s] is StepState.PASSED, step_id, 90
-                )
-                await idle(pilot, app)
+            await run_steps(pilot, app, first_six)
             assert mtls_server.running_pid(work / "payments.pid") is not None
             await pilot.press("q")
 
@@ -193,14 +120,7 @@ def test_quit_after_step_six_and_reopen_brings_the_server_back(
             for step_id in first_six:
                 assert screen.states[step_id] is StepState.PASSED, (step_id, screen.stale)
             assert screen.stale == {}
-            for step_id in ("inspect-san", "expiry"):
-                screen.select(step_id)
-                await pilot.pause()
-                await pilot.press("r")
-                await wait_for(
-                    pilot, lambda s=step_id: screen.states[s] is StepState.PASSED, step_id, 90
-                )
-                await idle(pilot, app)
+            await run_steps(pilot, app, ["inspect-san", "expiry"])
             await notified(pilot, app, "Lab complete")
             pid = mtls_server.running_pid(work / "payments.pid")
             assert pid is not None

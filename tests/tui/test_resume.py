@@ -1,4 +1,4 @@
-"""Progress across runs: resume where the learner was, flag stale ticks, skip, reset.
+"""Progress across runs: resume where the learner was, stale steps everywhere, skip, reset.
 
 These tests use the real file-backed progress store in the per-test state
 directory (``LABRUNNER_STATE_DIR`` from the suite's autouse fixture), so
@@ -18,7 +18,16 @@ from labrunner.tui.dialogs.confirm import ConfirmDialog
 from labrunner.tui.screens.home import HomeScreen
 from labrunner.tui.widgets.step_list import StepList
 
-from .helpers import given_progress, idle, lab_screen, notified, saved, wait_for
+from .helpers import (
+    given_progress,
+    idle,
+    lab_screen,
+    notified,
+    saved,
+    step_label,
+    text,
+    wait_for,
+)
 
 
 def test_reopening_returns_to_the_same_place(
@@ -59,7 +68,7 @@ def test_reopening_returns_to_the_same_place(
     asyncio.run(second_run())
 
 
-def test_a_step_that_no_longer_passes_is_flagged_stale(
+def test_a_step_that_no_longer_passes_is_stale_everywhere(
     build: Callable[..., LabrunnerApp], workshop: Workshop
 ) -> None:
     given_progress(workshop, "basics", "hello", "fix-me", at="ask")
@@ -69,24 +78,60 @@ def test_a_step_that_no_longer_passes_is_flagged_stale(
         app = build()
         async with app.run_test(size=(100, 30)) as pilot:
             screen = lab_screen(app)
-            steps = screen.query_one(StepList)
-            await wait_for(pilot, lambda: "fix-me" in screen.stale, "the stale flag")
-            assert steps.item("fix-me").has_class("-stale")
-            assert not steps.item("fix-me").has_class("-passed")  # not shown as done...
-            assert not steps.item("hello").has_class("-stale")
-            await notified(pilot, app, "no longer pass")
-            # ...but the learner's record is kept, and says why
-            record = saved(workshop).steps("basics")["fix-me"]
-            assert record.status == "passed"
-            assert record.stale == "a file this lab made is gone: fixed.txt"
-            # fixing the cluster (here: the file) and checking again clears the flag
+            await wait_for(
+                pilot, lambda: screen.states["fix-me"] is StepState.STALE, "the stale step"
+            )
             await idle(pilot, app)
-            (workshop.root / "fixed.txt").write_text("")
+            steps = screen.query_one(StepList)
+            # the step list: its own glyph, word and class, no longer the tick
+            assert steps.item("fix-me").has_class("-stale")
+            assert not steps.item("fix-me").has_class("-passed")
+            assert step_label(app, "fix-me") == "⚠ 2. Create fixed.txt yourself (stale)"
+            assert step_label(app, "hello").startswith("✔ 1.")
+            # the header's counter does not count it as done
+            assert "1/4 steps (1 stale)" in text(app, "#lab-title")
+            # the heading says so, and why
             steps.select_step("fix-me")
             await pilot.pause()
+            heading = text(app, "#step-heading")
+            assert "[stale]" in heading
+            assert "No longer passes: a file this lab made is gone: fixed.txt" in heading
+
+            # a passed step that fails when checked with `c` turns stale just the same
+            (workshop.root / "made.txt").unlink()
+            steps.select_step("hello")
+            await pilot.pause()
             await pilot.press("c")
-            await wait_for(pilot, lambda: "fix-me" not in screen.stale, "the flag to clear")
-            assert not steps.item("fix-me").has_class("-stale")
+            await wait_for(
+                pilot, lambda: screen.states["hello"] is StepState.STALE, "hello to turn stale"
+            )
+            assert steps.item("hello").has_class("-stale")
+            assert "0/4 steps (2 stale)" in text(app, "#lab-title")
+            assert (
+                saved(workshop)
+                .steps("basics")["hello"]
+                .stale.startswith("a file this lab made is gone")
+            )
+            assert saved(workshop).steps("basics")["hello"].status == "passed"  # kept
+
+            # the lab list agrees
+            await pilot.press("escape")
+            assert isinstance(app.screen, HomeScreen)
+            assert "0/4 steps (2 stale)" in text(app, "#lab-basics .lab-meta")
+            assert text(app, "#lab-basics .lab-title").startswith("⚠")
+
+            # a passing check clears the flag everywhere
+            await pilot.press("enter")
+            screen = lab_screen(app)
+            await idle(pilot, app)
+            (workshop.root / "made.txt").write_text("ready\n")
+            screen.query_one(StepList).select_step("hello")
+            await pilot.pause()
+            await pilot.press("c")
+            await wait_for(
+                pilot, lambda: screen.states["hello"] is StepState.PASSED, "hello to pass"
+            )
+            assert "1/4 steps (1 stale)" in text(app, "#lab-title")
 
     asyncio.run(scenario())
 
