@@ -29,7 +29,7 @@ from textual.app import App
 from textual.binding import BindingType
 from textual.worker import Worker, get_current_worker
 
-from labrunner.cluster.guard import decide
+from labrunner.cluster.guard import GuardDecision, decide
 from labrunner.cluster.identity import cluster_uid
 from labrunner.cluster.kubeconfig import server_for
 from labrunner.doctor import Finding, collect
@@ -113,6 +113,7 @@ class LabrunnerApp(App[int]):
         self.ready = threading.Event()
         self.closing = threading.Event()
         self._state_warned: set[str] = set()
+        self._identifying = False
 
     # ------------------------------------------------------------------ start
 
@@ -215,12 +216,19 @@ class LabrunnerApp(App[int]):
     # ------------------------------------------------------------------ cluster identity
 
     def _start_identify(self) -> None:
-        """Confirm which cluster answers, after the first paint (never before it)."""
+        """Confirm which cluster answers, after the first paint (never before it).
+
+        Only a context the guard allows (or the learner confirmed) is asked:
+        a context the learner has not approved gets no request from labrunner.
+        """
         identify = self.settings.identify
-        if identify is None or self.closing.is_set():
+        if identify is None or self.closing.is_set() or self._identifying:
             return
         if not any(lab.needs_cluster for lab in self.workshop.labs):
             return
+        if not (self.guard_confirmed or self._guard_decision().allowed):
+            return
+        self._identifying = True
         self.run_worker(
             partial(self._identify_work, identify),
             thread=True,
@@ -366,18 +374,22 @@ class LabrunnerApp(App[int]):
         self._work(work, name=kind.name.lower())
         return True
 
-    def _guarded(self, driver: LabDriver, proceed: Callable[[], None]) -> None:
-        """Run ``proceed`` once the kube context is known to be safe (or confirmed)."""
-        if not driver.lab.needs_cluster or self.guard_confirmed:
-            proceed()
-            return
+    def _guard_decision(self) -> GuardDecision:
+        """The context guard's answer for this run's context (no network)."""
         context = self.settings.context
-        decision = decide(
+        return decide(
             context,
             explicit=self.settings.explicit_context,
             extra=self.workshop.context_patterns,
             server=server_for(self.settings.base_env, context) if context else None,
         )
+
+    def _guarded(self, driver: LabDriver, proceed: Callable[[], None]) -> None:
+        """Run ``proceed`` once the kube context is known to be safe (or confirmed)."""
+        if not driver.lab.needs_cluster or self.guard_confirmed:
+            proceed()
+            return
+        decision = self._guard_decision()
         if decision.allowed:
             self.guard_confirmed = True
             proceed()
@@ -387,6 +399,7 @@ class LabrunnerApp(App[int]):
             screen = self.lab_screen
             if yes:
                 self.guard_confirmed = True
+                self._start_identify()
                 if screen is not None:
                     screen.context_label = self._context_label()
                 if self.driver is driver:

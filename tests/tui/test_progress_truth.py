@@ -7,7 +7,8 @@
 - the cluster-free mesh lab: quit after step 6, reopen, and the payments
   server is back, steps 4-6 are not stale, and step 8 passes;
 - a cluster recreated under the same context (a new ``kube-system`` UID on
-  the fake API server) is noticed after the first paint: its labs start clean.
+  the fake API server) is noticed after the first paint: its labs start clean;
+  a context the guard would refuse is never asked.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ from labrunner.certs import mtls_server
 from labrunner.lab.model import Workshop
 from labrunner.state import ProgressStore
 from labrunner.state.rules import StepState
-from labrunner.testing.fixtures import FakeClusterHandle
+from labrunner.testing.fixtures import FakeClusterHandle, running_fake_cluster
 from labrunner.tui.app import LabrunnerApp
 from labrunner.tui.screens.home import HomeScreen
 
@@ -163,3 +164,23 @@ def test_a_recreated_cluster_starts_clean_after_the_first_paint(
     )
     assert again.cluster_uid == fake_cluster.server.cluster_uid
     assert again.completed("cluster-basics") == set()
+
+
+def test_a_context_the_learner_has_not_approved_gets_no_identity_request(
+    build: Callable[..., LabrunnerApp],
+    workshop: Workshop,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    with running_fake_cluster(tmp_path, monkeypatch, context="prod-cluster") as prod:
+        prod.server.reset_traffic()
+
+        async def scenario() -> None:
+            app = build(base_env=dict(prod.env))
+            async with app.run_test(size=(100, 30)) as pilot:
+                await wait_for(pilot, app.ready.is_set, "the first paint")
+                await idle(pilot, app)
+                assert not [w for w in app.workers if w.name == "identify"]
+
+        asyncio.run(scenario())
+        prod.server.assert_untouched()
