@@ -653,9 +653,9 @@ class LabSession:
     def stale_reason(self, step: Step, result: StepResult) -> str:
         """Why a completed step no longer passes, in words that fit the cause."""
         for service in self._services_for(step):
-            state, message = self.service_states.get(service.id, (ServiceState.STOPPED, ""))
-            if state is not ServiceState.RUNNING:
-                return stale_message(StaleCause.SERVICE, subject=service.label, detail=message)
+            known = self.service_states.get(service.id)  # only services this run looked at
+            if known is not None and known[0] is not ServiceState.RUNNING:
+                return stale_message(StaleCause.SERVICE, subject=service.label, detail=known[1])
         failing = next((i for i, o in enumerate(result.outcomes) if not o.ok), None)
         detail = redact(result.message)
         if failing is None or failing >= len(step.check):
