@@ -29,8 +29,6 @@ from textual.app import App
 from textual.binding import BindingType
 from textual.worker import Worker, get_current_worker
 
-from labrunner.cluster.guard import decide
-from labrunner.cluster.kubeconfig import server_for
 from labrunner.doctor import Finding, collect
 from labrunner.engine import events as ev
 from labrunner.engine.events import Phase
@@ -219,6 +217,7 @@ class LabrunnerApp(App[int]):
                 kube_context=settings.context if settings.explicit_context else None
             ),
             base_env=settings.base_env,
+            run=settings.run,
         )
 
     def on_lab_chosen(self, message: msg.LabChosen) -> None:
@@ -261,7 +260,8 @@ class LabrunnerApp(App[int]):
         self.lab_screen = screen
         self.push_screen(screen)
         completed = steps_to_recheck(lab, records)
-        if completed:
+        # a cluster nobody approved yet is not asked anything, not even a re-check
+        if completed and self._approved(lab):
             self._work(partial(driver.recheck, completed), name="recheck")
         self._pending_position = (lab.id, screen.selected.id)
         self._flush_position()
@@ -313,26 +313,42 @@ class LabrunnerApp(App[int]):
         self._work(work, name=kind.name.lower())
         return True
 
+    def _approved(self, lab: Lab) -> bool:
+        """True when ``lab`` may act now: it needs no cluster, or its cluster is approved
+        (the guard allows it, which pins it at once, or the learner confirmed it)."""
+        run = self.settings.run
+        if not lab.needs_cluster or run is None or run.approved(self.workshop, lab):
+            return True
+        if run.decide(self.workshop, lab).allowed:
+            run.approve(self.workshop, lab)
+            self.guard_confirmed = True
+            return True
+        return False
+
     def _guarded(self, driver: LabDriver, proceed: Callable[[], None]) -> None:
-        """Run ``proceed`` once the kube context is known to be safe (or confirmed)."""
-        if not driver.lab.needs_cluster or self.guard_confirmed:
+        """Run ``proceed`` once the lab's cluster is known to be safe (or confirmed) and
+        pinned: the lab's shell and checks then reach that cluster and no other."""
+        lab = driver.lab
+        run = self.settings.run
+        if self._approved(lab) or run is None:
             proceed()
             return
-        context = self.settings.context
-        decision = decide(
-            context,
-            explicit=self.settings.explicit_context,
-            extra=self.workshop.context_patterns,
-            server=server_for(self.settings.base_env, context) if context else None,
-        )
-        if decision.allowed:
-            self.guard_confirmed = True
-            proceed()
+        decision = run.decide(self.workshop, lab)
+        if run.target(self.workshop, lab).problem is not None:
+            # nothing to confirm: there is no usable cluster to pin
+            self.notify(
+                f"Nothing ran. {decision.reason}",
+                title="No usable kube context",
+                severity="error",
+                timeout=12,
+                markup=False,
+            )
             return
 
         def answered(yes: bool | None) -> None:
             screen = self.lab_screen
             if yes:
+                run.approve(self.workshop, lab)
                 self.guard_confirmed = True
                 if screen is not None:
                     screen.context_label = self._context_label()
@@ -389,7 +405,7 @@ class LabrunnerApp(App[int]):
 
     def on_checks_requested(self, message: msg.ChecksRequested) -> None:
         self._request(
-            msg.JobKind.CHECK, message.step_id, lambda d, s: partial(d.check, s), guarded=False
+            msg.JobKind.CHECK, message.step_id, lambda d, s: partial(d.check, s), guarded=True
         )
 
     def on_skip_requested(self, message: msg.SkipRequested) -> None:
@@ -437,6 +453,12 @@ class LabrunnerApp(App[int]):
         if driver.live:
             driver.live_step = step
             return
+        self._guarded(driver, partial(self._start_live, driver, step))
+
+    def _start_live(self, driver: LabDriver, step: Step) -> None:
+        screen = self.lab_screen
+        if screen is None or self.driver is not driver:
+            return
         driver.start_live(step)
         holder: list[Worker[None]] = []
         worker = self.run_worker(
@@ -463,7 +485,7 @@ class LabrunnerApp(App[int]):
             msg.JobKind.SHELL,
             message.step_id,
             lambda d, s: partial(d.shell_environment, s),
-            guarded=False,
+            guarded=True,
         )
 
     def on_shell_ready(self, message: msg.ShellReady) -> None:
@@ -609,7 +631,13 @@ def make_app(
     if store is None:
         store = ProgressStore.for_context(run.context)
     if doctor is None:
-        doctor = partial(collect, catalog=registry, workshop=workshop, context=run.context)
+        doctor = partial(
+            collect,
+            catalog=registry,
+            workshop=workshop,
+            context=run.context_option,
+            env=run.user_env,
+        )
     settings = Settings(
         registry=registry,
         store=store,
