@@ -20,6 +20,9 @@ import threading
 import time
 from collections.abc import Callable
 
+LINGER = 1.0
+"""How long the watchdog thread waits for the next alarm before it ends."""
+
 
 class Alarm:
     """One armed deadline; ``disarm`` it when the request is over."""
@@ -62,8 +65,8 @@ class Alarm:
 
 
 class _Watchdog:
-    """One thread for every alarm; it ends when no alarm is armed, and comes back on demand,
-    so a process that makes no request holds no thread."""
+    """One thread for every alarm; it ends a moment after the last alarm, and comes back on
+    demand, so a process that makes no request holds no thread."""
 
     def __init__(self) -> None:
         self._heap: list[tuple[float, int, Alarm]] = []
@@ -98,8 +101,13 @@ class _Watchdog:
             with self._cond:
                 if self._armed == 0:
                     self._heap.clear()  # only disarmed alarms are left
-                    self._thread = None
-                    return
+                    # a check polls: stay a moment for the next request rather than pay
+                    # for a new thread each time
+                    self._cond.wait(LINGER)
+                    if self._armed == 0:
+                        self._thread = None
+                        return
+                    continue
                 when, _, alarm = self._heap[0]
                 delay = when - time.monotonic()
                 if delay > 0:

@@ -45,6 +45,7 @@ from labrunner.cluster.errors import (
     ErrorKind,
     NotFound,
     http_error,
+    timed_out,
     transport_error,
 )
 from labrunner.cluster.kubeconfig import (
@@ -404,11 +405,10 @@ class Kube:
                 )
             except Exception as exc:
                 if getattr(_request, "fired", False):
-                    raise ClusterError(
-                        f"the API server at {self.server} did not answer within "
-                        f"{round(timeout, 1):g}s (timeout: it answers too slowly or not at all)",
-                        transient=True,
-                        kind=ErrorKind.TIMEOUT,
+                    raise timed_out(
+                        f"the API server at {self.server} did not answer",
+                        timeout,
+                        "it answers too slowly or not at all",
                     ) from None
                 error = transport_error(
                     exc, server=self.server, timeout=timeout, connect_timeout=connect

@@ -257,32 +257,20 @@ def transport_error(
             f"TLS handshake with {server} failed: {_last_line(text)}", kind=ErrorKind.TLS
         )
     if handshake_timeout:
-        seconds = connect_timeout or timeout
-        limit = f" within {round(seconds, 1):g}s" if seconds else ""
-        return ClusterError(
-            f"the API server at {server} did not complete the TLS handshake{limit} (timeout)",
-            transient=True,
-            kind=ErrorKind.TIMEOUT,
+        return timed_out(
+            f"the API server at {server} did not complete the TLS handshake",
+            connect_timeout or timeout,
         )
     if "ConnectTimeoutError" in names:
-        seconds = connect_timeout or timeout
-        limit = f" within {round(seconds, 1):g}s" if seconds else ""
-        return ClusterError(
-            f"cluster at {server} did not accept a connection{limit} (timeout)",
-            transient=True,
-            kind=ErrorKind.TIMEOUT,
+        return timed_out(
+            f"cluster at {server} did not accept a connection", connect_timeout or timeout
         )
     if (
         "ReadTimeoutError" in names
         or any(isinstance(e, TimeoutError | socket.timeout) for e in chain)
         or "timed out" in text
     ):
-        limit = f" within {round(timeout, 1):g}s" if timeout else ""
-        return ClusterError(
-            f"the API server at {server} did not answer{limit} (timeout)",
-            transient=True,
-            kind=ErrorKind.TIMEOUT,
-        )
+        return timed_out(f"the API server at {server} did not answer", timeout)
     if any(isinstance(e, ConnectionError) for e in chain) or "ProtocolError" in names:
         return ClusterError(
             f"the connection to the API server at {server} broke: {_last_line(text)}",
@@ -319,6 +307,16 @@ def certificate_problem(exc: ssl.SSLCertVerificationError | None, text: str = ""
             "kubeconfig (e.g. `kind export kubeconfig --name <cluster>`)"
         )
     return f"certificate verification failed ({said or 'unknown reason'})"
+
+
+def timed_out(what: str, seconds: float | None, why: str = "") -> ClusterError:
+    """A transient ``timeout`` error: ``what`` did not happen within ``seconds``."""
+    limit = f" within {round(seconds, 1):g}s" if seconds else ""
+    return ClusterError(
+        f"{what}{limit} (timeout{': ' + why if why else ''})",
+        transient=True,
+        kind=ErrorKind.TIMEOUT,
+    )
 
 
 def _last_line(text: str) -> str:

@@ -88,6 +88,15 @@ class World:
         path.write_text(textwrap.dedent(text))
         return path
 
+    def cluster_lab(self, name: str, command: str, *, header: str = "") -> Path:
+        """A one-step lab that needs a cluster: runs ``command``, checks ``default`` exists."""
+        return self.lab(
+            name,
+            f"apiVersion: labrunner/v1\nid: {name}\ntitle: {name}\nneeds: [cluster]\n{header}"
+            f"steps:\n  - id: act\n    title: Act\n    run: [{command!r}]\n"
+            "    check: [{namespace: {name: default}}]\n",
+        )
+
     def kubeconfig_with(self, path: Path, *, current: str) -> Path:
         """A copy of the user's kubeconfig at ``path`` with another current context."""
         config = yaml.safe_load(self.original)

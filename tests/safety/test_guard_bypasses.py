@@ -78,21 +78,10 @@ def test_a_labs_own_kubeconfig_is_judged_before_anything_runs(
     world: World, current: str, why: str
 ) -> None:
     world.kubeconfig_with(world.root / "prod.yaml", current=current)
-    world.lab(
+    world.cluster_lab(
         "own",
-        """\
-        apiVersion: labrunner/v1
-        id: own
-        title: Bring my own kubeconfig
-        needs: [cluster]
-        env:
-          KUBECONFIG: prod.yaml
-        steps:
-          - id: act
-            title: Act
-            run: ['touch ran', 'kubectl label configmap prod-config -n default hit=yes']
-            check: [{namespace: {name: default}}]
-        """,
+        "touch ran; kubectl label configmap prod-config -n default hit=yes",
+        header="env:\n  KUBECONFIG: prod.yaml\n",
     )
     done = world.cli("verify", "--no-save")
     assert done.returncode == 3, done.stdout + done.stderr
@@ -109,20 +98,7 @@ def test_a_workshops_kubeconfig_is_judged_too(world: World) -> None:
     (world.labs / "workshop.yaml").write_text(
         f"apiVersion: labrunner/v1\nkind: Workshop\ntitle: W\nenv:\n  KUBECONFIG: {prod}\n"
     )
-    world.lab(
-        "any",
-        """\
-        apiVersion: labrunner/v1
-        id: any
-        title: Any
-        needs: [cluster]
-        steps:
-          - id: act
-            title: Act
-            run: ['kubectl get ns']
-            check: [{namespace: {name: default}}]
-        """,
-    )
+    world.cluster_lab("any", "kubectl get ns")
     done = world.cli("check", "any")
     assert done.returncode == 3, done.stdout + done.stderr
     assert "refusing to act on kube context 'prod-eks'" in done.stderr
@@ -247,20 +223,7 @@ def test_kubeconfig_paths_are_resolved_as_kubectl_resolves_them(world: World) ->
     home = Path(world.env["HOME"])
     world.kubeconfig_with(home / "safe.yaml", current="kind-safe")
     prod = world.kubeconfig_with(world.root / "prod.yaml", current="prod-eks")
-    world.lab(
-        "any",
-        """\
-        apiVersion: labrunner/v1
-        id: any
-        title: Any
-        needs: [cluster]
-        steps:
-          - id: ns
-            title: Namespace
-            run: ['kubectl create namespace from-chain']
-            check: [{namespace: {name: from-chain}}]
-        """,
-    )
+    world.cluster_lab("any", "kubectl create namespace from-chain")
     chain = {**world.env, "KUBECONFIG": f"~/safe.yaml:{prod}"}
     done = world.cli("verify", "--no-save", env=chain, cwd=world.root)
     assert done.returncode == 3, done.stdout + done.stderr
