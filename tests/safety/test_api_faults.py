@@ -27,7 +27,7 @@ from labrunner.testing.fixtures import cli_environ
 pytestmark = pytest.mark.timeout(180)
 
 BUDGET = 2.0
-STARTUP = 4.0
+STARTUP = 5.0
 """Allowance for the interpreter, imports, the shell and teardown on a busy machine."""
 
 NAMESPACE_LAB = """\
