@@ -18,6 +18,7 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -109,6 +110,16 @@ def setup(tmp_path: Path, isolated_env: Path) -> Callable[..., Setup]:
     return make
 
 
+def during(
+    server: FakeCluster, rule: Any, run: Setup, *args: str
+) -> tuple[subprocess.CompletedProcess[str], float]:
+    """Run the CLI while ``rule`` is armed on ``server``, then disarm it."""
+    try:
+        return run.cli(*args)
+    finally:
+        server.faults.remove(rule)
+
+
 @pytest.mark.parametrize("fault", sorted(TLS_CAUSES))
 def test_bad_tls_on_the_api_server(
     fault: str, tls_servers: dict[str, FakeCluster], setup: Callable[..., Setup]
@@ -170,10 +181,7 @@ def test_a_5s_step_against_a_trickling_server_ends_in_under_10s(
 ) -> None:
     run = setup(hostile, within=5.0)
     rule = hostile.faults.trickle(1.0)
-    try:
-        verify, took = run.cli("verify", "--no-save")
-    finally:
-        hostile.faults.remove(rule)
+    verify, took = during(hostile, rule, run, "verify", "--no-save")
     assert verify.returncode == 3, verify.stdout + verify.stderr
     assert "did not answer within" in verify.stdout and "(timeout" in verify.stdout
     assert took < 10.0, f"{took:.1f}s"
@@ -185,10 +193,7 @@ def test_a_single_check_against_a_server_that_never_answers(
     """``check`` without ``--wait`` gives one round its own bound (10 s), then exit 3."""
     run = setup(hostile)
     rule = hostile.faults.hang()
-    try:
-        check, took = run.cli("check", "ns")
-    finally:
-        hostile.faults.remove(rule)
+    check, took = during(hostile, rule, run, "check", "ns")
     assert check.returncode == 3, check.stdout + check.stderr
     assert "did not answer within" in check.stdout
     assert took < 10.0 + STARTUP
@@ -220,10 +225,7 @@ def test_a_trickling_jaeger_ends_in_error_within_budget(
         target = "service: {namespace: istio-system, name: tracing}"
         rule = hostile.faults.trickle(1.0, path="/api/v1/namespaces/istio-system/services/")
     run = setup(hostile, lab=JAEGER_LAB.format(where=target))
-    try:
-        verify, took = run.cli("verify", "--no-save")
-    finally:
-        hostile.faults.remove(rule)
+    verify, took = during(hostile, rule, run, "verify", "--no-save")
     assert verify.returncode == 3, verify.stdout + verify.stderr
     assert "timeout" in verify.stdout or "timed out" in verify.stdout
     assert took < BUDGET + STARTUP, f"{took:.1f}s"
