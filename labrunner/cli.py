@@ -27,6 +27,7 @@ from labrunner.certs.cli import certs_command, mtls_server_group
 from labrunner.errors import EnvironmentProblem, ExitCode, LabrunnerError, UsageProblem
 
 if TYPE_CHECKING:
+    from labrunner.engine.prepare import PreparedRun
     from labrunner.lab.loader import Problem
     from labrunner.lab.model import Lab, Workshop
     from labrunner.state import ProgressStore
@@ -145,24 +146,24 @@ def _store_news(store: ProgressStore) -> None:
         _say(notice)
 
 
-def _guard(workshop: Workshop, labs: Sequence[Lab], context_option: str | None) -> str | None:
-    """Apply the context guard when any lab acts on a cluster; returns the context."""
-    from labrunner.cluster.guard import decide
-    from labrunner.cluster.kubeconfig import server_for
+def _guard(workshop: Workshop, labs: Sequence[Lab], run: PreparedRun) -> None:
+    """Judge and pin the cluster of every lab that acts on one, before anything runs.
 
-    context = _context(context_option)
-    if not any(lab.needs_cluster for lab in labs):
-        return context
-    decision = decide(
-        context,
-        explicit=context_option is not None,
-        extra=workshop.context_patterns,
-        server=server_for(os.environ, context) if context else None,
-    )
-    if not decision.allowed:
-        raise EnvironmentProblem(decision.reason)
-    _say(decision.reason)
-    return context
+    Each lab's own kubeconfig is judged (a lab or the workshop may set
+    KUBECONFIG in its env); a refusal stops the whole run with exit 3, an
+    approval pins that cluster for the lab's shells and checks.
+    """
+    said: set[str] = set()
+    for lab in labs:
+        if not lab.needs_cluster:
+            continue
+        decision = run.decide(workshop, lab)
+        if not decision.allowed:
+            raise EnvironmentProblem(decision.reason)
+        run.approve(workshop, lab)
+        if decision.reason not in said:
+            said.add(decision.reason)
+            _say(decision.reason)
 
 
 # --------------------------------------------------------------------------- the group
@@ -357,6 +358,7 @@ def verify(
     from labrunner.reports import ReportCollector
     from labrunner.ui_text import Printer
 
+    run = prepare_run(context_option)
     try:
         registry = _registry()
         workshop, chosen = _load(ctx.obj.get("labs"), labs)
@@ -364,9 +366,11 @@ def verify(
             raise UsageProblem("--from and --only need exactly one lab")
         if from_step and only_step:
             raise UsageProblem("use --from or --only, not both")
-        context = _guard(workshop, chosen, context_option)
+        _guard(workshop, chosen, run)
     except LabrunnerError as exc:
+        run.close()
         _fail(exc)
+    context = run.context
     options = RunOptions(
         from_step=from_step,
         only_step=only_step,
@@ -376,7 +380,6 @@ def verify(
         kube_context=context_option,
         save=not no_save,
     )
-    run = prepare_run(context_option)
     collector = ReportCollector(workshop=workshop.title, context=context)
     printer = Printer(quiet=quiet)
 
@@ -384,15 +387,15 @@ def verify(
         collector(event)
         printer(event)
 
-    store = _store(workshop, context)
+    store = _store(workshop, run.context)
     engine = Engine(
         workshop,
         registry=registry,
         store=store,
         emit=emit,
         options=options,
-        base_env=run.env,
-        identify=_identify(run.env, context),
+        run=run,
+        identify=_identify(run, workshop, chosen),
     )
     _install_signal_handlers(engine)
     try:
@@ -415,14 +418,24 @@ def verify(
     sys.exit(int(ExitCode.OK if summary.ok else ExitCode.FAILED))
 
 
-def _identify(env: dict[str, str], context: str | None) -> Callable[[], str] | None:
-    """How the engine learns which cluster answers behind ``context`` (None without one)."""
-    if not context:
+def _identify(
+    run: PreparedRun, workshop: Workshop, labs: Sequence[Lab]
+) -> Callable[[], str] | None:
+    """How the engine learns which cluster answers for the run (None without one).
+
+    It asks through the kubeconfig the run pinned for its first cluster lab, so the
+    identity comes from the approved cluster and nothing else.
+    """
+    lab = next((lab for lab in labs if lab.needs_cluster), None)
+    if not run.context or lab is None:
         return None
+    context = run.context
 
     def identify() -> str:
         from labrunner.cluster.identity import cluster_uid
 
+        env = dict(run.env)
+        env["KUBECONFIG"] = str(run.kubeconfig_for(workshop, lab))
         return cluster_uid(env, context)
 
     return identify
@@ -464,24 +477,26 @@ def check(
     from labrunner.engine.prepare import prepare_run
     from labrunner.ui_text import Printer
 
+    run = prepare_run(context_option)
     try:
         registry = _registry()
         workshop, (chosen,) = _load(ctx.obj.get("labs"), [lab])
-        context = _context(context_option)
         steps = select_steps(chosen, from_step=None, only_step=step)
+        _guard(workshop, [chosen], run)
     except UsageError as exc:
+        run.close()
         _fail(UsageProblem(str(exc)))
     except LabrunnerError as exc:
+        run.close()
         _fail(exc)
     printer = Printer(quiet=True)
-    run = prepare_run(context_option)
     engine = Engine(
         workshop,
         registry=registry,
-        store=_store(workshop, context),
+        store=_store(workshop, run.context),
         emit=printer,
         options=RunOptions(kube_context=context_option, save=False),
-        base_env=run.env,
+        run=run,
     )
     worst = StepStatus.PASSED
     try:

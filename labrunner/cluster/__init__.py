@@ -1,15 +1,18 @@
-"""The cluster layer: the only package that imports the ``kubernetes`` client.
+"""The cluster layer: everything that talks to a Kubernetes API server.
 
 Everything that talks to the Kubernetes API goes through here, so the rest of
-labrunner never depends on a client library's quirks and the CLI starts
-without loading it (``kubernetes`` is imported inside functions). This is a
-library: it knows nothing of labs, checks or outcomes. Calls take a timeout or
-a deadline and a cancel event, and return data or raise ``ClusterError`` kinds
-(``errors``); ``labrunner.verify.kube`` decides what a check makes of them.
+labrunner never depends on a client library's quirks. The common path needs
+no ``kubernetes`` package at all (urllib3 and the standard library); the
+official client is imported, inside functions, only for the port-forward
+websocket and for legacy ``auth-provider`` users. This is a library: it knows
+nothing of labs, checks or outcomes. Calls take a timeout or a deadline and a
+cancel event, and return data or raise ``ClusterError`` kinds (``errors``);
+``labrunner.verify.kube`` decides what a check makes of them.
 
-* ``kubeconfig``: which kubeconfig files and context are in effect (no client);
-* ``guard``: whether that context looks disposable enough to act on (no client);
-* ``client``: one connection, raw JSON requests with bounded timeouts;
+* ``kubeconfig``: kubeconfig files read with kubectl's rules; pinned copies;
+* ``guard``: whether a context (its name, then its server) may be acted on;
+* ``auth``: credentials: tokens, client certificates, exec credential plugins;
+* ``client``: one connection, raw JSON requests with whole-request deadlines;
 * ``errors``: API and transport failures as messages a learner can act on;
 * ``resources``: discovery, so callers can name any kind, CRDs included;
 * ``objects``: reads bounded by a deadline, and ``wait`` callables from lists;

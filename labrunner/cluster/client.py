@@ -2,20 +2,25 @@
 
 Checks poll: a step waiting for pods may evaluate its checks dozens of times,
 so everything expensive happens once per run and is cached in
-``ctx.resources``: reading and merging the kubeconfig files, building the
-``kubernetes`` client (which runs exec credential plugins and writes
-certificate files), and the keep-alive connection pool behind it.
+``ctx.resources``: reading and merging the kubeconfig files, the TLS context
+(CA, client certificate), an exec plugin's credential, and the keep-alive
+connection pool behind them.
 
-The ``kubernetes`` package does what it is best at here, turning a
-kubeconfig into a configured client (TLS, client certificates, tokens, exec
-plugins, proxies). Requests themselves go through the client's own urllib3
-pool as plain JSON (``Kube.request``): the typed models of ``kubernetes`` 37
-validate every object with pydantic, which costs milliseconds per pod and
-rejects objects a check would happily read. Raw JSON keeps a check at about a
-millisecond, and lets one code path serve every kind, CRDs included.
+No ``kubernetes`` package here: the kubeconfig is read by
+``labrunner.cluster.kubeconfig`` (kubectl's own rules), credentials come from
+``labrunner.cluster.auth`` (tokens, client certificates, exec plugins), TLS
+from the standard library, and requests go through one urllib3 pool as plain
+JSON. That keeps ``labrunner check`` on a token or client-certificate
+kubeconfig free of the client's third of a second of imports, and a check at
+about a millisecond: no typed models, one code path for every kind, CRDs
+included. (The port-forward websocket still uses the official client; see
+``portforward``.)
 
-Every request has a bounded timeout (the caller passes what is left of the
-check's deadline), is retried once when a kept-alive connection turns out to
+Every request has a *whole-request* deadline (connect, TLS, headers and
+body: the caller passes what is left of the check's budget): socket timeouts
+alone bound each read, so a server trickling one byte a second would never
+time out. ``labrunner.deadlines`` shuts the connection down when the time
+is up. A request is retried once when a kept-alive connection turns out to
 be stale, and fails as a ``ClusterError`` whose message says what to fix.
 """
 
@@ -23,182 +28,335 @@ from __future__ import annotations
 
 import json
 import os
+import ssl
+import tempfile
+import threading
 import time
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote, urlencode
+from urllib.parse import quote, urlencode, urlsplit
 
-from labrunner import __version__
+from labrunner import __version__, deadlines
+from labrunner.cluster.auth import ClientCert, UserAuth, auth_provider_token, decode_data
 from labrunner.cluster.errors import (
     RETRYABLE_STATUS,
     ClusterError,
     ErrorKind,
     NotFound,
     http_error,
+    timed_out,
     transport_error,
 )
 from labrunner.cluster.kubeconfig import (
-    context_namespace,
-    contexts,
-    current_context,
-    kubeconfig_paths,
+    KubeConfig,
+    kubeconfig_stamp,
+    load,
+    pinned_config,
 )
+from labrunner.cluster.kubeconfig import resolve_context as _resolve
 
 USER_AGENT = f"labrunner/{__version__}"
 CONNECT_TIMEOUT = 5.0
 _RETRY_PAUSES = (0.1, 0.3)
 
-
-def _merged_config(env: Mapping[str, str]) -> dict[str, Any]:
-    """The kubeconfig files in KUBECONFIG merged the way kubectl merges them.
-
-    The first file that sets a value wins: ``current-context`` and every named
-    context, cluster and user. Relative certificate and token paths are made
-    absolute against the file that named them, as kubectl does.
-    """
-    import yaml  # lazy, like the client below: the CLI's start-up path imports this module
-
-    merged: dict[str, Any] = {"contexts": [], "clusters": [], "users": []}
-    seen: dict[str, set[str]] = {"contexts": set(), "clusters": set(), "users": set()}
-    for path in kubeconfig_paths(env):
-        try:
-            data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-        except FileNotFoundError:
-            continue
-        except (OSError, yaml.YAMLError) as exc:
-            raise ClusterError(
-                f"cannot read kubeconfig {path}: {exc}", kind=ErrorKind.KUBECONFIG
-            ) from None
-        if not isinstance(data, dict):
-            continue
-        if "current-context" not in merged and data.get("current-context"):
-            merged["current-context"] = data["current-context"]
-        for key in ("contexts", "clusters", "users"):
-            for item in data.get(key) or []:
-                name = item.get("name") if isinstance(item, dict) else None
-                if isinstance(name, str) and name not in seen[key]:
-                    seen[key].add(name)
-                    entry = dict(item)
-                    if key != "contexts":
-                        entry = _absolute_files(entry, key, path.parent)
-                    merged[key].append(entry)
-    return merged
+__all__ = [
+    "CONNECT_TIMEOUT",
+    "USER_AGENT",
+    "Kube",
+    "kubeconfig_stamp",
+    "quote_path",
+    "resolve_context",
+]
 
 
-def _absolute_files(entry: dict[str, Any], key: str, base: Path) -> dict[str, Any]:
-    inner_key = "cluster" if key == "clusters" else "user"
-    inner = dict(entry.get(inner_key) or {})
-    for name in ("certificate-authority", "client-certificate", "client-key", "tokenFile"):
-        value = inner.get(name)
-        if isinstance(value, str) and value and not os.path.isabs(value):
-            inner[name] = str(base / value)
-    return {**entry, inner_key: inner}
-
-
-def resolve_context(env: Mapping[str, str], explicit: str | None = None) -> str:
+def resolve_context(
+    env: Mapping[str, str],
+    explicit: str | None = None,
+    *,
+    cwd: str | os.PathLike[str] | None = None,
+) -> str:
     """The context a check acts on; raises ClusterError saying what to fix when there is none."""
-    paths = kubeconfig_paths(env)
-    existing = [p for p in paths if p.is_file()]
-    if not existing:
-        if env.get("KUBECONFIG"):
-            shown = os.pathsep.join(str(p) for p in paths)
-            raise ClusterError(
-                f"no kubeconfig: KUBECONFIG={shown} but no such file exists; create a workshop "
-                "cluster (e.g. `kind create cluster`) or point KUBECONFIG at its kubeconfig",
-                kind=ErrorKind.KUBECONFIG,
-            )
-        raise ClusterError(
-            "no kubeconfig: KUBECONFIG is unset and ~/.kube/config does not exist; create a "
-            "workshop cluster (e.g. `kind create cluster`) or set KUBECONFIG to its kubeconfig",
-            kind=ErrorKind.KUBECONFIG,
-        )
-    name = explicit or current_context(env)
-    known = contexts(env)
-    if name is None:
-        choices = ", ".join(sorted(known)) or "none defined"
-        raise ClusterError(
-            "the kubeconfig has no current context; choose one with `kubectl config "
-            f"use-context NAME` or --context NAME (contexts: {choices})",
-            kind=ErrorKind.KUBECONFIG,
-        )
-    if name not in known:
-        choices = ", ".join(sorted(known)) or "none"
-        raise ClusterError(
-            f"kube context {name!r} is not in the kubeconfig ({', '.join(map(str, existing))}); "
-            f"contexts there: {choices}",
-            kind=ErrorKind.KUBECONFIG,
-        )
-    return name
+    return _resolve(load(env, cwd), explicit, env_value=env.get("KUBECONFIG") or "")
 
 
-def build_api_client(env: Mapping[str, str], context: str) -> Any:
-    """A new ``kubernetes.client.ApiClient`` for ``context`` of the merged kubeconfig."""
-    from kubernetes import config  # lazy: a third of a second, paid only when connecting
+# --------------------------------------------------------------------------- deadlines
 
+_request = threading.local()
+"""The deadline of the request this thread is making (read by the pools below)."""
+
+
+def _shutdown(conn: Any) -> None:
+    sock = getattr(conn, "sock", None)
+    if sock is not None:
+        import socket
+
+        try:
+            sock.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+
+
+def _deadline_pool(base: Any) -> Any:
+    """A urllib3 pool class whose requests end by the thread's current deadline."""
+
+    class DeadlinePool(base):  # type: ignore[misc]
+        def _make_request(self, conn: Any, *args: Any, **kwargs: Any) -> Any:
+            deadline = getattr(_request, "deadline", None)
+            if deadline is None:
+                return super()._make_request(conn, *args, **kwargs)
+            alarm = deadlines.arm(deadline, lambda: _shutdown(conn))
+            try:
+                return super()._make_request(conn, *args, **kwargs)
+            finally:
+                alarm.disarm()
+                if alarm.fired:
+                    _request.fired = True
+
+    DeadlinePool.__name__ = f"Deadline{base.__name__}"
+    return DeadlinePool
+
+
+_POOLS: dict[str, Any] = {}
+
+
+def _pool_classes() -> dict[str, Any]:
+    if not _POOLS:
+        from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
+
+        _POOLS["http"] = _deadline_pool(HTTPConnectionPool)
+        _POOLS["https"] = _deadline_pool(HTTPSConnectionPool)
+    return _POOLS
+
+
+# --------------------------------------------------------------------------- TLS
+
+
+def _load_cert(context: ssl.SSLContext, cert: ClientCert | tuple[str, str]) -> None:
+    """Load a client certificate into ``context`` (inline data goes through a private
+    temporary file, removed at once: the ssl module reads certificates only from files)."""
     try:
-        return config.new_client_from_config_dict(  # type: ignore[no-untyped-call]
-            _merged_config(env), context=context
-        )
-    except ClusterError:
-        raise
-    except Exception as exc:  # ConfigException, a failing exec plugin, a bad certificate file
-        message = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        if isinstance(cert, tuple):
+            context.load_cert_chain(cert[0], cert[1])
+            return
+        with tempfile.TemporaryDirectory(prefix="labrunner-cert-") as tmp:
+            os.chmod(tmp, 0o700)
+            cert_path, key_path = Path(tmp) / "client.crt", Path(tmp) / "client.key"
+            for path, data in ((cert_path, cert.cert), (key_path, cert.key)):
+                fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+                with os.fdopen(fd, "wb") as fh:
+                    fh.write(data)
+            context.load_cert_chain(str(cert_path), str(key_path))
+    except (ssl.SSLError, OSError) as exc:
         raise ClusterError(
-            f"the kubeconfig of context {context!r} is unusable: {message}",
-            kind=ErrorKind.KUBECONFIG,
+            f"the kubeconfig's client certificate cannot be used: {exc}", kind=ErrorKind.KUBECONFIG
         ) from None
+
+
+def _ssl_context(cluster: Mapping[str, Any], cert: ClientCert | tuple[str, str] | None) -> Any:
+    """The TLS context for ``cluster``: only its CA when it names one (as kubectl)."""
+    insecure = bool(cluster.get("insecure-skip-tls-verify"))
+    ca_data = cluster.get("certificate-authority-data")
+    ca_file = cluster.get("certificate-authority")
+    if insecure and (ca_data or ca_file):
+        raise ClusterError(
+            "the kubeconfig sets both a certificate authority and insecure-skip-tls-verify, "
+            "which kubectl refuses too; remove one",
+            kind=ErrorKind.KUBECONFIG,
+        )
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    if insecure:
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
+    else:
+        try:
+            if ca_data:
+                pem = decode_data(ca_data, what="certificate-authority-data")
+                context.load_verify_locations(cadata=pem.decode("ascii", "replace"))
+            elif ca_file:
+                context.load_verify_locations(cafile=str(ca_file))
+            else:
+                context.load_default_certs()
+        except (ssl.SSLError, OSError, ValueError) as exc:
+            what = ca_file or "certificate-authority-data"
+            raise ClusterError(
+                f"the kubeconfig's certificate authority ({what}) cannot be loaded: {exc}",
+                kind=ErrorKind.KUBECONFIG,
+            ) from None
+    if cert is not None:
+        _load_cert(context, cert)
+    return context
+
+
+def _cluster_info(cluster: Mapping[str, Any]) -> dict[str, Any]:
+    """The cluster as an exec plugin's ``KUBERNETES_EXEC_INFO`` describes it."""
+    info: dict[str, Any] = {"server": cluster.get("server", "")}
+    for key in ("tls-server-name", "insecure-skip-tls-verify", "proxy-url", "disable-compression"):
+        if cluster.get(key):
+            info[key] = cluster[key]
+    if cluster.get("certificate-authority-data"):
+        info["certificate-authority-data"] = cluster["certificate-authority-data"]
+    elif cluster.get("certificate-authority"):
+        try:
+            import base64
+
+            data = Path(str(cluster["certificate-authority"])).read_bytes()
+            info["certificate-authority-data"] = base64.b64encode(data).decode()
+        except OSError:
+            pass
+    for ext in cluster.get("extensions") or []:
+        if isinstance(ext, dict) and ext.get("name") == "client.authentication.k8s.io/exec":
+            info["config"] = ext.get("extension")
+    return info
 
 
 class Kube:
     """A connection to one cluster: raw JSON requests, discovery and watches.
 
     Thread-safe: checks may run from the TUI's worker threads while a
-    port-forward relays traffic over the same client configuration.
+    port-forward relays traffic over the same connection settings.
     """
 
-    def __init__(self, api: Any, *, context: str, namespace: str = "default") -> None:
-        self.api = api
+    def __init__(
+        self,
+        config: KubeConfig,
+        *,
+        context: str,
+        env: Mapping[str, str] | None = None,
+    ) -> None:
         self.context = context
-        self.namespace = namespace
-        self.server: str = str(api.configuration.host).rstrip("/")
-        self._pool: Any = api.rest_client.pool_manager
+        self.namespace = config.namespace(context)
+        cluster = dict(config.cluster_of(context) or {})
+        server = str(cluster.get("server") or "").rstrip("/")
+        scheme = urlsplit(server).scheme
+        if not server or scheme not in ("http", "https") or not urlsplit(server).hostname:
+            raise ClusterError(
+                f"kube context {context!r} has no usable server URL ({server or 'none'}); "
+                "check the cluster entry in the kubeconfig",
+                kind=ErrorKind.KUBECONFIG,
+            )
+        self.server: str = server
+        self.cluster = cluster
+        self.config_dict = pinned_config(config, context)
+        """The one-context kubeconfig this connection was built from (for the port-forward)."""
+        user = config.user_of(context)
+        provider = None
+        if isinstance(user.get("auth-provider"), dict) and not (
+            user.get("token") or user.get("tokenFile")
+        ):
+            provider = auth_provider_token(self.config_dict, context)
+        self.auth = UserAuth(
+            user,
+            env=dict(env if env is not None else os.environ),
+            cluster_info=_cluster_info(cluster),
+            provider_token=provider,
+        )
+        self.proxy_url = str(cluster.get("proxy-url") or "") or None
+        self.tls_server_name = str(cluster.get("tls-server-name") or "") or None
+        self.insecure = bool(cluster.get("insecure-skip-tls-verify"))
         self.discovery_cache: dict[str, Any] = {}
-        if not getattr(api.configuration, "verify_ssl", True):
-            # The kubeconfig asked for insecure-skip-tls-verify; urllib3 would warn on
-            # every poll and bury the lab's output.
-            import warnings
-
-            from urllib3.exceptions import InsecureRequestWarning
-
-            warnings.filterwarnings("ignore", category=InsecureRequestWarning)
+        self._lock = threading.Lock()
+        self._pool: Any = None
+        self._pool_cert: Any = None
+        self._closed = False
+        if self.auth.exec is None:  # a TLS or certificate problem shows now, not mid-check
+            self._ensure_pool(self.auth.static_cert)
 
     @classmethod
-    def connect(cls, env: Mapping[str, str], context: str) -> Kube:
+    def connect(
+        cls,
+        env: Mapping[str, str],
+        context: str,
+        *,
+        cwd: str | os.PathLike[str] | None = None,
+    ) -> Kube:
         """A connection to ``context`` of ``env``'s kubeconfig (raises ClusterError)."""
-        return cls(
-            build_api_client(env, context),
-            context=context,
-            namespace=context_namespace(env, context),
-        )
+        config = load(env, cwd)
+        name = _resolve(config, context, env_value=env.get("KUBECONFIG") or "")
+        return cls(config, context=name, env=env)
+
+    def _ensure_pool(self, cert: ClientCert | tuple[str, str] | None) -> Any:
+        """The connection pool, rebuilt when an exec plugin's client certificate changed."""
+        if not self.server.startswith("https"):
+            cert = None
+        with self._lock:
+            if self._pool is not None and cert is self._pool_cert:
+                return self._pool
+            old, self._pool = self._pool, self._make_pool(cert)
+            self._pool_cert = cert
+        if old is not None:
+            old.clear()
+        return self._pool
+
+    def _make_pool(self, cert: ClientCert | tuple[str, str] | None) -> Any:
+        import urllib3  # lazy: the CLI's start-up path imports this module
+
+        options: dict[str, Any] = {"maxsize": 8, "block": False, "retries": False}
+        if self.server.startswith("https"):
+            options["ssl_context"] = _ssl_context(self.cluster, cert)
+            if self.tls_server_name:
+                options["server_hostname"] = self.tls_server_name
+            if self.insecure:
+                options["cert_reqs"] = "CERT_NONE"
+                options["assert_hostname"] = False
+                # The kubeconfig asked for insecure-skip-tls-verify; urllib3 would warn on
+                # every poll and bury the lab's output.
+                import warnings
+
+                warnings.filterwarnings(
+                    "ignore", category=urllib3.exceptions.InsecureRequestWarning
+                )
+        manager: Any
+        if self.proxy_url:
+            scheme = urlsplit(self.proxy_url).scheme
+            if scheme in ("http", "https"):
+                manager = urllib3.ProxyManager(self.proxy_url, num_pools=4, **options)
+            elif scheme.startswith("socks"):
+                try:
+                    from urllib3.contrib.socks import SOCKSProxyManager
+                except ImportError:
+                    raise ClusterError(
+                        f"the kubeconfig's proxy-url {self.proxy_url} is a SOCKS proxy, which "
+                        "needs the PySocks package (pip install pysocks)",
+                        kind=ErrorKind.KUBECONFIG,
+                    ) from None
+                manager = SOCKSProxyManager(self.proxy_url, num_pools=4, **options)
+            else:
+                raise ClusterError(
+                    f"the kubeconfig's proxy-url {self.proxy_url} is not an http, https or "
+                    "socks5 URL",
+                    kind=ErrorKind.KUBECONFIG,
+                )
+        else:
+            manager = urllib3.PoolManager(num_pools=4, **options)
+        manager.pool_classes_by_scheme = _pool_classes()
+        return manager
+
+    @property
+    def pool(self) -> Any:
+        """The urllib3 pool manager (None before the first request of an exec-plugin user)."""
+        return self._pool
 
     def close(self) -> None:
         """Close the connection pool."""
-        try:
-            self.api.close()
-        except Exception:  # noqa: S110 - closing is best effort
-            pass
+        with self._lock:
+            pool, self._pool = self._pool, None
+            self._closed = True
+        if pool is not None:
+            try:
+                pool.clear()
+            except Exception:  # noqa: S110 - closing is best effort
+                pass
 
     # ------------------------------------------------------------------ requests
 
-    def headers(self, accept: str = "application/json") -> dict[str, str]:
-        """Request headers: Accept, User-Agent and the kubeconfig's credentials."""
+    def _prepare(self, accept: str, deadline: float) -> tuple[dict[str, str], Any]:
+        """The headers and the pool for one request (one look at the credential)."""
+        credentials, cert = self.auth.current(deadline=deadline)
         headers: dict[str, str] = {"Accept": accept, "User-Agent": USER_AGENT}
-        # auth_settings() refreshes exec-plugin and OIDC tokens when they expire.
-        for entry in (self.api.configuration.auth_settings() or {}).values():
-            if entry.get("in") == "header" and entry.get("value"):
-                headers[str(entry["key"])] = str(entry["value"])
-        return headers
+        headers.update(credentials)
+        return headers, self._ensure_pool(cert)
 
     def url(self, path: str, query: Iterable[tuple[str, str]] = ()) -> str:
         """The absolute URL of an API path with query parameters."""
@@ -215,19 +373,28 @@ class Kube:
         accept: str = "application/json",
         stream: bool = False,
     ) -> Any:
-        """Send a GET and return the urllib3 response (status not checked; caller reads it)."""
-        import urllib3  # lazy: comes with the kubernetes client, loaded on first request
+        """Send a GET and return the urllib3 response (status not checked; caller reads it).
 
-        connect = min(max(timeout, 0.05), CONNECT_TIMEOUT)
+        The whole request (connect, TLS, headers and, unless ``stream``, the
+        body) ends within ``timeout`` seconds, however slowly the server
+        answers.
+        """
+        import urllib3  # lazy: see _make_pool
+
+        timeout = max(timeout, 0.05)
+        deadline = time.monotonic() + timeout
+        connect = min(timeout, CONNECT_TIMEOUT)
         limit = urllib3.Timeout(
             connect=connect,
             read=max(read_timeout if read_timeout is not None else timeout, 0.05),
         )
         url = self.url(path, query)
-        headers = self.headers(accept)
+        headers, pool = self._prepare(accept, deadline)
         for attempt in (1, 2):
+            _request.deadline = deadline
+            _request.fired = False
             try:
-                return self._pool.request(
+                return pool.request(
                     "GET",
                     url,
                     headers=headers,
@@ -237,14 +404,22 @@ class Kube:
                     redirect=False,
                 )
             except Exception as exc:
+                if getattr(_request, "fired", False):
+                    raise timed_out(
+                        f"the API server at {self.server} did not answer",
+                        timeout,
+                        "it answers too slowly or not at all",
+                    ) from None
                 error = transport_error(
                     exc, server=self.server, timeout=timeout, connect_timeout=connect
                 )
                 # A kept-alive connection the server closed shows up as a reset or
                 # protocol error on first use; one immediate retry on a fresh one fixes it.
-                if attempt == 1 and error.kind is ErrorKind.RESET:
+                if attempt == 1 and error.kind is ErrorKind.RESET and time.monotonic() < deadline:
                     continue
                 raise error from None
+            finally:
+                _request.deadline = None
         raise AssertionError("unreachable")  # pragma: no cover
 
     def get(
@@ -258,6 +433,7 @@ class Kube:
         """GET a path and decode its JSON; raises NotFound on 404, ClusterError otherwise."""
         deadline = time.monotonic() + timeout
         pauses = list(_RETRY_PAUSES)
+        refreshed = False
         while True:
             left = max(deadline - time.monotonic(), 0.05)
             response = self.open(path, query=query, timeout=left, accept=accept)
@@ -273,6 +449,11 @@ class Kube:
                     ) from None
             if status == 404:
                 raise NotFound(f"{path} not found")
+            if status == 401 and self.auth.refreshable and not refreshed:
+                # an exec plugin's token may have been revoked early: ask it once more
+                refreshed = True
+                self.auth.invalidate()
+                continue
             if status in RETRYABLE_STATUS and pauses and deadline - time.monotonic() > pauses[0]:
                 time.sleep(pauses.pop(0))
                 continue
@@ -293,20 +474,3 @@ class Kube:
 def quote_path(*segments: str) -> str:
     """``/``-joined, percent-encoded path segments."""
     return "/".join(quote(s, safe="") for s in segments)
-
-
-def kubeconfig_stamp(env: Mapping[str, str]) -> str:
-    """Which kubeconfig files are in effect and when they last changed.
-
-    A connection cached under this stamp is rebuilt when a step recreates the
-    cluster (``kind create cluster`` rewrites the kubeconfig).
-    """
-    parts = []
-    for path in kubeconfig_paths(env):
-        try:
-            info = path.stat()
-        except OSError:
-            parts.append(f"{path}@-")
-            continue
-        parts.append(f"{path}@{info.st_mtime_ns}:{info.st_size}")
-    return os.pathsep.join(parts)

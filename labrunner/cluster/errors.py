@@ -209,8 +209,13 @@ def _chain(exc: BaseException) -> list[BaseException]:
         if item is None or any(item is s for s in seen):
             continue
         seen.append(item)
-        todo.extend([item.__cause__, item.__context__, getattr(item, "reason", None)])
-    return [e for e in seen if isinstance(e, BaseException)]
+        # urllib3 keeps the underlying error in ``reason``; ssl.SSLError's ``reason`` is a
+        # string ("CERTIFICATE_VERIFY_FAILED"), which is not a link of the chain.
+        reason = getattr(item, "reason", None)
+        todo.extend(
+            e for e in (item.__cause__, item.__context__, reason) if isinstance(e, BaseException)
+        )
+    return seen
 
 
 def transport_error(
@@ -236,38 +241,36 @@ def transport_error(
             "check the server address in the kubeconfig",
             kind=ErrorKind.UNREACHABLE,
         )
-    if any(isinstance(e, ssl.SSLCertVerificationError) for e in chain) or (
-        "CERTIFICATE_VERIFY_FAILED" in text
-    ):
+    verify = next((e for e in chain if isinstance(e, ssl.SSLCertVerificationError)), None)
+    if verify is not None or "CERTIFICATE_VERIFY_FAILED" in text:
         return ClusterError(
-            f"cannot trust the API server at {server}: its certificate does not match the "
-            "kubeconfig's certificate authority (was the cluster recreated? re-export the "
-            "kubeconfig)",
+            f"cannot trust the API server at {server}: {certificate_problem(verify, text)}",
             kind=ErrorKind.TLS,
         )
-    if any(isinstance(e, ssl.SSLError) for e in chain) or "SSLError" in names:
+    handshake_timeout = "handshake operation timed out" in text or (
+        "SSLError" in names and "timed out" in text
+    )
+    if (any(isinstance(e, ssl.SSLError) for e in chain) or "SSLError" in names) and not (
+        handshake_timeout
+    ):
         return ClusterError(
             f"TLS handshake with {server} failed: {_last_line(text)}", kind=ErrorKind.TLS
         )
+    if handshake_timeout:
+        return timed_out(
+            f"the API server at {server} did not complete the TLS handshake",
+            connect_timeout or timeout,
+        )
     if "ConnectTimeoutError" in names:
-        seconds = connect_timeout or timeout
-        limit = f" within {seconds:g}s" if seconds else ""
-        return ClusterError(
-            f"cluster at {server} did not accept a connection{limit}",
-            transient=True,
-            kind=ErrorKind.TIMEOUT,
+        return timed_out(
+            f"cluster at {server} did not accept a connection", connect_timeout or timeout
         )
     if (
         "ReadTimeoutError" in names
         or any(isinstance(e, TimeoutError | socket.timeout) for e in chain)
         or "timed out" in text
     ):
-        limit = f" within {timeout:g}s" if timeout else ""
-        return ClusterError(
-            f"the API server at {server} did not answer{limit}",
-            transient=True,
-            kind=ErrorKind.TIMEOUT,
-        )
+        return timed_out(f"the API server at {server} did not answer", timeout)
     if any(isinstance(e, ConnectionError) for e in chain) or "ProtocolError" in names:
         return ClusterError(
             f"the connection to the API server at {server} broke: {_last_line(text)}",
@@ -275,6 +278,45 @@ def transport_error(
             kind=ErrorKind.RESET,
         )
     return ClusterError(f"cannot talk to the API server at {server}: {_last_line(text)}")
+
+
+_EXPIRED = (9, 10)  # X509_V_ERR_CERT_NOT_YET_VALID, X509_V_ERR_CERT_HAS_EXPIRED
+_WRONG_NAME = (62, 64)  # X509_V_ERR_HOSTNAME_MISMATCH, X509_V_ERR_IP_ADDRESS_MISMATCH
+_UNTRUSTED = (2, 18, 19, 20, 21, 24, 27, 28)
+
+
+def certificate_problem(exc: ssl.SSLCertVerificationError | None, text: str = "") -> str:
+    """What is wrong with a server certificate, named as a cause a user can act on."""
+    code = getattr(exc, "verify_code", None)
+    said = str(getattr(exc, "verify_message", "") or "")
+    lower = f"{said} {text}".lower()
+    if code in _EXPIRED or "expired" in lower or "not yet valid" in lower:
+        return (
+            f"its certificate has expired or is not valid yet ({said or 'expired'}); renew the "
+            "API server's certificate or check this machine's clock"
+        )
+    if code in _WRONG_NAME or "mismatch" in lower or "doesn't match" in lower:
+        return (
+            f"its certificate is for another name ({said or 'wrong name'}); check the server "
+            "address (or tls-server-name) in the kubeconfig"
+        )
+    if code in _UNTRUSTED or "issuer" in lower or "self-signed" in lower or "self signed" in lower:
+        return (
+            f"its certificate is signed by a certificate authority the kubeconfig does not "
+            f"trust ({said or 'untrusted CA'}); was the cluster recreated? re-export the "
+            "kubeconfig (e.g. `kind export kubeconfig --name <cluster>`)"
+        )
+    return f"certificate verification failed ({said or 'unknown reason'})"
+
+
+def timed_out(what: str, seconds: float | None, why: str = "") -> ClusterError:
+    """A transient ``timeout`` error: ``what`` did not happen within ``seconds``."""
+    limit = f" within {round(seconds, 1):g}s" if seconds else ""
+    return ClusterError(
+        f"{what}{limit} (timeout{': ' + why if why else ''})",
+        transient=True,
+        kind=ErrorKind.TIMEOUT,
+    )
 
 
 def _last_line(text: str) -> str:

@@ -19,7 +19,9 @@ from collections.abc import Mapping
 from labrunner.cluster.client import Kube
 from labrunner.cluster.errors import ClusterError
 
-IDENTITY_TIMEOUT = 5.0
+IDENTITY_TIMEOUT = 2.0
+"""One small GET: a server that takes longer is in trouble the lab's own checks will name,
+and the wait comes before the first cluster lab, outside every step's budget."""
 
 
 def cluster_uid(env: Mapping[str, str], context: str, *, timeout: float = IDENTITY_TIMEOUT) -> str:

@@ -14,8 +14,10 @@ query API: ``/api/v1/namespaces/{ns}/services/{name}:{port}/proxy/...``.
 
 Problems are ``ClusterError`` kinds: ``NotFound`` (no such Service, port or
 named container port), ``NO_PODS`` (no ready pod behind the Service yet,
-transient), and whatever the API server said. Only this package imports
-``kubernetes``; it is imported inside functions.
+transient), and whatever the API server said. The websocket of a
+port-forward is the one request that still goes through the official
+``kubernetes`` client, imported inside ``ServiceForward`` only: checks that
+never forward never load it.
 """
 
 from __future__ import annotations
@@ -107,11 +109,21 @@ class ServiceForward:
     """A local listener relaying each connection to a ready pod behind a Service."""
 
     def __init__(self, conn: Kube, *, namespace: str, service: str, port: int | str) -> None:
-        from kubernetes import client  # lazy: see the module docstring
+        from kubernetes import client, config  # lazy: see the module docstring
 
-        # A private ApiClient: kubernetes.stream swaps call_api on the client it
-        # is given while it opens a websocket, which must not disturb other checks.
-        self._client: Any = client.ApiClient(configuration=conn.api.configuration)
+        # A private ApiClient, built from the same one-context kubeconfig as ``conn``:
+        # kubernetes.stream swaps call_api on the client it is given while it opens a
+        # websocket, which must not disturb other checks.
+        try:
+            self._client: Any = config.new_client_from_config_dict(  # type: ignore[no-untyped-call]
+                conn.config_dict, context=conn.context
+            )
+        except Exception as exc:  # a failing exec plugin, an unreadable certificate
+            message = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise ClusterError(
+                f"cannot open a port-forward with context {conn.context!r}: {message}",
+                kind=ErrorKind.KUBECONFIG,
+            ) from None
         self._core = client.CoreV1Api(self._client)
         self._conn = conn
         self._namespace, self._service, self._port = namespace, service, port

@@ -11,6 +11,7 @@ and bounded. The CLI prints the findings; the TUI imports ``Finding`` and
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
 from labrunner.doctor import cluster
@@ -32,20 +33,23 @@ def collect(
     labs_option: str | None = None,
     context: str | None = None,
     workshop: Workshop | None = None,
+    env: Mapping[str, str] | None = None,
 ) -> list[Finding]:
     """Every finding: the workshop's lab files, tools, and the cluster.
 
     Tools are looked up on the PATH the labs' shells get, so a tool a lab puts
     on PATH through the workshop's env (istioctl, say) is found. ``catalog``
-    validates check parameters when the labs are loaded here.
+    validates check parameters when the labs are loaded here. ``env`` is the
+    user's environment (default: this process's).
     """
     findings: list[Finding] = []
     if workshop is not None:
         findings.append(_labs_finding(True, f"{len(workshop.labs)} labs in {workshop.labs_dir}"))
     else:
         workshop = _load(labs_option, catalog, findings)
-    findings[:0] = tool_findings(workshop_environment(workshop, os.environ))
-    findings.extend(cluster.findings(context=context, workshop=workshop))
+    environ = os.environ if env is None else env
+    findings[:0] = tool_findings(workshop_environment(workshop, environ))
+    findings.extend(cluster.findings(context=context, workshop=workshop, env=environ))
     return findings
 
 

@@ -8,9 +8,9 @@ question up front, read-only, and words every answer with what to do.
 Only a reachable cluster (and a kube context to reach it with) is required,
 and only when the workshop has labs that use one; everything else is advice.
 Every request is bounded (about 3 s) so a dead cluster costs seconds, not
-minutes. The ``kubernetes`` package is imported only when the findings are
-collected (inside ``labrunner.cluster.client``), so importing this module
-stays cheap.
+minutes, and a server that trickles its answer is cut off at the same bound.
+The doctor reads the kubeconfig as kubectl does and judges the context with
+the same guard (name and server) as ``verify``.
 """
 
 from __future__ import annotations
@@ -19,10 +19,10 @@ import os
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
-from labrunner.cluster.client import Kube, resolve_context
+from labrunner.cluster.client import Kube
 from labrunner.cluster.errors import ClusterError, NotFound
 from labrunner.cluster.guard import decide
-from labrunner.cluster.kubeconfig import server_for
+from labrunner.cluster.kubeconfig import load, resolve_context
 from labrunner.cluster.resources import DEPLOYMENTS, SERVICES, name_of
 from labrunner.cluster.versions import (
     find_istiod,
@@ -81,24 +81,33 @@ def context_finding(
 ) -> tuple[Finding, str | None]:
     """The kube context labrunner would act on and the guard's verdict; returns the name too."""
     try:
-        name = resolve_context(env, context)
+        config = load(env)
+        name = resolve_context(config, context, env_value=env.get("KUBECONFIG") or "")
     except ClusterError as exc:
         return _finding(
             Topic.CONTEXT, "kube context", False, exc.message, _fix_for(exc), required=required
         ), None
     patterns = workshop.context_patterns if workshop is not None else ()
-    decision = decide(name, explicit=context is not None, extra=patterns)
-    server = server_for(env, name) or "unknown server"
+    server = config.server(name)
+    decision = decide(
+        name,
+        explicit=context is not None,
+        extra=patterns,
+        server=server,
+        proxy_url=config.proxy_url(name),
+    )
+    shown = server or "unknown server"
     if decision.allowed:
         return _finding(
-            Topic.CONTEXT, "kube context", True, f"{name} ({server})", required=required
+            Topic.CONTEXT, "kube context", True, f"{name} ({shown})", required=required
         ), name
+    why = decision.reason.partition(": ")[2].partition(". If you are sure")[0]
     return (
         _finding(
             Topic.CONTEXT,
             "kube context",
             False,
-            f"{name} ({server}) does not look like a disposable workshop cluster",
+            f"{name} ({shown}): {why}",
             f"if you are sure, pass --context {name}; otherwise switch to a workshop cluster",
             required=required,
         ),
@@ -220,9 +229,11 @@ def _gateway_finding(kube: Kube) -> Finding:
     )
 
 
-def findings(*, context: str | None, workshop: Workshop | None) -> list[Finding]:
+def findings(
+    *, context: str | None, workshop: Workshop | None, env: Mapping[str, str] | None = None
+) -> list[Finding]:
     """Every cluster finding, each with what to do about it."""
-    env = dict(os.environ)
+    env = dict(os.environ if env is None else env)
     needs_cluster = workshop is not None and any(lab.needs_cluster for lab in workshop.labs)
     context_result, name = context_finding(context, workshop, env, required=needs_cluster)
     out = [context_result]

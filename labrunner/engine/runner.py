@@ -44,6 +44,7 @@ from labrunner import procs
 from labrunner.durations import format_duration
 from labrunner.engine import events as ev
 from labrunner.engine.events import Phase, StepStatus
+from labrunner.engine.prepare import PreparedRun
 from labrunner.engine.services import ServiceProcess, ServiceState
 from labrunner.lab.expand import UnsetVariable, expand, with_env
 from labrunner.lab.model import Check, Command, Lab, Service, Step, Workshop
@@ -196,8 +197,7 @@ class LabSession:
         """The lab's shell, started on first use (a shell that died restarts itself
         with its saved state on its next command; one that was closed is replaced)."""
         if self._shell is None or self._shell.pid is None:
-            base = self.engine.base_env
-            env = shell_environment(self.engine.workshop, self.lab, base)
+            env = self.engine.lab_environment(self.lab)
             shell = Shell(env=env, cwd=self.engine.workshop.root)
             shell.start()
             self._shell = shell
@@ -455,6 +455,10 @@ class LabSession:
         start = time.monotonic()
         deadline = start + budget
         env, cwd = self.environment(refresh=refresh_env)
+        pinned = self.engine.kubeconfig(self.lab)
+        if pinned is not None and env.get("KUBECONFIG") != pinned:
+            # checks act on the approved cluster whatever the shell exported since
+            env = {**env, "KUBECONFIG": pinned}
         streak = 0
         attempt = 0
         backoff = BACKOFF_START
@@ -492,9 +496,10 @@ class LabSession:
                     msg = f"passed only {streak} of {step.consecutive} times in a row"
                     return self._verdict(StepResult(step.id, StepStatus.FAILED, msg, None, last))
                 msg = f"not done after {format_duration(budget)}: {waiting.message}"
-                return self._verdict(
-                    StepResult(step.id, StepStatus.FAILED, msg, waiting.details, last)
-                )
+                # a budget spent waiting on a broken environment (an API server that
+                # stalls or cuts connections) is the environment's fault, not the lab's
+                status = StepStatus.ERROR if waiting.environment else StepStatus.FAILED
+                return self._verdict(StepResult(step.id, status, msg, waiting.details, last))
             remaining = deadline - now
             if streak:
                 self.cancelled.wait(min(CONSECUTIVE_GAP, remaining))
@@ -523,11 +528,13 @@ class LabSession:
         for index, reported in sorted(self._reported.items()):
             if reported.status is not Status.PENDING:
                 continue
-            self._emit(replace(reported, status=Status.FAILED))
-            self._reported[index] = replace(reported, status=Status.FAILED)
-            if index < len(outcomes) and outcomes[index].status is Status.PENDING:
-                outcome = outcomes[index]
-                outcomes[index] = Outcome.failed(outcome.message, outcome.details)
+            last = outcomes[index] if index < len(outcomes) else None
+            broken = last is not None and last.status is Status.PENDING and last.environment
+            final = Status.ERROR if broken else Status.FAILED
+            self._emit(replace(reported, status=final))
+            self._reported[index] = replace(reported, status=final)
+            if last is not None and last.status is Status.PENDING:
+                outcomes[index] = Outcome(final, last.message, last.details)
         return replace(result, outcomes=outcomes)
 
     # ------------------------------------------------------------------ steps
@@ -925,19 +932,39 @@ class Engine:
         options: RunOptions | None = None,
         base_env: Mapping[str, str] | None = None,
         identify: Identify | None = None,
+        run: PreparedRun | None = None,
     ) -> None:
         self.workshop = workshop
         self.registry = registry
         self.store = store
         self.emit = emit
         self.options = options or RunOptions()
-        self.base_env: dict[str, str] = dict(base_env if base_env is not None else os.environ)
+        if base_env is None:
+            base_env = run.env if run is not None else os.environ
+        self.base_env: dict[str, str] = dict(base_env)
         self.identify = identify
         """How to learn the identity of the cluster (confirmed before the first cluster lab)."""
+        self.run = run
+        """The run's pinned kubeconfigs; without one (library use, tests) the shells get
+        ``base_env``'s KUBECONFIG as it is."""
         self._session: LabSession | None = None
         self._lock = threading.Lock()
         self._exports: dict[str, dict[str, dict[str, str]]] = {}
         self._confirmed = False
+
+    def kubeconfig(self, lab: Lab) -> str | None:
+        """The kubeconfig ``lab`` is pinned to in this run (None when nothing is pinned)."""
+        if self.run is None:
+            return None
+        return str(self.run.kubeconfig_for(self.workshop, lab))
+
+    def lab_environment(self, lab: Lab) -> dict[str, str]:
+        """The environment ``lab``'s shell starts with, KUBECONFIG pinned."""
+        env = shell_environment(self.workshop, lab, self.base_env)
+        pinned = self.kubeconfig(lab)
+        if pinned is not None:
+            env["KUBECONFIG"] = pinned
+        return env
 
     def session(
         self, lab: Lab, *, restore_exports: bool = True, restore_before: str | None = None

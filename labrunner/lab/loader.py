@@ -22,6 +22,7 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
 
+from labrunner.cluster.guard import matches_everything
 from labrunner.durations import format_duration, parse_duration
 from labrunner.lab import expand
 from labrunner.lab.catalog import Catalog, EmptyCatalog, VerifierInfo, VerifierUnavailable
@@ -46,8 +47,11 @@ from labrunner.lab.yamlsrc import Positions, Source, SourceError, load_file
 if TYPE_CHECKING:
     from jsonschema.exceptions import ValidationError
 
-# a tool name as a word, not part of a file name such as kind.yaml or helm-values.yaml
-CLUSTER_TOOLS = re.compile(r"(?<![\w.-])(kubectl|istioctl|helm|kind|k3d|minikube)(?![\w.-])")
+# a cluster tool as a word, not part of a file name such as helm-values.yaml; only for
+# a warning: whether a lab needs a cluster is declared, never guessed from words
+CLUSTER_TOOLS = re.compile(r"(?<![\w.-])(kubectl|istioctl|helm)(?![\w.-])")
+OWN_CREDENTIALS = re.compile(r"(?<![\w-])(--kubeconfig|--server|--token)(?=[=\s]|$)")
+SETS_KUBECONFIG = re.compile(r"(?<![\w$])KUBECONFIG=")
 PLACEHOLDER = re.compile(r"<(?:your|my)[-_ ][a-z-_ ]+>", re.IGNORECASE)
 SLEEP = re.compile(r"(?<![\w-])sleep\s+\d")
 WELL_KNOWN_ENV = frozenset(
@@ -268,6 +272,8 @@ class _LabChecker:
         self.pos: Positions = source.positions
         self.registry = registry
         self.problems: list[Problem] = []
+        self.tool_mentions: list[tuple[tuple[str | int, ...], str]] = []
+        """Commands that mention a cluster tool: where, and the tool (for the needs warning)."""
 
     # -- reporting
 
@@ -345,20 +351,25 @@ class _LabChecker:
                 self._lint_command(cmd, (name, i))
         if any(p.is_error for p in self.problems):
             return None
+        # declared, never guessed: `needs: [cluster]` (the lab's or a step's) or a check
+        # whose verifier needs a cluster; words in commands decide nothing
         needs = set(data.get("needs") or [])
         for step in steps:
             needs |= {n for n in step.needs if n == "cluster"}
-            for cmd in (*step.run, *step.solution):
-                if CLUSTER_TOOLS.search(cmd.cmd):
-                    needs.add("cluster")
         for service in services:
-            for cmd in (service.start, *((service.stop,) if service.stop else ())):
-                if CLUSTER_TOOLS.search(cmd.cmd):
-                    needs.add("cluster")
             for check in service.ready:
                 spec = self._spec(check.verifier)
                 if spec is not None:
                     needs |= {n for n in spec.needs if n == "cluster"}
+        if "cluster" not in needs:
+            for where, tool in self.tool_mentions:
+                self.problem(
+                    where,
+                    f"the command runs {tool}, but the lab does not declare `needs: [cluster]` "
+                    "(nor has a Kubernetes check): it runs with a kubeconfig that reaches no "
+                    "cluster; add `needs: [cluster]` to the lab",
+                    severity="warning",
+                )
         return Lab(
             id=data["id"],
             title=data["title"],
@@ -426,6 +437,7 @@ class _LabChecker:
                 check = self._check(check_raw, (*path, "ready", j), within, visible)
                 if check is not None:
                     checks.append(check)
+            self._lint_command(item["start"], (*path, "start"))
             (start,) = self._commands([item["start"]], (*path, "start"), default_timeout)
             stop = None
             if "stop" in item:
@@ -479,8 +491,32 @@ class _LabChecker:
             )
         return tuple(commands)
 
+    def _lint_cluster_use(self, text: str, path: tuple[str | int, ...]) -> None:
+        """Note cluster tools (for the needs warning); warn on commands that pick their own
+        cluster, which the context guard cannot protect."""
+        tool = CLUSTER_TOOLS.search(text)
+        if tool is None:
+            return
+        self.tool_mentions.append((path, tool.group(1)))
+        own = OWN_CREDENTIALS.search(text)
+        if own is not None:
+            self.problem(
+                path,
+                f"the command passes its own {own.group(1)}: the context guard pins the "
+                "kubeconfig, but cannot protect a cluster a command names itself",
+                severity="warning",
+            )
+        if SETS_KUBECONFIG.search(text):
+            self.problem(
+                path,
+                "the command sets KUBECONFIG itself: the context guard pins the kubeconfig, "
+                "but cannot protect a cluster a command names itself",
+                severity="warning",
+            )
+
     def _lint_command(self, raw: Any, path: tuple[str | int, ...]) -> None:
         text = raw if isinstance(raw, str) else raw.get("cmd", "")
+        self._lint_cluster_use(text, path)
         if PLACEHOLDER.search(text):
             self.problem(
                 path,
@@ -600,6 +636,8 @@ class _LabChecker:
         if spec.lint is not None:
             for found in spec.lint(params):
                 self.problem((*path, name, *found.path), f"{name}: {found.message}")
+        if name == "command" and isinstance(params.get("run"), str):
+            self._lint_cluster_use(params["run"], (*path, name, "run"))
         if "timeout" in params:
             try:
                 limit = parse_duration(params["timeout"])
@@ -694,6 +732,16 @@ def _workshop_file(path: Path, problems: list[Problem]) -> _WorkshopFile | None:
         problems.extend(checker.problems)
         return None
     data = sources[0].data
+    for index, pattern in enumerate(data.get("contexts") or ()):
+        if isinstance(pattern, str) and matches_everything(pattern):
+            checker.problem(
+                ("contexts", index),
+                f"contexts: {pattern!r} matches every context name, so the context guard would "
+                "act on any cluster, production included; name your workshop clusters "
+                "instead (e.g. '*istio-workshop*')",
+                severity="warning",
+            )
+    problems.extend(checker.problems)
     return _WorkshopFile(
         title=data.get("title", "Workshop"),
         env={k: _env_value(v) for k, v in (data.get("env") or {}).items()},

@@ -309,11 +309,10 @@ def running_fake_clusters(
             stack.callback(server.stop)
             started[name] = server
         entries = [
-            started[c.cluster].kubeconfig_entry(
-                c.name,
-                c.namespace,
-                server_url=c.server_url,
-                **({"token": c.token} if c.token is not None else {}),
+            started[c.cluster].kubeconfig_entry(c.name, c.namespace, server_url=c.server_url)
+            if c.token is None
+            else started[c.cluster].kubeconfig_entry(
+                c.name, c.namespace, server_url=c.server_url, token=c.token
             )
             for c in contexts
         ]

@@ -29,7 +29,6 @@ from textual.app import App
 from textual.binding import BindingType
 from textual.worker import Worker, get_current_worker
 
-from labrunner.cluster.guard import GuardDecision, decide
 from labrunner.cluster.identity import cluster_uid
 from labrunner.cluster.kubeconfig import server_for
 from labrunner.doctor import Finding, collect
@@ -226,7 +225,8 @@ class LabrunnerApp(App[int]):
             return
         if not any(lab.needs_cluster for lab in self.workshop.labs):
             return
-        if not (self.guard_confirmed or self._guard_decision().allowed):
+        first = next((lab for lab in self.workshop.labs if lab.needs_cluster), None)
+        if first is None or not (self.guard_confirmed or self._approved(first)):
             return
         self._identifying = True
         self.run_worker(
@@ -280,6 +280,7 @@ class LabrunnerApp(App[int]):
                 kube_context=settings.context if settings.explicit_context else None
             ),
             base_env=settings.base_env,
+            run=settings.run,
         )
 
     def on_lab_chosen(self, message: msg.LabChosen) -> None:
@@ -322,7 +323,8 @@ class LabrunnerApp(App[int]):
         self.lab_screen = screen
         self.push_screen(screen)
         completed = steps_to_recheck(lab, records)
-        if completed:
+        # a cluster nobody approved yet is not asked anything, not even a re-check
+        if completed and self._approved(lab):
             self._work(partial(driver.recheck, completed), name="recheck")
         self._pending_position = (lab.id, screen.selected.id)
         self._flush_position()
@@ -374,30 +376,42 @@ class LabrunnerApp(App[int]):
         self._work(work, name=kind.name.lower())
         return True
 
-    def _guard_decision(self) -> GuardDecision:
-        """The context guard's answer for this run's context (no network)."""
-        context = self.settings.context
-        return decide(
-            context,
-            explicit=self.settings.explicit_context,
-            extra=self.workshop.context_patterns,
-            server=server_for(self.settings.base_env, context) if context else None,
-        )
+    def _approved(self, lab: Lab) -> bool:
+        """True when ``lab`` may act now: it needs no cluster, or its cluster is approved
+        (the guard allows it, which pins it at once, or the learner confirmed it)."""
+        run = self.settings.run
+        if not lab.needs_cluster or run is None or run.approved(self.workshop, lab):
+            return True
+        if run.decide(self.workshop, lab).allowed:
+            run.approve(self.workshop, lab)
+            self.guard_confirmed = True
+            return True
+        return False
 
     def _guarded(self, driver: LabDriver, proceed: Callable[[], None]) -> None:
-        """Run ``proceed`` once the kube context is known to be safe (or confirmed)."""
-        if not driver.lab.needs_cluster or self.guard_confirmed:
+        """Run ``proceed`` once the lab's cluster is known to be safe (or confirmed) and
+        pinned: the lab's shell and checks then reach that cluster and no other."""
+        lab = driver.lab
+        run = self.settings.run
+        if self._approved(lab) or run is None:
             proceed()
             return
-        decision = self._guard_decision()
-        if decision.allowed:
-            self.guard_confirmed = True
-            proceed()
+        decision = run.decide(self.workshop, lab)
+        if run.target(self.workshop, lab).problem is not None:
+            # nothing to confirm: there is no usable cluster to pin
+            self.notify(
+                f"Nothing ran. {decision.reason}",
+                title="No usable kube context",
+                severity="error",
+                timeout=12,
+                markup=False,
+            )
             return
 
         def answered(yes: bool | None) -> None:
             screen = self.lab_screen
             if yes:
+                run.approve(self.workshop, lab)
                 self.guard_confirmed = True
                 self._start_identify()
                 if screen is not None:
@@ -455,7 +469,7 @@ class LabrunnerApp(App[int]):
 
     def on_checks_requested(self, message: msg.ChecksRequested) -> None:
         self._request(
-            msg.JobKind.CHECK, message.step_id, lambda d, s: partial(d.check, s), guarded=False
+            msg.JobKind.CHECK, message.step_id, lambda d, s: partial(d.check, s), guarded=True
         )
 
     def on_skip_requested(self, message: msg.SkipRequested) -> None:
@@ -503,6 +517,12 @@ class LabrunnerApp(App[int]):
         if driver.live:
             driver.live_step = step
             return
+        self._guarded(driver, partial(self._start_live, driver, step))
+
+    def _start_live(self, driver: LabDriver, step: Step) -> None:
+        screen = self.lab_screen
+        if screen is None or self.driver is not driver:
+            return
         driver.start_live(step)
         holder: list[Worker[None]] = []
         worker = self.run_worker(
@@ -529,7 +549,7 @@ class LabrunnerApp(App[int]):
             msg.JobKind.SHELL,
             message.step_id,
             lambda d, s: partial(d.shell_environment, s),
-            guarded=False,
+            guarded=True,
         )
 
     def on_shell_ready(self, message: msg.ShellReady) -> None:
@@ -655,6 +675,21 @@ class LabrunnerApp(App[int]):
             self.settings.run.close()
 
 
+def _pinned_identify(run: PreparedRun, workshop: Workshop) -> Identify | None:
+    """Ask the approved cluster (through the kubeconfig the run pinned) which cluster it is."""
+    lab = next((lab for lab in workshop.labs if lab.needs_cluster), None)
+    context = run.context
+    if lab is None or context is None:
+        return None
+
+    def identify() -> str:
+        env = dict(run.env)
+        env["KUBECONFIG"] = str(run.kubeconfig_for(workshop, lab))
+        return cluster_uid(env, context)
+
+    return identify
+
+
 def make_app(
     workshop: Workshop,
     *,
@@ -674,12 +709,18 @@ def make_app(
     if registry is None:
         registry = builtin_registry()
     if store is None:
-        server = server_for(run.env, run.context) if run.context else None
+        server = server_for(run.user_env, run.context) if run.context else None
         store = ProgressStore.for_workshop(workshop, context=run.context, server=server)
     if doctor is None:
-        doctor = partial(collect, catalog=registry, workshop=workshop, context=run.context)
+        doctor = partial(
+            collect,
+            catalog=registry,
+            workshop=workshop,
+            context=run.context_option,
+            env=run.user_env,
+        )
     if identify is None and run.context is not None:
-        identify = partial(cluster_uid, run.env, run.context)
+        identify = _pinned_identify(run, workshop)
     settings = Settings(
         registry=registry,
         store=store,

@@ -346,6 +346,9 @@ class LabDriver:
         def body() -> None:
             self.session.ensure_services(step)
             env, cwd = self.session.environment()
+            pinned = self.engine.kubeconfig(self.lab)
+            if pinned is not None:  # the learner's shell gets the approved cluster, no other
+                env = {**env, "KUBECONFIG": pinned}
             captured.append((env, Path(cwd)))
 
         self._job(msg.JobKind.SHELL, step, body)

@@ -1,8 +1,8 @@
 """What a verifier can see and use while it evaluates one check.
 
 A check runs with the environment the learner's lab shell had after the
-step's commands (so ``export``-ed variables and ``KUBECONFIG`` changes made
-in a step are visible), inside the workshop's working directory, with a
+step's commands (so ``export``-ed variables are visible; ``KUBECONFIG`` is
+always the run's pinned kubeconfig), inside the workshop's working directory, with a
 deadline it must respect and a cancel flag it should honour. Objects that are
 expensive to build (a Kubernetes API client, a port-forward) are cached per
 run in ``cache`` so repeated polls reuse them; closers registered with

@@ -588,9 +588,13 @@ def _jaeger_get(
         except RequestError as exc:
             raise CheckAbort(Outcome.error(str(exc))) from None
         if not ex.answered:
-            raise CheckAbort(
-                Outcome.pending(f"Jaeger at {where} is not reachable: {ex.describe_failure()}")
-            )
+            message = f"Jaeger at {where} is not reachable: {ex.describe_failure()}"
+            if ex.failure == "tls":  # a certificate Jaeger's URL cannot pass: waiting won't help
+                raise CheckAbort(Outcome.error(message))
+            # a Jaeger that stalls, trickles or cuts the connection is the environment's
+            # problem (exit 3 when the budget runs out on it); one still starting is not
+            broken = ex.failure in ("timeout", "reset", "protocol")
+            raise CheckAbort(Outcome.pending(message, environment=broken))
         if ex.status != 200:
             raise CheckAbort(
                 Outcome.pending(

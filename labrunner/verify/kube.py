@@ -32,7 +32,7 @@ from typing import Any
 
 from labrunner import procs
 from labrunner.cluster.client import Kube, kubeconfig_stamp, resolve_context
-from labrunner.cluster.errors import ClusterError, NotFound
+from labrunner.cluster.errors import ClusterError, ErrorKind, NotFound
 from labrunner.cluster.objects import Reader
 from labrunner.cluster.portforward import ServiceForward
 from labrunner.cluster.resources import SECRETS
@@ -63,6 +63,11 @@ _FORBIDDEN = ("forbidden",)
 _NOT_FOUND = ("notfound", "not found")
 
 
+ENVIRONMENT_KINDS = frozenset({ErrorKind.TIMEOUT, ErrorKind.RESET, ErrorKind.SERVER})
+"""Transient cluster problems that are the environment's: worth another try while the
+budget lasts, an ``error`` when it runs out on them."""
+
+
 class CheckAbort(Exception):
     """End the check now with ``outcome`` (raised by helpers, caught by the verifier)."""
 
@@ -83,14 +88,15 @@ def connection(ctx: CheckContext) -> Kube:
     parsing the kubeconfig again.
     """
     env = ctx.env
-    stamp = kubeconfig_stamp(env)
+    stamp = kubeconfig_stamp(env, ctx.cwd)
     explicit = ctx.kube_context
     context = ctx.resources.get(
-        f"kube-context:{stamp}:{explicit or ''}", lambda: resolve_context(env, explicit)
+        f"kube-context:{stamp}:{explicit or ''}",
+        lambda: resolve_context(env, explicit, cwd=ctx.cwd),
     )
 
     def build() -> Kube:
-        kube = Kube.connect(env, context)
+        kube = Kube.connect(env, context, cwd=ctx.cwd)
         ctx.resources.on_close(kube.close)
         return kube
 
@@ -113,6 +119,7 @@ def outcome_for(exc: ClusterError, ctx: CheckContext) -> Outcome:
         return Outcome.failed(exc.message, exc.details)
     if not exc.transient:
         return Outcome.error(exc.message, exc.details)
+    broken = exc.kind in ENVIRONMENT_KINDS
     wait: Waiter | None = None
     delay = exc.retry_after
     if delay:
@@ -122,7 +129,7 @@ def outcome_for(exc: ClusterError, ctx: CheckContext) -> Outcome:
             return False
 
         wait = wait_retry_after
-    return Outcome.pending(exc.message, exc.details, wait=wait)
+    return Outcome.pending(exc.message, exc.details, wait=wait, environment=broken)
 
 
 VerifierFunc = Callable[[CheckContext, dict[str, Any]], Outcome]

@@ -10,7 +10,10 @@ A pending outcome may carry a ``wait`` callable: a blocking function that
 returns when something the verifier watches has changed (a Kubernetes watch
 event, say) or when its timeout runs out. The engine calls it instead of
 sleeping, which is how a step passes within milliseconds of convergence without
-spinning the CPU.
+spinning the CPU. A pending outcome marked ``environment`` waits on something
+outside the lab (an API server that timed out or cut the connection): the
+engine keeps asking while the budget lasts, but a budget spent on it ends the
+step in ``error`` (exit 3), not ``failed``: CI must blame the environment.
 """
 
 from __future__ import annotations
@@ -45,6 +48,9 @@ class Outcome:
     message: str
     details: str | None = None
     wait: Waiter | None = field(default=None, compare=False, repr=False)
+    environment: bool = False
+    """For ``pending``: the reason is the environment (an API server that times out or cuts
+    the connection), so a budget that runs out on it ends in ``error``, not ``failed``."""
 
     @classmethod
     def passed(cls, message: str, details: str | None = None) -> Outcome:
@@ -53,10 +59,16 @@ class Outcome:
 
     @classmethod
     def pending(
-        cls, message: str, details: str | None = None, *, wait: Waiter | None = None
+        cls,
+        message: str,
+        details: str | None = None,
+        *,
+        wait: Waiter | None = None,
+        environment: bool = False,
     ) -> Outcome:
-        """Not yet; the engine asks again until the step's budget is spent."""
-        return cls(Status.PENDING, message, details, wait)
+        """Not yet; the engine asks again until the step's budget is spent (then the step
+        fails, or errs when ``environment`` says the wait was on a broken environment)."""
+        return cls(Status.PENDING, message, details, wait, environment)
 
     @classmethod
     def failed(cls, message: str, details: str | None = None) -> Outcome:

@@ -27,6 +27,8 @@ from pathlib import Path
 from typing import Literal
 from urllib.parse import urlsplit
 
+from labrunner import deadlines
+
 FailureKind = Literal["dns", "refused", "reset", "tls", "timeout", "protocol", "other"]
 FAILURE_KINDS: tuple[str, ...] = ("dns", "refused", "reset", "tls", "timeout", "protocol", "other")
 BODY_CAP = 4 * 1024 * 1024
@@ -241,6 +243,40 @@ def send(
         return failed(
             "refused", f"cannot connect to {address[0]}:{address[1]}: {exc.strerror or exc}"
         )
+    # The whole request ends by its timeout, however slowly the server trickles bytes:
+    # socket timeouts only bound each read.
+    raw = sock
+    alarm = deadlines.arm(start + req.timeout, lambda: _shutdown(raw))
+    try:
+        exchange = _exchange(req, sock, (scheme, host, port, target, netloc), context, start)
+    finally:
+        alarm.disarm()
+        raw.close()
+    if alarm.fired:  # whatever was read is cut short
+        return failed("timeout", f"no response within {req.timeout:g}s")
+    return exchange
+
+
+def _shutdown(sock: socket.socket) -> None:
+    try:
+        sock.shutdown(socket.SHUT_RDWR)
+    except OSError:
+        pass
+
+
+def _exchange(
+    req: HttpRequest,
+    sock: socket.socket,
+    where: tuple[str, str, int, str, str],
+    context: ssl.SSLContext | None,
+    start: float,
+) -> Exchange:
+    """Send ``req`` over the connected ``sock`` and read the answer (TLS first for https)."""
+    scheme, host, port, target, netloc = where
+
+    def failed(kind: FailureKind, error: str) -> Exchange:
+        return Exchange(failure=kind, error=error, elapsed=time.monotonic() - start)
+
     try:
         if scheme == "https":
             assert context is not None

@@ -116,7 +116,7 @@ def test_one_client_per_run_reused_by_every_check(
     agents = {r.user_agent for r in fake_cluster.server.requests(path_prefix="/api/v1")}
     assert agents == {f"labrunner/{labrunner.__version__}"}
     closed: list[bool] = []
-    first.api.rest_client.pool_manager.clear = lambda: closed.append(True)
+    first.pool.clear = lambda: closed.append(True)
     check_ctx.resources.close()
     assert closed == [True]
 

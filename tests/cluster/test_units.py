@@ -241,7 +241,7 @@ def test_transport_errors_by_cause() -> None:
     timeout = transport_error(TimeoutError("timed out"), server="https://x", timeout=2)
     assert (
         timeout.transient
-        and timeout.message == "the API server at https://x did not answer within 2s"
+        and timeout.message == "the API server at https://x did not answer within 2s (timeout)"
     )
 
 

@@ -377,13 +377,14 @@ def test_verify_exit_3_without_a_cluster(tmp_path: Path) -> None:
     write_lab(
         labs,
         "k8s.yaml",
-        "apiVersion: labrunner/v1\nid: k8s\ntitle: K\nsteps:\n"
+        "apiVersion: labrunner/v1\nid: k8s\ntitle: K\nneeds: [cluster]\nsteps:\n"
         "  - id: one\n    title: One\n    run: [kubectl get pods]\n"
         "    check: [{env: {name: HOME}}]\n",
     )
     proc = run_cli("--labs", labs, "verify")
     assert_clean(proc, 3)
-    assert proc.stderr.startswith("labrunner: no kube context is configured")
+    assert proc.stderr.startswith("labrunner: no kubeconfig: KUBECONFIG=")
+    assert "create a workshop cluster" in proc.stderr
 
 
 def test_verify_refuses_a_context_that_does_not_look_disposable(tmp_path: Path) -> None:
@@ -391,7 +392,7 @@ def test_verify_refuses_a_context_that_does_not_look_disposable(tmp_path: Path) 
     write_lab(
         labs,
         "k8s.yaml",
-        "apiVersion: labrunner/v1\nid: k8s\ntitle: K\nsteps:\n"
+        "apiVersion: labrunner/v1\nid: k8s\ntitle: K\nneeds: [cluster]\nsteps:\n"
         "  - id: one\n    title: One\n    run: [kubectl get pods]\n"
         "    check: [{env: {name: HOME}}]\n",
     )
@@ -902,25 +903,43 @@ def test_context_option_pins_the_context_for_commands_and_checks(tmp_path: Path)
         apiVersion: labrunner/v1
         id: ctx
         title: Which context do commands see?
+        needs: [cluster]
         steps:
           - id: one
             title: One
-            run: ['head -c 300 "${KUBECONFIG%%:*}" > seen-by-run']
+            run: ['cat "$KUBECONFIG" > seen-by-run']
             check:
-              - file: {path: seen-by-run, contains: kind-chosen}
+              - file: {path: seen-by-run, contains: '"current-context": "kind-chosen"'}
+              - file: {path: seen-by-run, not_contains: kind-other}
               - command:
-                  run: cat "${KUBECONFIG%%:*}"
-                  stdout: {contains: '"current-context": "kind-chosen"'}
+                  run: cat "$KUBECONFIG"
+                  stdout: {contains: '"current-context": "kind-chosen"', not_contains: kind-other}
         """,
     )
     kubeconfig = tmp_path / "kubeconfig"
-    kubeconfig.write_text("apiVersion: v1\nkind: Config\ncurrent-context: kind-other\n")
+    kubeconfig.write_text(
+        json.dumps(
+            {
+                "apiVersion": "v1",
+                "kind": "Config",
+                "current-context": "kind-other",
+                "clusters": [{"name": "c", "cluster": {"server": "https://127.0.0.1:9"}}],
+                "users": [{"name": "u", "user": {}}],
+                "contexts": [
+                    {"name": n, "context": {"cluster": "c", "user": "u"}}
+                    for n in ("kind-chosen", "kind-other")
+                ],
+            }
+        )
+    )
+    before = kubeconfig.read_bytes()
     env = cli_env(KUBECONFIG=str(kubeconfig))
     verify = run_cli("--labs", labs, "verify", "--context", "kind-chosen", env=env, cwd=tmp_path)
     assert_clean(verify, 0)
     check = run_cli("--labs", labs, "check", "ctx", "--context", "kind-chosen", env=env)
     assert_clean(check, 0)
     assert "✔ PASS one" in check.stdout
+    assert kubeconfig.read_bytes() == before
 
 
 def test_the_tui_refuses_to_start_without_a_terminal() -> None:

@@ -359,25 +359,55 @@ def test_durations_in_every_form(lab_file: LabFile) -> None:
     assert [c.timeout for c in step.run] == [0.5, 90.0, 2.5]
 
 
-def test_cluster_need_is_inferred_from_tools_not_file_names(lab_file: LabFile) -> None:
-    def needs_cluster(command: str) -> bool:
-        path = lab_file(
-            "tools.yaml",
-            lab_text(
-                "steps:\n  - id: one\n    title: One\n"
-                f"    run: [{command!r}]\n"
-                "    check: [{env: {name: HOME}}]\n"
-            ),
-        )
-        return load_lab(path, builtin_registry()).needs_cluster
+def test_cluster_need_is_declared_never_guessed_from_words(lab_file: LabFile) -> None:
+    def load(body: str) -> tuple[bool, list[str]]:
+        path = lab_file("tools.yaml", lab_text(body))
+        lab, problems = check_lab_file(path, builtin_registry())
+        assert lab is not None, [str(p) for p in problems]
+        return lab.needs_cluster, [p.message for p in problems if not p.is_error]
 
-    assert needs_cluster("kubectl get pods")
-    assert needs_cluster("echo hi | kubectl apply -f -")
-    assert needs_cluster("kind create cluster --config kind.yaml")
-    assert needs_cluster("/usr/local/bin/istioctl version")
-    assert not needs_cluster("touch kind.txt")
-    assert not needs_cluster("cat helm-values.yaml manifests/kubectl.md")
-    assert not needs_cluster("echo done")
+    def step(command: str, check: str = "{env: {name: HOME}}") -> str:
+        head = "steps:\n  - id: one\n    title: One\n"
+        return head + f"    run: [{command!r}]\n    check: [{check}]\n"
+
+    # words decide nothing: not "kind", not even kubectl (which earns a warning)
+    assert load(step('echo "be kind to your future self"')) == (False, [])
+    needs, warnings = load(step("kubectl get pods"))
+    assert not needs
+    assert warnings == [
+        "the command runs kubectl, but the lab does not declare `needs: [cluster]` (nor has a "
+        "Kubernetes check): it runs with a kubeconfig that reaches no cluster; add "
+        "`needs: [cluster]` to the lab"
+    ]
+    assert load(step("cat helm-values.yaml manifests/kubectl.md")) == (False, [])
+    # declared by the lab, by a step, or by a Kubernetes check
+    assert load("needs: [cluster]\n" + step("kubectl get pods")) == (True, [])
+    assert load(step("true").replace("    check:", "    needs: [cluster]\n    check:"))[0]
+    assert load(step("true", "{namespace: {name: default}}")) == (True, [])
+
+
+def test_commands_that_pick_their_own_cluster_are_warned_about(lab_file: LabFile) -> None:
+    path = lab_file(
+        "own.yaml",
+        lab_text(
+            "needs: [cluster]\n"
+            "setup: ['kubectl --kubeconfig=/tmp/other.yaml get ns']\n"
+            "steps:\n  - id: one\n    title: One\n"
+            "    run: ['kubectl --server https://10.0.0.1:6443 --token abc get pods',"
+            " 'export KUBECONFIG=$PWD/prod.yaml; kubectl get ns', 'curl -s --token x http://y']\n"
+            "    check:\n      - command: {run: 'helm --kubeconfig k.yaml list'}\n"
+        ),
+    )
+    lab, problems = check_lab_file(path, builtin_registry())
+    assert lab is not None and lab.needs_cluster
+    warned = sorted((p.line, p.message.split(":")[0]) for p in problems)
+    assert warned == [
+        (5, "the command passes its own --kubeconfig"),
+        (9, "the command passes its own --server"),
+        (9, "the command sets KUBECONFIG itself"),
+        (11, "the command passes its own --kubeconfig"),
+    ]
+    assert all(not p.is_error for p in problems)
 
 
 def test_warnings_do_not_stop_a_lab(lab_file: LabFile) -> None:
@@ -396,6 +426,8 @@ def test_warnings_do_not_stop_a_lab(lab_file: LabFile) -> None:
         "command contains a placeholder (<your-namespace>) that cannot run unattended",
         "command sleeps",
         "step has no checks, so it cannot tell whether the learner succeeded",
+        "the command runs kubectl, but the lab does not declare `needs: [cluster]` (nor has a "
+        "Kubernetes check): it runs with a kubeconfig that reaches no cluster",
     ]
     assert all(not p.is_error for p in problems)
     assert all(

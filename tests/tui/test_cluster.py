@@ -9,12 +9,24 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from labrunner.lab.model import Workshop
 from labrunner.state.rules import StepState
-from labrunner.tui.app import LabrunnerApp
+from labrunner.testing.fakecluster import FakeCluster
+from labrunner.tui.app import LabrunnerApp, make_app
 from labrunner.tui.dialogs.confirm import GuardDialog
 
-from .helpers import idle, lab_screen, notified, output, wait_for
+from .helpers import (
+    copy_workshop,
+    idle,
+    lab_screen,
+    load,
+    notifications,
+    notified,
+    output,
+    wait_for,
+)
 
 
 def kubeconfig(path: Path, context: str) -> Path:
@@ -146,3 +158,64 @@ def test_a_cluster_lab_passes_against_the_fake_api_server(
 
 def _path_env() -> dict[str, str]:
     return {k: v for k, v in os.environ.items() if k != "KUBECONFIG"}
+
+
+NS_CHECK_LAB = """\
+apiVersion: labrunner/v1
+kind: Lab
+id: ns-check
+title: Look at the cluster
+needs: [cluster]
+steps:
+  - id: default-ns
+    title: The default namespace is there
+    run: ['true']
+    check: [{namespace: {name: default}}]
+    within: 2s
+"""
+
+
+HOSTILE = {
+    "untrusted": (
+        "its certificate is signed by a certificate authority",
+        {"tls_fault": "untrusted"},
+    ),
+    "trickle": ("did not answer within", {}),
+}
+
+
+@pytest.mark.parametrize("case", sorted(HOSTILE))
+def test_a_hostile_api_server_is_reported_and_the_tui_carries_on(tmp_path: Path, case: str) -> None:
+    """An untrusted certificate or a trickling server: the real doctor's status line and a
+    step's check both name the cause; the app does not crash and stays usable."""
+    labs = copy_workshop(tmp_path / "ws")
+    (labs / "09-ns-check.yaml").write_text(NS_CHECK_LAB)
+    workshop = load(labs)
+    cause, options = HOSTILE[case]
+    with FakeCluster(**options) as server:
+        if case == "trickle":
+            server.faults.trickle(1.0)
+        kubeconfig = server.write_kubeconfig(tmp_path / "kubeconfig")
+        env = {**_path_env(), "KUBECONFIG": str(kubeconfig)}
+
+        async def scenario() -> None:
+            app = make_app(workshop, base_env=env, live_interval=0.2)  # the real doctor
+            async with app.run_test(size=(100, 30)) as pilot:
+                await wait_for(pilot, lambda: app.environment.checked, "the doctor", 30)
+                assert app.environment.reachable is False
+                assert any(cause in p for p in app.environment.problems), app.environment
+                app.home.highlighted = "ns-check"
+                await pilot.pause()
+                await pilot.press("enter")
+                screen = lab_screen(app)
+                await pilot.press("c")
+                await wait_for(
+                    pilot, lambda: screen.job is None and screen.records, "the check", 30
+                )
+                record = screen.records["default-ns"]
+                assert record.status == "error", record
+                assert cause in record.message
+                assert any(cause in n for n in notifications(app))
+                assert app.is_running
+
+        asyncio.run(scenario())

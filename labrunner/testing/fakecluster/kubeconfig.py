@@ -33,6 +33,8 @@ class Entry:
     proxy_url: str | None = None
     tls_server_name: str | None = None
     insecure: bool = False
+    client_cert_pem: bytes | None = None
+    client_key_pem: bytes | None = None
 
 
 def render_entries(entries: Sequence[Entry], current: str | None = None) -> str:
@@ -49,6 +51,9 @@ def render_entries(entries: Sequence[Entry], current: str | None = None) -> str:
         if e.tls_server_name:
             cluster["tls-server-name"] = e.tls_server_name
         user: dict[str, object] = {"token": e.token} if e.token else {}
+        if e.client_cert_pem and e.client_key_pem:
+            user["client-certificate-data"] = base64.b64encode(e.client_cert_pem).decode()
+            user["client-key-data"] = base64.b64encode(e.client_key_pem).decode()
         ctx: dict[str, object] = {"cluster": e.context, "user": e.context}
         if e.namespace:
             ctx["namespace"] = e.namespace

@@ -448,11 +448,30 @@ class _Handler(BaseHTTPRequestHandler):
             if strict:
                 raise errors.unauthorized()
             identity = auth.ADMIN
+        elif (peer := self._peer_identity()) is not None:
+            identity = peer
         elif cluster.token is not None:
             raise errors.unauthorized()
         else:
             identity = auth.ANONYMOUS_IDENTITY if cluster.rbac else auth.ADMIN
         self._identity = self._impersonate(identity)
+
+    def _peer_identity(self) -> Identity | None:
+        """The identity of a verified client certificate: CN is the user, O a group."""
+        if not self.cluster.client_certs or not isinstance(self.connection, ssl.SSLSocket):
+            return None
+        cert = self.connection.getpeercert()
+        if not cert:
+            return None
+        fields = {str(pair[0]): str(pair[1]) for rdn in cert.get("subject", ()) for pair in rdn}
+        user = str(fields.get("commonName") or "")
+        if not user:
+            return None
+        group = fields.get("organizationName")
+        identity = auth.identity_for(user, (str(group),) if group else ())
+        if group == auth.MASTERS or user == auth.ADMIN_USER:
+            return auth.ADMIN
+        return identity
 
     def _impersonate(self, identity: Identity) -> Identity:
         """Honour ``Impersonate-User``/``-Group`` (``kubectl --as``) if the requester may."""
@@ -1413,8 +1432,11 @@ class FakeCluster:
         tls_names: tuple[str, ...] = (),
         tls_fault: str | None = None,
         max_token_seconds: int | None = None,
+        client_certs: bool = False,
     ) -> None:
-        self.https = https or tls_fault is not None
+        self.https = https or tls_fault is not None or client_certs
+        self.client_certs = client_certs
+        self._client_ca: Any = None
         self._token: str | None = None
         self.host = host
         self.rbac = rbac
@@ -1478,6 +1500,10 @@ class FakeCluster:
             hosts = ("127.0.0.1", "localhost", *self.tls_names)
             self._tls = tls.generate(hosts, fault=self.tls_fault)
             self._ssl_context = self._make_context(self._tls)
+            if self.client_certs:
+                self._client_ca = tls.client_ca()
+                self._ssl_context.load_verify_locations(cadata=self._client_ca.cert_pem().decode())
+                self._ssl_context.verify_mode = ssl.CERT_OPTIONAL
         self._stopping.clear()
         self._listen(self._requested_port)
         return self
@@ -1570,6 +1596,15 @@ class FakeCluster:
         """The CA certificate clients must trust (HTTPS only)."""
         return self._tls.ca_pem if self._tls else None
 
+    def issue_client_cert(self, user: str, group: str | None = None) -> tuple[bytes, bytes]:
+        """A client certificate and key (PEM) naming ``user`` (CN) and ``group`` (O), which
+        this server accepts as that identity (start it with ``client_certs=True``)."""
+        if self._client_ca is None:
+            raise RuntimeError("start the server with client_certs=True to issue client certs")
+        from . import tls
+
+        return tls.client_cert(self._client_ca, user, group)
+
     def kubeconfig_entry(
         self,
         context: str = "kind-labrunner",
@@ -1577,8 +1612,10 @@ class FakeCluster:
         *,
         token: str | None = _AS_ADMIN,
         server_url: str | None = None,
+        client_cert: tuple[bytes, bytes] | None = None,
     ) -> kubeconfig.Entry:
-        """One kubeconfig context for this server (see :meth:`kubeconfig_text`)."""
+        """One kubeconfig context for this server (see :meth:`kubeconfig_text`);
+        ``client_cert`` (PEM certificate and key) is written inline."""
         url = server_url or self.url
         proxy = None
         if urlsplit(url).netloc != f"{self.host}:{self._port}":
@@ -1590,6 +1627,8 @@ class FakeCluster:
             token=self.token if token == _AS_ADMIN else token,
             namespace=namespace,
             proxy_url=proxy,
+            client_cert_pem=client_cert[0] if client_cert else None,
+            client_key_pem=client_cert[1] if client_cert else None,
         )
 
     def kubeconfig_text(

@@ -91,3 +91,25 @@ def generate(
         not_before=not_before,
     )
     return TlsMaterial(ca_pem=ca.cert_pem(), cert_pem=server.cert_pem(), key_pem=server.key_pem())
+
+
+def client_ca() -> pki.Issued:
+    """A CA for the client certificates an HTTPS fake server accepts."""
+    return pki.make_ca(
+        common_name="labrunner-fakecluster-client-ca",
+        key_kind="ec256",
+        valid_for=datetime.timedelta(days=2),
+        path_length=0,
+    )
+
+
+def client_cert(ca: pki.Issued, user: str, group: str | None = None) -> tuple[bytes, bytes]:
+    """A client certificate for ``user`` (CN) in ``group`` (O), signed by ``ca``: (cert, key)."""
+    issued = pki.issue_certificate(
+        subject=pki.build_name(common_name=user, organization=group),
+        key=pki.generate_key("ec256"),
+        issuer=ca,
+        valid_for=datetime.timedelta(days=1),
+        client_auth=True,
+    )
+    return issued.cert_pem(), issued.key_pem()
