@@ -469,6 +469,69 @@ def check(
     sys.exit(int(ExitCode.OK if worst.ok else ExitCode.FAILED))
 
 
+# --------------------------------------------------------------------------- rehearse
+
+
+@main.command()
+@click.argument("labs", nargs=-1, metavar="[LAB|FILE]...")
+@click.option("-v", "--verbose", is_flag=True, help="Show every command and check as it runs.")
+@click.pass_context
+def rehearse(ctx: click.Context, labs: tuple[str, ...], verbose: bool) -> None:
+    """Rehearse labs on a simulated cluster: no cluster needed.
+
+    For each lab, on a fresh simulated cluster: setup, then every step's cluster
+    checks must fail before its solution and pass after, then cleanup must undo
+    the lab. Steps that need real traffic, istioctl, helm or the internet are
+    reported as not rehearsable. The labs run in a copy of the workshop.
+    """
+    import shutil
+    import tempfile
+
+    from labrunner.ui_text import Printer
+
+    try:
+        registry = _registry()
+        workshop, chosen = _load(ctx.obj.get("labs"), labs)
+    except LabrunnerError as exc:
+        _fail(exc)
+    if any(lab.needs_cluster for lab in chosen) and shutil.which("kubectl") is None:
+        _fail(EnvironmentProblem("rehearse runs the labs' kubectl commands: install kubectl"))
+    from labrunner.lab.loader import load_workshop
+    from labrunner.rehearse import Rehearsal, RehearsalSetupError, copy_workshop
+    from labrunner.rehearse.table import lab_line, render
+
+    directory = Path(tempfile.mkdtemp(prefix="labrunner-rehearse-"))
+    try:
+        try:
+            copied = load_workshop(copy_workshop(workshop, directory / "workshop"), registry)
+        except (RehearsalSetupError, OSError) as exc:
+            _fail(EnvironmentProblem(f"cannot copy the workshop for a rehearsal: {exc}"))
+        if copied.workshop is None:  # the copy of a valid workshop is valid
+            raise AssertionError("\n".join(map(str, copied.problems)))
+        copy = copied.workshop
+        printer = Printer(quiet=False) if verbose else None
+        _say(f"rehearsing {len(chosen)} lab{'s' if len(chosen) != 1 else ''} of {workshop.title}")
+        rehearsal = Rehearsal(
+            copy,
+            registry=registry,
+            emit=printer,
+            on_lab=lambda result: _say(lab_line(result)),
+            directory=directory / "runs",
+        )
+        try:
+            if any(lab.needs_cluster for lab in chosen):
+                for warning in rehearsal.plan.warnings:
+                    _say(f"warning: {warning}")
+            report = rehearsal.run(copy.lab(lab.id) for lab in chosen)
+        except RehearsalSetupError as exc:
+            _fail(UsageProblem(str(exc)))
+    finally:
+        shutil.rmtree(directory, ignore_errors=True)
+    report.warnings.clear()  # said above, before the labs ran
+    click.echo(render(report))
+    sys.exit(int(report.exit_code))
+
+
 # --------------------------------------------------------------------------- validate / schema
 
 
