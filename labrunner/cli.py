@@ -318,6 +318,13 @@ def list_(ctx: click.Context, context_option: str | None, as_json: bool, steps: 
 )
 @click.option("--no-save", is_flag=True, help="Do not record progress.")
 @click.option("-q", "--quiet", is_flag=True, help="Do not show command output.")
+@click.option(
+    "--annotations",
+    type=click.Choice(["auto", "github", "none"]),
+    default="auto",
+    show_default=True,
+    help="GitHub Actions groups, annotations, step summary (auto: when GITHUB_ACTIONS=true).",
+)
 @click.pass_context
 def verify(
     ctx: click.Context,
@@ -332,11 +339,13 @@ def verify(
     skip_needs: str,
     no_save: bool,
     quiet: bool,
+    annotations: str,
 ) -> None:
     """Run labs headless: each step's commands, then its checks (the CI smoke test)."""
     from labrunner.engine import Engine, RunOptions, UsageError
     from labrunner.engine.prepare import prepare_run
     from labrunner.reports import ReportCollector
+    from labrunner.reports.github import wanted as wanted_annotations
     from labrunner.ui_text import Printer
 
     try:
@@ -361,10 +370,22 @@ def verify(
     run = prepare_run(context_option)
     collector = ReportCollector(workshop=workshop.title, context=context)
     printer = Printer(quiet=quiet)
+    log: Any = printer
+    github = None
+    if wanted_annotations(annotations, os.environ):
+        from labrunner.reports.github import GitHubActions
+
+        github = GitHubActions(
+            workshop,
+            inner=printer,
+            stream=sys.stdout,
+            workspace=os.environ.get("GITHUB_WORKSPACE"),
+        )
+        log = github
 
     def emit(event: Any) -> None:
         collector(event)
-        printer(event)
+        log(event)
 
     store = _store(context)
     engine = Engine(
@@ -385,6 +406,10 @@ def verify(
             collector.write_junit(junit)
         if json_path:
             collector.write_json(json_path)
+        if github is not None:
+            from labrunner.reports.github import write_summary
+
+            write_summary(github.summary(f"labrunner verify: {workshop.title}"))
     except OSError as exc:
         _fail(EnvironmentProblem(f"cannot write report: {exc.strerror or exc}"))
     if summary.environment_broken:

@@ -10,9 +10,10 @@ What the cluster starts with is the workshop's to declare (``rehearse:`` in
 ``workshop.yaml``): CRD files (Istio's come from the release on this machine,
 never from the repository) and manifests to preload (the state the install lab
 leaves). Preloaded manifests may use ``${VAR}`` from the workshop's env, so a
-stand-in's image tags follow the pinned ``${ISTIO_VERSION}``. When a CRD file is missing the rehearsal still runs: Istio's kinds
-are served from built-in stand-ins that accept any fields, with a warning that
-says how to get the real schemas.
+stand-in's image tags follow the pinned ``${ISTIO_VERSION}``. When a CRD file
+is missing the rehearsal still runs: Istio's kinds are served from built-in
+stand-ins that accept any fields, with a warning that says how to get the real
+schemas.
 
 ``labrunner.testing`` is imported here and only here outside the tests, and
 lazily, so ``labrunner --help`` and every other command never load it.
