@@ -325,6 +325,13 @@ def list_(ctx: click.Context, context_option: str | None, as_json: bool, steps: 
     show_default=True,
     help="GitHub Actions groups, annotations, step summary (auto: when GITHUB_ACTIONS=true).",
 )
+@click.option(
+    "--repeat",
+    type=click.IntRange(min=1),
+    default=1,
+    metavar="N",
+    help="Run the labs N times (cleanup between runs) and report pass rates and timings.",
+)
 @click.pass_context
 def verify(
     ctx: click.Context,
@@ -340,9 +347,13 @@ def verify(
     no_save: bool,
     quiet: bool,
     annotations: str,
+    repeat: int,
 ) -> None:
     """Run labs headless: each step's commands, then its checks (the CI smoke test)."""
+    from dataclasses import replace
+
     from labrunner.engine import Engine, RunOptions, UsageError
+    from labrunner.engine.events import StepStatus
     from labrunner.engine.prepare import prepare_run
     from labrunner.reports import ReportCollector
     from labrunner.reports.github import wanted as wanted_annotations
@@ -383,8 +394,17 @@ def verify(
         )
         log = github
 
+    stats = None
+    if repeat > 1:
+        from labrunner.reports.repeat import RepeatStats
+
+        stats = RepeatStats(repeat)
+        collector.repeat = stats
+
     def emit(event: Any) -> None:
         collector(event)
+        if stats is not None:
+            stats(event)
         log(event)
 
     store = _store(context)
@@ -392,8 +412,22 @@ def verify(
         workshop, registry=registry, store=store, emit=emit, options=options, base_env=run.env
     )
     _install_signal_handlers(engine)
+    broken = failed = False
     try:
-        summary = engine.verify(chosen)
+        for index in range(1, repeat + 1):
+            if stats is not None:
+                printer.heading(f"run {index}/{repeat}")
+                stats.start_run(index)
+                collector.start_run(index, repeat)
+                if github is not None:
+                    github.label = f"run {index}/{repeat} · "
+                # cleanup between runs, so each run starts where the first did
+                engine.options = replace(options, cleanup=cleanup or index < repeat)
+            summary = engine.verify(chosen)
+            broken = broken or summary.environment_broken
+            failed = failed or not summary.ok
+            if any(s is StepStatus.CANCELLED for s in summary.lab_status.values()):
+                break
     except UsageError as exc:
         _fail(UsageProblem(str(exc)))
     finally:
@@ -401,6 +435,8 @@ def verify(
         for warning in store.warnings:
             _say(f"warning: {warning}")
     printer.summary(collector)
+    if stats is not None:
+        click.echo(stats.table())
     try:
         if junit:
             collector.write_junit(junit)
@@ -409,12 +445,13 @@ def verify(
         if github is not None:
             from labrunner.reports.github import write_summary
 
-            write_summary(github.summary(f"labrunner verify: {workshop.title}"))
+            title = f"labrunner verify: {workshop.title}"
+            write_summary(stats.markdown(title) if stats else github.summary(title))
     except OSError as exc:
         _fail(EnvironmentProblem(f"cannot write report: {exc.strerror or exc}"))
-    if summary.environment_broken:
+    if broken:
         sys.exit(int(ExitCode.ENVIRONMENT))
-    sys.exit(int(ExitCode.OK if summary.ok else ExitCode.FAILED))
+    sys.exit(int(ExitCode.FAILED if failed else ExitCode.OK))
 
 
 def _install_signal_handlers(engine: Any) -> None:

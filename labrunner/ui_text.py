@@ -127,6 +127,10 @@ class Printer:
         elif isinstance(event, ev.Notice):
             sys.stderr.write(f"labrunner: warning: {redact(event.message)}\n")
 
+    def heading(self, text: str) -> None:
+        """A heading line between parts of a run (``run 2/3`` of a ``--repeat``)."""
+        self._out(f"#### {text}", "bold magenta")
+
     def summary(self, collector: ReportCollector) -> None:
         """A last line with totals."""
         totals = collector.totals()

@@ -143,7 +143,11 @@ class GitHubActions:
         except KeyError:
             return
         line = step.where.line if step.where else 1
-        where = {"file": self._file(lab), "line": line, "title": f"{lab.id}/{step.id}"}
+        where: dict[str, str | int] = {
+            "file": self._file(lab),
+            "line": line,
+            "title": f"{lab.id}/{step.id}",
+        }
         if event.status in (StepStatus.FAILED, StepStatus.ERROR):
             text = message or event.status.value
             if event.details:
@@ -175,15 +179,15 @@ class GitHubActions:
     def summary(self, title: str) -> str:
         """The Markdown table for ``$GITHUB_STEP_SUMMARY``."""
         lines = [
-            f"### {_cell(title)}",
+            f"### {cell(title)}",
             "",
             "| lab | step | outcome | time | message |",
             "|---|---|---|---:|---|",
         ]
         for row in self.rows:
             lines.append(
-                f"| {_cell(row.lab)} | {_cell(row.step)} | {_MARK.get(row.status, row.status)} "
-                f"| {format_duration(row.duration)} | {_cell(row.message, SUMMARY_MESSAGE)} |"
+                f"| {cell(row.lab)} | {cell(row.step)} | {_MARK.get(row.status, row.status)} "
+                f"| {format_duration(row.duration)} | {cell(row.message, SUMMARY_MESSAGE)} |"
             )
         return "\n".join(lines) + "\n"
 
@@ -208,7 +212,8 @@ def _clip(text: str) -> str:
     return text if len(text) <= MAX_MESSAGE else text[: MAX_MESSAGE - 1] + "…"
 
 
-def _cell(text: str, limit: int | None = None) -> str:
+def cell(text: str, limit: int | None = None) -> str:
+    """``text`` as one Markdown table cell: one line, ``|`` escaped, at most ``limit`` long."""
     flat = " ".join(text.split())
     if limit is not None and len(flat) > limit:
         flat = flat[: limit - 1] + "…"
