@@ -326,6 +326,13 @@ def list_(ctx: click.Context, context_option: str | None, as_json: bool, steps: 
     help="GitHub Actions groups, annotations, step summary (auto: when GITHUB_ACTIONS=true).",
 )
 @click.option(
+    "--forensics",
+    "forensics_dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    metavar="DIR",
+    help="When a cluster step fails, save its events, pod states and logs to DIR/LAB/STEP/.",
+)
+@click.option(
     "--repeat",
     type=click.IntRange(min=1),
     default=1,
@@ -347,6 +354,7 @@ def verify(
     no_save: bool,
     quiet: bool,
     annotations: str,
+    forensics_dir: Path | None,
     repeat: int,
 ) -> None:
     """Run labs headless: each step's commands, then its checks (the CI smoke test)."""
@@ -377,9 +385,16 @@ def verify(
         skip_needs=frozenset(n.strip() for n in skip_needs.split(",") if n.strip()),
         kube_context=context_option,
         save=not no_save,
+        # the JUnit report carries forensics too, so a CI run that keeps one collects them
+        forensics=forensics_dir is not None or junit is not None,
     )
     run = prepare_run(context_option)
     collector = ReportCollector(workshop=workshop.title, context=context)
+    writer = None
+    if forensics_dir is not None:
+        from labrunner.reports.forensics import ForensicsWriter
+
+        writer = ForensicsWriter(forensics_dir)
     printer = Printer(quiet=quiet)
     log: Any = printer
     github = None
@@ -405,6 +420,11 @@ def verify(
         collector(event)
         if stats is not None:
             stats(event)
+        if writer is not None:
+            try:
+                writer(event)
+            except OSError as exc:
+                _say(f"warning: cannot write forensics: {exc.strerror or exc}")
         log(event)
 
     store = _store(context)
@@ -419,6 +439,8 @@ def verify(
                 printer.heading(f"run {index}/{repeat}")
                 stats.start_run(index)
                 collector.start_run(index, repeat)
+                if writer is not None:
+                    writer.start_run(index, repeat)
                 if github is not None:
                     github.label = f"run {index}/{repeat} · "
                 # cleanup between runs, so each run starts where the first did
@@ -437,6 +459,8 @@ def verify(
     printer.summary(collector)
     if stats is not None:
         click.echo(stats.table())
+    if writer is not None and writer.written:
+        _say(f"forensics of {len(writer.written)} failed step(s) in {forensics_dir}")
     try:
         if junit:
             collector.write_junit(junit)

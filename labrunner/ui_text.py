@@ -124,6 +124,9 @@ class Printer:
                 f"{mark} {event.lab_id}: {word} ({counts}; {format_duration(event.duration)})",
                 f"bold {style}",
             )
+        elif isinstance(event, ev.Forensics):
+            names = ", ".join(section.name for section in event.sections)
+            self._out(f"  forensics collected: {names}", "dim")
         elif isinstance(event, ev.Notice):
             sys.stderr.write(f"labrunner: warning: {redact(event.message)}\n")
 

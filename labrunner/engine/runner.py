@@ -41,6 +41,7 @@ from labrunner.redact import mask_values, redact
 from labrunner.shell import CommandResult, Shell, ShellError
 from labrunner.state import ProgressStore, StateError
 from labrunner.state.rules import unmet_requirements
+from labrunner.verify import forensics
 from labrunner.verify.context import CheckContext, RunResources
 from labrunner.verify.outcome import Outcome, Status
 from labrunner.verify.registry import Registry
@@ -72,6 +73,8 @@ class RunOptions:
     skip_needs: frozenset[str] = frozenset()
     kube_context: str | None = None
     save: bool = True
+    forensics: bool = False
+    """Collect the cluster's events, pod states and logs when a cluster step fails."""
 
 
 @dataclass
@@ -478,7 +481,10 @@ class LabSession:
         position = index if index is not None else self.lab.index(step.id)
         self._emit(ev.StepStarted(self.lab.id, step.id, position, step.title))
         result = self._run_step(step, solution=solution)
+        duration = time.monotonic() - started
         self.record(step, result)
+        if result.status in (StepStatus.FAILED, StepStatus.ERROR):
+            self.forensics(step)
         self._emit(
             ev.StepFinished(
                 self.lab.id,
@@ -486,12 +492,44 @@ class LabSession:
                 result.status,
                 result.message,
                 result.details,
-                time.monotonic() - started,
+                duration,
                 _hints(step, result),
                 len(result.outcomes),
             )
         )
         return result
+
+    def forensics(self, step: Step) -> None:
+        """Collect and emit what the cluster looks like now, if the run asked for it and
+        the lab works on a cluster (never raises: evidence must not fail a run)."""
+        if not self.engine.options.forensics or not self.lab.needs_cluster:
+            return
+        try:
+            env, cwd = self.environment(refresh=False)
+        except ShellError:
+            env = shell_environment(self.engine.workshop, self.lab, self.engine.base_env)
+            cwd = self.engine.workshop.root
+        namespaces = forensics.lab_namespaces(self.lab, step, env)
+        ctx = CheckContext(
+            env=env,
+            cwd=cwd,
+            workdir=self.engine.workshop.root,
+            lab_id=self.lab.id,
+            step_id=step.id,
+            deadline=time.monotonic() + forensics.BUDGET,
+            cancel=self.cancelled,
+            resources=self.resources,
+            kube_context=self.engine.options.kube_context,
+        )
+        try:
+            sections = forensics.collect(ctx, namespaces)
+        except Exception as exc:  # a bug here must not hide the step's own failure
+            sections = [
+                forensics.Section(
+                    "error.txt", "forensics failed", f"{type(exc).__name__}: {redact(str(exc))}"
+                )
+            ]
+        self._emit(ev.Forensics(self.lab.id, step.id, tuple(sections)))
 
     def _run_step(self, step: Step, *, solution: bool) -> StepResult:
         try:

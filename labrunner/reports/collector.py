@@ -25,6 +25,7 @@ from labrunner.ansi import strip_ansi
 from labrunner.engine import events as ev
 from labrunner.fsutil import write_atomic
 from labrunner.redact import LineRedactor, redact
+from labrunner.verify.forensics import Section, render
 
 OUTPUT_TAIL = 200
 MAX_LINE = 2000
@@ -85,6 +86,7 @@ class StepRecord:
     commands: list[CommandRecord] = field(default_factory=list)
     output: deque[str] = field(default_factory=lambda: deque(maxlen=OUTPUT_TAIL))
     hints: tuple[str, ...] = ()
+    forensics: tuple[Section, ...] = ()
 
 
 @dataclass
@@ -179,6 +181,9 @@ class ReportCollector:
             step.details = event.details
             step.duration = event.duration
             step.hints = event.hints
+        elif isinstance(event, ev.Forensics):
+            step = lab.steps.setdefault(event.step_id, StepRecord(event.step_id))
+            step.forensics = event.sections
         elif isinstance(event, ev.LabFinished):
             lab.status = event.status.value
             lab.message = event.message
@@ -216,6 +221,10 @@ class ReportCollector:
                         ],
                         "commands": [_command(c) for c in step.commands],
                         "output": [clean(line) for line in step.output],
+                        "forensics": [
+                            {"file": f.name, "title": f.title, "text": clean(f.text)}
+                            for f in step.forensics
+                        ],
                     }
                 )
             labs.append(
@@ -299,12 +308,13 @@ class ReportCollector:
                 elif step.status in ("skipped", "not-run"):
                     counts["skipped"] += 1
                     ET.SubElement(case, "skipped", message=message or "not run")
-                if step.output:
+                if step.output or step.forensics:
                     # line by line: the lines were redacted per command as they came, and
                     # one command's unfinished key must not mask the next command's output
-                    ET.SubElement(case, "system-out").text = "\n".join(
-                        clean(line) for line in step.output
-                    )
+                    parts = ["\n".join(clean(line) for line in step.output)]
+                    if step.forensics:
+                        parts.append("forensics:\n" + clean(render(step.forensics)))
+                    ET.SubElement(case, "system-out").text = "\n\n".join(p for p in parts if p)
             for key, value in counts.items():
                 suite.set(key, str(value))
                 totals[key] += value
