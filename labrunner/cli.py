@@ -555,6 +555,46 @@ def check(
     sys.exit(int(ExitCode.OK if worst.ok else ExitCode.FAILED))
 
 
+# --------------------------------------------------------------------------- new
+
+
+@main.command()
+@click.argument("lab_id", metavar="LAB-ID")
+@click.option("--title", help="The lab's title (default: from its id).")
+@click.pass_context
+def new(ctx: click.Context, lab_id: str, title: str | None) -> None:
+    """Start a new lab: a file that validates, listed last in workshop.yaml."""
+    from labrunner.lab.loader import check_lab_file
+    from labrunner.lab.locate import find_labs_dir
+    from labrunner.lab.scaffold import ScaffoldError, new_lab
+    from labrunner.lab.schema import lab_schema
+
+    try:
+        labs_dir = find_labs_dir(ctx.obj.get("labs"))
+        registry = _registry()
+        created = new_lab(labs_dir, lab_id, title=title, schema=lab_schema(registry))
+    except ScaffoldError as exc:
+        _fail(UsageProblem(str(exc)))
+    except OSError as exc:
+        _fail(EnvironmentProblem(f"cannot write the lab: {exc.strerror or exc}"))
+    except LabrunnerError as exc:
+        _fail(exc)
+    _lab, problems = check_lab_file(created.lab_file, registry)
+    for problem in problems:  # the template is tested to load; this is a last guard
+        click.echo(str(problem), err=True)
+    click.echo(f"created {created.lab_file}")
+    if created.workshop_file is not None:
+        click.echo(f"listed it last in {created.workshop_file}")
+    if created.schema_file is not None:
+        click.echo(f"wrote {created.schema_file} for editor completion")
+    click.echo(
+        f"next: edit it, then `labrunner validate`, `labrunner rehearse {lab_id}`, "
+        f"`labrunner run --watch {lab_id}`"
+    )
+    if any(p.is_error for p in problems):
+        sys.exit(int(ExitCode.USAGE))
+
+
 # --------------------------------------------------------------------------- rehearse
 
 
