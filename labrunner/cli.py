@@ -181,8 +181,13 @@ def main(ctx: click.Context, labs_dir: str | None) -> None:
 @main.command()
 @click.argument("lab", required=False)
 @click.option("--context", "context_option", metavar="CTX", help="Kube context to act on.")
+@click.option(
+    "--watch",
+    is_flag=True,
+    help="Reload a lab file when you save it (for authors), keeping your place and progress.",
+)
 @click.pass_context
-def run(ctx: click.Context, lab: str | None, context_option: str | None) -> None:
+def run(ctx: click.Context, lab: str | None, context_option: str | None, watch: bool) -> None:
     """Open the TUI (on LAB if given)."""
     if not (sys.stdin.isatty() and sys.stdout.isatty()):
         _fail(
@@ -199,7 +204,7 @@ def run(ctx: click.Context, lab: str | None, context_option: str | None) -> None
         workshop, _ = _load(ctx.obj.get("labs"))
         if lab is not None and workshop.find(lab) is None:
             raise UsageProblem(f"no lab {lab!r} in {workshop.labs_dir}")
-        code = run_app(workshop, lab=lab, context=context_option)
+        code = run_app(workshop, lab=lab, context=context_option, watch=watch)
     except LabrunnerError as exc:
         _fail(exc)
     sys.exit(int(code))
