@@ -11,7 +11,7 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass, field
 
-from labrunner.verify.forensics import Section
+from labrunner.verify.evidence import Section
 from labrunner.verify.outcome import Status
 
 

@@ -41,7 +41,6 @@ from labrunner.redact import mask_values, redact
 from labrunner.shell import CommandResult, Shell, ShellError
 from labrunner.state import ProgressStore, StateError
 from labrunner.state.rules import unmet_requirements
-from labrunner.verify import forensics
 from labrunner.verify.context import CheckContext, RunResources
 from labrunner.verify.outcome import Outcome, Status
 from labrunner.verify.registry import Registry
@@ -504,6 +503,10 @@ class LabSession:
         the lab works on a cluster (never raises: evidence must not fail a run)."""
         if not self.engine.options.forensics or not self.lab.needs_cluster:
             return
+        # lazy: only a failed cluster step pays for the cluster client
+        from labrunner.verify import forensics
+        from labrunner.verify.evidence import Section
+
         try:
             env, cwd = self.environment(refresh=False)
         except ShellError:
@@ -525,7 +528,7 @@ class LabSession:
             sections = forensics.collect(ctx, namespaces)
         except Exception as exc:  # a bug here must not hide the step's own failure
             sections = [
-                forensics.Section(
+                Section(
                     "error.txt", "forensics failed", f"{type(exc).__name__}: {redact(str(exc))}"
                 )
             ]

@@ -25,7 +25,7 @@ from labrunner.ansi import strip_ansi
 from labrunner.engine import events as ev
 from labrunner.fsutil import write_atomic
 from labrunner.redact import LineRedactor, redact
-from labrunner.verify.forensics import Section, render
+from labrunner.verify.evidence import Section, render
 
 OUTPUT_TAIL = 200
 MAX_LINE = 2000

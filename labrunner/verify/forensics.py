@@ -28,7 +28,6 @@ import re
 import shutil
 import time
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
 from typing import Any
 
 from labrunner import procs
@@ -39,6 +38,7 @@ from labrunner.lab.expand import UnsetVariable, expand, expand_str
 from labrunner.lab.model import Lab, Step
 from labrunner.redact import LineRedactor, redact
 from labrunner.verify.context import CheckContext
+from labrunner.verify.evidence import Section
 from labrunner.verify.kube import connection
 
 BUDGET = 20.0
@@ -54,15 +54,6 @@ MAX_TEXT = 64 * 1024
 """The most a step's forensics may add to a report, all sections together."""
 _NAMESPACE_VAR = re.compile(r"^(?:NS|NAMESPACE|.+_NS|.+_NAMESPACE)$")
 _NAME = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
-
-
-@dataclass(frozen=True)
-class Section:
-    """One file of evidence: ``name`` is its file name, ``text`` redacted and bounded."""
-
-    name: str
-    title: str
-    text: str
 
 
 def lab_namespaces(lab: Lab, step: Step, env: Mapping[str, str]) -> list[str]:
@@ -294,8 +285,3 @@ def _bounded(sections: list[Section]) -> list[Section]:
         left -= len(text)
         out.append(Section(section.name, section.title, text))
     return out
-
-
-def render(sections: Iterable[Section]) -> str:
-    """All sections as one text (what JUnit's ``system-out`` gets)."""
-    return "\n\n".join(f"===== {s.title} ({s.name})\n{s.text}" for s in sections)
