@@ -307,6 +307,29 @@ class LabSession:
 
     # ------------------------------------------------------------------ checks
 
+    def context(
+        self,
+        step: Step,
+        env: Mapping[str, str],
+        cwd: Path,
+        *,
+        deadline: float,
+        attempt: int = 1,
+    ) -> CheckContext:
+        """What a check of ``step`` (or forensics about it) may see and use."""
+        return CheckContext(
+            env=env,
+            cwd=cwd,
+            workdir=self.engine.workshop.root,
+            lab_id=self.lab.id,
+            step_id=step.id,
+            deadline=deadline,
+            cancel=self.cancelled,
+            resources=self.resources,
+            kube_context=self.engine.options.kube_context,
+            attempt=attempt,
+        )
+
     def evaluate(
         self,
         step: Step,
@@ -338,17 +361,8 @@ class LabSession:
                 else:
                     if not check.title:
                         label = spec.label(params)
-                    ctx = CheckContext(
-                        env=env,
-                        cwd=cwd,
-                        workdir=self.engine.workshop.root,
-                        lab_id=self.lab.id,
-                        step_id=step.id,
-                        deadline=max(deadline, started + floor),
-                        cancel=self.cancelled,
-                        resources=self.resources,
-                        kube_context=self.engine.options.kube_context,
-                        attempt=attempt,
+                    ctx = self.context(
+                        step, env, cwd, deadline=max(deadline, started + floor), attempt=attempt
                     )
                     outcome = _call(spec.func, ctx, params, check.verifier)
             outcomes.append(outcome)
@@ -513,17 +527,7 @@ class LabSession:
             env = shell_environment(self.engine.workshop, self.lab, self.engine.base_env)
             cwd = self.engine.workshop.root
         namespaces = forensics.lab_namespaces(self.lab, step, env)
-        ctx = CheckContext(
-            env=env,
-            cwd=cwd,
-            workdir=self.engine.workshop.root,
-            lab_id=self.lab.id,
-            step_id=step.id,
-            deadline=time.monotonic() + forensics.BUDGET,
-            cancel=self.cancelled,
-            resources=self.resources,
-            kube_context=self.engine.options.kube_context,
-        )
+        ctx = self.context(step, env, cwd, deadline=time.monotonic() + forensics.BUDGET)
         try:
             sections = forensics.collect(ctx, namespaces)
         except Exception as exc:  # a bug here must not hide the step's own failure

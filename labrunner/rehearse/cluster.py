@@ -141,11 +141,15 @@ def resolve_plan(workshop: Workshop, env: Mapping[str, str]) -> ClusterPlan:
     get = f" (get it: {plan.get})" if plan.get else ""
     out = ClusterPlan()
     missing_crds = []
-    for text in plan.crds:
+
+    def resolved(key: str, text: str) -> Path:
         try:
-            path = _expanded(text, full, workshop.root)
+            return _expanded(text, full, workshop.root)
         except UnsetVariable as exc:
-            raise RehearsalSetupError(f"rehearse.crds: {text}: {exc}") from None
+            raise RehearsalSetupError(f"rehearse.{key}: {text}: {exc}") from None
+
+    for text in plan.crds:
+        path = resolved("crds", text)
         if not path.is_file():
             missing_crds.append(str(path))
             continue
@@ -164,10 +168,7 @@ def resolve_plan(workshop: Workshop, env: Mapping[str, str]) -> ClusterPlan:
         known = {d["metadata"]["name"] for d in out.crd_docs}
         out.crd_docs += [d for d in stand_in_crds() if d["metadata"]["name"] not in known]
     for text in plan.preload:
-        try:
-            path = _expanded(text, full, workshop.root)
-        except UnsetVariable as exc:
-            raise RehearsalSetupError(f"rehearse.preload: {text}: {exc}") from None
+        path = resolved("preload", text)
         if not path.exists():
             raise RehearsalSetupError(f"rehearse.preload: no such file or directory: {path}")
         for file in _manifest_files(path):

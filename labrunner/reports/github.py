@@ -178,18 +178,23 @@ class GitHubActions:
 
     def summary(self, title: str) -> str:
         """The Markdown table for ``$GITHUB_STEP_SUMMARY``."""
-        lines = [
-            f"### {cell(title)}",
-            "",
-            "| lab | step | outcome | time | message |",
-            "|---|---|---|---:|---|",
-        ]
+        lines = summary_head(title)
         for row in self.rows:
             lines.append(
                 f"| {cell(row.lab)} | {cell(row.step)} | {_MARK.get(row.status, row.status)} "
                 f"| {format_duration(row.duration)} | {cell(row.message, SUMMARY_MESSAGE)} |"
             )
         return "\n".join(lines) + "\n"
+
+
+def summary_head(title: str) -> list[str]:
+    """The heading and column header of a step summary table."""
+    return [
+        f"### {cell(title)}",
+        "",
+        "| lab | step | outcome | time | message |",
+        "|---|---|---|---:|---|",
+    ]
 
 
 def write_summary(text: str, env: Mapping[str, str] | None = None) -> Path | None:

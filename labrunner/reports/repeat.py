@@ -18,7 +18,7 @@ from typing import Any
 from labrunner.durations import format_duration
 from labrunner.engine import events as ev
 from labrunner.redact import redact
-from labrunner.reports.github import cell
+from labrunner.reports.github import cell, summary_head
 
 MAX_MESSAGES = 5
 MESSAGE_CHARS = 200
@@ -142,12 +142,7 @@ class RepeatStats:
 
     def markdown(self, title: str) -> str:
         """The tallies as a Markdown table (for ``$GITHUB_STEP_SUMMARY``)."""
-        lines = [
-            f"### {cell(title)}: {self.runs} runs, {len(self.failed_runs)} failed",
-            "",
-            "| lab | step | outcome | time | message |",
-            "|---|---|---|---:|---|",
-        ]
+        lines = summary_head(f"{title}: {self.runs} runs, {len(self.failed_runs)} failed")
         for step in self.steps.values():
             timing = step.time_to_pass()
             time = (
