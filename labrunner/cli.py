@@ -656,9 +656,11 @@ def rehearse(ctx: click.Context, labs: tuple[str, ...], verbose: bool) -> None:
             report = rehearsal.run(copy.lab(lab.id) for lab in chosen)
         except RehearsalSetupError as exc:
             _fail(UsageProblem(str(exc)))
+        except KeyboardInterrupt:  # the shells and the cluster are closed on the way out
+            _say("interrupted")
+            sys.exit(130)
     finally:
         shutil.rmtree(directory, ignore_errors=True)
-    report.warnings.clear()  # said above, before the labs ran
     click.echo(render(report))
     sys.exit(int(report.exit_code))
 
