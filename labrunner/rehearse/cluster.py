@@ -191,6 +191,13 @@ def resolve_plan(workshop: Workshop, env: Mapping[str, str]) -> ClusterPlan:
         out.warnings.append(
             f"{names} not found{get}; steps whose commands read it are not rehearsable"
         )
+    from labrunner.testing.fakecluster import builtin_schema  # lazy: see the module docstring
+
+    if not builtin_schema.available():
+        out.warnings.append(
+            "kubernetes-validate is not installed, so built-in kinds are not checked for "
+            "unknown fields (pip install 'labrunner[rehearse]')"
+        )
     return out
 
 

@@ -264,3 +264,21 @@ def test_the_bundled_workshop_rehearses_green_without_a_cluster_or_a_release() -
     assert rows[("install-istio", "install")][0] == "not rehearsable"
     assert rows[("mesh-security-basics", "mesh-ca")] == ("rehearsed", "passed")
     assert not any(result in ("failed", "error") for result, _ in rows.values())
+
+
+def test_without_kubernetes_validate_the_rehearsal_says_what_it_does_not_check(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from labrunner.lab.loader import load_workshop
+    from labrunner.rehearse import resolve_plan
+    from labrunner.testing.fakecluster import builtin_schema
+    from labrunner.verify.registry import builtin_registry
+
+    labs = make_workshop(tmp_path / "w")
+    workshop = load_workshop(labs, builtin_registry()).workshop
+    assert workshop is not None
+    assert not resolve_plan(workshop, os.environ).warnings
+    monkeypatch.setattr(builtin_schema, "available", lambda: False)
+    (warning,) = resolve_plan(workshop, os.environ).warnings
+    assert "kubernetes-validate is not installed" in warning
+    assert "labrunner[rehearse]" in warning
