@@ -193,8 +193,13 @@ def main(ctx: click.Context, labs_dir: str | None) -> None:
 @main.command()
 @click.argument("lab", required=False)
 @click.option("--context", "context_option", metavar="CTX", help="Kube context to act on.")
+@click.option(
+    "--watch",
+    is_flag=True,
+    help="Reload a lab file when you save it (for authors), keeping your place and progress.",
+)
 @click.pass_context
-def run(ctx: click.Context, lab: str | None, context_option: str | None) -> None:
+def run(ctx: click.Context, lab: str | None, context_option: str | None, watch: bool) -> None:
     """Open the TUI (on LAB if given)."""
     if not (sys.stdin.isatty() and sys.stdout.isatty()):
         _fail(
@@ -211,7 +216,7 @@ def run(ctx: click.Context, lab: str | None, context_option: str | None) -> None
         workshop, _ = _load(ctx.obj.get("labs"))
         if lab is not None and workshop.find(lab) is None:
             raise UsageProblem(f"no lab {lab!r} in {workshop.labs_dir}")
-        code = run_app(workshop, lab=lab, context=context_option)
+        code = run_app(workshop, lab=lab, context=context_option, watch=watch)
     except LabrunnerError as exc:
         _fail(exc)
     sys.exit(int(code))
@@ -337,6 +342,27 @@ def list_(ctx: click.Context, context_option: str | None, as_json: bool, steps: 
 )
 @click.option("--no-save", is_flag=True, help="Do not record progress.")
 @click.option("-q", "--quiet", is_flag=True, help="Do not show command output.")
+@click.option(
+    "--annotations",
+    type=click.Choice(["auto", "github", "none"]),
+    default="auto",
+    show_default=True,
+    help="GitHub Actions groups, annotations, step summary (auto: when GITHUB_ACTIONS=true).",
+)
+@click.option(
+    "--forensics",
+    "forensics_dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    metavar="DIR",
+    help="When a cluster step fails, save its events, pod states and logs to DIR/LAB/STEP/.",
+)
+@click.option(
+    "--repeat",
+    type=click.IntRange(min=1),
+    default=1,
+    metavar="N",
+    help="Run the labs N times (cleanup between runs) and report pass rates and timings.",
+)
 @click.pass_context
 def verify(
     ctx: click.Context,
@@ -351,11 +377,18 @@ def verify(
     skip_needs: str,
     no_save: bool,
     quiet: bool,
+    annotations: str,
+    forensics_dir: Path | None,
+    repeat: int,
 ) -> None:
     """Run labs headless: each step's commands, then its checks (the CI smoke test)."""
+    from dataclasses import replace
+
     from labrunner.engine import Engine, RunOptions, UsageError
+    from labrunner.engine.events import StepStatus
     from labrunner.engine.prepare import prepare_run
     from labrunner.reports import ReportCollector
+    from labrunner.reports.github import wanted as wanted_annotations
     from labrunner.ui_text import Printer
 
     run = prepare_run(context_option)
@@ -379,13 +412,46 @@ def verify(
         skip_needs=frozenset(n.strip() for n in skip_needs.split(",") if n.strip()),
         kube_context=context_option,
         save=not no_save,
+        # the JUnit report carries forensics too, so a CI run that keeps one collects them
+        forensics=forensics_dir is not None or junit is not None,
     )
     collector = ReportCollector(workshop=workshop.title, context=context)
+    writer = None
+    if forensics_dir is not None:
+        from labrunner.reports.forensics import ForensicsWriter
+
+        writer = ForensicsWriter(forensics_dir)
     printer = Printer(quiet=quiet)
+    log: Any = printer
+    github = None
+    if wanted_annotations(annotations, os.environ):
+        from labrunner.reports.github import GitHubActions
+
+        github = GitHubActions(
+            workshop,
+            inner=printer,
+            stream=sys.stdout,
+            workspace=os.environ.get("GITHUB_WORKSPACE"),
+        )
+        log = github
+
+    stats = None
+    if repeat > 1:
+        from labrunner.reports.repeat import RepeatStats
+
+        stats = RepeatStats(repeat)
+        collector.repeat = stats
 
     def emit(event: Any) -> None:
         collector(event)
-        printer(event)
+        if stats is not None:
+            stats(event)
+        if writer is not None:
+            try:
+                writer(event)
+            except OSError as exc:
+                _say(f"warning: cannot write forensics: {exc.strerror or exc}")
+        log(event)
 
     store = _store(workshop, run.context)
     engine = Engine(
@@ -398,24 +464,49 @@ def verify(
         identify=_identify(run, workshop, chosen),
     )
     _install_signal_handlers(engine)
+    broken = failed = False
     try:
-        summary = engine.verify(chosen)
+        for index in range(1, repeat + 1):
+            if stats is not None:
+                printer.heading(f"run {index}/{repeat}")
+                stats.start_run(index)
+                collector.start_run(index, repeat)
+                if writer is not None:
+                    writer.start_run(index, repeat)
+                if github is not None:
+                    github.label = f"run {index}/{repeat} · "
+                # cleanup between runs, so each run starts where the first did
+                engine.options = replace(options, cleanup=cleanup or index < repeat)
+            summary = engine.verify(chosen)
+            broken = broken or summary.environment_broken
+            failed = failed or not summary.ok
+            if any(s is StepStatus.CANCELLED for s in summary.lab_status.values()):
+                break
     except UsageError as exc:
         _fail(UsageProblem(str(exc)))
     finally:
         run.close()
         _store_news(store)
     printer.summary(collector)
+    if stats is not None:
+        click.echo(stats.table())
+    if writer is not None and writer.written:
+        _say(f"forensics of {len(writer.written)} failed step(s) in {forensics_dir}")
     try:
         if junit:
             collector.write_junit(junit)
         if json_path:
             collector.write_json(json_path)
+        if github is not None:
+            from labrunner.reports.github import write_summary
+
+            title = f"labrunner verify: {workshop.title}"
+            write_summary(stats.markdown(title) if stats else github.summary(title))
     except OSError as exc:
         _fail(EnvironmentProblem(f"cannot write report: {exc.strerror or exc}"))
-    if summary.environment_broken:
+    if broken:
         sys.exit(int(ExitCode.ENVIRONMENT))
-    sys.exit(int(ExitCode.OK if summary.ok else ExitCode.FAILED))
+    sys.exit(int(ExitCode.FAILED if failed else ExitCode.OK))
 
 
 def _identify(
@@ -519,6 +610,111 @@ def check(
     if worst is StepStatus.ERROR:
         sys.exit(int(ExitCode.ENVIRONMENT))
     sys.exit(int(ExitCode.OK if worst.ok else ExitCode.FAILED))
+
+
+# --------------------------------------------------------------------------- new
+
+
+@main.command()
+@click.argument("lab_id", metavar="LAB-ID")
+@click.option("--title", help="The lab's title (default: from its id).")
+@click.pass_context
+def new(ctx: click.Context, lab_id: str, title: str | None) -> None:
+    """Start a new lab: a file that validates, listed last in workshop.yaml."""
+    from labrunner.lab.loader import check_lab_file
+    from labrunner.lab.locate import find_labs_dir
+    from labrunner.lab.scaffold import ScaffoldError, new_lab
+    from labrunner.lab.schema import lab_schema
+
+    try:
+        labs_dir = find_labs_dir(ctx.obj.get("labs"))
+        registry = _registry()
+        created = new_lab(labs_dir, lab_id, title=title, schema=lab_schema(registry))
+    except ScaffoldError as exc:
+        _fail(UsageProblem(str(exc)))
+    except OSError as exc:
+        _fail(EnvironmentProblem(f"cannot write the lab: {exc.strerror or exc}"))
+    except LabrunnerError as exc:
+        _fail(exc)
+    _lab, problems = check_lab_file(created.lab_file, registry)
+    for problem in problems:  # the template is tested to load; this is a last guard
+        click.echo(str(problem), err=True)
+    click.echo(f"created {created.lab_file}")
+    if created.workshop_file is not None:
+        click.echo(f"listed it last in {created.workshop_file}")
+    if created.schema_file is not None:
+        click.echo(f"wrote {created.schema_file} for editor completion")
+    click.echo(
+        f"next: edit it, then `labrunner validate`, `labrunner rehearse {lab_id}`, "
+        f"`labrunner run --watch {lab_id}`"
+    )
+    if any(p.is_error for p in problems):
+        sys.exit(int(ExitCode.USAGE))
+
+
+# --------------------------------------------------------------------------- rehearse
+
+
+@main.command()
+@click.argument("labs", nargs=-1, metavar="[LAB|FILE]...")
+@click.option("-v", "--verbose", is_flag=True, help="Show every command and check as it runs.")
+@click.pass_context
+def rehearse(ctx: click.Context, labs: tuple[str, ...], verbose: bool) -> None:
+    """Rehearse labs on a simulated cluster: no cluster needed.
+
+    For each lab, on a fresh simulated cluster: setup, then every step's cluster
+    checks must fail before its solution and pass after, then cleanup must undo
+    the lab. Steps that need real traffic, istioctl, helm or the internet are
+    reported as not rehearsable. The labs run in a copy of the workshop.
+    """
+    import shutil
+    import tempfile
+
+    from labrunner.ui_text import Printer
+
+    try:
+        registry = _registry()
+        workshop, chosen = _load(ctx.obj.get("labs"), labs)
+    except LabrunnerError as exc:
+        _fail(exc)
+    if any(lab.needs_cluster for lab in chosen) and shutil.which("kubectl") is None:
+        _fail(EnvironmentProblem("rehearse runs the labs' kubectl commands: install kubectl"))
+    from labrunner.lab.loader import load_workshop
+    from labrunner.rehearse import Rehearsal, RehearsalSetupError, copy_workshop
+    from labrunner.rehearse.table import lab_line, render
+
+    directory = Path(tempfile.mkdtemp(prefix="labrunner-rehearse-"))
+    try:
+        try:
+            copied = load_workshop(copy_workshop(workshop, directory / "workshop"), registry)
+        except (RehearsalSetupError, OSError) as exc:
+            _fail(EnvironmentProblem(f"cannot copy the workshop for a rehearsal: {exc}"))
+        if copied.workshop is None:  # the copy of a valid workshop is valid
+            raise AssertionError("\n".join(map(str, copied.problems)))
+        copy = copied.workshop
+        printer = Printer(quiet=False) if verbose else None
+        _say(f"rehearsing {len(chosen)} lab{'s' if len(chosen) != 1 else ''} of {workshop.title}")
+        rehearsal = Rehearsal(
+            copy,
+            registry=registry,
+            emit=printer,
+            on_lab=lambda result: _say(lab_line(result)),
+            directory=directory / "runs",
+        )
+        try:
+            if any(lab.needs_cluster for lab in chosen):
+                for warning in rehearsal.plan.warnings:
+                    _say(f"warning: {warning}")
+            report = rehearsal.run(copy.lab(lab.id) for lab in chosen)
+        except RehearsalSetupError as exc:
+            _fail(UsageProblem(str(exc)))
+        except KeyboardInterrupt:  # the shells and the cluster are closed on the way out
+            _say("interrupted")
+            sys.exit(130)
+    finally:
+        shutil.rmtree(directory, ignore_errors=True)
+    click.echo(render(report))
+    sys.exit(int(report.exit_code))
 
 
 # --------------------------------------------------------------------------- validate / schema

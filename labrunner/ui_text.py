@@ -136,8 +136,15 @@ class Printer:
                     self._out(f"    {redact(line)}", "dim")
         elif isinstance(event, ev.CleanupPlanned):
             self._out("== cleanup, in reverse dependency order: " + " → ".join(event.order), "bold")
+        elif isinstance(event, ev.Forensics):
+            names = ", ".join(section.name for section in event.sections)
+            self._out(f"  forensics collected: {names}", "dim")
         elif isinstance(event, ev.Notice):
             sys.stderr.write(f"labrunner: warning: {redact(event.message)}\n")
+
+    def heading(self, text: str) -> None:
+        """A heading line between parts of a run (``run 2/3`` of a ``--repeat``)."""
+        self._out(f"#### {text}", "bold magenta")
 
     def summary(self, collector: ReportCollector) -> None:
         """A last line with totals."""

@@ -30,7 +30,7 @@ SHARED = REPO.parent / "shared"
 def isolated_env(
     tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch
 ) -> Iterator[Path]:
-    """A private HOME, state dir, kube cache and no kubeconfig for each test."""
+    """A private HOME, state dir, kube cache and no kubeconfig for each test; no GITHUB_*."""
     home = tmp_path_factory.mktemp("home")
     monkeypatch.setenv("HOME", str(home))
     monkeypatch.setenv("LABRUNNER_STATE_DIR", str(home / "state"))
@@ -41,6 +41,9 @@ def isolated_env(
     monkeypatch.setenv("XDG_CACHE_HOME", str(home / ".cache"))
     monkeypatch.delenv("LABRUNNER_LABS", raising=False)
     monkeypatch.delenv("LABRUNNER_CONTEXT", raising=False)
+    for name in [n for n in os.environ if n.startswith("GITHUB_")]:
+        # a run on GitHub Actions must not turn every verify into an annotated one
+        monkeypatch.delenv(name)
     monkeypatch.setenv("NO_COLOR", "1")
     monkeypatch.setenv("TERM", os.environ.get("TERM", "xterm-256color"))
     yield home

@@ -21,7 +21,7 @@ from typing import Any
 
 from labrunner.cluster import resources
 from labrunner.cluster.client import Kube
-from labrunner.cluster.errors import NotFound, UnknownType
+from labrunner.cluster.errors import NotFound, UnknownType, http_error
 from labrunner.cluster.resources import ResourceType
 from labrunner.cluster.watch import Waiter, watch_waiter
 
@@ -114,6 +114,33 @@ class Reader:
             return self.kube.get(rt.item(name, namespace), timeout=self.timeout())
         except NotFound:
             return None
+
+    def log(
+        self,
+        namespace: str,
+        pod: str,
+        container: str,
+        *,
+        tail: int,
+        previous: bool = False,
+        limit_bytes: int = 256 * 1024,
+    ) -> str:
+        """The last ``tail`` lines a container logged (of its previous instance with
+        ``previous``); empty when there is none. Raises ClusterError kinds."""
+        query = [
+            ("container", container),
+            ("tailLines", str(tail)),
+            ("limitBytes", str(limit_bytes)),
+            ("previous", "true" if previous else ""),
+        ]
+        path = resources.PODS.item(pod, namespace) + "/log"
+        response = self.kube.open(path, query=query, timeout=self.timeout(), accept="text/plain")
+        status = int(response.status)
+        if status in (400, 404):  # no previous instance, or the pod is gone
+            return ""
+        if status >= 300:
+            raise http_error(status, response.data, method="GET", path=path)
+        return bytes(response.data[:limit_bytes]).decode("utf-8", errors="replace")
 
     def waiter(self, listed: ObjectList) -> Waiter:
         """A ``wait`` callable that returns on the first change to what ``listed`` covers."""

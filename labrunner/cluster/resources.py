@@ -76,6 +76,7 @@ PODS = ResourceType("", "v1", "pods", "Pod", True, "pod", ("po",))
 NAMESPACES = ResourceType("", "v1", "namespaces", "Namespace", False, "namespace", ("ns",))
 SECRETS = ResourceType("", "v1", "secrets", "Secret", True, "secret")
 SERVICES = ResourceType("", "v1", "services", "Service", True, "service", ("svc",))
+EVENTS = ResourceType("", "v1", "events", "Event", True, "event", ("ev",))
 DEPLOYMENTS = ResourceType(
     "apps", "v1", "deployments", "Deployment", True, "deployment", ("deploy",)
 )

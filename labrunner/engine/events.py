@@ -11,6 +11,7 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass, field
 
+from labrunner.verify.evidence import Section
 from labrunner.verify.outcome import Status
 
 
@@ -136,6 +137,14 @@ class StepFinished(Event):
     duration: float = 0.0
     hints: tuple[str, ...] = ()
     attempts: int = 0
+
+
+@dataclass(frozen=True)
+class Forensics(Event):
+    """What the cluster looked like when a step failed (events, pods, logs), redacted."""
+
+    step_id: str
+    sections: tuple[Section, ...]
 
 
 @dataclass(frozen=True)

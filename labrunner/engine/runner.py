@@ -94,6 +94,8 @@ class RunOptions:
     skip_needs: frozenset[str] = frozenset()
     kube_context: str | None = None
     save: bool = True
+    forensics: bool = False
+    """Collect the cluster's events, pod states and logs when a cluster step fails."""
 
 
 @dataclass
@@ -352,6 +354,29 @@ class LabSession:
 
     # ------------------------------------------------------------------ checks
 
+    def context(
+        self,
+        step_id: str,
+        env: Mapping[str, str],
+        cwd: Path,
+        *,
+        deadline: float,
+        attempt: int = 1,
+    ) -> CheckContext:
+        """What a check of step ``step_id`` (or forensics about it) may see and use."""
+        return CheckContext(
+            env=env,
+            cwd=cwd,
+            workdir=self.engine.workshop.root,
+            lab_id=self.lab.id,
+            step_id=step_id,
+            deadline=deadline,
+            cancel=self.cancelled,
+            resources=self.resources,
+            kube_context=self.engine.options.kube_context,
+            attempt=attempt,
+        )
+
     def evaluate(
         self,
         step: Step,
@@ -419,18 +444,7 @@ class LabSession:
             )
         if not check.title:
             label = spec.label(params)
-        ctx = CheckContext(
-            env=env,
-            cwd=cwd,
-            workdir=self.engine.workshop.root,
-            lab_id=self.lab.id,
-            step_id=step_id,
-            deadline=deadline,
-            cancel=self.cancelled,
-            resources=self.resources,
-            kube_context=self.engine.options.kube_context,
-            attempt=attempt,
-        )
+        ctx = self.context(step_id, env, cwd, deadline=deadline, attempt=attempt)
         return label, _call(spec.func, ctx, params, check.verifier)
 
     def check(
@@ -562,7 +576,10 @@ class LabSession:
         position = index if index is not None else self.lab.index(step.id)
         self._emit(ev.StepStarted(self.lab.id, step.id, position, step.title))
         result = self._run_step(step, solution=solution)
+        duration = time.monotonic() - started
         self.record(step, result)
+        if result.status in (StepStatus.FAILED, StepStatus.ERROR):
+            self.forensics(step)
         self._emit(
             ev.StepFinished(
                 self.lab.id,
@@ -570,12 +587,38 @@ class LabSession:
                 result.status,
                 result.message,
                 result.details,
-                time.monotonic() - started,
+                duration,
                 _hints(step, result),
                 len(result.outcomes),
             )
         )
         return result
+
+    def forensics(self, step: Step) -> None:
+        """Collect and emit what the cluster looks like now, if the run asked for it and
+        the lab works on a cluster (never raises: evidence must not fail a run)."""
+        if not self.engine.options.forensics or not self.lab.needs_cluster:
+            return
+        # lazy: only a failed cluster step pays for the cluster client
+        from labrunner.verify import forensics
+        from labrunner.verify.evidence import Section
+
+        try:
+            env, cwd = self.environment(refresh=False)
+        except ShellError:
+            env = shell_environment(self.engine.workshop, self.lab, self.engine.base_env)
+            cwd = self.engine.workshop.root
+        namespaces = forensics.lab_namespaces(self.lab, step, env)
+        ctx = self.context(step.id, env, cwd, deadline=time.monotonic() + forensics.BUDGET)
+        try:
+            sections = forensics.collect(ctx, namespaces)
+        except Exception as exc:  # a bug here must not hide the step's own failure
+            sections = [
+                Section(
+                    "error.txt", "forensics failed", f"{type(exc).__name__}: {redact(str(exc))}"
+                )
+            ]
+        self._emit(ev.Forensics(self.lab.id, step.id, tuple(sections)))
 
     def _run_step(self, step: Step, *, solution: bool) -> StepResult:
         try:

@@ -36,6 +36,7 @@ from labrunner.lab.model import (
     Expect,
     Import,
     Lab,
+    RehearsePlan,
     Service,
     Step,
     Where,
@@ -383,6 +384,7 @@ class _LabChecker:
             cleanup=cleanup or (),
             services=services,
             imports=imports,
+            namespaces=tuple(data.get("namespaces") or ()),
             where=self.where(()),
         )
 
@@ -716,6 +718,8 @@ class _WorkshopFile:
     labs: tuple[str, ...]
     contexts: tuple[str, ...]
     workdir: str | None
+    rehearse: RehearsePlan
+    kept_lines: dict[str, int]
 
 
 def _workshop_file(path: Path, problems: list[Problem]) -> _WorkshopFile | None:
@@ -742,12 +746,24 @@ def _workshop_file(path: Path, problems: list[Problem]) -> _WorkshopFile | None:
                 severity="warning",
             )
     problems.extend(checker.problems)
+    rehearse = data.get("rehearse") or {}
+    kept = dict(rehearse.get("kept") or {})
     return _WorkshopFile(
         title=data.get("title", "Workshop"),
         env={k: _env_value(v) for k, v in (data.get("env") or {}).items()},
         labs=tuple(data.get("labs") or ()),
         contexts=tuple(data.get("contexts") or ()),
         workdir=data.get("workdir"),
+        rehearse=RehearsePlan(
+            crds=tuple(rehearse.get("crds") or ()),
+            preload=tuple(rehearse.get("preload") or ()),
+            files=tuple(rehearse.get("files") or ()),
+            get=str(rehearse.get("get") or ""),
+            kept=MappingProxyType(kept),
+        ),
+        kept_lines={
+            key: sources[0].positions.line(("rehearse", "kept", key), key=True) for key in kept
+        },
     )
 
 
@@ -826,6 +842,8 @@ def load_workshop(
                 )
     for lab in labs:
         problems.extend(_import_problems(lab, by_id))
+    if meta is not None and files is None:  # a subset of files cannot tell
+        problems.extend(_unknown_kept(workshop_path, meta, by_id))
     cycle = _find_cycle(labs)
     if cycle:
         first = next(lab for lab in labs if lab.id == cycle[0])
@@ -846,6 +864,7 @@ def load_workshop(
         title=meta.title if meta else labs_dir.name,
         env=MappingProxyType(meta.env if meta else {}),
         context_patterns=meta.contexts if meta else (),
+        rehearse=meta.rehearse if meta else RehearsePlan(),
     )
     return LoadResult(workshop, problems)
 
@@ -884,6 +903,22 @@ def _import_problems(lab: Lab, by_id: Mapping[str, Lab]) -> list[Problem]:
                         f"(it exports: {offered})",
                     )
                 )
+    return problems
+
+
+def _unknown_kept(path: Path, meta: _WorkshopFile, by_id: Mapping[str, Lab]) -> list[Problem]:
+    """``rehearse.kept`` entries that name no step of the workshop."""
+    problems = []
+    for key in meta.rehearse.kept:
+        lab_id, _, step_id = key.partition("/")
+        lab = by_id.get(lab_id)
+        if lab is None:
+            why = f"no lab {lab_id!r}"
+        elif step_id not in {s.id for s in lab.steps}:
+            why = f"lab {lab_id} has no step {step_id!r}"
+        else:
+            continue
+        problems.append(Problem(path, meta.kept_lines.get(key, 1), f"rehearse.kept: {why}"))
     return problems
 
 

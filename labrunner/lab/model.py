@@ -137,6 +137,8 @@ class Lab:
     cleanup: tuple[Command, ...] = ()
     services: tuple[Service, ...] = ()
     imports: tuple[Import, ...] = ()
+    namespaces: tuple[str, ...] = ()
+    """Namespaces the lab works in, as written (``${VAR}`` allowed): where forensics look."""
     where: Where | None = field(default=None, compare=False)
 
     def step(self, step_id: str) -> Step:
@@ -160,6 +162,26 @@ class Lab:
 
 
 @dataclass(frozen=True)
+class RehearsePlan:
+    """What ``labrunner rehearse`` gives the simulated cluster (``rehearse:`` in workshop.yaml).
+
+    Paths are kept as written (``${ISTIO_HOME}/...``): they are expanded with the
+    workshop's env when a rehearsal starts, on the machine that runs it.
+    """
+
+    crds: tuple[str, ...] = ()
+    """CRD files to serve; a missing one is a warning, not an error."""
+    preload: tuple[str, ...] = ()
+    """Manifests (files or directories) applied before each lab: where the labs start."""
+    files: tuple[str, ...] = ()
+    """Paths some steps read that the workshop does not hold (a downloaded release)."""
+    get: str = ""
+    """How to get what ``crds`` and ``files`` name, for the message when they are missing."""
+    kept: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
+    """``LAB/STEP`` → why that step's effect outlives the lab's cleanup on purpose."""
+
+
+@dataclass(frozen=True)
 class Workshop:
     """A set of labs in order, with the settings they share."""
 
@@ -169,6 +191,7 @@ class Workshop:
     title: str = "Workshop"
     env: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
     context_patterns: tuple[str, ...] = ()
+    rehearse: RehearsePlan = field(default_factory=RehearsePlan)
 
     def lab(self, lab_id: str) -> Lab:
         """The lab with ``lab_id``; raises KeyError when there is none."""

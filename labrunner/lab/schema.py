@@ -208,11 +208,57 @@ def lab_schema(registry: Catalog | None = None) -> dict[str, Any]:
             },
             "setup": _commands("brings a fresh environment to this lab's starting point"),
             "cleanup": _commands("undoes what the lab created"),
+            "namespaces": {
+                "type": "array",
+                "description": "namespaces the lab works in (${VAR} allowed); when a step "
+                "fails, forensics collect events, pods and logs there",
+                "items": {"type": "string", "minLength": 1},
+            },
             "steps": {"type": "array", "minItems": 1, "items": {"$ref": "#/$defs/step"}},
         },
         "required": ["apiVersion", "id", "title", "steps"],
         "additionalProperties": False,
         "$defs": defs,
+    }
+
+
+def _paths(description: str) -> dict[str, Any]:
+    return {
+        "type": "array",
+        "description": description,
+        "items": {"type": "string", "minLength": 1},
+    }
+
+
+def _rehearse_schema() -> dict[str, Any]:
+    return {
+        "type": "object",
+        "description": "what `labrunner rehearse` gives its simulated cluster",
+        "properties": {
+            "crds": _paths(
+                "CRD files to serve (${VAR} allowed); a missing one is a warning and the "
+                "rehearsal runs with built-in stand-ins"
+            ),
+            "preload": _paths(
+                "manifests (files or directories, relative to the workshop root) applied "
+                "before each lab: the state the labs start from"
+            ),
+            "files": _paths(
+                "paths some steps read that the workshop does not hold (a downloaded "
+                "release); a step whose commands name a missing one is not rehearsable"
+            ),
+            "get": {
+                "type": "string",
+                "description": "how to get what crds and files name (shown when missing)",
+            },
+            "kept": {
+                "type": "object",
+                "description": "LAB/STEP: why that step's effect outlives the lab's cleanup",
+                "propertyNames": {"pattern": r"^[a-z0-9][a-z0-9-]*/[a-z0-9][a-z0-9-]*$"},
+                "additionalProperties": {"type": "string", "minLength": 1},
+            },
+        },
+        "additionalProperties": False,
     }
 
 
@@ -241,6 +287,7 @@ def workshop_schema() -> dict[str, Any]:
                 "type": "string",
                 "description": "the directory commands run in, relative to this file (default ..)",
             },
+            "rehearse": _rehearse_schema(),
         },
         "required": ["apiVersion", "kind"],
         "additionalProperties": False,

@@ -25,6 +25,7 @@ from labrunner.ansi import strip_ansi
 from labrunner.engine import events as ev
 from labrunner.fsutil import write_atomic
 from labrunner.redact import LineRedactor, redact
+from labrunner.verify.evidence import Section, render
 
 OUTPUT_TAIL = 200
 MAX_LINE = 2000
@@ -85,6 +86,7 @@ class StepRecord:
     commands: list[CommandRecord] = field(default_factory=list)
     output: deque[str] = field(default_factory=lambda: deque(maxlen=OUTPUT_TAIL))
     hints: tuple[str, ...] = ()
+    forensics: tuple[Section, ...] = ()
 
 
 @dataclass
@@ -101,6 +103,8 @@ class LabRecord:
     notices: list[str] = field(default_factory=list)
     phase_output: deque[str] = field(default_factory=lambda: deque(maxlen=OUTPUT_TAIL))
     phase_commands: list[CommandRecord] = field(default_factory=list)
+    run: int | None = None
+    """Which run of a ``--repeat`` this is (None when the labs ran once)."""
 
 
 class ReportCollector:
@@ -113,14 +117,25 @@ class ReportCollector:
         self.started = datetime.now(UTC)
         self._t0 = time.monotonic()
         self._redactor = LineRedactor()
+        self.run: int | None = None
+        self.runs = 1
+        self.repeat: Any = None
+        """A ``RepeatStats`` when the labs ran several times (its summary joins the JSON)."""
+
+    def start_run(self, run: int, runs: int) -> None:
+        """Record what follows as run ``run`` of ``runs`` (``--repeat``)."""
+        self.run, self.runs = (run, runs) if runs > 1 else (None, 1)
+
+    def _key(self, lab_id: str) -> str:
+        return lab_id if self.run is None else f"{lab_id}#{self.run}"
 
     def __call__(self, event: ev.Event) -> None:
-        lab = self.labs.get(event.lab_id)
+        lab = self.labs.get(self._key(event.lab_id))
         if isinstance(event, ev.LabStarted):
-            lab = LabRecord(event.lab_id, event.title, started=_stamp())
+            lab = LabRecord(event.lab_id, event.title, started=_stamp(), run=self.run)
             for step_id in event.step_ids:
                 lab.steps[step_id] = StepRecord(step_id)
-            self.labs[event.lab_id] = lab
+            self.labs[self._key(event.lab_id)] = lab
             return
         if lab is None:
             return
@@ -166,6 +181,9 @@ class ReportCollector:
             step.details = event.details
             step.duration = event.duration
             step.hints = event.hints
+        elif isinstance(event, ev.Forensics):
+            step = lab.steps.setdefault(event.step_id, StepRecord(event.step_id))
+            step.forensics = event.sections
         elif isinstance(event, ev.LabFinished):
             lab.status = event.status.value
             lab.message = event.message
@@ -203,11 +221,16 @@ class ReportCollector:
                         ],
                         "commands": [_command(c) for c in step.commands],
                         "output": [clean(line) for line in step.output],
+                        "forensics": [
+                            {"file": f.name, "title": f.title, "text": clean(f.text)}
+                            for f in step.forensics
+                        ],
                     }
                 )
             labs.append(
                 {
                     "id": lab.id,
+                    **({"run": lab.run} if lab.run is not None else {}),
                     "title": lab.title,
                     "status": lab.status,
                     "message": clean(lab.message),
@@ -222,7 +245,7 @@ class ReportCollector:
                 }
             )
         ok = all(lab["status"] in ("passed", "skipped") for lab in labs)
-        return {
+        data = {
             "format": "labrunner-report/v1",
             "labrunner": __version__,
             "workshop": self.workshop,
@@ -233,6 +256,9 @@ class ReportCollector:
             "totals": self.totals(),
             "labs": labs,
         }
+        if self.repeat is not None:
+            data["repeat"] = self.repeat.as_dict()
+        return data
 
     def totals(self) -> dict[str, int]:
         """Step counts by status over the whole run."""
@@ -256,7 +282,8 @@ class ReportCollector:
         total_time = 0.0
         for lab in self.labs.values():
             counts = {"tests": 0, "failures": 0, "errors": 0, "skipped": 0}
-            suite = ET.SubElement(root, "testsuite", name=lab.id, timestamp=lab.started)
+            name = lab.id if lab.run is None else f"{lab.id} (run {lab.run}/{self.runs})"
+            suite = ET.SubElement(root, "testsuite", name=name, timestamp=lab.started)
             props = ET.SubElement(suite, "properties")
             ET.SubElement(props, "property", name="title", value=clean(lab.title))
             if self.context:
@@ -266,7 +293,7 @@ class ReportCollector:
                 case = ET.SubElement(
                     suite,
                     "testcase",
-                    classname=lab.id,
+                    classname=name,
                     name=step.id,
                     time=f"{step.duration:.3f}",
                 )
@@ -281,12 +308,13 @@ class ReportCollector:
                 elif step.status in ("skipped", "not-run"):
                     counts["skipped"] += 1
                     ET.SubElement(case, "skipped", message=message or "not run")
-                if step.output:
+                if step.output or step.forensics:
                     # line by line: the lines were redacted per command as they came, and
                     # one command's unfinished key must not mask the next command's output
-                    ET.SubElement(case, "system-out").text = "\n".join(
-                        clean(line) for line in step.output
-                    )
+                    parts = ["\n".join(clean(line) for line in step.output)]
+                    if step.forensics:
+                        parts.append("forensics:\n" + clean(render(step.forensics)))
+                    ET.SubElement(case, "system-out").text = "\n\n".join(p for p in parts if p)
             for key, value in counts.items():
                 suite.set(key, str(value))
                 totals[key] += value

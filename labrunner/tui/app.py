@@ -37,6 +37,7 @@ from labrunner.engine.events import Phase
 from labrunner.engine.prepare import PreparedRun, prepare_run
 from labrunner.engine.runner import Engine, RunOptions
 from labrunner.lab.model import Lab, Step, Workshop
+from labrunner.lab.watch import LabFileWatcher
 from labrunner.state import ProgressStore, StateError, StepRecord
 from labrunner.state.rules import lab_progress, resume_target, steps_to_recheck
 from labrunner.tui import messages as msg
@@ -56,6 +57,7 @@ Identify = Callable[[], str]
 LIVE_INTERVAL = 2.5
 OUTPUT_LINES = 10_000
 POSITION_DELAY = 0.4
+WATCH_INTERVAL = 0.3
 
 
 def run_learner_shell(env: Mapping[str, str], cwd: Path, banner: str) -> int:
@@ -82,6 +84,9 @@ class Settings:
     shell_runner: ShellRunner = run_learner_shell
     live_interval: float = LIVE_INTERVAL
     output_lines: int = OUTPUT_LINES
+    watch: bool = False
+    """Reload a lab file when it changes on disk (``run --watch``)."""
+    watch_interval: float = WATCH_INTERVAL
 
 
 class LabrunnerApp(App[int]):
@@ -113,6 +118,9 @@ class LabrunnerApp(App[int]):
         self.closing = threading.Event()
         self._state_warned: set[str] = set()
         self._identifying = False
+        self.watcher: LabFileWatcher | None = None
+        self.reloads = 0
+        """How many lab file versions were read again (tests wait on it)."""
 
     # ------------------------------------------------------------------ start
 
@@ -135,6 +143,12 @@ class LabrunnerApp(App[int]):
             self._open_lab(lab, step)
         self.call_after_refresh(self._start_doctor)
         self.call_after_refresh(self._start_identify)
+        if self.settings.watch:
+            self.watcher = LabFileWatcher(
+                [lab.path for lab in self.workshop.labs],
+                self._file_changed,
+                interval=self.settings.watch_interval,
+            ).start()
 
     def on_ready(self) -> None:
         self.ready.set()
@@ -639,6 +653,84 @@ class LabrunnerApp(App[int]):
             self.notify(f"Reset {what}.", markup=False)
         self._refresh_home()
 
+    # ------------------------------------------------------------------ run --watch
+
+    def _file_changed(self, path: Path) -> None:
+        """From the watcher's thread: hand the change to the UI thread."""
+        self.post_message(msg.LabFileChanged(path))
+
+    def on_lab_file_changed(self, message: msg.LabFileChanged) -> None:
+        if self.closing.is_set():
+            return
+        self.run_worker(
+            partial(self._reload_work, message.path),
+            thread=True,
+            group="reload",
+            exit_on_error=False,
+        )
+
+    def _reload_work(self, path: Path) -> None:
+        """Read a changed lab file again (worker thread): the new lab, or its problems."""
+        from labrunner.lab.loader import check_lab_file
+
+        old = next((lab for lab in self.workshop.labs if lab.path == path), None)
+        if old is None:
+            return
+        # Straight from the file: a reload never reads a cached copy of the old version.
+        lab, problems = check_lab_file(
+            path, self.settings.registry, known_env=frozenset(self.workshop.env)
+        )
+        errors = [str(p) for p in problems if p.is_error]
+        if lab is not None:
+            where = f"{path}:{lab.where.line if lab.where else 1}: "
+            if lab.id != old.id:
+                errors.append(
+                    f"{where}the lab's id changed from {old.id!r} to {lab.id!r}; "
+                    "change it back, or restart labrunner to run it under its new id"
+                )
+            ids = {other.id for other in self.workshop.labs}
+            errors += [
+                f"{where}requires {req!r}, which is not a lab here"
+                for req in lab.requires
+                if req not in ids
+            ]
+        if lab is None and not errors:
+            errors.append(f"{path}: does not load")
+        self.post_message(msg.LabReloaded(old.id, path, None if errors else lab, tuple(errors)))
+
+    def on_lab_reloaded(self, message: msg.LabReloaded) -> None:
+        self.reloads += 1
+        screen = self.lab_screen
+        is_open = screen is not None and screen.lab.id == message.lab_id
+        if message.lab is None:
+            if is_open and screen is not None:
+                screen.show_problems(str(message.path), message.problems)
+            self.notify(
+                "\n".join(message.problems[:3]),
+                title=f"{message.path.name} does not load",
+                severity="error",
+                timeout=10,
+                markup=False,
+            )
+            return
+        lab = message.lab
+        self.workshop = replace(
+            self.workshop,
+            labs=tuple(lab if other.id == lab.id else other for other in self.workshop.labs),
+        )
+        self.home.workshop = self.workshop
+        self._refresh_home()
+        driver = self.driver
+        if is_open and driver is not None:
+            self.run_worker(
+                partial(driver.replace_lab, lab, self.workshop),
+                thread=True,
+                group="reload",
+                exit_on_error=False,
+            )
+        else:
+            self.notify(f"Reloaded {message.path.name}.", markup=False)
+
     # ------------------------------------------------------------------ app-wide actions
 
     def action_help(self) -> None:
@@ -670,6 +762,8 @@ class LabrunnerApp(App[int]):
         self.exit(0)
 
     def on_unmount(self) -> None:
+        if self.watcher is not None:
+            self.watcher.stop()
         self.close_lab()
         if self.settings.run is not None:
             self.settings.run.close()
@@ -703,6 +797,8 @@ def make_app(
     shell_runner: ShellRunner | None = None,
     live_interval: float = LIVE_INTERVAL,
     output_lines: int = OUTPUT_LINES,
+    watch: bool = False,
+    watch_interval: float = WATCH_INTERVAL,
 ) -> LabrunnerApp:
     """Build the app; ``context`` is an explicit --context, the rest default to real things."""
     run = prepare_run(context, base_env=base_env)
@@ -733,13 +829,17 @@ def make_app(
         shell_runner=shell_runner or run_learner_shell,
         live_interval=live_interval,
         output_lines=output_lines,
+        watch=watch,
+        watch_interval=watch_interval,
     )
     return LabrunnerApp(workshop, settings, start_lab=lab)
 
 
-def run_app(workshop: Workshop, *, lab: str | None = None, context: str | None = None) -> int:
+def run_app(
+    workshop: Workshop, *, lab: str | None = None, context: str | None = None, watch: bool = False
+) -> int:
     """Run the TUI until the learner quits; returns the process exit code."""
-    app = make_app(workshop, lab=lab, context=context)
+    app = make_app(workshop, lab=lab, context=context, watch=watch)
     try:
         app.run()
     finally:

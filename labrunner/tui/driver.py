@@ -29,7 +29,7 @@ from textual.message_pump import MessagePump
 from labrunner.engine import events as ev
 from labrunner.engine.events import Phase, StepStatus
 from labrunner.engine.runner import Engine, StepResult
-from labrunner.lab.model import Lab, Step
+from labrunner.lab.model import Lab, Step, Workshop
 from labrunner.shell import ShellError
 from labrunner.state import StateError, StepRecord
 from labrunner.tui import messages as msg
@@ -419,6 +419,43 @@ class LabDriver:
             # live checks record only a pass: a failure every few seconds is no news
             live = partial(self._checks, step, within=0, record_failure=False)
             self._job(msg.JobKind.LIVE, step, live, wait=False)
+
+    # ------------------------------------------------------------------ reloading
+
+    def replace_lab(self, lab: Lab, workshop: Workshop) -> None:
+        """Run ``lab`` (a reloaded version of this one) from now on (worker thread).
+
+        Waits for the job that holds the session (a background one is cancelled),
+        so no step ever runs half old, half new. Progress of steps that are gone
+        from the file is forgotten, so no record points at a step that no longer
+        exists; the lab screen hears of it in a ``LabSwapped``.
+        """
+        with self._state_lock:
+            background = self._background_job
+        if background is not None:
+            self.session.cancel()
+        with self._engine_lock:
+            if self.closed:
+                return
+            old = self.lab
+            kept = {step.id for step in lab.steps}
+            removed = tuple(step.id for step in old.steps if step.id not in kept)
+            self.lab = lab
+            self.session.lab = lab
+            self.engine.workshop = workshop
+            if self.live_step is not None:
+                self.live_step = next((s for s in lab.steps if s.id == self.live_step.id), None)
+            dropped: list[str] = []
+            error = None
+            for step_id in removed:
+                self._this_run.pop(step_id, None)
+                try:
+                    if self.store.reset(lab.id, step_id):
+                        dropped.append(step_id)
+                except StateError as exc:
+                    error = f"progress of removed steps not forgotten: {exc}"
+            records = self._records()
+        self._post(msg.LabSwapped(lab, removed, tuple(dropped), records, error))
 
     # ------------------------------------------------------------------ input, closing
 

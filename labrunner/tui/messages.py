@@ -19,6 +19,7 @@ from textual.message import Message
 from labrunner.doctor import Finding
 from labrunner.engine import events as ev
 from labrunner.engine.runner import StepResult
+from labrunner.lab.model import Lab
 from labrunner.state.store import StepRecord
 
 
@@ -119,6 +120,46 @@ class ShellReady(Message):
         self.step_id = step_id
         self.env = dict(env)
         self.cwd = cwd
+
+
+class LabFileChanged(Message):
+    """A watched lab file's content changed on disk (``run --watch``)."""
+
+    def __init__(self, path: Path) -> None:
+        super().__init__()
+        self.path = path
+
+
+class LabReloaded(Message):
+    """A changed lab file, read again: the new lab, or the problems that keep the old one."""
+
+    def __init__(self, lab_id: str, path: Path, lab: Lab | None, problems: tuple[str, ...]) -> None:
+        super().__init__()
+        self.lab_id = lab_id
+        self.path = path
+        self.lab = lab
+        self.problems = problems
+
+
+class LabSwapped(Message):
+    """The open lab now runs its reloaded version; ``dropped`` steps' progress is gone."""
+
+    bubble = False
+
+    def __init__(
+        self,
+        lab: Lab,
+        removed: tuple[str, ...],
+        dropped: tuple[str, ...],
+        records: Mapping[str, StepRecord],
+        error: str | None = None,
+    ) -> None:
+        super().__init__()
+        self.lab = lab
+        self.removed = removed
+        self.dropped = dropped
+        self.records = dict(records)
+        self.error = error
 
 
 class DoctorDone(Message):

@@ -163,7 +163,7 @@ def test_unknown_keys_at_every_level(lab_file: LabFile) -> None:
     where = path.resolve()
     assert errors_of(path) == [
         f"{where}:4: unknown key 'colour'; allowed: apiVersion, cleanup, env, id, import, "
-        "kind, needs, requires, services, setup, steps, summary, title",
+        "kind, namespaces, needs, requires, services, setup, steps, summary, title",
         f"{where}:8: step one: unknown key 'runn' in steps[1] (did you mean 'run'?)",
     ]
     # the shape of the lab is fixed, so the verifier's own parameters are checked too

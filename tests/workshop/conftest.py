@@ -8,12 +8,15 @@ kubectl and the real engine) against the fake API server, where the
 resource-level checks must fail before a step and pass after it. Steps that
 need istioctl, real traffic or the internet are skipped with a reason.
 
-The fake cluster starts where the install-istio lab leaves a real one:
-``fixtures/istio-installed.yaml`` stands in for ``istioctl install`` (istiod,
-gateways, injector webhook, mesh config), on top of Istio's real CRDs from
-``../shared/schemas``, and ``fixtures/istio-release`` for the downloaded
-release's ``samples/`` (the add-ons, Bookinfo, the curl client), staged as
-``$ISTIO_HOME`` in the test's private HOME.
+The labs run through ``labrunner.rehearse``, the harness ``labrunner rehearse``
+uses, on its simulated cluster: it starts where the install-istio lab leaves a
+real one, as the workshop declares (``rehearse:`` in ``labs/workshop.yaml``:
+``manifests/rehearse/`` stands in for ``istioctl install`` and the add-ons).
+The pinned release is staged as ``$ISTIO_HOME`` in the test's private HOME, as
+the install lab's download step would leave it: Istio's real CRDs (from
+``../shared/schemas``) where a release keeps them, and ``fixtures/istio-release``
+for its ``samples/`` (Bookinfo, the curl client; the add-ons from
+``manifests/rehearse/addons``).
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ import copy
 import os
 import shutil
 from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -29,14 +33,22 @@ from typing import Any
 import pytest
 import yaml
 
+from labrunner.lab.loader import load_workshop
+from labrunner.lab.model import Workshop as LoadedWorkshop
+from labrunner.rehearse import CONTEXT, SimulatedCluster, resolve_plan
 from labrunner.testing.fixtures import FakeClusterHandle
+from labrunner.verify.registry import builtin_registry
 
 REPO = Path(__file__).resolve().parents[2]
 LABS_DIR = REPO / "labs"
 MANIFESTS_DIR = REPO / "manifests"
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
-ISTIO_INSTALLED = FIXTURES / "istio-installed.yaml"
+REHEARSE_DIR = MANIFESTS_DIR / "rehearse"
+ISTIO_INSTALLED = REHEARSE_DIR / "istio-installed.yaml"
+ADDONS_DIR = REHEARSE_DIR / "addons"
 ISTIO_RELEASE = FIXTURES / "istio-release"
+RELEASE_CRDS = Path("manifests", "charts", "base", "files", "crd-all.gen.yaml")
+"""Where a downloaded Istio release keeps its CRDs (what the workshop's rehearse.crds names)."""
 HELM_VALUES_DIR = MANIFESTS_DIR / "helm"
 ADDONS = ("prometheus", "grafana", "jaeger", "kiali")
 # Release samples the labs apply into a namespace of their choosing (`kubectl apply -n`).
@@ -103,8 +115,12 @@ class ManifestDoc:
 
 
 def manifest_files() -> list[Path]:
-    """Every Kubernetes YAML file under manifests/ (Helm values files are not manifests)."""
-    return sorted(p for p in MANIFESTS_DIR.rglob("*.yaml") if p.parent != HELM_VALUES_DIR)
+    """Every Kubernetes YAML file the labs apply (not Helm values, not rehearsal stand-ins)."""
+    return sorted(
+        p
+        for p in MANIFESTS_DIR.rglob("*.yaml")
+        if p.parent != HELM_VALUES_DIR and REHEARSE_DIR not in p.parents
+    )
 
 
 def load_docs(paths: list[Path]) -> list[ManifestDoc]:
@@ -157,14 +173,21 @@ def helm_installed_docs() -> list[dict[str, Any]]:
 
 def addon_files() -> list[Path]:
     """The stand-ins for the release's four add-on files the install lab applies."""
-    return [ISTIO_RELEASE / "samples" / "addons" / f"{name}.yaml" for name in ADDONS]
+    return [ADDONS_DIR / f"{name}.yaml" for name in ADDONS]
+
+
+def release_path(path: Path) -> Path:
+    """Where a stand-in sits in the staged release (``samples/...``)."""
+    if ADDONS_DIR in path.parents:
+        return Path("samples", "addons", path.name)
+    return path.relative_to(ISTIO_RELEASE)
 
 
 def release_sample_docs() -> list[ManifestDoc]:
     """The release samples' objects, placed in the namespace the labs apply them to."""
     docs = []
-    for path in sorted((ISTIO_RELEASE / "samples").rglob("*.yaml")):
-        sample = path.relative_to(ISTIO_RELEASE / "samples").parts[0]
+    for path in sorted([*(ISTIO_RELEASE / "samples").rglob("*.yaml"), *addon_files()]):
+        sample = release_path(path).parts[1]
         for d in load_docs([path]):
             namespace = SAMPLE_NAMESPACES.get(sample)
             if namespace and d.kind not in ("Namespace",) and not d.namespace:
@@ -181,10 +204,14 @@ def istio_home(home: Path) -> Path:
     return home / ".istio-workshop" / f"istio-{version}"
 
 
-def stage_release_samples(home: Path) -> Path:
-    """Put the stand-in ``samples/`` where the labs look for the release (no istioctl)."""
+def stage_release(home: Path, crds: Path) -> Path:
+    """Put the release where the install lab's download step would (no istioctl): the stand-in
+    ``samples/`` and the add-ons, and Istio's CRDs where a release keeps them."""
     target = istio_home(home)
     shutil.copytree(ISTIO_RELEASE / "samples", target / "samples", dirs_exist_ok=True)
+    shutil.copytree(ADDONS_DIR, target / "samples" / "addons", dirs_exist_ok=True)
+    (target / RELEASE_CRDS).parent.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(crds, target / RELEASE_CRDS)
     return target
 
 
@@ -219,64 +246,60 @@ def workshop_copy(tmp_path: Path) -> Workshop:
     return copy_workshop(tmp_path / "workshop")
 
 
-def _rbac_crd(kind: str, plural: str) -> dict[str, Any]:
-    return {
-        "apiVersion": "apiextensions.k8s.io/v1",
-        "kind": "CustomResourceDefinition",
-        "metadata": {"name": f"{plural}.rbac.authorization.k8s.io"},
-        "spec": {
-            "group": "rbac.authorization.k8s.io",
-            "scope": "Cluster",
-            "names": {"kind": kind, "plural": plural, "singular": kind.lower()},
-            "versions": [
-                {
-                    "name": "v1",
-                    "served": True,
-                    "storage": True,
-                    "schema": {
-                        "openAPIV3Schema": {
-                            "type": "object",
-                            "x-kubernetes-preserve-unknown-fields": True,
-                        }
-                    },
-                }
-            ],
-        },
-    }
-
-
-def serve_cluster_rbac(cluster: FakeClusterHandle) -> None:
-    """Let the fake API server store ClusterRoles and ClusterRoleBindings.
-
-    It has no RBAC API of its own, but the add-on files hold both kinds and the
-    clean-up lab checks they are gone; served as schemaless cluster-scoped
-    custom resources, ``kubectl apply``, ``get`` and ``delete`` treat them as usual.
-    """
-    cluster.server.load_crds(
-        [
-            _rbac_crd("ClusterRole", "clusterroles"),
-            _rbac_crd("ClusterRoleBinding", "clusterrolebindings"),
-        ]
-    )
-
-
-def install_istio_on(cluster: FakeClusterHandle) -> None:
-    """What the install-istio lab leaves: ``istioctl install`` and the four add-ons."""
-    serve_cluster_rbac(cluster)
-    args = ["apply", "-f", str(ISTIO_INSTALLED)]
-    for path in addon_files():
-        args += ["-f", str(path)]
-    result = cluster.kubectl(*args)
-    assert result.returncode == 0, result.stderr
+def loaded(labs: Path) -> LoadedWorkshop:
+    """The workshop in ``labs``, loaded with the built-in verifiers."""
+    result = load_workshop(labs, builtin_registry())
+    assert result.workshop is not None, "\n".join(map(str, result.problems))
+    return result.workshop
 
 
 @pytest.fixture
-def istio_cluster(fake_cluster_istio: FakeClusterHandle) -> Iterator[FakeClusterHandle]:
-    """A fake cluster with Istio 1.30.3's CRDs and what the install-istio lab would leave,
-    and the release's samples staged in the test HOME (but no istioctl)."""
-    install_istio_on(fake_cluster_istio)
-    # The lab shells inherit this environment; ISTIO_HOME comes from labs/workshop.yaml.
+def istio_release(istio_crds_path: Path) -> Path:
+    """The pinned release staged in the test HOME, as the install lab's download leaves it
+    (but no istioctl); the labs' shells find it through ISTIO_HOME from workshop.yaml."""
     assert "ISTIO_HOME" not in os.environ
-    home = stage_release_samples(Path(os.environ["HOME"]))
+    home = stage_release(Path(os.environ["HOME"]), istio_crds_path)
     assert not (home / "bin" / "istioctl").exists()
-    yield fake_cluster_istio
+    return home
+
+
+@contextmanager
+def simulated_cluster(
+    directory: Path, monkeypatch: pytest.MonkeyPatch, *, preload: bool = True
+) -> Iterator[FakeClusterHandle]:
+    """The rehearsal's simulated cluster for the bundled workshop (what it declares), with
+    KUBECONFIG and KUBECACHEDIR pointing at it."""
+    plan = resolve_plan(loaded(LABS_DIR), os.environ)
+    assert not plan.warnings, plan.warnings
+    with SimulatedCluster(directory, plan).start(preload=preload) as cluster:
+        assert cluster.server is not None
+        for key, value in cluster.env.items():
+            monkeypatch.setenv(key, value)
+        yield FakeClusterHandle(
+            cluster.server, cluster.kubeconfig, cluster.cache_dir, CONTEXT, dict(os.environ)
+        )
+
+
+def install_istio_on(cluster: FakeClusterHandle) -> None:
+    """What the install-istio lab leaves, as the rehearsal preloads it."""
+    plan = resolve_plan(loaded(LABS_DIR), os.environ)
+    SimulatedCluster.preload_into(cluster.server, plan)
+
+
+@pytest.fixture
+def istio_cluster(
+    istio_release: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[FakeClusterHandle]:
+    """A simulated cluster with Istio 1.30.3's CRDs and what the install-istio lab would leave,
+    and the release staged in the test HOME (but no istioctl)."""
+    with simulated_cluster(tmp_path / "cluster", monkeypatch) as handle:
+        yield handle
+
+
+@pytest.fixture
+def istio_crds_cluster(
+    istio_release: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[FakeClusterHandle]:
+    """The same cluster before the install: only Istio's CRDs."""
+    with simulated_cluster(tmp_path / "cluster", monkeypatch, preload=False) as handle:
+        yield handle

@@ -1,14 +1,14 @@
-"""Each lab's kubectl steps, run by the real engine and kubectl against the fake API server.
+"""Each lab, rehearsed on the simulated cluster by ``labrunner.rehearse`` (what
+``labrunner rehearse`` runs): the real engine and the real kubectl.
 
-For every step whose needs the fake can meet (no istioctl, no Helm, no real
-traffic, no internet), the step's resource-level checks must *fail* before
-its commands run and *pass* after (Instruqt's fail-check/solve/check
-protocol), so no check can pass by accident. Before the cleanup runs, no
-mesh-wide or gateway policy the lab made may be left unless every lab that
-can follow it requires it (the isolation rule: the fake enforces no policy,
-so this tests the cause of the 403s a leftover would give a later lab).
-Then the lab's cleanup must undo what its steps did. Steps the fake cannot
-honestly run are skipped with a reason.
+For every step whose needs the simulated cluster can meet (no istioctl, no
+Helm, no real traffic, no internet), the step's cluster checks must *fail*
+before its commands run and *pass* after (Instruqt's fail-check/solve/check
+protocol), so no check can pass by accident; the lab's cleanup must then undo
+what its steps did. On top of the rehearsal, these tests hold the isolation
+rule: before the cleanup runs, no mesh-wide or gateway policy the lab made may
+be left unless every lab that can follow it requires it (the fake enforces no
+policy, so this tests the cause of the 403s a leftover would give a later lab).
 """
 
 from __future__ import annotations
@@ -18,16 +18,18 @@ import os
 import subprocess
 import sys
 import xml.etree.ElementTree as ET
-from dataclasses import replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import pytest
 import yaml
 
-from labrunner.engine import Engine, LabSession, RunOptions
-from labrunner.engine.events import Phase, StepStatus
-from labrunner.lab.loader import load_workshop
-from labrunner.lab.model import Lab, Step
+from labrunner.engine import Engine, RunOptions
+from labrunner.engine.events import StepStatus
+from labrunner.lab.model import Step
+from labrunner.lab.model import Workshop as LoadedWorkshop
+from labrunner.rehearse import NOT_REHEARSABLE, Hooks, Rehearsal, Stage, Verdict
+from labrunner.rehearse.harness import PHASES
 from labrunner.state import ProgressStore
 from labrunner.testing.fixtures import FakeClusterHandle
 from labrunner.verify.registry import builtin_registry
@@ -36,48 +38,31 @@ from tests.workshop.conftest import (
     SKIP_ON_FAKE,
     Workshop,
     lab_data,
+    loaded,
     own_lab_files,
 )
 from tests.workshop.policy import followers, policy_objects, requires_closure
 
-INSTALL_LABS = frozenset({"install-istio", "install-istio-helm"})
-CLUSTER_LABS = [lab_data(p)["id"] for p in own_lab_files() if lab_data(p)["id"] not in INSTALL_LABS]
-# Labs whose every step needs istioctl or real traffic.
-ONLY_ON_A_CLUSTER = frozenset({"observability", "inside-envoy"})
-# Steps whose effect outlives the lab's cleanup on purpose, and why.
-KEPT_AFTER_CLEANUP = {
-    # Kubernetes keeps a Service's node port when an update leaves it out, so the pin
-    # cannot be undone without choosing other ports; 30080/30443 harm nothing.
-    ("ingress-gateway", "node-port"),
-}
+LABS = [lab_data(p)["id"] for p in own_lab_files()]
+# Labs whose every step needs istioctl, Helm, the internet or real traffic.
+ONLY_ON_A_CLUSTER = frozenset(
+    {"install-istio", "install-istio-helm", "observability", "inside-envoy"}
+)
 
 
-def _engine(workshop: Workshop) -> tuple[Engine, list[object]]:
-    loaded = load_workshop(workshop.labs, builtin_registry())
-    assert loaded.workshop is not None, "\n".join(map(str, loaded.problems))
-    events: list[object] = []
-    engine = Engine(
-        loaded.workshop,
+def _engine(workshop: Workshop) -> Engine:
+    return Engine(
+        loaded(workshop.labs),
         registry=builtin_registry(),
         store=ProgressStore.memory("kind-labrunner"),
-        emit=events.append,
+        emit=lambda event: None,
         options=RunOptions(skip_needs=SKIP_ON_FAKE, save=False),
         base_env=dict(os.environ),
     )
-    return engine, events
 
 
 def _has_resource_checks(step: Step) -> bool:
     return any(c.verifier in RESOURCE_VERIFIERS for c in step.check)
-
-
-def _removes_things(step: Step) -> bool:
-    """A restore/roll-back step: it checks that something is gone, which cleanup keeps true."""
-    return any(
-        c.verifier in ("resource", "namespace")
-        and (c.params.get("exists") is False or c.params.get("absent") is True)
-        for c in step.check
-    )
 
 
 def _why(result: object) -> str:
@@ -85,90 +70,74 @@ def _why(result: object) -> str:
     return f"{getattr(result, 'message', '')}\n{details or ''}"
 
 
-def _phase(session: LabSession, phase: Phase) -> None:
-    status, why, details = session.run_phase(phase)
-    assert status is StepStatus.PASSED, f"{phase.value} failed: {why}\n{details}"
+@dataclass
+class PolicyWatch:
+    """The isolation rule, checked between the rehearsal's phases."""
+
+    workshop: LoadedWorkshop
+    before: dict[tuple[str, str, str], str] = field(default_factory=dict)
+
+    def after_setup(self, stage: Stage) -> None:
+        assert stage.cluster is not None
+        self.before = policy_objects(stage.cluster)
+
+    def before_cleanup(self, stage: Stage) -> None:
+        """Mesh-wide or gateway policy this lab made (or changed) and did not take back must
+        be something every lab that can follow it requires, so none of them meets it by
+        surprise."""
+        assert stage.cluster is not None
+        lab = stage.lab
+        after = policy_objects(stage.cluster)
+        left = sorted(key for key, spec in after.items() if self.before.get(key) != spec)
+        if not left:
+            return
+        unaware = sorted(
+            f
+            for f in followers(self.workshop, lab.id)
+            if lab.id not in requires_closure(self.workshop, f)
+        )
+        assert not unaware, (
+            f"{lab.id} leaves {', '.join('/'.join(k) for k in left)} behind, and "
+            f"{', '.join(unaware)} can follow it without requiring it: end the lab with a "
+            "checked restore step"
+        )
 
 
-def _run_lab(session: LabSession, lab: Lab) -> list[Step]:
-    """Fail-check, solve, check every step the fake can run; returns the resource steps."""
-    checked: list[Step] = []
-    for step in lab.steps:
-        skip = session.missing_needs(step)
-        if skip:
-            assert set(step.needs) & SKIP_ON_FAKE, f"{lab.id}/{step.id} skipped for {skip}"
-            continue
-        if _has_resource_checks(step):
-            before = session.check(step, within=0)
-            assert before.status is not StepStatus.PASSED, (
-                f"{lab.id}/{step.id}: its checks pass before the step ran, so they prove nothing"
-            )
-            checked.append(step)
-        result = session.run_step(step, solution=True)
-        assert result.status is StepStatus.PASSED, f"{lab.id}/{step.id}: {_why(result)}"
-        after = session.check(step, within=0)
-        assert after.status is StepStatus.PASSED, f"{lab.id}/{step.id} (re-check): {_why(after)}"
-    return checked
-
-
-def _assert_no_leftover_policy(
-    lab: Lab, engine: Engine, before: dict[tuple[str, str, str], object], cluster: FakeClusterHandle
+@pytest.mark.parametrize("lab_id", LABS)
+def test_lab_rehearses_and_leaves_no_stray_policy(
+    lab_id: str, workshop_copy: Workshop, istio_release: Path, tmp_path: Path
 ) -> None:
-    """Mesh-wide or gateway policy this lab made (or changed) and did not take back must be
-    something every lab that can follow it requires, so none of them meets it by surprise."""
-    after = policy_objects(cluster)
-    left = sorted(key for key, spec in after.items() if before.get(key) != spec)
-    if not left:
-        return
-    unaware = sorted(
-        f
-        for f in followers(engine.workshop, lab.id)
-        if lab.id not in requires_closure(engine.workshop, f)
-    )
-    assert not unaware, (
-        f"{lab.id} leaves {', '.join('/'.join(k) for k in left)} behind, and {', '.join(unaware)}"
-        " can follow it without requiring it: end the lab with a checked restore step"
-    )
-
-
-@pytest.mark.parametrize("lab_id", CLUSTER_LABS)
-def test_lab_steps_fail_first_pass_after_leave_no_stray_policy_and_clean_up(
-    lab_id: str, workshop_copy: Workshop, istio_cluster: FakeClusterHandle
-) -> None:
-    engine, _events = _engine(workshop_copy)
-    lab = engine.workshop.lab(lab_id)
-    with engine.session(lab, restore_exports=False) as session:
-        _phase(session, Phase.SETUP)
-        before = policy_objects(istio_cluster)
-        checked = _run_lab(session, lab)
-        ran = [s for s in lab.steps if not session.missing_needs(s)]
-        assert ran or lab_id in ONLY_ON_A_CLUSTER, f"{lab_id}: nothing runs without istioctl"
-        _assert_no_leftover_policy(lab, engine, before, istio_cluster)
-        _phase(session, Phase.CLEANUP)
-        if lab_id == "clean-up":
-            return  # its steps remove things; its cleanup only tidies local files
-        for step in checked:
-            if _removes_things(step) or (lab_id, step.id) in KEPT_AFTER_CLEANUP:
-                continue
-            after = session.check(step, within=0)
-            assert after.status is not StepStatus.PASSED, (
-                f"{lab_id}: cleanup left what step {step.id} created"
-            )
+    workshop = loaded(workshop_copy.labs)
+    watch = PolicyWatch(workshop)
+    hooks = Hooks(after_setup=watch.after_setup, before_cleanup=watch.before_cleanup)
+    with Rehearsal(
+        workshop, registry=builtin_registry(), hooks=hooks, directory=tmp_path / "runs"
+    ) as rehearsal:
+        assert not rehearsal.plan.warnings, "the release is staged: real CRDs, real samples"
+        result = rehearsal.rehearse(workshop.lab(lab_id))
+    assert result.ok, result.explain()
+    steps = [r for r in result.rows if r.step_id not in PHASES]
+    assert [r.step_id for r in steps] == [s.id for s in workshop.lab(lab_id).steps]
+    for row in steps:
+        if row.verdict is Verdict.NOT_REHEARSABLE:
+            assert row.message in NOT_REHEARSABLE.values(), row
+    rehearsed = [r for r in steps if r.verdict is Verdict.REHEARSED]
+    assert rehearsed or lab_id in ONLY_ON_A_CLUSTER, f"{lab_id}: nothing runs without istioctl"
 
 
 def test_istio_install_check_fails_until_istio_is_there(
-    fake_cluster_istio: FakeClusterHandle, workshop_copy: Workshop
+    istio_crds_cluster: FakeClusterHandle, workshop_copy: Workshop
 ) -> None:
     """The install step's checks (istioctl cannot run here) against a cluster before and after
-    the state istioctl leaves, loaded from the fixture."""
+    the state istioctl leaves, as the rehearsal preloads it."""
     from tests.workshop.conftest import install_istio_on
 
-    engine, _ = _engine(workshop_copy)
+    engine = _engine(workshop_copy)
     lab = engine.workshop.lab("install-istio")
     with engine.session(lab, restore_exports=False) as session:
         for step_id in ("install", "addons"):
             assert session.check(lab.step(step_id), within=0).status is not StepStatus.PASSED
-        install_istio_on(fake_cluster_istio)
+        install_istio_on(istio_crds_cluster)
         for step_id in ("install", "addons"):
             result = session.check(lab.step(step_id), within=0)
             assert result.status is StepStatus.PASSED, f"{step_id}: {_why(result)}"
@@ -244,7 +213,7 @@ def test_whole_workshop_in_one_verify_run(
 
 
 def test_helm_lab_checks_tell_a_helm_install_from_an_istioctl_one(
-    fake_cluster_istio: FakeClusterHandle, workshop_copy: Workshop, tmp_path: Path
+    istio_crds_cluster: FakeClusterHandle, workshop_copy: Workshop, tmp_path: Path
 ) -> None:
     """Helm cannot run here, so the Helm lab's resource-level checks meet the states around it:
     only Istio's CRDs (the base chart's part; ``helm status`` is the rest of that check), the
@@ -252,7 +221,7 @@ def test_helm_lab_checks_tell_a_helm_install_from_an_istioctl_one(
     layout the charts render with the lab's values."""
     from tests.workshop.conftest import helm_installed_docs, install_istio_on
 
-    engine, _ = _engine(workshop_copy)
+    engine = _engine(workshop_copy)
     lab = engine.workshop.lab("install-istio-helm")
     steps = [
         replace(s, check=tuple(c for c in s.check if c.verifier in RESOURCE_VERIFIERS), needs=())
@@ -266,9 +235,9 @@ def test_helm_lab_checks_tell_a_helm_install_from_an_istioctl_one(
             return [s.id for s in steps if session.check(s, within=0).status is StepStatus.PASSED]
 
         assert passing() == ["add-repo", "base"]
-        install_istio_on(fake_cluster_istio)
+        install_istio_on(istio_crds_cluster)
         assert passing() == ["base", "confirm"], "istioctl's install is not Helm's"
         helm_file = tmp_path / "helm-installed.yaml"
         helm_file.write_text(yaml.safe_dump_all(helm_installed_docs()))
-        fake_cluster_istio.kubectl("apply", "-f", str(helm_file), check=True)
+        istio_crds_cluster.kubectl("apply", "-f", str(helm_file), check=True)
         assert passing() == ["base", "istiod", "gateways", "confirm"]

@@ -21,12 +21,24 @@ def _workflow() -> dict[object, object]:
     return data
 
 
-def _jobs() -> dict[str, dict[str, Any]]:
+NIGHTLY = "23 2 * * *"
+
+
+def _all_jobs() -> dict[str, dict[str, Any]]:
     jobs = _workflow()["jobs"]
-    assert isinstance(jobs, dict) and set(jobs) == {"workshop", "workshop-helm"}
+    assert isinstance(jobs, dict)
+    assert set(jobs) == {"rehearse", "workshop", "workshop-helm", "nightly"}
     for job in jobs.values():
         assert job["runs-on"].startswith("ubuntu-")
+    return jobs
+
+
+def _jobs() -> dict[str, dict[str, Any]]:
+    """The jobs that run the workshop once on a cluster."""
+    jobs = {k: v for k, v in _all_jobs().items() if k in ("workshop", "workshop-helm")}
+    for job in jobs.values():
         assert job["timeout-minutes"] <= 90
+        assert job["if"] == f"github.event.schedule != '{NIGHTLY}'"
     return jobs
 
 
@@ -35,7 +47,7 @@ def _steps(job: str = "workshop") -> list[dict[str, object]]:
 
 
 def _all_steps() -> list[dict[str, object]]:
-    return [step for job in _jobs() for step in _steps(job)]
+    return [step for job in _all_jobs().values() for step in job["steps"]]
 
 
 def test_workflow_triggers_and_permissions() -> None:
@@ -108,11 +120,56 @@ def _labs_named(argv: list[str]) -> list[str]:
     for arg in rest:
         if skip:
             skip = False
-        elif arg in ("--junit", "--json", "--skip-needs", "--from", "--only", "--context"):
+        elif arg in (
+            "--junit",
+            "--json",
+            "--skip-needs",
+            "--from",
+            "--only",
+            "--context",
+            "--forensics",
+            "--repeat",
+        ):
             skip = True
         elif not arg.startswith("-"):
             labs.append(arg)
     return labs
+
+
+def test_the_nightly_job_repeats_every_lab_and_keeps_forensics() -> None:
+    data = _workflow()
+    triggers = data.get("on", data.get(True))
+    crons = [entry["cron"] for entry in triggers["schedule"]]
+    assert NIGHTLY in crons and len(crons) == 2
+    job = _all_jobs()["nightly"]
+    assert job["if"] == f"github.event.schedule == '{NIGHTLY}'"
+    runs = [str(s.get("run", "")) for s in job["steps"]]
+    (line,) = [r for r in runs if " verify " in r and "--repeat" in r]
+    argv = shlex.split(line)
+    assert argv[argv.index("--repeat") + 1] == "3"
+    assert argv[argv.index("--skip-needs") + 1] == "helm"
+    assert "--forensics" in argv and "--junit" in argv
+    upload = next(s for s in job["steps"] if "upload-artifact" in str(s.get("uses", "")))
+    assert upload["if"] == "always()"
+    assert "forensics/" in str(upload["with"]["path"])
+    kind = next(s for s in job["steps"] if "kind-action" in str(s.get("uses", "")))
+    assert (REPO / str(kind["with"]["config"])).is_file()
+
+
+def test_the_rehearse_job_needs_no_cluster() -> None:
+    job = _all_jobs()["rehearse"]
+    uses = [str(s.get("uses", "")) for s in job["steps"]]
+    assert not any("kind-action" in u for u in uses), "a rehearsal needs no cluster"
+    runs = [str(s.get("run", "")) for s in job["steps"]]
+    assert any("pip install '.[rehearse]'" in r for r in runs)
+    assert "labrunner --labs labs rehearse" in runs
+
+
+def test_the_workshop_job_keeps_forensics_of_failed_steps() -> None:
+    argv, steps, _ = _verify_argv("workshop")
+    assert argv[argv.index("--forensics") + 1] == "forensics"
+    upload = next(s for s in steps if str(s.get("uses", "")).startswith("actions/upload-artifact"))
+    assert "forensics/" in str(upload["with"]["path"])
 
 
 def test_the_two_jobs_cover_every_lab() -> None:

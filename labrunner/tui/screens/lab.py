@@ -222,6 +222,7 @@ class LabScreen(Screen[None]):
         with Horizontal(id="lab-body"):
             yield StepList(self.lab, id="steps")
             with Vertical(id="step-main"):
+                yield Static("", id="reload-problems", classes="-empty", markup=False)
                 with VerticalScroll(id="step-view"):
                     yield Static("", id="step-heading", markup=False)
                     yield Markdown("", id="step-body")
@@ -551,6 +552,51 @@ class LabScreen(Screen[None]):
                 timeout=10,
                 markup=False,
             )
+
+    # ------------------------------------------------------------------ reloading (run --watch)
+
+    def show_problems(self, path: str, problems: tuple[str, ...]) -> None:
+        """Show why the lab file no longer loads; the last good version keeps running."""
+        banner = self.query_one("#reload-problems", Static)
+        if not problems:
+            banner.update("")
+            banner.add_class("-empty")
+            return
+        head = f"{path} has errors; still running the last version that loaded:"
+        banner.update("\n".join([head, *problems[:8]]))
+        banner.remove_class("-empty")
+
+    async def on_lab_swapped(self, message: msg.LabSwapped) -> None:
+        old, lab = self.lab, message.lab
+        position = old.index(self.selected.id)
+        self.lab = lab
+        for step_id in message.removed:
+            for table in (self.outcomes, self.stale, self.hints_shown):
+                table.pop(step_id, None)
+            self.failed.discard(step_id)
+            self.solution_shown.discard(step_id)
+        ids = [step.id for step in lab.steps]
+        moved = self.selected.id not in ids
+        self.selected = (
+            lab.step(self.selected.id) if not moved else lab.steps[min(position, len(ids) - 1)]
+        )
+        self.set_reactive(LabScreen.records, dict(message.records))
+        self.states = step_states(lab, message.records)
+        await self.query_one(StepList).set_lab(lab)
+        self.query_one(StepList).select_step(self.selected.id)
+        self._refresh_states()
+        self.show_problems("", ())
+        self._show_step()
+        if moved:
+            self.post_message(msg.PositionChanged(self.selected.id))
+        text = f"Reloaded {lab.path.name}."
+        if message.dropped:
+            text += f" Progress of removed step(s) {', '.join(message.dropped)} was dropped."
+        elif message.removed:
+            text += f" Step(s) {', '.join(message.removed)} are gone from the file."
+        self.notify(text, title="Lab file changed", markup=False)
+        if message.error:
+            self.notify(message.error, title="Progress", severity="error", markup=False)
 
     # ------------------------------------------------------------------ prompt
 

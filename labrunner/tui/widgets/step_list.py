@@ -60,6 +60,13 @@ class StepList(ListView):
         for step_id, item in self._items.items():
             item.show(states.get(step_id, StepState.LOCKED), running=step_id == running)
 
+    async def set_lab(self, lab: Lab) -> None:
+        """Show ``lab``'s steps instead (a reloaded lab file)."""
+        items = [StepItem(i + 1, step.id, step.title) for i, step in enumerate(lab.steps)]
+        await self.clear()
+        self._items = {item.step_id: item for item in items}
+        await self.extend(items)
+
     def item(self, step_id: str) -> StepItem:
         """The list item of ``step_id``."""
         return self._items[step_id]
