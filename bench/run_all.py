@@ -79,10 +79,10 @@ def _shell(quick: bool) -> list[Figure]:
     return spawn_roundtrip.run(n=150 if quick else 500)
 
 
-def _cli(quick: bool) -> list[Figure]:
-    import cli_startup
+def _whole_process(quick: bool) -> list[Figure]:
+    import whole_process
 
-    return cli_startup.run(repeat=5 if quick else 15)
+    return whole_process.run(runs=5 if quick else 15)
 
 
 def _first_paint(quick: bool) -> list[Figure]:
@@ -148,7 +148,7 @@ BENCHES = [
     Bench("convergence", "convergence to pass", _convergence),
     Bench("verify", "verify per step, and growth", _verify_steps),
     Bench("shell", "shell command round trip", _shell),
-    Bench("cli", "CLI start-up", _cli),
+    Bench("process", "whole process, start to exit (CLI start-up)", _whole_process),
     Bench(
         "first-paint",
         "TUI first paint",
@@ -413,10 +413,16 @@ How the peer approach is measured, in the same run, against the same fake API se
   each step's commands, then the step's check script in a new process, retried with `sleep`
   until it passes (`bench/peer/pods_ready_check.sh` for cluster steps);
 - **shell round trip**: a new `bash -c` per command, as check-script platforms spawn them;
-- **memory**: the largest process of the bash runner's tree on the same lab (a kubectl check).
+- **memory**: the largest process of the bash runner's tree on the same lab (a kubectl check);
+- **whole process**: each `labrunner` command started as a process and timed to its exit,
+  alternating run by run with its peer so load on the machine hits both alike: `check` against
+  `bench/peer/pods_ready_check.sh`, `verify` of the same one-step lab against
+  `bench/peer/verify_runner.sh`, `--help`, `list` and `validate` against `python -c pass` (the
+  interpreter's own start-up). Caches are warm (one untimed run first), as from a learner's
+  second command on; the notes give each figure's spread and its import-time profile.
 
 "Peer ÷ labrunner" above 1 means labrunner is faster (or smaller) by that factor; below 1, the
-peer approach is. CLI start-up, TUI and CPU figures have no peer counterpart.
+peer approach is. TUI and CPU figures have no peer counterpart.
 
 Where the peer approach wins: on steps whose commands and checks are trivial (`true`, an
 environment variable, a file), the bash runner is cheaper per step. labrunner pays a fixed cost
