@@ -20,8 +20,7 @@ here); a differential test holds the two to the same verdicts.
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
-from functools import lru_cache
+from collections.abc import Callable, Mapping
 from typing import Any
 
 # keywords that never make an instance invalid
@@ -48,9 +47,24 @@ class _Unsure(Exception):
     """The schema or the instance is outside what this module can judge."""
 
 
-@lru_cache(maxsize=256)
-def _pattern(text: str) -> re.Pattern[str]:
-    return re.compile(text)
+Check = Callable[[Any], bool]
+
+
+def _always(value: Any) -> bool:
+    return True
+
+
+def _never(value: Any) -> bool:
+    return False
+
+
+def _unsure(reason: str) -> Check:
+    """A check that gives up when it is reached (a keyword only some instances meet)."""
+
+    def check(value: Any) -> bool:
+        raise _Unsure(reason)
+
+    return check
 
 
 def _is_json(value: Any) -> bool:
@@ -71,40 +85,69 @@ def _equal(one: Any, two: Any) -> bool:
     return bool(one == two)
 
 
-def _type_ok(name: Any, value: Any) -> bool:
-    if name == "string":
-        return isinstance(value, str)
-    if name == "object":
-        return isinstance(value, dict)
-    if name == "array":
-        return isinstance(value, list)
-    if name == "boolean":
-        return isinstance(value, bool)
-    if name == "null":
-        return value is None
-    if isinstance(value, bool):
-        return False
-    if name == "number":
-        return isinstance(value, int | float)
-    if name == "integer":
-        return isinstance(value, int) or (isinstance(value, float) and value.is_integer())
-    raise _Unsure(f"type {name!r}")
-
-
-def _within(count: int, bound: Any, *, at_least: bool) -> bool:
-    if not isinstance(bound, int) or isinstance(bound, bool):
-        raise _Unsure(f"bound {bound!r}")
-    return count >= bound if at_least else count <= bound
-
-
 def _number(value: Any) -> bool:
     return isinstance(value, int | float) and not isinstance(value, bool)
 
 
-class _Checker:
+def _type_check(name: Any) -> Check:
+    if name == "string":
+        return lambda v: isinstance(v, str)
+    if name == "object":
+        return lambda v: isinstance(v, dict)
+    if name == "array":
+        return lambda v: isinstance(v, list)
+    if name == "boolean":
+        return lambda v: isinstance(v, bool)
+    if name == "null":
+        return lambda v: v is None
+    if name == "number":
+        return _number
+    if name == "integer":
+        return lambda v: _number(v) and (isinstance(v, int) or float(v).is_integer())
+    return _unsure(f"type {name!r}")
+
+
+def _count(bound: Any, *, at_least: bool, applies: Callable[[Any], bool]) -> Check:
+    """``len(value)`` against ``bound``, for the values the keyword applies to."""
+    if not isinstance(bound, int) or isinstance(bound, bool):
+        reason = f"bound {bound!r}"
+        return lambda v: not applies(v) or _raise(reason)
+    if at_least:
+        return lambda v: not applies(v) or len(v) >= bound
+    return lambda v: not applies(v) or len(v) <= bound
+
+
+def _raise(reason: str) -> bool:
+    raise _Unsure(reason)
+
+
+def _all(checks: list[Check]) -> Check:
+    if not checks:
+        return _always
+    if len(checks) == 1:
+        return checks[0]
+
+    return lambda value: all(one(value) for one in checks)
+
+
+def _is_str(value: Any) -> bool:
+    return isinstance(value, str)
+
+
+def _is_list(value: Any) -> bool:
+    return isinstance(value, list)
+
+
+def _is_dict(value: Any) -> bool:
+    return isinstance(value, dict)
+
+
+class _Compiler:
+    """Turns a schema into nested closures, once; ``$ref`` targets on first use."""
+
     def __init__(self, root: Mapping[str, Any]) -> None:
         self.root = root
-        self.depth = 0
+        self.refs: dict[str, Check] = {}
 
     def resolve(self, ref: Any) -> Any:
         if not isinstance(ref, str) or not (ref == "#" or ref.startswith("#/")):
@@ -118,87 +161,113 @@ class _Checker:
                 raise _Unsure(f"$ref {ref!r}")
         return node
 
-    def valid(self, schema: Any, value: Any) -> bool:
-        if schema is True:
-            return True
-        if schema is False:
-            return False
-        if not isinstance(schema, Mapping):
-            raise _Unsure("schema is not an object")
-        self.depth += 1
-        try:
-            if self.depth > 200:
-                raise _Unsure("$ref loop")
-            return all(self.keyword(k, v, schema, value) for k, v in schema.items())
-        finally:
-            self.depth -= 1
+    def ref(self, ref: Any) -> Check:
+        def check(value: Any) -> bool:
+            target = self.refs.get(ref)
+            if target is None:
+                target = self.refs[ref] = self.compile(self.resolve(ref))
+            return target(value)
 
-    def keyword(self, key: str, arg: Any, schema: Mapping[str, Any], value: Any) -> bool:
+        return check
+
+    def compile(self, schema: Any) -> Check:
+        if schema is True:
+            return _always
+        if schema is False:
+            return _never
+        if not isinstance(schema, Mapping):
+            return _unsure("schema is not an object")
+        checks = []
+        for key, arg in schema.items():
+            check = self.keyword(key, arg, schema)
+            if check is not None:
+                checks.append(check)
+        return _all(checks)
+
+    def keyword(self, key: str, arg: Any, schema: Mapping[str, Any]) -> Check | None:
         if key in _ANNOTATIONS:
-            return True
+            return None
         if key == "$id":  # changes what a $ref means below it, unless it is the root's
-            if schema is not self.root:
-                raise _Unsure("$id in a subschema")
-            return True
+            return None if schema is self.root else _unsure("$id in a subschema")
         if key == "$ref":
-            return self.valid(self.resolve(arg), value)
+            return self.ref(arg)
         if key == "type":
-            names = arg if isinstance(arg, list) else [arg]
-            return any(_type_ok(n, value) for n in names)
-        if key == "anyOf":
-            return any(self.valid(s, value) for s in arg)
-        if key == "allOf":
-            return all(self.valid(s, value) for s in arg)
-        if key == "oneOf":
-            return sum(1 for s in arg if self.valid(s, value)) == 1
+            options = [_type_check(n) for n in (arg if isinstance(arg, list) else [arg])]
+            return lambda v: any(one(v) for one in options)
+        if key in ("anyOf", "allOf", "oneOf"):
+            if not isinstance(arg, list):
+                return _unsure(f"{key} is not a list")
+            branches = [self.compile(s) for s in arg]
+            if key == "anyOf":
+                return lambda v: any(b(v) for b in branches)
+            if key == "allOf":
+                return _all(branches)
+            return lambda v: sum(1 for b in branches if b(v)) == 1
         if key == "not":
-            return not self.valid(arg, value)
+            inner = self.compile(arg)
+            return lambda v: not inner(v)
         if key == "const":
-            return _equal(arg, value)
+            return lambda v: _equal(arg, v)
         if key == "enum":
-            return any(_equal(option, value) for option in arg)
+            if not isinstance(arg, list):
+                return _unsure("enum is not a list")
+            return lambda v: any(_equal(option, v) for option in arg)
         if key in ("minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum"):
-            if not _number(value):
-                return True
-            if not _number(arg):
-                raise _Unsure(f"{key} {arg!r}")
-            if key == "minimum":
-                return bool(value >= arg)
-            if key == "maximum":
-                return bool(value <= arg)
-            return bool(value > arg if key == "exclusiveMinimum" else value < arg)
-        if key in ("minLength", "maxLength", "pattern"):
-            if not isinstance(value, str):
-                return True
-            if key == "pattern":
-                return _pattern(arg).search(value) is not None
-            return _within(len(value), arg, at_least=key == "minLength")
-        if key in ("minItems", "maxItems", "items"):
-            if not isinstance(value, list):
-                return True
-            if key == "items":
-                if isinstance(arg, list):
-                    raise _Unsure("items as a list")
-                return all(self.valid(arg, item) for item in value)
-            return _within(len(value), arg, at_least=key == "minItems")
+            return self.bound(key, arg)
+        if key in ("minLength", "maxLength"):
+            return _count(arg, at_least=key == "minLength", applies=_is_str)
+        if key == "pattern":
+            try:
+                regex = re.compile(arg)
+            except (re.error, TypeError):
+                return lambda v: not isinstance(v, str) or _raise("pattern")
+            return lambda v: not isinstance(v, str) or regex.search(v) is not None
+        if key in ("minItems", "maxItems"):
+            return _count(arg, at_least=key == "minItems", applies=_is_list)
+        if key == "items":
+            if isinstance(arg, list):
+                return lambda v: not isinstance(v, list) or _raise("items as a list")
+            item = self.compile(arg)
+            return lambda v: not isinstance(v, list) or all(item(x) for x in v)
         if key == "additionalProperties":
-            if not isinstance(value, dict):
-                return True
             if "patternProperties" in schema:
-                raise _Unsure("patternProperties")
+                return lambda v: not isinstance(v, dict) or _raise("patternProperties")
             known = schema.get("properties", {})
-            return all(self.valid(arg, v) for k, v in value.items() if k not in known)
-        if key in ("properties", "required", "propertyNames", "minProperties", "maxProperties"):
-            if not isinstance(value, dict):
-                return True
-            if key == "properties":
-                return all(self.valid(s, value[k]) for k, s in arg.items() if k in value)
-            if key == "required":
-                return all(k in value for k in arg)
-            if key == "propertyNames":
-                return all(self.valid(arg, k) for k in value)
-            return _within(len(value), arg, at_least=key == "minProperties")
-        raise _Unsure(f"keyword {key!r}")
+            rest = self.compile(arg)
+            if rest is _never:
+                return lambda v: not isinstance(v, dict) or all(k in known for k in v)
+            return lambda v: (
+                not isinstance(v, dict) or all(rest(x) for k, x in v.items() if k not in known)
+            )
+        if key == "properties":
+            if not isinstance(arg, Mapping):
+                return _unsure("properties is not an object")
+            props = {name: self.compile(s) for name, s in arg.items()}
+            return lambda v: (
+                not isinstance(v, dict)
+                or all(check(v[name]) for name, check in props.items() if name in v)
+            )
+        if key == "required":
+            if not isinstance(arg, list):
+                return _unsure("required is not a list")
+            return lambda v: not isinstance(v, dict) or all(k in v for k in arg)
+        if key == "propertyNames":
+            names = self.compile(arg)
+            return lambda v: not isinstance(v, dict) or all(names(k) for k in v)
+        if key in ("minProperties", "maxProperties"):
+            return _count(arg, at_least=key == "minProperties", applies=_is_dict)
+        return _unsure(f"keyword {key!r}")
+
+    def bound(self, key: str, arg: Any) -> Check:
+        if not _number(arg):
+            return lambda v: not _number(v) or _raise(f"{key} {arg!r}")
+        if key == "minimum":
+            return lambda v: not _number(v) or bool(v >= arg)
+        if key == "maximum":
+            return lambda v: not _number(v) or bool(v <= arg)
+        if key == "exclusiveMinimum":
+            return lambda v: not _number(v) or bool(v > arg)
+        return lambda v: not _number(v) or bool(v < arg)
 
 
 def _plain(value: Any, depth: int = 0) -> bool:
@@ -212,11 +281,25 @@ def _plain(value: Any, depth: int = 0) -> bool:
     return True
 
 
+_compiled: dict[int, tuple[Mapping[str, Any], Check]] = {}
+
+
+def _checker(schema: Mapping[str, Any]) -> Check:
+    """The compiled check of ``schema`` (kept while the schema object lives)."""
+    kept = _compiled.get(id(schema))
+    if kept is None or kept[0] is not schema:
+        if len(_compiled) >= 512:  # schemas made afresh for each call must not pile up
+            _compiled.clear()
+        kept = (schema, _Compiler(schema).compile(schema))
+        _compiled[id(schema)] = kept
+    return kept[1]
+
+
 def certainly_valid(schema: Mapping[str, Any], instance: Any) -> bool:
     """True only when ``instance`` is valid against ``schema`` (False: invalid, or unsure)."""
     if not _plain(instance):
         return False
     try:
-        return _Checker(schema).valid(schema, instance)
+        return _checker(schema)(instance)
     except (_Unsure, re.error, TypeError, RecursionError):
         return False
