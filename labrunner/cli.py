@@ -26,8 +26,8 @@ from labrunner.errors import EnvironmentProblem, ExitCode, LabrunnerError, Usage
 
 if TYPE_CHECKING:
     from labrunner.engine.prepare import PreparedRun
-    from labrunner.lab.problems import LoadResult, Problem
     from labrunner.lab.model import Lab, Workshop
+    from labrunner.lab.problems import LoadResult, Problem
     from labrunner.state import ProgressStore
     from labrunner.verify.registry import Registry
 

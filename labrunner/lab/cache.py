@@ -359,6 +359,9 @@ class WorkshopCache:
         from labrunner.fsutil import write_atomic
 
         try:
+            # private: the cache holds the labs' commands, which labrunner will run
+            for directory in (self.directory, self.directory / SUBDIR):
+                directory.mkdir(mode=0o700, parents=True, exist_ok=True)
             write_atomic(self.file_for(labs_dir), text.encode("utf-8"), mode=0o600)
         except OSError:
             return False

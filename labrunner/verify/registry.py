@@ -164,7 +164,8 @@ def installed_entries(
     from labrunner.fsutil import write_atomic
 
     try:
-        write_atomic(path, text.encode())
+        cache_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+        write_atomic(path, text.encode(), mode=0o600)  # it names modules to import
     except OSError:
         pass
     return entries

@@ -233,6 +233,8 @@ def test_a_second_load_is_answered_from_the_cache(
     path = cache.file_for(labs.resolve())
     assert path.is_file()
     assert path.stat().st_mode & 0o777 == 0o600
+    assert path.parent.stat().st_mode & 0o777 == 0o700
+    assert cache.directory.stat().st_mode & 0o777 == 0o700
     assert json.loads(path.read_text())["key"]["labs_dir"] == str(labs.resolve())
     no_loader()
     second = load(labs, cache)
@@ -372,7 +374,7 @@ def test_the_entry_point_list_is_kept_while_the_import_path_stands(
 ) -> None:
     first = installed_entries(cache_dir=tmp_path)
     assert any(e.name == "pods_ready" and e.dist.startswith("labrunner ") for e in first)
-    assert (tmp_path / ENTRY_POINTS_FILE).is_file()
+    assert (tmp_path / ENTRY_POINTS_FILE).stat().st_mode & 0o777 == 0o600
 
     def refuse(group: str) -> tuple[EntrySource, ...]:
         raise AssertionError("scanned again")
