@@ -435,7 +435,12 @@ about as much as one kubectl process does.
 
 
 def markdown(
-    table: list[dict[str, str]], outcomes: list[Outcome], *, argv: list[str], seconds: float
+    table: list[dict[str, str]],
+    outcomes: list[Outcome],
+    *,
+    argv: list[str],
+    seconds: float,
+    load: tuple[float, float] | None = None,
 ) -> str:
     """The whole RESULTS.md text."""
     notes = [
@@ -449,7 +454,14 @@ def markdown(
             "# Benchmark results",
             "",
             f"Measured on {datetime.now(UTC):%Y-%m-%d} on {describe(machine())}.",
-            f"The whole run took {seconds:.0f} s.",
+            f"The whole run took {seconds:.0f} s."
+            + (
+                f" The machine's load average (1 min) was {load[0]:.1f} at the start and "
+                f"{load[1]:.1f} at the end: wall times on a busy machine are higher and noisier, "
+                "while paired figures (labrunner and its peer in the same run) stay comparable."
+                if load is not None
+                else ""
+            ),
             "",
             "```",
             command_line(argv),
@@ -482,6 +494,7 @@ def main() -> None:
         wanted = set(args.only.split(","))
         chosen = [b for b in BENCHES if b.name in wanted]
     started = time.monotonic()
+    load_start = os.getloadavg()[0]
     outcomes = []
     for bench in chosen:
         print(f"running {bench.title} …", file=sys.stderr, flush=True)
@@ -515,7 +528,10 @@ def main() -> None:
         }
         args.json.write_text(json.dumps(data, indent=2) + "\n")
     if args.markdown:
-        args.markdown.write_text(markdown(table, outcomes, argv=sys.argv[1:], seconds=seconds))
+        load = (load_start, os.getloadavg()[0])
+        args.markdown.write_text(
+            markdown(table, outcomes, argv=sys.argv[1:], seconds=seconds, load=load)
+        )
     if any(o.error for o in outcomes):
         sys.exit(1)
 
