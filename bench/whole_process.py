@@ -154,6 +154,9 @@ def import_profile(
     ``exclude``, that package and everything only it imported are left out.
     """
     best: dict[str, int] = {}
+    # one untimed run first: a cache another command's run replaced is rebuilt there, and a
+    # module imported only to rebuild it would otherwise count
+    subprocess.run([sys.executable, *argv], env=env, cwd=cwd, capture_output=True, check=False)
     for _ in range(runs):
         proc = subprocess.run(
             [sys.executable, "-X", "importtime", *argv],  # argv: a script or -m, and args
