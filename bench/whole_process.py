@@ -320,21 +320,16 @@ def figures(m: dict[str, Any]) -> list[Figure]:
             peer=python.median,
             note=note("--help", f"peer = python -c pass, {python.spread()}; {load}"),
         ),
-        Figure(
-            "whole process: labrunner list, bundled workshop, warm cache (median)",
-            s["list"].median,
-            "ms",
-            "<= 150 ms",
-            peer=python.median,
-            note=note("list", "peer = python -c pass"),
-        ),
-        Figure(
-            "whole process: labrunner validate, bundled workshop, warm cache (median)",
-            s["validate"].median,
-            "ms",
-            "<= 150 ms",
-            peer=python.median,
-            note=note("validate", "peer = python -c pass"),
+        *(
+            Figure(
+                f"whole process: labrunner {command}, bundled workshop, warm cache (median)",
+                s[command].median,
+                "ms",
+                "<= 150 ms",
+                peer=python.median,
+                note=note(command, "peer = python -c pass"),
+            )
+            for command in ("list", "validate")
         ),
         Figure(
             "whole process: labrunner check, its own modules without bytecode (median)",

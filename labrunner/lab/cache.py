@@ -34,7 +34,6 @@ import enum
 import functools
 import hashlib
 import json
-import os
 import sys
 import types
 import typing
@@ -43,6 +42,7 @@ from pathlib import Path
 from typing import Any
 
 import labrunner
+from labrunner.fsutil import source_stamp, write_atomic
 from labrunner.lab.catalog import Catalog
 from labrunner.lab.locate import WORKSHOP_FILE, lab_files
 from labrunner.lab.model import Workshop
@@ -271,23 +271,6 @@ def _digest(path: Path) -> str | None:
         return None
 
 
-def _code_stamp() -> list[list[Any]]:
-    """Size and modification time of each module of the lab model (this package)."""
-    here = Path(__file__).parent
-    stamp: list[list[Any]] = []
-    try:
-        names = sorted(p for p in os.listdir(here) if p.endswith(".py"))
-    except OSError:
-        return stamp
-    for name in names:
-        try:
-            info = os.stat(here / name)
-        except OSError:
-            continue
-        stamp.append([name, info.st_size, info.st_mtime_ns])
-    return stamp
-
-
 def _listing(labs_dir: Path) -> list[str]:
     names = [p.name for p in lab_files(labs_dir)]
     if (labs_dir / WORKSHOP_FILE).is_file():
@@ -318,7 +301,7 @@ class WorkshopCache:
         return {
             "format": FORMAT,
             "labrunner": labrunner.__version__,
-            "code": _code_stamp(),
+            "code": source_stamp(Path(__file__).parent),
             "catalog": self.catalog_key,
             "labs_dir": str(labs_dir),
             "listing": _listing(labs_dir),
@@ -355,9 +338,6 @@ class WorkshopCache:
             text = json.dumps(data, ensure_ascii=False, separators=(",", ":"))
         except (TypeError, ValueError):  # Unrepresentable, or a field holding the wrong type
             return False
-        # lazy: fsutil pulls in tempfile, which only a run that writes needs
-        from labrunner.fsutil import write_atomic
-
         try:
             # private: the cache holds the labs' commands, which labrunner will run
             for directory in (self.directory, self.directory / SUBDIR):

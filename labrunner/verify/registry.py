@@ -47,6 +47,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from labrunner import __version__
+from labrunner.fsutil import source_stamp, write_atomic
 from labrunner.lab.catalog import ParamProblem, VerifierUnavailable
 
 if TYPE_CHECKING:
@@ -160,36 +161,12 @@ def installed_entries(
         pass
     entries = _scan(group)
     text = json.dumps({"key": key, "entries": [[e.name, e.value, e.dist] for e in entries]})
-    # lazy: fsutil pulls in tempfile, which only a run that refreshes the list needs
-    from labrunner.fsutil import write_atomic
-
     try:
         cache_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
         write_atomic(path, text.encode(), mode=0o600)  # it names modules to import
     except OSError:
         pass
     return entries
-
-
-def _code_stamp() -> list[list[Any]]:
-    """Size and modification time of each of labrunner's own verifier modules.
-
-    A source checkout changes them without changing the version, and their
-    schemas decide which labs are valid.
-    """
-    here = Path(__file__).parent
-    stamp: list[list[Any]] = []
-    try:
-        names = sorted(p for p in os.listdir(here) if p.endswith(".py"))
-    except OSError:
-        return stamp
-    for name in names:
-        try:
-            info = os.stat(here / name)
-        except OSError:
-            continue
-        stamp.append([name, info.st_size, info.st_mtime_ns])
-    return stamp
 
 
 @dataclass(frozen=True)
@@ -289,7 +266,9 @@ class Registry:
             basis = {
                 "labrunner": __version__,
                 "entries": sorted([s.name, s.value, s.dist] for s in self._sources),
-                "code": _code_stamp(),
+                # labrunner's own verifier modules: a source checkout changes them (and
+                # so which labs are valid) without changing the version
+                "code": source_stamp(Path(__file__).parent),
             }
         return hashlib.sha256(json.dumps(basis, sort_keys=True).encode()).hexdigest()
 
