@@ -79,10 +79,10 @@ def _shell(quick: bool) -> list[Figure]:
     return spawn_roundtrip.run(n=150 if quick else 500)
 
 
-def _cli(quick: bool) -> list[Figure]:
-    import cli_startup
+def _whole_process(quick: bool) -> list[Figure]:
+    import whole_process
 
-    return cli_startup.run(repeat=5 if quick else 15)
+    return whole_process.run(runs=5 if quick else 15)
 
 
 def _first_paint(quick: bool) -> list[Figure]:
@@ -148,7 +148,7 @@ BENCHES = [
     Bench("convergence", "convergence to pass", _convergence),
     Bench("verify", "verify per step, and growth", _verify_steps),
     Bench("shell", "shell command round trip", _shell),
-    Bench("cli", "CLI start-up", _cli),
+    Bench("process", "whole process, start to exit (CLI start-up)", _whole_process),
     Bench(
         "first-paint",
         "TUI first paint",
@@ -413,10 +413,16 @@ How the peer approach is measured, in the same run, against the same fake API se
   each step's commands, then the step's check script in a new process, retried with `sleep`
   until it passes (`bench/peer/pods_ready_check.sh` for cluster steps);
 - **shell round trip**: a new `bash -c` per command, as check-script platforms spawn them;
-- **memory**: the largest process of the bash runner's tree on the same lab (a kubectl check).
+- **memory**: the largest process of the bash runner's tree on the same lab (a kubectl check);
+- **whole process**: each `labrunner` command started as a process and timed to its exit,
+  alternating run by run with its peer so load on the machine hits both alike: `check` against
+  `bench/peer/pods_ready_check.sh`, `verify` of the same one-step lab against
+  `bench/peer/verify_runner.sh`, `--help`, `list` and `validate` against `python -c pass` (the
+  interpreter's own start-up). Caches are warm (one untimed run first), as from a learner's
+  second command on; the notes give each figure's spread and its import-time profile.
 
 "Peer ÷ labrunner" above 1 means labrunner is faster (or smaller) by that factor; below 1, the
-peer approach is. CLI start-up, TUI and CPU figures have no peer counterpart.
+peer approach is. TUI and CPU figures have no peer counterpart.
 
 Where the peer approach wins: on steps whose commands and checks are trivial (`true`, an
 environment variable, a file), the bash runner is cheaper per step. labrunner pays a fixed cost
@@ -429,7 +435,12 @@ about as much as one kubectl process does.
 
 
 def markdown(
-    table: list[dict[str, str]], outcomes: list[Outcome], *, argv: list[str], seconds: float
+    table: list[dict[str, str]],
+    outcomes: list[Outcome],
+    *,
+    argv: list[str],
+    seconds: float,
+    load: tuple[float, float] | None = None,
 ) -> str:
     """The whole RESULTS.md text."""
     notes = [
@@ -443,7 +454,14 @@ def markdown(
             "# Benchmark results",
             "",
             f"Measured on {datetime.now(UTC):%Y-%m-%d} on {describe(machine())}.",
-            f"The whole run took {seconds:.0f} s.",
+            f"The whole run took {seconds:.0f} s."
+            + (
+                f" The machine's load average (1 min) was {load[0]:.1f} at the start and "
+                f"{load[1]:.1f} at the end: wall times on a busy machine are higher and noisier, "
+                "while paired figures (labrunner and its peer in the same run) stay comparable."
+                if load is not None
+                else ""
+            ),
             "",
             "```",
             command_line(argv),
@@ -476,6 +494,7 @@ def main() -> None:
         wanted = set(args.only.split(","))
         chosen = [b for b in BENCHES if b.name in wanted]
     started = time.monotonic()
+    load_start = os.getloadavg()[0]
     outcomes = []
     for bench in chosen:
         print(f"running {bench.title} …", file=sys.stderr, flush=True)
@@ -509,7 +528,10 @@ def main() -> None:
         }
         args.json.write_text(json.dumps(data, indent=2) + "\n")
     if args.markdown:
-        args.markdown.write_text(markdown(table, outcomes, argv=sys.argv[1:], seconds=seconds))
+        load = (load_start, os.getloadavg()[0])
+        args.markdown.write_text(
+            markdown(table, outcomes, argv=sys.argv[1:], seconds=seconds, load=load)
+        )
     if any(o.error for o in outcomes):
         sys.exit(1)
 

@@ -12,9 +12,7 @@ are all lazy on purpose.
 from __future__ import annotations
 
 import importlib
-import json
 import os
-import signal
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -28,8 +26,8 @@ from labrunner.errors import EnvironmentProblem, ExitCode, LabrunnerError, Usage
 
 if TYPE_CHECKING:
     from labrunner.engine.prepare import PreparedRun
-    from labrunner.lab.loader import Problem
     from labrunner.lab.model import Lab, Workshop
+    from labrunner.lab.problems import LoadResult, Problem
     from labrunner.state import ProgressStore
     from labrunner.verify.registry import Registry
 
@@ -52,20 +50,35 @@ def _fail(error: LabrunnerError) -> NoReturn:
 # --------------------------------------------------------------------------- shared helpers
 
 
+def _cache_dir() -> Path:
+    """Where start-up caches live: the entry-point list and loaded workshops."""
+    from labrunner.state.store import state_dir
+
+    return state_dir() / "cache"
+
+
 def _registry() -> Registry:
     """The installed verifiers (each module imported only when a lab names it)."""
     from labrunner.lab.catalog import VerifierUnavailable
     from labrunner.verify.registry import builtin_registry
 
     try:
-        return builtin_registry()
+        return builtin_registry(cache_dir=_cache_dir())
     except VerifierUnavailable as exc:
         raise EnvironmentProblem(str(exc)) from None
 
 
+def _load_dir(labs_dir: Path, registry: Registry) -> LoadResult:
+    """Every lab of ``labs_dir``, from the compiled-lab cache while it is current."""
+    from labrunner.lab.cache import WorkshopCache, load_workshop_cached
+
+    key = registry.fingerprint()
+    cache = WorkshopCache(_cache_dir(), key) if key is not None else None
+    return load_workshop_cached(labs_dir, registry, cache=cache)
+
+
 def _load(labs_option: str | None, refs: Sequence[str] = ()) -> tuple[Workshop, list[Lab]]:
     """The workshop and the labs named by ``refs`` (ids or files; all labs if none)."""
-    from labrunner.lab.loader import load_workshop
     from labrunner.lab.locate import find_labs_dir
 
     files = [Path(r) for r in refs if r.endswith((".yaml", ".yml")) or os.sep in r]
@@ -79,14 +92,14 @@ def _load(labs_option: str | None, refs: Sequence[str] = ()) -> tuple[Workshop, 
         labs_dir = dirs.pop()
     else:
         labs_dir = find_labs_dir(labs_option)
-    result = load_workshop(labs_dir, _registry())
+    result = _load_dir(labs_dir, _registry())
     if result.workshop is None and files:
         # Errors only in labs the user did not name must not block the ones named:
         # load the directory again without the broken files, and say so.
         wanted = {f.resolve() for f in files}
         broken = {p.file for p in result.errors}
         if broken and not broken & wanted and labs_dir not in broken:
-            from labrunner.lab.loader import lab_files
+            from labrunner.lab.loader import lab_files, load_workshop
 
             rest = [p for p in lab_files(labs_dir) if p.resolve() not in broken]
             retry = load_workshop(labs_dir, _registry(), files=rest)
@@ -278,6 +291,8 @@ def list_(ctx: click.Context, context_option: str | None, as_json: bool, steps: 
                 for lab in labs
             ],
         }
+        import json  # lazy, like every import a command alone needs
+
         click.echo(json.dumps(data, indent=2))
         return
     click.echo(f"{workshop.title}  ({workshop.labs_dir}; context: {context or 'none'})")
@@ -534,6 +549,7 @@ def _identify(
 
 def _install_signal_handlers(engine: Any) -> None:
     """Ctrl-C cancels the running command; SIGTERM exits cleanly (shells get reaped)."""
+    import signal
 
     def on_int(signum: int, frame: Any) -> None:
         engine.cancel()
@@ -726,7 +742,6 @@ def rehearse(ctx: click.Context, labs: tuple[str, ...], verbose: bool) -> None:
 @click.pass_context
 def validate(ctx: click.Context, files: tuple[Path, ...], strict: bool) -> None:
     """Lint lab files (default: the whole workshop): one `file:line: message` per problem."""
-    from labrunner.lab.loader import load_workshop
     from labrunner.lab.locate import find_labs_dir
 
     try:
@@ -747,7 +762,7 @@ def validate(ctx: click.Context, files: tuple[Path, ...], strict: bool) -> None:
                 continue
             by_dir.setdefault(f.resolve().parent, []).append(f.resolve())
         for directory, chosen in by_dir.items():
-            result = load_workshop(directory, registry)
+            result = _load_dir(directory, registry)
             wanted = set(chosen)
             checked += len(chosen) if chosen else len(list(directory.glob("*.y*ml")))
             problems.extend(
@@ -758,8 +773,8 @@ def validate(ctx: click.Context, files: tuple[Path, ...], strict: bool) -> None:
             labs_dir = find_labs_dir(ctx.obj.get("labs"))
         except LabrunnerError as exc:
             _fail(exc)
-        result = load_workshop(labs_dir, registry)
-        from labrunner.lab.loader import lab_files
+        result = _load_dir(labs_dir, registry)
+        from labrunner.lab.locate import lab_files
 
         checked = len(lab_files(labs_dir)) if labs_dir.is_dir() else 0
         problems.extend(result.problems)
@@ -789,6 +804,8 @@ def schema() -> None:
         _fail(EnvironmentProblem(str(exc)))
     except LabrunnerError as exc:
         _fail(exc)
+    import json
+
     click.echo(json.dumps(schema, indent=2))
 
 
@@ -871,6 +888,8 @@ def doctor(ctx: click.Context, context_option: str | None, as_json: bool) -> Non
         _fail(exc)
     findings = collect(catalog=registry, labs_option=ctx.obj.get("labs"), context=context_option)
     if as_json:
+        import json
+
         click.echo(json.dumps([f.as_json() for f in findings], indent=2))
     else:
         for finding in findings:

@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import contextlib
 import os
-import tempfile
 from pathlib import Path
+from typing import Any
 
 
 def current_umask() -> int:
@@ -35,6 +35,8 @@ def write_atomic(path: Path, data: bytes, *, mode: int | None = None) -> None:
     ``mode`` defaults to what a plain ``open()`` would give (0666 less the umask).
     Raises OSError; the temporary file is removed on any failure.
     """
+    import tempfile  # lazy: commands that only read (list, check) start without it
+
     path.parent.mkdir(parents=True, exist_ok=True)
     final_mode = mode if mode is not None else 0o666 & ~current_umask()
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
@@ -59,3 +61,23 @@ def write_atomic(path: Path, data: bytes, *, mode: int | None = None) -> None:
         pass
     finally:
         os.close(dir_fd)
+
+
+def source_stamp(directory: Path) -> list[list[Any]]:
+    """Name, size and modification time of each ``.py`` file in ``directory``, by name.
+
+    What a cache keys on to notice a source checkout's code changing without
+    its version changing.
+    """
+    stamp: list[list[Any]] = []
+    try:
+        names = sorted(p for p in os.listdir(directory) if p.endswith(".py"))
+    except OSError:
+        return stamp
+    for name in names:
+        try:
+            info = os.stat(directory / name)
+        except OSError:
+            continue
+        stamp.append([name, info.st_size, info.st_mtime_ns])
+    return stamp

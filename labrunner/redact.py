@@ -423,12 +423,23 @@ def _trie(words: list[str]) -> str:
 
 
 class _Compiled:
-    """The patterns above, compiled once."""
+    """The patterns above, each compiled once, on first use.
 
-    def __init__(self) -> None:
-        for name, pattern in _PATTERNS.items():
-            setattr(self, name, re.compile(pattern))
-        self.gate = re.compile(_trie(sorted(_TRIGGERS)))
+    Most text takes the fast path, which needs three of the thirteen; compiling
+    the others only when a line calls for them keeps a short command's first
+    message cheap.
+    """
+
+    def __getattr__(self, name: str) -> re.Pattern[str]:
+        if name == "gate":
+            pattern = _trie(sorted(_TRIGGERS))
+        elif name in _PATTERNS:
+            pattern = _PATTERNS[name]
+        else:
+            raise AttributeError(name)
+        compiled = re.compile(pattern)
+        setattr(self, name, compiled)
+        return compiled
 
     pem_begin: re.Pattern[str]
     pem_end: re.Pattern[str]

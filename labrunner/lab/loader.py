@@ -9,14 +9,19 @@ into a workshop. Every problem reads ``file:line: step <id>: message``.
 Problems come in two severities: errors stop a lab from loading; warnings
 (a step without checks, a ``sleep`` where a check with ``within`` belongs)
 are advice for authors.
+
+Schema checks answer the common case, a valid file, with ``quickschema``;
+``jsonschema`` is imported only to explain an instance that is not (or that
+uses a schema keyword the quick check does not know), so a run of valid labs
+never pays for it and every message stays the same.
 """
 
 from __future__ import annotations
 
 import difflib
 import re
-from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 from types import MappingProxyType
@@ -26,7 +31,7 @@ from labrunner.cluster.guard import matches_everything
 from labrunner.durations import format_duration, parse_duration
 from labrunner.lab import expand
 from labrunner.lab.catalog import Catalog, EmptyCatalog, VerifierInfo, VerifierUnavailable
-from labrunner.lab.locate import WORKSHOP_FILE, workshop_root
+from labrunner.lab.locate import WORKSHOP_FILE, lab_files, workshop_root
 from labrunner.lab.model import (
     DEFAULT_SERVICE_WITHIN,
     DEFAULT_TIMEOUT,
@@ -42,11 +47,24 @@ from labrunner.lab.model import (
     Where,
     Workshop,
 )
+from labrunner.lab.problems import LabError, LoadResult, Problem
+from labrunner.lab.quickschema import certainly_valid
 from labrunner.lab.schema import CHECK_RESERVED, lab_schema, workshop_schema
-from labrunner.lab.yamlsrc import Positions, Source, SourceError, load_file
 
 if TYPE_CHECKING:
     from jsonschema.exceptions import ValidationError
+
+    from labrunner.lab.yamlsrc import Positions, Source
+
+__all__ = [
+    "LabError",
+    "LoadResult",
+    "Problem",
+    "check_lab_file",
+    "lab_files",
+    "load_lab",
+    "load_workshop",
+]
 
 # a cluster tool as a word, not part of a file name such as helm-values.yaml; only for
 # a warning: whether a lab needs a cluster is declared, never guessed from words
@@ -71,71 +89,26 @@ _TYPE_WORDS = {
 }
 
 
-@dataclass(frozen=True)
-class Problem:
-    """One thing wrong with a lab file, where it is, and how bad."""
-
-    file: Path
-    line: int
-    message: str
-    step: str | None = None
-    severity: str = "error"
-
-    def __str__(self) -> str:
-        where = f"{self.file}:{self.line}: " if self.line else f"{self.file}: "
-        level = "warning: " if self.severity == "warning" else ""
-        step = f"step {self.step}: " if self.step else ""
-        return f"{where}{level}{step}{self.message}"
-
-    @property
-    def is_error(self) -> bool:
-        """True for problems that stop the lab from loading."""
-        return self.severity == "error"
-
-
-class LabError(Exception):
-    """Raised when lab files have errors; carries every problem found."""
-
-    def __init__(self, problems: Sequence[Problem]) -> None:
-        self.problems = list(problems)
-        super().__init__("\n".join(str(p) for p in self.problems))
-
-
-@dataclass
-class LoadResult:
-    """A workshop (when it loaded) and every problem found on the way."""
-
-    workshop: Workshop | None
-    problems: list[Problem] = field(default_factory=list)
-
-    @property
-    def errors(self) -> list[Problem]:
-        """Only the problems that are errors."""
-        return [p for p in self.problems if p.is_error]
-
-    @property
-    def warnings(self) -> list[Problem]:
-        """Only the warnings."""
-        return [p for p in self.problems if not p.is_error]
-
-
 # --------------------------------------------------------------------------- schema errors
 
 
-def _validator(schema_key: str, schema: Mapping[str, Any] | None = None) -> Any:
-    return _compiled(schema_key) if schema is None else _compile(schema)
+@lru_cache(maxsize=4)
+def _document_schema(kind: str) -> Mapping[str, Any]:
+    return lab_schema(None) if kind == "lab" else workshop_schema()
 
 
 @lru_cache(maxsize=4)
 def _compiled(kind: str) -> Any:
-    return _compile(lab_schema(None) if kind == "lab" else workshop_schema())
+    return _compile(_document_schema(kind))
 
 
 _param_validators: dict[int, tuple[Mapping[str, Any], Any]] = {}
 
 
 def _compile(schema: Mapping[str, Any]) -> Any:
-    from jsonschema import Draft202012Validator  # lazy: ~50 ms, only when a file is checked
+    # lazy: importing jsonschema costs more than loading a workshop, and it is only
+    # needed to explain an instance that quickschema could not call valid
+    from jsonschema import Draft202012Validator
 
     return Draft202012Validator(schema)
 
@@ -305,10 +278,24 @@ class _LabChecker:
         return Where(self.source.path, self.pos.line(tuple(path), key=True))
 
     def schema_problems(
-        self, validator: Any, instance: Any, base: tuple[str | int, ...] = (), prefix: str = ""
+        self,
+        schema: Mapping[str, Any],
+        validator: Callable[[], Any],
+        instance: Any,
+        base: tuple[str | int, ...] = (),
+        prefix: str = "",
     ) -> bool:
+        """Report ``instance``'s schema errors; True when there were any.
+
+        A quick check answers for the common case, a valid instance; only an
+        instance it cannot call valid goes to ``jsonschema`` (``validator()``)
+        for the precise errors.
+        """
+        if certainly_valid(schema, instance):
+            return False
         found = False
-        for error in sorted(validator.iter_errors(instance), key=lambda e: list(map(str, e.path))):
+        errors = validator().iter_errors(instance)
+        for error in sorted(errors, key=lambda e: list(map(str, e.path))):
             for rel, on_key, message in _explain(error):
                 found = True
                 self.problem((*base, *rel), prefix + message, key=on_key)
@@ -320,7 +307,7 @@ class _LabChecker:
         if not isinstance(self.data, dict):
             self.problem((), "a lab file must be a mapping with apiVersion, id, title and steps")
             return None
-        if self.schema_problems(_validator("lab"), self.data):
+        if self.schema_problems(_document_schema("lab"), lambda: _compiled("lab"), self.data):
             return None
         data = self.data
         default_timeout = DEFAULT_TIMEOUT
@@ -633,7 +620,9 @@ class _LabChecker:
                 f"parameters of {name!r} must be a mapping, not {_type_word(params)}",
             )
             return None
-        if self.schema_problems(_param_validator(spec), params, (*path, name), f"{name}: "):
+        if self.schema_problems(
+            spec.params, lambda: _param_validator(spec), params, (*path, name), f"{name}: "
+        ):
             return None
         if spec.lint is not None:
             for found in spec.lint(params):
@@ -689,6 +678,10 @@ def check_lab_file(
     ``known_env`` names variables the workshop sets for every lab, so checks
     may use them without a warning.
     """
+    # lazy, here and below: the YAML parser is needed only when a file is read, and
+    # a run answered from the compiled-lab cache reads none
+    from labrunner.lab.yamlsrc import SourceError, load_file
+
     try:
         sources = load_file(path)
     except SourceError as exc:
@@ -723,6 +716,8 @@ class _WorkshopFile:
 
 
 def _workshop_file(path: Path, problems: list[Problem]) -> _WorkshopFile | None:
+    from labrunner.lab.yamlsrc import SourceError, load_file
+
     try:
         sources = load_file(path)
     except SourceError as exc:
@@ -732,7 +727,9 @@ def _workshop_file(path: Path, problems: list[Problem]) -> _WorkshopFile | None:
         problems.append(Problem(path, 1, "workshop.yaml must be one mapping"))
         return None
     checker = _LabChecker(sources[0], EmptyCatalog())
-    if checker.schema_problems(_validator("workshop"), sources[0].data):
+    if checker.schema_problems(
+        _document_schema("workshop"), lambda: _compiled("workshop"), sources[0].data
+    ):
         problems.extend(checker.problems)
         return None
     data = sources[0].data
@@ -765,16 +762,6 @@ def _workshop_file(path: Path, problems: list[Problem]) -> _WorkshopFile | None:
             key: sources[0].positions.line(("rehearse", "kept", key), key=True) for key in kept
         },
     )
-
-
-def lab_files(labs_dir: Path) -> list[Path]:
-    """The lab files in a directory, in name order (workshop.yaml excluded)."""
-    files = [
-        p
-        for p in labs_dir.iterdir()
-        if p.suffix in (".yaml", ".yml") and p.name != WORKSHOP_FILE and p.is_file()
-    ]
-    return sorted(files)
 
 
 def load_workshop(
@@ -923,6 +910,8 @@ def _unknown_kept(path: Path, meta: _WorkshopFile, by_id: Mapping[str, Lab]) -> 
 
 
 def _requires_line(lab: Lab) -> int:
+    from labrunner.lab.yamlsrc import SourceError, load_file
+
     try:
         sources = load_file(lab.path)
         return sources[0].positions.line(("requires",), key=True)

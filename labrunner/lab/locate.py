@@ -31,7 +31,6 @@ from pathlib import Path
 
 import labrunner
 from labrunner.errors import UsageProblem
-from labrunner.lab.yamlsrc import SourceError, load_file
 
 WORKSHOP_FILE = "workshop.yaml"
 PACKAGE_DIR = Path(labrunner.__file__).resolve().parent
@@ -101,6 +100,9 @@ def read_workdir(labs_dir: Path) -> str | None:
     path = labs_dir / WORKSHOP_FILE
     if not path.is_file():
         return None
+    # lazy: the YAML parser is needed only here, not by every command that locates labs
+    from labrunner.lab.yamlsrc import SourceError, load_file
+
     try:
         sources = load_file(path)
     except SourceError:
@@ -108,6 +110,16 @@ def read_workdir(labs_dir: Path) -> str | None:
     data = sources[0].data if len(sources) == 1 else None
     value = data.get("workdir") if isinstance(data, dict) else None
     return value if isinstance(value, str) and value else None
+
+
+def lab_files(labs_dir: Path) -> list[Path]:
+    """The lab files in a directory, in name order (workshop.yaml excluded)."""
+    files = [
+        p
+        for p in labs_dir.iterdir()
+        if p.suffix in (".yaml", ".yml") and p.name != WORKSHOP_FILE and p.is_file()
+    ]
+    return sorted(files)
 
 
 def workshop_root(labs_dir: Path, workdir: str | None = None) -> Path:

@@ -7,18 +7,39 @@
 - the families: ``generic``, ``kubernetes``, ``istio``, ``tls``, ``http``, with
   ``requests``/``transport`` (HTTP) and ``certificates`` (X.509) shared among them.
 
-Importing this package loads no verifier module.
+Importing this package loads no verifier module, and nothing else either: the
+names below are imported on first use, so a command that only needs the
+registry (``labrunner list``) does not pay for the outcome model and the
+cluster errors behind it.
 """
 
-from labrunner.verify.context import CheckContext, RunResources
-from labrunner.verify.outcome import Outcome, Status
-from labrunner.verify.registry import (
-    ParamProblem,
-    Registry,
-    VerifierSpec,
-    builtin_registry,
-    verifier,
-)
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from labrunner.verify.context import CheckContext, RunResources
+    from labrunner.verify.outcome import Outcome, Status
+    from labrunner.verify.registry import (
+        ParamProblem,
+        Registry,
+        VerifierSpec,
+        builtin_registry,
+        verifier,
+    )
+
+_HOMES = {
+    "CheckContext": "labrunner.verify.context",
+    "RunResources": "labrunner.verify.context",
+    "Outcome": "labrunner.verify.outcome",
+    "Status": "labrunner.verify.outcome",
+    "ParamProblem": "labrunner.verify.registry",
+    "Registry": "labrunner.verify.registry",
+    "VerifierSpec": "labrunner.verify.registry",
+    "builtin_registry": "labrunner.verify.registry",
+    "verifier": "labrunner.verify.registry",
+}
 
 __all__ = [
     "CheckContext",
@@ -31,3 +52,13 @@ __all__ = [
     "builtin_registry",
     "verifier",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    # lazy for start-up speed: each name is imported from its module on first use
+    home = _HOMES.get(name)
+    if home is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(home), name)
+    globals()[name] = value
+    return value

@@ -21,20 +21,38 @@ validates a lab's check parameters against it (the registry satisfies
 ``labrunner.lab.catalog.Catalog``), so ``labrunner validate`` catches a
 misspelt parameter long before a learner reaches the step, and
 ``labrunner schema`` hands the same schemas to editors.
+
+Finding the entry points means importing ``importlib.metadata`` and reading
+every installed distribution's metadata, which costs a command more than the
+rest of its start-up. ``builtin_registry(cache_dir=...)`` therefore keeps the
+list it found (plain JSON) keyed by the import path and the modification times
+of its directories (installing or removing a distribution changes them), and
+reads it back while they stand. ``Registry.fingerprint()`` names what the
+installed verifiers are, so a cache of loaded labs can tell when it is stale.
 """
 
 from __future__ import annotations
 
+import hashlib
+import importlib
+import json
+import os
+import re
+import sys
 import threading
 import types
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
-from importlib import metadata
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
+from labrunner import __version__
+from labrunner.fsutil import source_stamp, write_atomic
 from labrunner.lab.catalog import ParamProblem, VerifierUnavailable
 
 if TYPE_CHECKING:
+    from importlib import metadata
+
     from labrunner.verify.context import CheckContext
     from labrunner.verify.outcome import Outcome
 
@@ -45,7 +63,110 @@ ENTRY_POINT_GROUP = "labrunner.verifiers"
 SPEC_ATTRIBUTE = "__labrunner_verifier__"
 """The attribute ``@verifier`` sets on a function: its ``VerifierSpec``."""
 
-__all__ = ["ENTRY_POINT_GROUP", "ParamProblem", "Registry", "VerifierSpec", "verifier"]
+ENTRY_POINTS_FILE = "entry-points.json"
+_ENTRY_VALUE = re.compile(r"^(?P<module>[\w.]+)\s*(?::\s*(?P<attr>[\w.]+)\s*)?(?:\[.*\]\s*)?$")
+
+__all__ = [
+    "ENTRY_POINT_GROUP",
+    "EntrySource",
+    "ParamProblem",
+    "Registry",
+    "VerifierSpec",
+    "installed_entries",
+    "verifier",
+]
+
+
+def __getattr__(name: str) -> Any:
+    # ``registry.metadata`` stays reachable (tests patch its lookup) without
+    # importing importlib.metadata at start-up: that costs ~25 ms a command
+    if name == "metadata":
+        return importlib.import_module("importlib.metadata")
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+@dataclass(frozen=True)
+class EntrySource:
+    """One entry point of the group as plain data: what to load, and who declared it."""
+
+    name: str
+    value: str
+    dist: str = ""
+    """``name version`` of the distribution that declares it ("" when unknown)."""
+
+    def load(self) -> Any:
+        """Import the module and fetch the attribute, as ``EntryPoint.load`` does."""
+        match = _ENTRY_VALUE.match(self.value)
+        if match is None:
+            raise ValueError(f"{self.value!r} is not an entry point reference (module:attr)")
+        obj: Any = importlib.import_module(match.group("module"))
+        for part in (match.group("attr") or "").split("."):
+            if part:
+                obj = getattr(obj, part)
+        return obj
+
+    @classmethod
+    def of(cls, ep: metadata.EntryPoint) -> EntrySource:
+        """The plain data of an ``importlib.metadata`` entry point."""
+        dist = getattr(ep, "dist", None)
+        return cls(ep.name, ep.value, _dist_label(dist) if dist is not None else "")
+
+
+def _dist_label(dist: metadata.Distribution) -> str:
+    """``name version`` of a distribution, read without the email parser.
+
+    ``Distribution.name`` and ``.version`` parse the whole METADATA file as
+    an email message, which costs more than scanning every entry point.
+    """
+    text = dist.read_text("METADATA") or dist.read_text("PKG-INFO") or ""
+    fields = dict(re.findall(r"^(Name|Version):[ \t]*(.*?)[ \t]*$", text[:4096], re.MULTILINE))
+    return f"{fields.get('Name', '?')} {fields.get('Version', '?')}"
+
+
+def _path_stamp() -> list[list[Any]]:
+    """The import path and each entry's modification time: an install changes one."""
+    stamp: list[list[Any]] = []
+    for entry in sys.path:
+        try:
+            stamp.append([entry, os.stat(entry or ".").st_mtime_ns])
+        except OSError:
+            stamp.append([entry, None])
+    return stamp
+
+
+def _scan(group: str) -> tuple[EntrySource, ...]:
+    # importlib.metadata is imported only here, when no cached list can be trusted
+    from importlib import metadata
+
+    return tuple(EntrySource.of(ep) for ep in metadata.entry_points(group=group))
+
+
+def installed_entries(
+    group: str = ENTRY_POINT_GROUP, *, cache_dir: Path | None = None
+) -> tuple[EntrySource, ...]:
+    """Every entry point in ``group``; from ``cache_dir`` while the import path is unchanged.
+
+    A cache that is missing, unreadable or stale is ignored and replaced; one
+    that cannot be written is simply not kept.
+    """
+    if cache_dir is None:
+        return _scan(group)
+    path = cache_dir / ENTRY_POINTS_FILE
+    key = {"format": 1, "labrunner": __version__, "group": group, "path": _path_stamp()}
+    try:
+        data = json.loads(path.read_bytes())
+        if data["key"] == key:
+            return tuple(EntrySource(*(str(part) for part in item)) for item in data["entries"])
+    except (OSError, ValueError, KeyError, TypeError):
+        pass
+    entries = _scan(group)
+    text = json.dumps({"key": key, "entries": [[e.name, e.value, e.dist] for e in entries]})
+    try:
+        cache_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+        write_atomic(path, text.encode(), mode=0o600)  # it names modules to import
+    except OSError:
+        pass
+    return entries
 
 
 @dataclass(frozen=True)
@@ -108,16 +229,48 @@ class Registry:
     """A name → verifier table; entries from entry points are loaded on first use."""
 
     _specs: dict[str, VerifierSpec] = field(default_factory=dict)
-    _pending: dict[str, list[metadata.EntryPoint]] = field(default_factory=dict)
+    _pending: dict[str, list[EntrySource]] = field(default_factory=dict)
     _lock: threading.RLock = field(default_factory=threading.RLock, repr=False)
+    _sources: tuple[EntrySource, ...] | None = field(default=None, repr=False)
+    """The entry points this registry started from (None: built by hand)."""
+    _by_hand: bool = field(default=False, repr=False)
+    """True once a verifier was added other than by loading an entry point."""
+    _loading: int = field(default=0, repr=False)
 
     @classmethod
-    def from_entry_points(cls, group: str = ENTRY_POINT_GROUP) -> Registry:
+    def from_entry_points(
+        cls, group: str = ENTRY_POINT_GROUP, *, cache_dir: Path | None = None
+    ) -> Registry:
         """A registry of every entry point in ``group``, none of them imported yet."""
+        return cls.from_sources(installed_entries(group, cache_dir=cache_dir))
+
+    @classmethod
+    def from_sources(cls, sources: Iterable[EntrySource]) -> Registry:
+        """A registry of these entry points, none of them imported yet."""
         registry = cls()
-        for ep in metadata.entry_points(group=group):
-            registry._pending.setdefault(ep.name, []).append(ep)
+        registry._sources = tuple(sources)
+        for source in registry._sources:
+            registry._pending.setdefault(source.name, []).append(source)
         return registry
+
+    def fingerprint(self) -> str | None:
+        """A digest of what decides this registry's verifiers, or None when unknown.
+
+        The entry points (with their distributions' versions) and labrunner's own
+        verifier modules; a registry with verifiers added by hand has none, as
+        nothing outside the process can vouch for them.
+        """
+        with self._lock:
+            if self._sources is None or self._by_hand:
+                return None
+            basis = {
+                "labrunner": __version__,
+                "entries": sorted([s.name, s.value, s.dist] for s in self._sources),
+                # labrunner's own verifier modules: a source checkout changes them (and
+                # so which labs are valid) without changing the version
+                "code": source_stamp(Path(__file__).parent),
+            }
+        return hashlib.sha256(json.dumps(basis, sort_keys=True).encode()).hexdigest()
 
     def verifier(
         self,
@@ -145,11 +298,20 @@ class Registry:
         with self._lock:
             self._specs[spec.name] = spec
             self._pending.pop(spec.name, None)
+            if not self._loading:
+                self._by_hand = True
 
     # ------------------------------------------------------------------ loading
 
-    def _load(self, ep: metadata.EntryPoint) -> None:
+    def _load(self, ep: EntrySource) -> None:
         """Import one entry point and register what it offers; raise naming it on failure."""
+        self._loading += 1
+        try:
+            self._load_entry(ep)
+        finally:
+            self._loading -= 1
+
+    def _load_entry(self, ep: EntrySource) -> None:
         label = f"verifier plug-in {ep.name!r} ({ep.value})"
         try:
             obj = ep.load()
@@ -220,7 +382,9 @@ class Registry:
     def copy(self) -> Registry:
         """A new registry with the same entries, to extend without side effects."""
         with self._lock:
-            return Registry(dict(self._specs), {k: list(v) for k, v in self._pending.items()})
+            return Registry(
+                dict(self._specs), {k: list(v) for k, v in self._pending.items()}, _sources=None
+            )
 
     def __contains__(self, name: object) -> bool:
         return isinstance(name, str) and self.get(name) is not None
@@ -236,17 +400,19 @@ _installed: Registry | None = None
 _installed_lock = threading.Lock()
 
 
-def builtin_registry() -> Registry:
+def builtin_registry(*, cache_dir: Path | None = None) -> Registry:
     """Every verifier installed in the ``labrunner.verifiers`` group, loaded on first use.
 
     One registry per process, so a verifier module is imported at most once.
-    Raises ``VerifierUnavailable`` when labrunner's own entry points are
-    missing (an install whose metadata predates them: reinstall labrunner).
+    ``cache_dir`` keeps the list of entry points between runs (see
+    ``installed_entries``). Raises ``VerifierUnavailable`` when labrunner's own
+    entry points are missing (an install whose metadata predates them:
+    reinstall labrunner).
     """
     global _installed
     with _installed_lock:
         if _installed is None:
-            registry = Registry.from_entry_points()
+            registry = Registry.from_entry_points(cache_dir=cache_dir)
             if "command" not in registry._pending:
                 raise VerifierUnavailable(
                     "labrunner's installed metadata lists none of its own verifiers in the "

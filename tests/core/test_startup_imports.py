@@ -1,0 +1,137 @@
+"""Start-up budget: each command imports only what it uses.
+
+Each command runs in a fresh interpreter, twice (a cold and then a warm
+compiled-lab cache), and reports which heavy packages it loaded:
+
+- ``--help``, ``list`` and ``check`` never load Textual (only ``run`` does)
+  nor ``jsonschema`` (valid labs are checked by ``lab.quickschema``; only a
+  problem to explain loads it);
+- none of them loads the ``kubernetes`` client with a token kubeconfig
+  pointing at a live API server (``list`` reads it for the context, ``check``
+  asks the server);
+- a warm ``list`` or ``check`` does not even import the loader: the workshop
+  comes from the cache.
+
+bench/whole_process.py measures what these choices are worth in wall time.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from labrunner.testing.fixtures import FakeClusterHandle
+
+from .conftest import cli_env
+
+Make = Callable[..., Path]
+
+PROBE = r"""
+import json, sys
+from labrunner.cli import main
+
+try:
+    main(sys.argv[1:], standalone_mode=False)
+except SystemExit:
+    pass
+roots = {name.split(".")[0] for name in sys.modules}
+print("LOADED:" + json.dumps({
+    "roots": sorted(roots & {"textual", "jsonschema", "kubernetes", "yaml"}),
+    "loader": "labrunner.lab.loader" in sys.modules,
+}))
+"""
+
+CLUSTER_LAB = """\
+apiVersion: labrunner/v1
+id: shop
+title: Shop
+steps:
+  - id: ready
+    title: The namespace is there
+    run: ['kubectl get ns default']
+    check:
+      - namespace: {name: default}
+"""
+
+
+@dataclass(frozen=True)
+class Loaded:
+    """What one run imported: the heavy packages, and whether the lab loader."""
+
+    roots: frozenset[str]
+    loader: bool
+
+
+def loaded(argv: list[str], cwd: Path) -> Loaded:
+    """Run the CLI with ``argv`` in a fresh interpreter; what it imported."""
+    proc = subprocess.run(
+        [sys.executable, "-c", PROBE, *argv],
+        capture_output=True,
+        text=True,
+        env=cli_env(),
+        timeout=120,
+        cwd=cwd,
+    )
+    assert "Traceback" not in proc.stderr, proc.stderr
+    line = proc.stdout.strip().splitlines()[-1]
+    assert line.startswith("LOADED:"), proc.stdout + proc.stderr
+    data = json.loads(line.removeprefix("LOADED:"))
+    return Loaded(frozenset(data["roots"]), bool(data["loader"]))
+
+
+@pytest.fixture
+def cluster_labs(tmp_path: Path, fake_cluster: FakeClusterHandle) -> Path:
+    """A one-lab workshop whose check asks the fake API server (a token kubeconfig)."""
+    labs = tmp_path / "cluster-ws" / "labs"
+    labs.mkdir(parents=True)
+    (labs / "shop.yaml").write_text(CLUSTER_LAB)
+    return labs
+
+
+@pytest.mark.parametrize(
+    ("args", "forbidden"),
+    [
+        (["--help"], {"textual", "jsonschema", "kubernetes", "yaml"}),
+        (["--labs", "{labs}", "list"], {"textual", "jsonschema", "kubernetes"}),
+        (["--labs", "{labs}", "check", "carry-over", "prepare"], {"textual", "jsonschema"}),
+    ],
+    ids=["help", "list", "check"],
+)
+def test_headless_commands_import_only_what_they_use(
+    workshop: Make, args: list[str], forbidden: set[str]
+) -> None:
+    labs = workshop("carry-over")
+    argv = [a.format(labs=labs) for a in args]
+    for run in ("cold cache", "warm cache"):
+        found = loaded(argv, labs.parent)
+        assert not forbidden & found.roots, (run, found)
+
+
+def test_list_and_check_of_a_cluster_lab(cluster_labs: Path) -> None:
+    # list reads the (token) kubeconfig for the context, yet never needs the client
+    for run in ("cold cache", "warm cache"):
+        listing = loaded(["--labs", str(cluster_labs), "list"], cluster_labs.parent)
+        assert not {"textual", "jsonschema", "kubernetes"} & listing.roots, (run, listing)
+        check = loaded(["--labs", str(cluster_labs), "check", "shop", "ready"], cluster_labs.parent)
+        assert not {"textual", "jsonschema", "kubernetes"} & check.roots, (run, check)
+    # the second time, the workshop came from the compiled-lab cache
+    assert listing.loader is False
+    assert check.loader is False
+
+
+def test_the_probe_sees_jsonschema_when_a_problem_needs_explaining(workshop: Make) -> None:
+    # control for the tests above, and the other half of the bargain: an invalid lab
+    # still gets jsonschema's precise messages
+    labs = workshop("carry-over")
+    (labs / "bad.yaml").write_text(
+        "apiVersion: labrunner/v1\nid: bad\ntitle: Bad\nsteps:\n  - id: x\n    titel: X\n"
+    )
+    found = loaded(["--labs", str(labs), "validate"], labs.parent)
+    assert "jsonschema" in found.roots
+    assert found.loader is True
