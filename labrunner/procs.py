@@ -19,6 +19,8 @@ import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
+from labrunner import proctree
+
 DEFAULT_CAP = 4 * 1024 * 1024
 
 
@@ -115,6 +117,7 @@ def run(
         if exc.errno == errno.E2BIG:
             raise _too_big(argv, env) from None
         raise
+    proctree.claim(proc.pid)  # its exit status is ours to read, not the orphan reaper's
     out = bytearray()
     err = bytearray()
     truncated = False
@@ -168,6 +171,7 @@ def run(
             kill_group(proc.pid, signal.SIGKILL)
         proc.wait()
     finally:
+        proctree.release(proc.pid)
         sel.close()
         proc.stdout.close()
         proc.stderr.close()

@@ -30,7 +30,6 @@ use the same pieces: a marker to find them, :func:`end` to stop them.
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import os
 import re
 import shutil
@@ -157,16 +156,27 @@ def _needles(marks: Iterable[str]) -> list[bytes]:
     return [f"\0{MARKER}={mark}\0".encode() for mark in marks]
 
 
-def marked(marks: Collection[str], procs: dict[int, ProcInfo] | None = None) -> set[int]:
-    """Live processes of this user whose environment carries one of ``marks``."""
+def marked(
+    marks: Collection[str], procs: dict[int, ProcInfo] | None = None, *, mine: bool = False
+) -> set[int]:
+    """Live processes of this user whose environment carries one of ``marks``.
+
+    With ``mine`` (the marks of this process's own shells) and while this
+    process is a subreaper, whatever those shells started is below it in the
+    process tree, detached or not, so only that part of the table is read;
+    otherwise every process of this user is (a dead run's leftovers were
+    re-parented elsewhere).
+    """
     if not marks:
         return set()
     needles = _needles(marks)
     uid = os.getuid()
     me = os.getpid()
+    procs = procs if procs is not None else table()
+    below = descendants(procs, [me]) if mine and _subreaper else None
     out = set()
-    for info in (procs if procs is not None else table()).values():
-        if info.zombie or info.pid == me:
+    for info in procs.values():
+        if info.zombie or info.pid == me or (below is not None and info.pid not in below):
             continue
         try:
             if os.stat(f"/proc/{info.pid}").st_uid != uid:
@@ -230,14 +240,43 @@ def _reap(children: dict[int, int]) -> None:
 
 
 def _wait_gone(pids: set[int], limit: float = 1.0) -> None:
-    """Until each of ``pids`` is dead (a zombie counts), at most ``limit`` seconds."""
+    """Until each of ``pids`` is dead (a zombie counts), at most ``limit`` seconds.
+
+    Waits on pidfds, which become readable when their process exits, where
+    the kernel has them; else polls ``/proc``.
+    """
     end_at = time.monotonic() + limit
-    pause = threading.Event()
+    fds: list[int] = []
     pending = set(pids)
-    while pending and time.monotonic() < end_at:
+    if hasattr(os, "pidfd_open"):
+        for pid in pids:
+            try:
+                fds.append(os.pidfd_open(pid))
+            except OSError:  # gone already, or no pidfds here
+                pass
         pending = {pid for pid in pending if is_running(pid)}
-        if pending:
-            pause.wait(0.002)
+    try:
+        if fds and pending:
+            import select  # lazy: only a kill waits here
+
+            poller = select.poll()
+            for fd in fds:
+                poller.register(fd, select.POLLIN)
+            open_fds = set(fds)
+            while open_fds and time.monotonic() < end_at:
+                left = max(end_at - time.monotonic(), 0.0)
+                for fd, _ in poller.poll(left * 1000):
+                    poller.unregister(fd)
+                    open_fds.discard(fd)
+            return
+        pause = threading.Event()
+        while pending and time.monotonic() < end_at:
+            pending = {pid for pid in pending if is_running(pid)}
+            if pending:
+                pause.wait(0.002)
+    finally:
+        for fd in fds:
+            os.close(fd)
 
 
 # --------------------------------------------------------------------------- terminal reads
@@ -296,7 +335,8 @@ _lock = threading.Lock()
 _owned: set[int] = set()
 _adopted: dict[int, int] = {}
 """Adopted orphans: pid → start time (a pid number is reused; the pair is not)."""
-_seen: set[int] = set()
+_sessions: set[int] = set()
+"""Sessions of live lab shells: nothing in them is a child labrunner started itself."""
 _reaper: threading.Thread | None = None
 _subreaper = False
 
@@ -319,6 +359,17 @@ def claim(pid: int) -> None:
         _owned.add(pid)
 
 
+def lab_session(sid: int, *, open: bool = True) -> None:
+    """Note (or, with ``open=False``, forget) a lab shell's session: a zombie child of
+    this process in it is an orphan from the lab, safe to reap even if it was never
+    seen alive."""
+    with _lock:
+        if open:
+            _sessions.add(sid)
+        else:
+            _sessions.discard(sid)
+
+
 def release(pid: int) -> None:
     """Undo :func:`claim`."""
     with _lock:
@@ -335,6 +386,8 @@ def become_subreaper() -> bool:
     with _lock:
         if _subreaper:
             return True
+        import ctypes  # lazy: only a run that starts lab shells needs prctl
+
         try:
             libc = ctypes.CDLL(None, use_errno=True)
             ok = libc.prctl(_PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) == 0
@@ -373,25 +426,30 @@ def reap_adopted() -> None:
     """One pass: note new children that carry a lab marker; reap adopted ones that exited.
 
     A child counts as adopted when it was seen alive with a lab shell's marker
-    in its environment and this process has not claimed it (see :func:`owned`);
-    only those are waited on, so no exit status is taken from the code that
-    started a child itself.
+    in its environment, or is a zombie in a lab shell's session, and this
+    process has not claimed it (see :func:`owned`); only those are waited on,
+    so no exit status is taken from the code that started a child itself. An
+    orphan that left the lab's session and exited before a pass (a quarter of
+    a second apart) saw it stays a zombie until the lab closes.
     """
     children = _children()
     needle = f"\0{MARKER}=".encode()
     me = os.getpid()
     for pid in children:
         with _lock:
-            if pid in _owned or pid in _seen:
-                known = True
-            else:
-                known = False
-                _seen.add(pid)
-        if known:
-            continue
+            if pid in _owned or pid in _adopted:
+                continue
+        # asked again on every pass, not remembered: a child caught in the middle of
+        # an exec shows no environment for a moment (a handful of children, cheap)
         info = read_stat(pid)
-        live = info is not None and not info.zombie and info.ppid == me
-        if live and info is not None and _environ_has(pid, [needle]):
+        if info is None or info.ppid != me:
+            continue
+        if info.zombie:
+            with _lock:
+                from_lab = info.sid in _sessions
+            if from_lab:  # it died before a pass saw it alive, in a lab shell's session
+                _reap({pid: info.start})
+        elif _environ_has(pid, [needle]):
             with _lock:
                 _adopted[pid] = info.start
     with _lock:
@@ -404,8 +462,6 @@ def reap_adopted() -> None:
             continue
         if info.zombie:
             _reap({pid: start})
-    with _lock:
-        _seen.intersection_update(children)
 
 
 def _reap_loop() -> None:

@@ -141,4 +141,6 @@ def parse_exports(data: bytes) -> tuple[dict[str, str], int]:
         flags, name, value = found.group(1), found.group(2), found.group(3)
         if value is None or (flags and (b"a" in flags or b"A" in flags)):
             continue
-        env[name.decode("ascii")] = unquote(value).decode("utf-8", "replace")
+        plain = value[:1] == b'"' and b"\\" not in value  # the common case: nothing escaped
+        raw = value[1:-1] if plain else unquote(value)
+        env[name.decode("ascii")] = raw.decode("utf-8", "replace")

@@ -88,15 +88,27 @@ MAX_EOFS = 8
 START_TIMEOUT = 10.0
 _SHELL_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*\Z")
 
-_INIT = r"""
+_SAVE = r"""
+__labrunner_save() {
+  { export -p; declare -f; alias -p; shopt -p; set +o;
+    printf 'cd -- %q\nreturn 0\n' "$PWD"; } 2>/dev/null 1<> "$__LR_DIR/state"
+}
+"""
+# The state file is overwritten in place (``1<>``), never truncated: on ext4 a
+# truncate-and-rewrite makes the kernel flush the file at close (auto_da_alloc),
+# a third of a millisecond per command. What an earlier, longer state left past
+# the end is never read: ``return 0`` ends a ``source``, and the environment
+# parser stops where ``export -p`` ends. bash's ``declare -f`` prints ``1<>`` as
+# ``<>`` (fd 0), so a restored shell defines the function again after the state.
+
+_INIT = (
+    r"""
 set +o history
 unset HISTFILE PROMPT_COMMAND
 PS1='' PS2='' PS4='+ '
-__labrunner_save() {
-  { export -p; declare -f; alias -p; shopt -p; set +o;
-    printf 'cd -- %q\n' "$PWD"; } > "$__LR_DIR/state" 2>/dev/null
-}
 """
+    + _SAVE
+)
 
 
 class ShellError(Exception):
@@ -179,7 +191,7 @@ def _kill_session(child: pexpect.spawn, marks: tuple[str, ...] = ()) -> None:
     bash = child.pid
 
     def find(procs: dict[int, proctree.ProcInfo]) -> set[int]:
-        found = proctree.in_session(procs, bash) | proctree.marked(marks, procs)
+        found = proctree.in_session(procs, bash) | proctree.marked(marks, procs, mine=True)
         if bash in procs:
             found.add(bash)
         return found | proctree.descendants(procs, found)
@@ -191,6 +203,7 @@ def _kill_session(child: pexpect.spawn, marks: tuple[str, ...] = ()) -> None:
     except (OSError, pexpect.ExceptionPexpect):
         pass
     proctree.release(bash)
+    proctree.lab_session(bash, open=False)
     child.ptyproc.delayafterclose = 0.0
     try:
         child.close(force=True)
@@ -264,6 +277,7 @@ class Shell:
         self.id = secrets.token_hex(8)
         """The marker value every process this shell starts inherits (``proctree.MARKER``)."""
         self._dir = _private_folder(self.id, directory)
+        self._cmd_fd = os.open(self._dir / "cmd", os.O_RDWR | os.O_CREAT, 0o600)
         self._nonce = secrets.token_hex(6)
         self._marker = b"\x1eLR" + self._nonce.encode() + b":"
         self._seq = 0
@@ -279,6 +293,7 @@ class Shell:
         self._saves = 0
         """Bumped whenever the saved state may have changed (it keys the snapshot cache)."""
         self._snapshot: tuple[int, dict[str, str]] | None = None
+        self._state_bytes = b""
         self._tty: tuple[str, int] | None = None
 
     # ------------------------------------------------------------------ lifecycle
@@ -336,6 +351,7 @@ class Shell:
             raise ShellError(f"cannot start bash: {exc}") from exc
         child.delaybeforesend = None
         proctree.claim(child.pid)  # pexpect waits on it; the reaper must not
+        proctree.lab_session(child.pid)  # bash leads a session of its own
         self._child = child
         self._buf = b""
         self._tty = _terminal_of(child.pid)
@@ -363,8 +379,11 @@ class Shell:
         if child is not None:
             _kill_session(child, (self.id,))
         else:
-            proctree.end(lambda procs: proctree.marked((self.id,), procs))
+            proctree.end(lambda procs: proctree.marked((self.id,), procs, mine=True))
         _live.discard(self)
+        if self._cmd_fd >= 0:
+            os.close(self._cmd_fd)
+            self._cmd_fd = -1
         shutil.rmtree(self._dir, ignore_errors=True)
 
     @property
@@ -428,8 +447,12 @@ class Shell:
                     data = (self._dir / "state").read_bytes()
                 except OSError:
                     data = b""
-                env, _ = parse_exports(data)
-                env.pop("__LR_DIR", None)
+                if self._snapshot is None or data != self._state_bytes:
+                    env, _ = parse_exports(data)
+                    env.pop("__LR_DIR", None)
+                else:  # a command that changed nothing (most do not): same environment
+                    env = self._snapshot[1]
+                self._state_bytes = data
                 self._snapshot = (version, env)
             return ShellState(env=dict(self._snapshot[1]), cwd=self.cwd)
 
@@ -483,11 +506,10 @@ class Shell:
 
     def _send_framed(self, cmd: str, save: bool) -> int:
         self._seq += 1
-        fd = os.open(self._dir / "cmd", os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        try:
-            os.write(fd, cmd.encode("utf-8", "surrogateescape"))
-        finally:
-            os.close(fd)
+        data = cmd.encode("utf-8", "surrogateescape")
+        # one descriptor kept open, rewritten in place: no truncate-and-close flush
+        os.pwrite(self._cmd_fd, data, 0)
+        os.ftruncate(self._cmd_fd, len(data))
         # state is saved after the command, so a restart (after a stuck command, or a
         # shell that died between commands) comes back with everything that completed,
         # and the checks read their environment from it
@@ -855,7 +877,7 @@ class Shell:
     def _restart(self) -> None:
         """Kill the shell's whole session and start a new bash with the saved state."""
         state = self._dir / "state"
-        saved = state.read_text(encoding="utf-8", errors="replace") if state.exists() else ""
+        saved = state.read_bytes() if state.exists() else b""
         child, self._child = self._child, None
         if child is not None:
             _kill_session(child)
@@ -863,9 +885,9 @@ class Shell:
         self._saves += 1
         self._start_locked()
         if saved:
-            (self._dir / "restore").write_text(saved, encoding="utf-8")
+            (self._dir / "restore").write_bytes(saved)
             self._execute_locked(
-                f"source {shlex.quote(str(self._dir / 'restore'))} >/dev/null 2>&1",
+                f"source {shlex.quote(str(self._dir / 'restore'))} >/dev/null 2>&1\n{_SAVE}",
                 10.0,
                 None,
                 (),

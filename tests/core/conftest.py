@@ -17,6 +17,8 @@ from pathlib import Path
 
 import pytest
 
+from labrunner.shell import Shell
+
 HERE = Path(__file__).resolve().parent
 EXAMPLES = HERE / "labs"
 
@@ -130,6 +132,15 @@ def restricted_path(tmp_path: Path) -> str:
         assert found, f"{tool} is needed by the suite"
         (bin_dir / tool).symlink_to(found)
     return str(bin_dir)
+
+
+@pytest.fixture
+def shell(tmp_path: Path) -> Iterator[Shell]:
+    """A started lab shell in ``tmp_path``, closed after the test."""
+    sh = Shell(env=dict(os.environ), cwd=tmp_path)
+    sh.start()
+    yield sh
+    sh.close()
 
 
 @pytest.fixture

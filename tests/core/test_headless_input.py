@@ -8,11 +8,8 @@ time), well before the command's own timeout.
 
 from __future__ import annotations
 
-import os
 import sys
 import time
-from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
@@ -23,14 +20,6 @@ from .test_shell import Background, Lines
 
 LIMIT = 10.0
 """Far below the 60 s timeout each command gets, far above the ~0.5 s it should take."""
-
-
-@pytest.fixture
-def shell(tmp_path: Path) -> Iterator[Shell]:
-    sh = Shell(env=dict(os.environ), cwd=tmp_path)
-    sh.start()
-    yield sh
-    sh.close()
 
 
 def _headless(

@@ -7,11 +7,11 @@ import shlex
 import signal
 import threading
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+from labrunner import proctree
 from labrunner.lab.model import Expect
 from labrunner.shell import CommandResult, Shell, ShellError
 from labrunner.shell import session as session_module
@@ -19,14 +19,6 @@ from labrunner.shell.session import MAX_LINE, session_pids
 from labrunner.testing.waiting import wait_for
 
 from .conftest import pid_alive, read_pids
-
-
-@pytest.fixture
-def shell(tmp_path: Path) -> Iterator[Shell]:
-    sh = Shell(env=dict(os.environ), cwd=tmp_path)
-    sh.start()
-    yield sh
-    sh.close()
 
 
 class Lines:
@@ -382,6 +374,10 @@ def test_shell_killed_from_outside_restarts_on_next_command(shell: Shell, tmp_pa
     assert result.exit_code == 0
     assert out.lines == ["1", "working", "/"]
     assert shell.restarts == 1
+    # the restored shell keeps saving its state: the checks see what comes next
+    shell.run("export AFTER=yes", timeout=5, on_line=out)
+    assert out.lines == ["1", "working", "/"]
+    assert shell.snapshot().env["AFTER"] == "yes"
 
 
 def test_exit_in_a_command_is_reported_then_the_shell_comes_back(shell: Shell) -> None:
@@ -571,3 +567,40 @@ def test_a_shell_private_folder_lives_in_the_run_directory(tmp_path: Path) -> No
     finally:
         sh.close()
     assert not sh.directory.exists()
+
+
+def _parent(pid: int) -> int | None:
+    info = proctree.read_stat(pid)
+    return info.ppid if info is not None else None
+
+
+@pytest.mark.parametrize(
+    "detach",
+    [
+        "setsid -f bash -c 'echo $$ > orphan.pid; read < gate'",
+        "bash -c \"bash -c 'echo \\$\\$ > orphan.pid; read < gate' &\"",
+    ],
+    ids=["own-session", "lab-session"],
+)
+def test_a_subreaper_reaps_orphans_that_exit(
+    tmp_path: Path, reaper: list[int], detach: str
+) -> None:
+    # a zombie still answers `kill -0`: a lab checking its own server by pid would think
+    # it still ran, so adopted orphans that exit are waited on
+    assert proctree.become_subreaper()
+    os.mkfifo(tmp_path / "gate")
+    sh = Shell(env=dict(os.environ), cwd=tmp_path)
+    sh.start()
+    try:
+        sh.run(detach, timeout=10)
+        pid_file = tmp_path / "orphan.pid"
+        assert wait_for(lambda: pid_file.exists() and pid_file.read_text().strip(), 20)
+        pid = int(pid_file.read_text())
+        reaper.append(pid)
+        assert wait_for(lambda: _parent(pid) == os.getpid(), 20), "not adopted"
+        if "setsid" in detach:
+            proctree.reap_adopted()  # a pass sees it alive, as the reaper thread does
+        os.close(os.open(tmp_path / "gate", os.O_WRONLY))  # let it exit
+        assert wait_for(lambda: proctree.read_stat(pid) is None, 20), "left as a zombie"
+    finally:
+        sh.close()
