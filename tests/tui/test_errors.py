@@ -103,8 +103,10 @@ def test_a_step_that_moves_kubeconfig_is_an_environment_error(
         "    check:\n      - env: {name: KUBECONFIG}\n"
     )
 
+    workshop = load(labs)
+
     async def scenario() -> None:
-        app = build(workshop=load(labs))
+        app = build(workshop=workshop)
         async with app.run_test(size=(100, 30)) as pilot:
             await pilot.press("enter")
             screen = lab_screen(app)
@@ -115,8 +117,7 @@ def test_a_step_that_moves_kubeconfig_is_an_environment_error(
             assert note.title == "Environment error" and note.severity == "error"
             assert "the command `export KUBECONFIG=/elsewhere/prod.yaml`" in note.message
             assert screen.states["switch"] is not StepState.PASSED
-            assert saved().steps("moves").get("switch") is None or (
-                not saved().steps("moves")["switch"].complete
-            )
+            record = saved(workshop).steps("moves").get("switch")
+            assert record is None or not record.complete
 
     asyncio.run(scenario())
