@@ -51,15 +51,16 @@ def _prod_kubeconfig(clusters: FakeClusters, path: Path) -> Path:
     return path
 
 
-def _verify(
+def _labrunner(
     clusters: FakeClusters, root: Path, lab: str, *args: str
 ) -> subprocess.CompletedProcess[str]:
+    """Write ``lab`` into ``root/labs`` and run ``labrunner ARGS`` on it (verify by default)."""
     (root / "labs").mkdir(parents=True, exist_ok=True)
     (root / "labs" / "moved.yaml").write_text(lab)
     env = dict(clusters.env)
     env.pop("COLUMNS", None)
     return subprocess.run(
-        [sys.executable, "-m", "labrunner", "--labs", str(root / "labs"), "verify", *args],
+        [sys.executable, "-m", "labrunner", "--labs", str(root / "labs"), *(args or ("verify",))],
         cwd=root,
         env=env,
         capture_output=True,
@@ -87,7 +88,9 @@ def test_moving_kubeconfig_stops_the_run_and_prod_sees_nothing(
     before = safe_and_prod.kubeconfig.read_bytes()
     safe_and_prod.reset_traffic()
     command = switch.format(prod=prod)
-    proc = _verify(safe_and_prod, tmp_path / "ws", LAB.format(switch=command), "--cleanup")
+    proc = _labrunner(
+        safe_and_prod, tmp_path / "ws", LAB.format(switch=command), "verify", "--cleanup"
+    )
     out = proc.stdout + proc.stderr
     assert "Traceback" not in out
     assert proc.returncode == 3, out
@@ -105,50 +108,24 @@ def test_kubeconfig_set_back_to_the_same_file_is_fine(
 ) -> None:
     # the run pinned its own copy of the approved context: naming that file again is fine
     same = 'export KUBECONFIG="$KUBECONFIG::$(realpath "$KUBECONFIG")"'
-    proc = _verify(safe_and_prod, tmp_path / "ws", LAB.format(switch=same))
+    proc = _labrunner(safe_and_prod, tmp_path / "ws", LAB.format(switch=same))
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert safe_and_prod.servers["prod"].traffic().untouched
 
 
+@pytest.mark.parametrize("command", [("verify",), ("check", "moved")], ids=["verify", "check"])
 def test_a_lab_env_kubeconfig_is_refused_before_anything_runs(
-    safe_and_prod: FakeClusters, tmp_path: Path
+    safe_and_prod: FakeClusters, tmp_path: Path, command: tuple[str, ...]
 ) -> None:
     prod = _prod_kubeconfig(safe_and_prod, tmp_path / "prod.yaml")
     lab = LAB.format(switch="echo started").replace(
         "needs: [cluster]\n", f"needs: [cluster]\nenv:\n  KUBECONFIG: {prod}\n"
     )
-    proc = _verify(safe_and_prod, tmp_path / "ws", lab)
-    out = proc.stdout + proc.stderr
-    assert proc.returncode == 3, out
-    assert "KUBECONFIG" in out
-    assert "started" not in out, "a command ran in a shell aimed at prod"
-    safe_and_prod.servers["prod"].settle()
-    assert safe_and_prod.servers["prod"].traffic().untouched
-
-
-def test_check_refuses_a_lab_env_kubeconfig_too(
-    safe_and_prod: FakeClusters, tmp_path: Path
-) -> None:
-    prod = _prod_kubeconfig(safe_and_prod, tmp_path / "prod.yaml")
-    lab = LAB.format(switch="echo started").replace(
-        "needs: [cluster]\n", f"needs: [cluster]\nenv:\n  KUBECONFIG: {prod}\n"
-    )
-    root = tmp_path / "ws"
-    _verify(safe_and_prod, root, lab, "--help")  # writes the lab file; runs nothing
-    env = dict(safe_and_prod.env)
-    env.pop("COLUMNS", None)
-    proc = subprocess.run(
-        [sys.executable, "-m", "labrunner", "--labs", str(root / "labs"), "check", "moved"],
-        cwd=root,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        stdin=subprocess.DEVNULL,
-    )
+    proc = _labrunner(safe_and_prod, tmp_path / "ws", lab, *command)
     out = proc.stdout + proc.stderr
     assert "Traceback" not in out
     assert proc.returncode == 3, out
     assert "KUBECONFIG" in out and "prod.yaml" in out
+    assert "started" not in out, "a command ran in a shell aimed at prod"
     safe_and_prod.servers["prod"].settle()
     assert safe_and_prod.servers["prod"].traffic().untouched

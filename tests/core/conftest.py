@@ -18,24 +18,10 @@ from pathlib import Path
 import pytest
 
 from labrunner.shell import Shell
+from labrunner.testing.detaching import alive as pid_alive
 
 HERE = Path(__file__).resolve().parent
 EXAMPLES = HERE / "labs"
-
-
-def pid_alive(pid: int) -> bool:
-    """True while ``pid`` runs (a zombie waiting to be reaped counts as gone)."""
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_bytes()
-    except OSError:
-        return False
-    return stat[stat.rfind(b")") + 2 :][:1] not in (b"Z", b"X")
 
 
 def read_pids(path: Path) -> list[int]:
