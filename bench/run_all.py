@@ -424,11 +424,13 @@ How the peer approach is measured, in the same run, against the same fake API se
 "Peer ÷ labrunner" above 1 means labrunner is faster (or smaller) by that factor; below 1, the
 peer approach is. TUI and CPU figures have no peer counterpart.
 
-Where the peer approach wins: on steps whose commands and checks are trivial (`true`, an
-environment variable, a file), the bash runner is cheaper per step. labrunner pays a fixed cost
-per lab run (starting and closing the lab's persistent shell, which is why the 10-step figure is
-high) and, per step, a round trip through that shell to snapshot the environment the checks see;
-a bash runner pays one `bash` start per check. As soon as a check asks the cluster, the
+Where the peer approach wins: a lab of only a few trivial steps (`true`, an environment
+variable, a file). labrunner pays a fixed cost per lab run — starting the lab's persistent
+shell, and at the end finding and killing everything it started, detached processes included —
+which is why the 10-step figure is high. Per step it pays one round trip through that shell
+(the checks' environment is read from the state the shell saves after each command, with no
+extra round trip), while a bash runner pays one `bash` start per check, so from tens of steps
+on labrunner is cheaper per trivial step too. As soon as a check asks the cluster, the
 in-process, warm-client check wins by the factors above. Memory: one labrunner process holds
 about as much as one kubectl process does.
 """

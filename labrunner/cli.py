@@ -2,11 +2,11 @@
 
 Data goes to stdout, diagnostics to stderr, and exit codes come from
 ``labrunner.errors.ExitCode``: 0 all passed, 1 a step failed, 2 bad usage or an
-invalid lab file, 3 the environment is broken. Textual is imported only inside
-``run``, so ``--help``, ``verify`` and the other headless commands start fast
-and work where no terminal UI could. For the same start-up speed every command
-imports what it needs inside its own body: the function-level imports below
-are all lazy on purpose.
+invalid lab file, 3 the environment is broken, 130 interrupted by SIGINT.
+Textual is imported only inside ``run``, so ``--help``, ``verify`` and the
+other headless commands start fast and work where no terminal UI could. For
+the same start-up speed every command imports what it needs inside its own
+body: the function-level imports below are all lazy on purpose.
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ from __future__ import annotations
 import importlib
 import os
 import sys
+import threading
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn
@@ -478,7 +479,7 @@ def verify(
         run=run,
         identify=_identify(run, workshop, chosen),
     )
-    _install_signal_handlers(engine)
+    interrupted = _install_signal_handlers(engine)
     broken = failed = False
     try:
         for index in range(1, repeat + 1):
@@ -495,7 +496,9 @@ def verify(
             summary = engine.verify(chosen)
             broken = broken or summary.environment_broken
             failed = failed or not summary.ok
-            if any(s is StepStatus.CANCELLED for s in summary.lab_status.values()):
+            if interrupted.is_set() or any(
+                s is StepStatus.CANCELLED for s in summary.lab_status.values()
+            ):
                 break
     except UsageError as exc:
         _fail(UsageProblem(str(exc)))
@@ -519,6 +522,8 @@ def verify(
             write_summary(stats.markdown(title) if stats else github.summary(title))
     except OSError as exc:
         _fail(EnvironmentProblem(f"cannot write report: {exc.strerror or exc}"))
+    if interrupted.is_set():
+        sys.exit(int(ExitCode.INTERRUPTED))
     if broken:
         sys.exit(int(ExitCode.ENVIRONMENT))
     sys.exit(int(ExitCode.FAILED if failed else ExitCode.OK))
@@ -547,20 +552,27 @@ def _identify(
     return identify
 
 
-def _install_signal_handlers(engine: Any) -> None:
-    """Ctrl-C cancels the running command; SIGTERM exits cleanly (shells get reaped)."""
+def _install_signal_handlers(engine: Any) -> threading.Event:
+    """Ctrl-C cancels the running command (a second one exits at once); SIGTERM and
+    SIGHUP exit cleanly. Either way the lab shells and all they started are killed
+    on the way out. Returns the event set by SIGINT: the run then exits 130."""
+    interrupted = threading.Event()
     import signal
 
     def on_int(signum: int, frame: Any) -> None:
-        engine.cancel()
+        if interrupted.is_set():
+            raise SystemExit(int(ExitCode.INTERRUPTED))
+        interrupted.set()
+        engine.interrupt()
 
     def on_term(signum: int, frame: Any) -> None:
-        engine.cancel()
+        engine.interrupt()
         raise SystemExit(128 + signum)
 
     signal.signal(signal.SIGINT, on_int)
     signal.signal(signal.SIGTERM, on_term)
     signal.signal(signal.SIGHUP, on_term)
+    return interrupted
 
 
 # --------------------------------------------------------------------------- check
@@ -605,6 +617,7 @@ def check(
         options=RunOptions(kube_context=context_option, save=False),
         run=run,
     )
+    interrupted = _install_signal_handlers(engine)
     worst = StepStatus.PASSED
     try:
         with engine.session(chosen) as session:
@@ -621,8 +634,12 @@ def check(
                     not result.ok and worst is StepStatus.PASSED
                 ) or result.status is StepStatus.ERROR:
                     worst = result.status
+                if interrupted.is_set() or session.halted is not None:
+                    break
     finally:
         run.close()
+    if interrupted.is_set():
+        sys.exit(int(ExitCode.INTERRUPTED))
     if worst is StepStatus.ERROR:
         sys.exit(int(ExitCode.ENVIRONMENT))
     sys.exit(int(ExitCode.OK if worst.ok else ExitCode.FAILED))

@@ -12,6 +12,7 @@ class ExitCode(enum.IntEnum):
     FAILED = 1
     USAGE = 2
     ENVIRONMENT = 3
+    INTERRUPTED = 130
 
 
 class LabrunnerError(Exception):

@@ -9,6 +9,7 @@ cannot exhaust memory.
 
 from __future__ import annotations
 
+import errno
 import os
 import selectors
 import signal
@@ -17,6 +18,8 @@ import threading
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+
+from labrunner import proctree
 
 DEFAULT_CAP = 4 * 1024 * 1024
 
@@ -40,12 +43,35 @@ class ProcResult:
         return self.returncode == 0 and not self.timed_out and not self.cancelled
 
 
+class CannotStart(Exception):
+    """The program exists but the kernel would not start it (its environment is too big)."""
+
+
 class ToolNotFound(Exception):
     """The program to run is not installed (not on PATH)."""
 
     def __init__(self, program: str) -> None:
         super().__init__(f"{program} not found on PATH")
         self.program = program
+
+
+ARG_STRING_MAX = 128 * 1024
+"""The kernel's limit on one argument or ``NAME=value`` string (MAX_ARG_STRLEN)."""
+
+
+def _too_big(argv: Sequence[str], env: Mapping[str, str] | None) -> CannotStart:
+    names = [
+        name
+        for name, value in (env or os.environ).items()
+        if len(os.fsencode(name)) + len(os.fsencode(value)) + 1 >= ARG_STRING_MAX
+    ]
+    what = (
+        f"the variable{'s' if len(names) != 1 else ''} {', '.join('$' + n for n in names)} "
+        f"{'are' if len(names) != 1 else 'is'} over the kernel's 128 KiB limit for one value"
+        if names
+        else "its arguments and environment are over the kernel's limit"
+    )
+    return CannotStart(f"cannot start {argv[0]}: {what}; keep large data in a file instead")
 
 
 def kill_group(pid: int, sig: int = signal.SIGKILL) -> None:
@@ -69,7 +95,8 @@ def run(
     """Run ``argv`` to completion or until ``timeout`` seconds or ``cancel``.
 
     On timeout or cancel the process group gets SIGTERM, then SIGKILL after a
-    short grace. Raises ToolNotFound when the program does not exist.
+    short grace. Raises ToolNotFound when the program does not exist, and
+    CannotStart when the kernel refuses its environment (a value over 128 KiB).
     """
     start = time.monotonic()
     try:
@@ -86,6 +113,11 @@ def run(
         raise ToolNotFound(argv[0]) from exc
     except PermissionError as exc:
         raise ToolNotFound(argv[0]) from exc
+    except OSError as exc:
+        if exc.errno == errno.E2BIG:
+            raise _too_big(argv, env) from None
+        raise
+    proctree.claim(proc.pid)  # its exit status is ours to read, not the orphan reaper's
     out = bytearray()
     err = bytearray()
     truncated = False
@@ -139,6 +171,7 @@ def run(
             kill_group(proc.pid, signal.SIGKILL)
         proc.wait()
     finally:
+        proctree.release(proc.pid)
         sel.close()
         proc.stdout.close()
         proc.stderr.close()

@@ -18,11 +18,15 @@ from labrunner.durations import format_duration
 from labrunner.engine import events as ev
 from labrunner.engine.events import StepStatus
 from labrunner.redact import LineRedactor, redact
+from labrunner.reports.collector import clip
 from labrunner.state.rules import LOOKS, StepState
 from labrunner.verify.outcome import Status
 
 if TYPE_CHECKING:
     from labrunner.reports import ReportCollector
+
+REPEAT_LIMIT = 200
+"""A check message longer than this is not repeated in its step's verdict line."""
 
 _MARK = {
     StepStatus.PASSED: ("PASS", LOOKS[StepState.PASSED].glyph, "green"),
@@ -91,7 +95,13 @@ class Printer:
                 masked = self._redact(plain)
                 self._ansi_line(event.text if masked == plain else masked)
         elif isinstance(event, ev.PromptWaiting):
-            if not self.quiet:
+            if event.refused:  # shown even when quiet: it is why the step will fail
+                self._out(
+                    f"  ? waiting for input at: {redact(event.prompt)} — nobody can type in "
+                    "a headless run: it gets end-of-file (add an `expect` answer)",
+                    "yellow",
+                )
+            elif not self.quiet:
                 self._out(f"  ? waiting for input at: {redact(event.prompt)}", "yellow")
         elif isinstance(event, ev.CommandFinished):
             self._redact.reset()
@@ -104,14 +114,13 @@ class Printer:
         elif isinstance(event, ev.StepFinished):
             for _, check in sorted(self._checks.items()):
                 style = "green" if check.status is Status.PASSED else "red"
-                self._out(
-                    f"  {_CHECK[check.status]} {redact(check.label)}: {redact(check.message)}",
-                    style,
-                )
+                label, message = clip(redact(check.label)), clip(redact(check.message))
+                self._out(f"  {_CHECK[check.status]} {label}: {message}", style)
             word, mark, style = _MARK[event.status]
             text = f"{mark} {word} {event.step_id} ({format_duration(event.duration)})"
             if event.message and event.status is not StepStatus.PASSED:
-                text += f": {redact(event.message)}"
+                shown = [c.message for _, c in sorted(self._checks.items())]
+                text += f": {clip(redact(_verdict(event.message, shown)))}"
             self._out(text, f"bold {style}")
             if event.details and event.status in (StepStatus.FAILED, StepStatus.ERROR):
                 # Redact the whole block first: a tail may start in the middle of a key.
@@ -155,3 +164,11 @@ class Printer:
             if totals.get(k)
         ]
         self._out(f"{totals['steps']} steps: " + (", ".join(parts) or "none run"), "bold")
+
+
+def _verdict(message: str, checks: list[str]) -> str:
+    """A step's message without a long check message printed just above it again."""
+    for shown in checks:
+        if len(shown) > REPEAT_LIMIT and shown in message:
+            return message.replace(shown, "(see the check above)")
+    return message

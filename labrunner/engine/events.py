@@ -90,10 +90,15 @@ class OutputLine(Event):
 
 @dataclass(frozen=True)
 class PromptWaiting(Event):
-    """A command seems to wait for input at ``prompt``."""
+    """A command seems to wait for input at ``prompt``.
+
+    ``refused`` in a headless run: nobody can type, so the command was given
+    end-of-file (or stopped); an ``expect`` answer is what it lacks.
+    """
 
     step_id: str | None
     prompt: str
+    refused: bool = False
 
 
 @dataclass(frozen=True)

@@ -23,7 +23,16 @@ unroutable server: an *empty* kubeconfig would make kubectl try
 
 The directory is a fresh ``mkdtemp`` rather than a folder in the state
 directory: the state directory may be read-only, and a temporary directory
-is private from its first moment.
+is private from its first moment. The lab shells keep their own files in it
+(``shell-<id>/``: the saved environment, the command being run).
+
+A run also makes sure nothing it starts survives it: labrunner becomes a
+child subreaper, so detached descendants of the lab shells come back to it
+(``labrunner.proctree``); the directory records its owner (pid and start
+time), and every new run first reaps the directories of runs whose owner
+died without cleaning up (SIGKILL, a crash) — their processes are killed and
+their files removed — while a run whose owner still lives (a TUI beside a
+``verify``) is left alone.
 """
 
 from __future__ import annotations
@@ -37,6 +46,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from labrunner import proctree
 from labrunner.cluster.errors import ClusterError
 from labrunner.cluster.guard import GuardDecision, decide
 from labrunner.cluster.kubeconfig import (
@@ -99,12 +109,12 @@ class PreparedRun:
         """The user's environment with KUBECONFIG pointing nowhere: safe to hand to anything."""
         self._targets: dict[tuple[str, str, str], Target] = {}
         self._pinned: dict[str, Path] = {}
-        self._remove = weakref.finalize(self, shutil.rmtree, str(directory), ignore_errors=True)
+        self._remove = weakref.finalize(self, _remove, directory)
 
     # ------------------------------------------------------------------ lifetime
 
     def close(self) -> None:
-        """Remove the run's directory (safe to call twice)."""
+        """Stop what the run's shells left running; remove its directory (safe to call twice)."""
         self._remove()
 
     @property
@@ -214,16 +224,29 @@ class PreparedRun:
         return self.no_cluster
 
 
+def _remove(directory: Path) -> None:
+    """Stop what the run's shells left running, then remove the run's directory."""
+    proctree.end_leftovers(directory)
+    shutil.rmtree(directory, ignore_errors=True)
+
+
 def prepare_run(
     context_option: str | None,
     *,
     base_env: Mapping[str, str] | None = None,
     cwd: str | os.PathLike[str] | None = None,
 ) -> PreparedRun:
-    """A run for the user's environment (default: this process's) and ``--context``."""
+    """A run for the user's environment (default: this process's) and ``--context``.
+
+    Also: labrunner becomes a child subreaper, and the leftovers of runs whose
+    owner died are reaped first.
+    """
     env = dict(base_env if base_env is not None else os.environ)
+    proctree.become_subreaper()
+    proctree.sweep()
     directory = Path(tempfile.mkdtemp(prefix="labrunner-run-"))
     os.chmod(directory, 0o700)
+    proctree.write_owner(directory)
     return PreparedRun(
         user_env=env,
         context_option=context_option,

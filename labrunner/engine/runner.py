@@ -96,6 +96,8 @@ class RunOptions:
     save: bool = True
     forensics: bool = False
     """Collect the cluster's events, pod states and logs when a cluster step fails."""
+    interactive: bool = False
+    """A learner can type into commands (the TUI); headless runs refuse input instead."""
 
 
 @dataclass
@@ -120,6 +122,8 @@ class RunSummary:
 
     labs: dict[str, list[StepResult]] = field(default_factory=dict)
     lab_status: dict[str, StepStatus] = field(default_factory=dict)
+    halted: str | None = None
+    """Why the run stopped before its end (the lab shell left the approved kubeconfig)."""
 
     @property
     def ok(self) -> bool:
@@ -129,7 +133,9 @@ class RunSummary:
     @property
     def environment_broken(self) -> bool:
         """True when some step ended in ``error`` (the environment needs fixing)."""
-        return any(r.status is StepStatus.ERROR for rs in self.labs.values() for r in rs)
+        return self.halted is not None or any(
+            r.status is StepStatus.ERROR for rs in self.labs.values() for r in rs
+        )
 
 
 def select_steps(lab: Lab, *, from_step: str | None, only_step: str | None) -> list[Step]:
@@ -180,6 +186,10 @@ class LabSession:
         """``--from``/``--only``: resume as of the step before this one, and take the
         steps before it as done (their services may be started again)."""
         self._env_snapshot: dict[str, str] | None = None
+        self.halted: str | None = None
+        """Set when the shell left the approved kubeconfig: nothing more runs in it."""
+        self._kubeconfig: str | None = None
+        """The KUBECONFIG the lab's shell must keep (the one it was started with)."""
         self._state_warned = False
         self._reported: dict[int, ev.CheckResult] = {}
         """The last result reported for each check of the step being checked."""
@@ -198,11 +208,18 @@ class LabSession:
     def shell(self) -> Shell:
         """The lab's shell, started on first use (a shell that died restarts itself
         with its saved state on its next command; one that was closed is replaced)."""
+        if self.halted is not None:
+            raise ShellError(self.halted)
         if self._shell is None or self._shell.pid is None:
             env = self.engine.lab_environment(self.lab)
-            shell = Shell(env=env, cwd=self.engine.workshop.root)
+            directory = self.engine.run.directory if self.engine.run is not None else None
+            shell = Shell(env=env, cwd=self.engine.workshop.root, directory=directory)
             shell.start()
             self._shell = shell
+            self._kubeconfig = env.get("KUBECONFIG")
+            if self.engine.run is None:  # nothing judged the lab's env: hold it to the base
+                self._kubeconfig = self.engine.base_env.get("KUBECONFIG")
+            self._guard_kubeconfig("the lab's environment (its `env`, or the workshop's)")
             values = self._imported()
             cwd = ""
             if self._restore:
@@ -217,9 +234,33 @@ class LabSession:
                 cwd = point.cwd
             if values:
                 shell.export(values)
+                self._guard_kubeconfig("the exports restored from your progress")
             if cwd and cwd != shell.cwd and Path(cwd).is_dir():
                 shell.run(f"cd -- {shlex.quote(cwd)}", timeout=5.0)
         return self._shell
+
+    def _guard_kubeconfig(self, culprit: str) -> None:
+        """Stop everything if the shell's KUBECONFIG left the one this lab was pinned to.
+
+        Raises ShellError (and closes the shell, with all it started) when it did;
+        ``culprit`` says what changed it, for the message.
+        """
+        shell = self._shell
+        if shell is None:
+            return
+        expected = self._kubeconfig
+        actual = shell.kubeconfig
+        if not kubeconfig_moved(actual, expected, cwd=shell.cwd):
+            return
+        now = "now unset, so kubectl reads ~/.kube/config" if not actual else f"now {actual!r}"
+        was = repr(expected) if expected else "unset"
+        self.halted = (
+            f"{culprit} pointed KUBECONFIG away from the kubeconfig this run approved "
+            f"({now}; the run uses {was}); labrunner stopped, so that no later command or "
+            "check acts on a cluster you did not approve"
+        )
+        self.close()
+        raise ShellError(self.halted)
 
     def _imported(self) -> dict[str, str]:
         """The exports this lab imports from the labs it requires: this run's, else saved."""
@@ -258,6 +299,13 @@ class LabSession:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
+    def _fresh_start(self) -> None:
+        """Forget an earlier cancel before new work, unless the whole run was interrupted."""
+        if self.engine.interrupted.is_set():
+            self.cancelled.set()
+        else:
+            self.cancelled.clear()
+
     def cancel(self) -> None:
         """Stop the running command and any check polling (safe from another thread)."""
         self.cancelled.set()
@@ -283,27 +331,45 @@ class LabSession:
         self, command: Command, *, step_id: str | None, phase: Phase, index: int
     ) -> CommandResult:
         """Run one command in the lab shell, streaming its output as events."""
-        self.cancelled.clear()
+        self._fresh_start()
         lab_id = self.lab.id
         shown = _shown(command)
+        try:
+            shell: Shell | None = self.shell  # started (and judged) before anything is shown
+            failure = ""
+        except ShellError as exc:
+            if self.halted is not None:  # nothing runs any more: no command to show
+                return CommandResult(exit_code=None, duration=0.0)
+            shell, failure = None, str(exc)
         self._emit(ev.CommandStarted(lab_id, step_id, phase, index, shown))
 
         def on_line(text: str) -> None:
             self._emit(ev.OutputLine(lab_id, step_id, text))
 
+        headless = not self.engine.options.interactive
+
         def on_prompt(text: str) -> None:
-            self._emit(ev.PromptWaiting(lab_id, step_id, text))
+            self._emit(ev.PromptWaiting(lab_id, step_id, text, refused=headless))
 
         try:
-            result = self.shell.run(
+            if shell is None:
+                raise ShellError(failure)
+            result = shell.run(
                 command.cmd,
                 timeout=command.timeout,
                 on_line=on_line,
                 expect=command.expect,
                 on_prompt=on_prompt,
+                headless=headless,
             )
         except ShellError as exc:
             result = CommandResult(exit_code=None, duration=0.0, tail=(f"shell error: {exc}",))
+        else:
+            first = shown.strip().splitlines()[0] if shown.strip() else shown
+            try:
+                self._guard_kubeconfig(f"the command `{first}`")
+            except ShellError:
+                pass  # self.halted says why; run_commands stops on it
         self._emit(
             ev.CommandFinished(
                 lab_id,
@@ -326,7 +392,10 @@ class LabSession:
         """Run commands in order; stop at the first that fails. Returns (status, why, details)."""
         for index, command in enumerate(commands):
             result = self.run_command(command, step_id=step_id, phase=phase, index=index)
-            if result.ok or (result.exit_code is not None and command.allow_failure):
+            if self.halted is not None:
+                return StepStatus.ERROR, self.halted, None
+            tolerated = result.exit_code is not None and command.allow_failure
+            if tolerated or (result.ok and result.input_wanted is None):
                 continue
             text = _shown(command)
             first = text.strip().splitlines()[0] if text.strip() else text
@@ -335,6 +404,10 @@ class LabSession:
             details = "\n".join(redact("\n".join(result.tail)).split("\n")[-30:]) or None
             if result.cancelled:
                 return StepStatus.CANCELLED, f"cancelled: {first}", details
+            if result.input_wanted is not None:
+                # headless: an unanswered prompt is a lab bug even when the command
+                # then exits 0 (it went on without the answer it asked for)
+                return StepStatus.FAILED, _no_input(result, first), details
             if result.timed_out:
                 why = f"command timed out after {format_duration(command.timeout)}: {first}"
                 if result.prompt:
@@ -437,7 +510,7 @@ class LabSession:
         if spec is None:
             return label, Outcome.error(f"verifier {check.verifier!r} is not installed")
         try:
-            params = expand(dict(check.params), env)
+            params = _expanded(check.params, env, spec.shell_params)
         except UnsetVariable as exc:
             return label, Outcome.error(
                 f"{exc} in the lab shell; set it (or export it from an earlier step)"
@@ -461,14 +534,22 @@ class LabSession:
         are made ready first; a step's own run turns that off, so the check
         sees what the step's commands did.
         """
-        if services:
-            self.ensure_services(step)
-        self.cancelled.clear()
+        try:
+            if services:
+                self.ensure_services(step)
+        except ShellError as exc:
+            why = self.halted or f"the lab shell failed: {exc}"
+            return StepResult(step.id, StepStatus.ERROR, why)
+        self._fresh_start()
         self._reported = {}
         budget = step.within if within is None else within
         start = time.monotonic()
         deadline = start + budget
-        env, cwd = self.environment(refresh=refresh_env)
+        try:
+            env, cwd = self.environment(refresh=refresh_env)
+        except ShellError as exc:
+            why = self.halted or f"the lab shell failed: {exc}"
+            return StepResult(step.id, StepStatus.ERROR, why)
         pinned = self.engine.kubeconfig(self.lab)
         if pinned is not None and env.get("KUBECONFIG") != pinned:
             # checks act on the approved cluster whatever the shell exported since
@@ -926,6 +1007,47 @@ class LabSession:
         return self.run_commands(commands, step_id=None, phase=phase)
 
 
+def _expanded(
+    params: Mapping[str, object], env: Mapping[str, str], shell: frozenset[str]
+) -> dict[str, object]:
+    """A check's parameters with ``${VAR}`` expanded, except those bash expands itself."""
+    out = expand({k: v for k, v in params.items() if k not in shell}, env)
+    out.update({k: v for k, v in params.items() if k in shell})
+    return dict(out)
+
+
+def _no_input(result: CommandResult, first: str) -> str:
+    """Why a headless command that waited for input fails its step, naming its prompt."""
+    prompt = result.input_wanted
+    where = f"at the prompt {prompt!r}" if prompt else "on its standard input"
+    if result.input_stopped:
+        got = "it reads keys one at a time, so it was stopped"
+    elif result.exit_code:
+        got = f"it got end-of-file and exited {result.exit_code}"
+    else:
+        got = "it got end-of-file and went on without an answer"
+    unless = "" if prompt else ", or `< /dev/null` if it needs no input"
+    return (
+        f"command got no input: {first} (it was waiting for input {where}; "
+        f"add an `expect` answer for it{unless}) — a headless run has nobody to type, so {got}"
+    )
+
+
+def kubeconfig_moved(actual: str | None, expected: str | None, *, cwd: str) -> bool:
+    """True when ``actual`` (the shell's KUBECONFIG, in ``cwd``) names other files than
+    ``expected`` (the run's, in this process's directory), as kubectl reads them:
+    empty entries skipped, no ``~`` expansion, relative to the working directory,
+    and an empty or unset value meaning ``~/.kube/config``."""
+    if actual == expected:
+        return False
+    return _kube_files(actual, cwd) != _kube_files(expected, os.getcwd())
+
+
+def _kube_files(value: str | None, cwd: str) -> tuple[str, ...]:
+    files = [os.path.realpath(os.path.join(cwd, p)) for p in (value or "").split(os.pathsep) if p]
+    return tuple(dict.fromkeys(files))
+
+
 def _shown(command: Command) -> str:
     """The command as events and messages show it: an answer marked secret is never
     shown, not even where the command itself names it."""
@@ -951,6 +1073,8 @@ def _call(
 ) -> Outcome:
     try:
         outcome = func(ctx, params)
+    except procs.CannotStart as exc:  # the lab's environment, not the verifier, is at fault
+        return Outcome.error(str(exc))
     except Exception as exc:  # a verifier bug must not take the run down
         return Outcome.error(
             f"verifier {name} crashed: {type(exc).__name__}: {exc}",
@@ -994,6 +1118,8 @@ class Engine:
         self._lock = threading.Lock()
         self._exports: dict[str, dict[str, dict[str, str]]] = {}
         self._confirmed = False
+        self.interrupted = threading.Event()
+        """Set by :meth:`interrupt`: nothing more runs in this engine."""
 
     def kubeconfig(self, lab: Lab) -> str | None:
         """The kubeconfig ``lab`` is pinned to in this run (None when nothing is pinned)."""
@@ -1064,6 +1190,11 @@ class Engine:
         if notice:
             self.emit(ev.Notice(lab_id, notice))
 
+    def interrupt(self) -> None:
+        """Cancel what runs and everything after it (Ctrl-C in a headless run)."""
+        self.interrupted.set()
+        self.cancel()
+
     # ------------------------------------------------------------------ verify
 
     def verify(self, labs: Iterable[Lab]) -> RunSummary:
@@ -1126,6 +1257,10 @@ class Engine:
                                     self._skip(lab, later, f"not run: step {step.id} did not pass")
                                 )
                             break
+                if session.halted is not None:
+                    summary.halted = session.halted
+                    status = StepStatus.ERROR
+                    message = session.halted
             summary.labs[lab.id] = results
             summary.lab_status[lab.id] = status
             (passed if status.ok else not_ok).add(lab.id)
@@ -1134,9 +1269,9 @@ class Engine:
                     lab.id, status, _counts(results), time.monotonic() - started, message
                 )
             )
-            if status is StepStatus.CANCELLED:
+            if status is StepStatus.CANCELLED or summary.halted or self.interrupted.is_set():
                 break
-        if opts.cleanup:
+        if opts.cleanup and summary.halted is None:  # a halted run runs nothing more
             self.cleanup(ran)
         return summary
 

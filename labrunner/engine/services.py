@@ -31,6 +31,7 @@ from collections import deque
 from collections.abc import Mapping
 from pathlib import Path
 
+from labrunner import proctree
 from labrunner.ansi import strip_ansi
 from labrunner.procs import kill_group
 from labrunner.redact import redact
@@ -102,6 +103,8 @@ class ServiceProcess:
             cwd=cwd,
             start_new_session=True,
         )
+        # it carries the lab shell's marker: keep the orphan reaper off its exit status
+        proctree.claim(self.proc.pid)
         self._stopped = False
         self._lock = threading.Lock()
         _running.add(self)
@@ -126,7 +129,10 @@ class ServiceProcess:
     @property
     def exit_code(self) -> int | None:
         """The start command's exit status once it ended (a daemonizing start ends at once)."""
-        return self.proc.poll()
+        code = self.proc.poll()
+        if code is not None:
+            proctree.release(self.proc.pid)
+        return code
 
     def lines(self, count: int = 5) -> tuple[str, ...]:
         """Its last ``count`` lines of output, redacted."""
@@ -139,5 +145,6 @@ class ServiceProcess:
                 return
             self._stopped = True
         stop_process_group(self.proc)
+        proctree.release(self.proc.pid)
         self._reader.join(1.0)
         _running.discard(self)

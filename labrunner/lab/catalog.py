@@ -51,6 +51,10 @@ class VerifierInfo(Protocol):
     def lint(self) -> Callable[[Mapping[str, Any]], list[ParamProblem]] | None:
         """Checks the schema cannot express, or None."""
 
+    @property
+    def shell_params(self) -> frozenset[str]:
+        """Parameters that are bash code: bash expands their variables, not labrunner."""
+
 
 class Catalog(Protocol):
     """The verifiers a workshop may use.

@@ -641,7 +641,10 @@ class _LabChecker:
                     f"`within` budget {format_duration(within)}, so the check could never "
                     "finish in time; raise `within` or lower the timeout",
                 )
-        for var, has_default in expand.references(params):
+        shell = spec.shell_params
+        for var, has_default in expand.references(
+            {k: v for k, v in params.items() if k not in shell}
+        ):
             if var not in visible and not has_default:
                 self.problem(
                     (*path, name),

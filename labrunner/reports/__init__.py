@@ -1,5 +1,5 @@
 """Reports built from engine events: JUnit XML and JSON, with secrets redacted."""
 
-from labrunner.reports.collector import ReportCollector, clean
+from labrunner.reports.collector import ReportCollector, clean, clip
 
-__all__ = ["ReportCollector", "clean"]
+__all__ = ["ReportCollector", "clean", "clip"]

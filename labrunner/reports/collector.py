@@ -35,7 +35,12 @@ _XML_BAD = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\ufffe\uffff]")
 def clean(text: str) -> str:
     """Text safe for a report: no terminal codes, no XML-illegal characters, redacted,
     and no line longer than ``MAX_LINE`` characters."""
-    text = _XML_BAD.sub("", redact(strip_ansi(text)))
+    return clip(_XML_BAD.sub("", redact(strip_ansi(text))))
+
+
+def clip(text: str) -> str:
+    """``text`` with every line longer than ``MAX_LINE`` characters cut, saying by how much
+    (the terminal log clips messages the same way as the reports)."""
     if len(text) <= MAX_LINE:
         return text
     return "\n".join(_clip_line(line) for line in text.split("\n"))

@@ -9,6 +9,16 @@ command that reads stdin cannot swallow the framing), and followed on the same
 input line by a ``printf`` of a sentinel that carries a per-shell nonce, a
 sequence number, the exit status and the working directory. Output is split
 into lines as it arrives and handed to a callback, so a UI can stream it.
+The sentinel also carries ``$KUBECONFIG`` (quoted with ``printf %q``, so
+colons, newlines and any byte survive), so the engine can tell after every
+command whether the shell still points at the kubeconfig the run approved.
+
+After each command the shell saves its state with builtins only (``export
+-p``, functions, aliases, options, directory) into its private folder. That
+file serves twice: a restarted shell comes back from it, and the checks'
+environment is read from it (:meth:`Shell.snapshot`) without another round
+trip and without ``exec`` — an exported value past the kernel's 128 KiB
+per-string limit would make ``env`` fail, not the builtin.
 
 Job control is on (an interactive bash), so every command runs in its own
 process group. A command past its timeout, or cancelled, gets SIGINT and then
@@ -17,7 +27,19 @@ with its state. If the shell itself is stuck (a builtin loop that ignores
 interrupts) it is killed with everything in its session and restarted with
 the exported variables, functions, aliases, options and directory saved after
 the last command that finished. Closing the shell kills everything left in
-its session, so nothing outlives labrunner.
+its session, its descendants and whatever still carries its marker
+(``proctree.MARKER`` in the environment: ``setsid``, ``nohup``, ``disown``
+and double-forked children too), so nothing outlives labrunner. The private
+folder records the bash's session, so a labrunner that dies without closing
+(SIGKILL) is cleaned up by the next one (``proctree.sweep``).
+
+In a headless run (``headless=True``) nobody can type: a command that waits
+for terminal input — a process of the foreground job blocked reading the
+terminal, seen in ``/proc`` — is given end-of-file at once, as if its stdin
+were ``/dev/null``, and the result names the prompt it showed (a command
+reading keys one at a time cannot be given end-of-file; it is interrupted).
+Unlike a redirect from ``/dev/null``, the command still sees a terminal, so
+``read -p`` shows its prompt and the message can name it.
 
 Measured pitfall: pexpect sleeps 50 ms before every send unless
 ``delaybeforesend`` is None; with it off a round trip is well under 1 ms.
@@ -45,9 +67,11 @@ from pathlib import Path
 
 import pexpect
 
+from labrunner import proctree
 from labrunner.ansi import strip_ansi
 from labrunner.lab.model import Expect
 from labrunner.redact import MASK, mask_values, split_point
+from labrunner.shell.bashquote import parse_exports, unquote
 
 LineCallback = Callable[[str], None]
 
@@ -57,18 +81,34 @@ LOOKAHEAD = 512
 TAIL_LINES = 200
 INTERRUPT_GRACE = 1.0
 PROMPT_IDLE = 0.4
+INPUT_PROBE_INTERVAL = 0.2
+"""How often, while output is idle, a headless command is checked for a blocked terminal read."""
+MAX_EOFS = 8
+"""End-of-files given to one headless command before it is interrupted instead."""
 START_TIMEOUT = 10.0
 _SHELL_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*\Z")
 
-_INIT = r"""
+_SAVE = r"""
+__labrunner_save() {
+  { export -p; declare -f; alias -p; shopt -p; set +o;
+    printf 'cd -- %q\nreturn 0\n' "$PWD"; } 2>/dev/null 1<> "$__LR_DIR/state"
+}
+"""
+# The state file is overwritten in place (``1<>``), never truncated: on ext4 a
+# truncate-and-rewrite makes the kernel flush the file at close (auto_da_alloc),
+# a third of a millisecond per command. What an earlier, longer state left past
+# the end is never read: ``return 0`` ends a ``source``, and the environment
+# parser stops where ``export -p`` ends. bash's ``declare -f`` prints ``1<>`` as
+# ``<>`` (fd 0), so a restored shell defines the function again after the state.
+
+_INIT = (
+    r"""
 set +o history
 unset HISTFILE PROMPT_COMMAND
 PS1='' PS2='' PS4='+ '
-__labrunner_save() {
-  { export -p; declare -f; alias -p; shopt -p; set +o;
-    printf 'cd -- %q\n' "$PWD"; } > "$__LR_DIR/state" 2>/dev/null
-}
 """
+    + _SAVE
+)
 
 
 class ShellError(Exception):
@@ -86,6 +126,10 @@ class CommandResult:
     restarted: bool = False
     prompt: str | None = None
     tail: tuple[str, ...] = ()
+    input_wanted: str | None = None
+    """Headless only: the prompt shown when the command waited for input ("" for none)."""
+    input_stopped: bool = False
+    """Headless only: the command read keys one at a time, so it was interrupted."""
 
     @property
     def ok(self) -> bool:
@@ -113,6 +157,11 @@ class _Run:
     last_data: float = field(default_factory=time.monotonic)
     prompted: str = ""
     secrets: list[str] = field(default_factory=list)
+    headless: bool = False
+    probed: float = 0.0
+    eofs: int = 0
+    wanted: str | None = None
+    stopped: bool = False
 
 
 _live: weakref.WeakSet[Shell] = weakref.WeakSet()
@@ -126,58 +175,35 @@ def _close_all() -> None:
 atexit.register(_close_all)
 
 
-def _proc_table() -> list[tuple[int, bytes, int, int]]:
-    """(pid, state, parent pid, session id) of every process, from /proc (Linux)."""
-    table = []
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry}/stat", "rb") as fh:
-                data = fh.read()
-        except OSError:
-            continue
-        fields = data[data.rfind(b")") + 2 :].split()
-        if len(fields) > 3:
-            table.append((int(entry), fields[0], int(fields[1]), int(fields[3])))
-    return table
-
-
 def session_pids(sid: int) -> list[int]:
     """Every live process whose session id is ``sid``."""
-    return [pid for pid, state, _, session in _proc_table() if session == sid and state != b"Z"]
+    return sorted(proctree.in_session(proctree.table(), sid))
 
 
-def _descendants(root: int) -> list[int]:
-    children: dict[int, list[int]] = {}
-    for pid, _, parent, _ in _proc_table():
-        children.setdefault(parent, []).append(pid)
-    out, todo = [], [root]
-    while todo:
-        pid = todo.pop()
-        for child in children.get(pid, []):
-            out.append(child)
-            todo.append(child)
-    return out
-
-
-def _kill_session(child: pexpect.spawn) -> None:
-    """SIGKILL bash, everything in its session and its descendants; reap bash.
+def _kill_session(child: pexpect.spawn, marks: tuple[str, ...] = ()) -> None:
+    """SIGKILL bash, everything in its session, its descendants and, with ``marks``,
+    every process carrying one of those shell markers; reap bash.
 
     bash is reaped with a blocking wait (it cannot survive SIGKILL) before the
     PTY is closed: pexpect's close would otherwise sleep 100 ms "to let the
     kernel catch up", once per lab run.
     """
-    for target in set(session_pids(child.pid)) | set(_descendants(child.pid)):
-        try:
-            os.kill(target, signal.SIGKILL)
-        except (ProcessLookupError, PermissionError):
-            pass
+    bash = child.pid
+
+    def find(procs: dict[int, proctree.ProcInfo]) -> set[int]:
+        found = proctree.in_session(procs, bash) | proctree.marked(marks, procs, mine=True)
+        if bash in procs:
+            found.add(bash)
+        return found | proctree.descendants(procs, found)
+
+    proctree.end(find)
     try:
         if child.isalive():
             child.wait()
     except (OSError, pexpect.ExceptionPexpect):
         pass
+    proctree.release(bash)
+    proctree.lab_session(bash, open=False)
     child.ptyproc.delayafterclose = 0.0
     try:
         child.close(force=True)
@@ -204,6 +230,34 @@ def _cut(data: bytes, pos: int, end: int) -> int:
     return cut
 
 
+_Sentinel = tuple[int, str, str | None]
+"""What a command's sentinel reports: exit status, working directory, ``$KUBECONFIG``."""
+
+
+def _private_folder(shell_id: str, parent: str | os.PathLike[str] | None) -> Path:
+    """A new 0700 folder for one shell's files: in ``parent`` (a run's own private
+    directory) when given, else in the temp folder with an owner record of its own."""
+    if parent is not None:
+        folder = Path(parent) / f"shell-{shell_id}"
+        folder.mkdir(mode=0o700)
+        return folder
+    folder = Path(tempfile.gettempdir()) / f"labrunner-shell-{shell_id}"
+    folder.mkdir(mode=0o700)
+    proctree.write_owner(folder)
+    return folder
+
+
+def _terminal_of(pid: int) -> tuple[str, int] | None:
+    """The terminal ``pid`` reads (its path, and its number as ``/proc/PID/stat`` shows it)."""
+    try:
+        path = os.readlink(f"/proc/{pid}/fd/0")
+        rdev = os.stat(path).st_rdev
+    except OSError:
+        return None
+    major, minor = os.major(rdev), os.minor(rdev)
+    return path, (minor & 0xFF) | (major << 8) | ((minor & ~0xFF) << 12)
+
+
 class Shell:
     """A persistent interactive bash with sentinel-framed commands."""
 
@@ -214,12 +268,16 @@ class Shell:
         cwd: str | os.PathLike[str],
         columns: int = 200,
         rows: int = 50,
+        directory: str | os.PathLike[str] | None = None,
     ) -> None:
         self._env = dict(env)
         self._cwd = os.fspath(cwd)
         self._size = (rows, columns)
         self._child: pexpect.spawn | None = None
-        self._dir = Path(tempfile.mkdtemp(prefix="labrunner-shell-"))
+        self.id = secrets.token_hex(8)
+        """The marker value every process this shell starts inherits (``proctree.MARKER``)."""
+        self._dir = _private_folder(self.id, directory)
+        self._cmd_fd = os.open(self._dir / "cmd", os.O_RDWR | os.O_CREAT, 0o600)
         self._nonce = secrets.token_hex(6)
         self._marker = b"\x1eLR" + self._nonce.encode() + b":"
         self._seq = 0
@@ -227,12 +285,16 @@ class Shell:
         self._cancel = threading.Event()
         self._busy = False
         self._buf = b""
-        self._env_bin = (
-            shutil.which("env", path=self._env.get("PATH", os.defpath)) or "/usr/bin/env"
-        )
         self.cwd = self._cwd
+        self.kubeconfig: str | None = self._env.get("KUBECONFIG")
+        """The shell's ``$KUBECONFIG`` after the last command (None when unset)."""
         self.restarts = 0
         self._starting = False
+        self._saves = 0
+        """Bumped whenever the saved state may have changed (it keys the snapshot cache)."""
+        self._snapshot: tuple[int, dict[str, str]] | None = None
+        self._state_bytes = b""
+        self._tty: tuple[str, int] | None = None
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -271,6 +333,7 @@ class Shell:
         env = dict(self._env)
         env.setdefault("TERM", "xterm-256color")
         env["__LR_DIR"] = str(self._dir)
+        env[proctree.MARKER] = self.id
         env.pop("PROMPT_COMMAND", None)
         env.pop("BASH_ENV", None)
         env.pop("ENV", None)
@@ -287,9 +350,16 @@ class Shell:
         except pexpect.ExceptionPexpect as exc:
             raise ShellError(f"cannot start bash: {exc}") from exc
         child.delaybeforesend = None
+        proctree.claim(child.pid)  # pexpect waits on it; the reaper must not
+        proctree.lab_session(child.pid)  # bash leads a session of its own
         self._child = child
         self._buf = b""
+        self._tty = _terminal_of(child.pid)
         _live.add(self)
+        try:
+            proctree.write_session(self._dir, child.pid)
+        except OSError:
+            pass
         # __LR_DIR must not leak to commands' environments: keep it a plain variable.
         init = _INIT + f"__LR_DIR={shlex.quote(str(self._dir))}; export -n __LR_DIR\n"
         self._starting = True
@@ -304,12 +374,22 @@ class Shell:
         self._execute_locked("__labrunner_save", 5.0, None, (), None, save=False, hidden=True)
 
     def close(self) -> None:
-        """Stop the shell and everything it started; remove its private files."""
+        """Stop the shell and everything it started, detached or not; remove its files."""
         child, self._child = self._child, None
         if child is not None:
-            _kill_session(child)
+            _kill_session(child, (self.id,))
+        else:
+            proctree.end(lambda procs: proctree.marked((self.id,), procs, mine=True))
         _live.discard(self)
+        if self._cmd_fd >= 0:
+            os.close(self._cmd_fd)
+            self._cmd_fd = -1
         shutil.rmtree(self._dir, ignore_errors=True)
+
+    @property
+    def directory(self) -> Path:
+        """The shell's private folder (mode 0700), removed by :meth:`close`."""
+        return self._dir
 
     def __enter__(self) -> Shell:
         self.start()
@@ -328,10 +408,20 @@ class Shell:
         on_line: LineCallback | None = None,
         expect: Sequence[Expect] = (),
         on_prompt: LineCallback | None = None,
+        headless: bool = False,
     ) -> CommandResult:
-        """Run ``cmd`` as if typed at the prompt; stream its output lines to ``on_line``."""
+        """Run ``cmd`` as if typed at the prompt; stream its output lines to ``on_line``.
+
+        With ``headless``, input nobody will type is refused: a wait for terminal
+        input gets end-of-file (``on_prompt`` hears the prompt once it does).
+        """
         return self._execute(
-            cmd, timeout=timeout, on_line=on_line, expect=expect, on_prompt=on_prompt
+            cmd,
+            timeout=timeout,
+            on_line=on_line,
+            expect=expect,
+            on_prompt=on_prompt,
+            headless=headless,
         )
 
     def cancel(self) -> None:
@@ -345,22 +435,26 @@ class Shell:
             os.write(child.child_fd, text.encode("utf-8"))
 
     def snapshot(self) -> ShellState:
-        """The shell's exported environment and directory right now."""
-        dump = self._dir / "env"
-        command = f"{shlex.quote(self._env_bin)} -0 > {shlex.quote(str(dump))}"
-        result = self._execute(command, timeout=5.0, save=False, hidden=True)
-        env: dict[str, str] = {}
-        if result.exit_code == 0:
-            try:
-                raw = dump.read_bytes()
-            except OSError:
-                raw = b""
-            for item in raw.split(b"\0"):
-                if b"=" in item:
-                    key, _, value = item.partition(b"=")
-                    env[key.decode("utf-8", "replace")] = value.decode("utf-8", "replace")
-        env.pop("__LR_DIR", None)
-        return ShellState(env=env, cwd=self.cwd)
+        """The shell's exported environment and directory after its last command.
+
+        Read from the state the shell saved with ``export -p`` after that
+        command: no round trip, no ``exec`` (so no size limit on a value).
+        """
+        with self._lock:
+            version = self._saves
+            if self._snapshot is None or self._snapshot[0] != version:
+                try:
+                    data = (self._dir / "state").read_bytes()
+                except OSError:
+                    data = b""
+                if self._snapshot is None or data != self._state_bytes:
+                    env, _ = parse_exports(data)
+                    env.pop("__LR_DIR", None)
+                else:  # a command that changed nothing (most do not): same environment
+                    env = self._snapshot[1]
+                self._state_bytes = data
+                self._snapshot = (version, env)
+            return ShellState(env=dict(self._snapshot[1]), cwd=self.cwd)
 
     def export(self, values: Mapping[str, str]) -> None:
         """Export variables into the shell (used to restore a learner's exports).
@@ -386,6 +480,7 @@ class Shell:
         on_prompt: LineCallback | None = None,
         save: bool = True,
         hidden: bool = False,
+        headless: bool = False,
     ) -> CommandResult:
         with self._lock:
             if self._child is None or not self._child.isalive():
@@ -397,22 +492,35 @@ class Shell:
             self._busy = True
             try:
                 return self._execute_locked(
-                    cmd, timeout, on_line, expect, on_prompt, save=save, hidden=hidden
+                    cmd,
+                    timeout,
+                    on_line,
+                    expect,
+                    on_prompt,
+                    save=save,
+                    hidden=hidden,
+                    headless=headless,
                 )
             finally:
                 self._busy = False
 
     def _send_framed(self, cmd: str, save: bool) -> int:
         self._seq += 1
-        path = self._dir / "cmd"
-        path.write_text(cmd, encoding="utf-8")
+        data = cmd.encode("utf-8", "surrogateescape")
+        # one descriptor kept open, rewritten in place: no truncate-and-close flush
+        os.pwrite(self._cmd_fd, data, 0)
+        os.ftruncate(self._cmd_fd, len(data))
         # state is saved after the command, so a restart (after a stuck command, or a
-        # shell that died between commands) comes back with everything that completed
+        # shell that died between commands) comes back with everything that completed,
+        # and the checks read their environment from it
         post = "__labrunner_save; " if save else ""
+        # the sentinel: nonce:seq:status, then $KUBECONFIG ("=" and its %q form when
+        # set) and $PWD, each %q-quoted, so no byte of theirs can end a field early
         line = (
-            f"IFS= read -r -d '' __lr_cmd < {shlex.quote(str(path))}; "
+            f"IFS= read -r -d '' __lr_cmd < {shlex.quote(str(self._dir / 'cmd'))}; "
             f'eval "$__lr_cmd"; __lr_rc=$?; {post}'
-            f'printf \'\\036LR%s:%s:%s:%s\\036\\n\' {self._nonce} {self._seq} "$__lr_rc" "$PWD"\n'
+            "builtin printf '\\036LR%s:%s:%s\\037%s%q\\037%q\\036\\n' "
+            f'{self._nonce} {self._seq} "$__lr_rc" "${{KUBECONFIG+=}}" "${{KUBECONFIG-}}" "$PWD"\n'
         )
         assert self._child is not None
         os.write(self._child.child_fd, line.encode("utf-8"))
@@ -428,39 +536,49 @@ class Shell:
         *,
         save: bool,
         hidden: bool,
+        headless: bool = False,
     ) -> CommandResult:
         start = time.monotonic()
         run = _Run(
             on_line=None if hidden else on_line,
             on_prompt=on_prompt,
             expects=[(re.compile(e.prompt), e) for e in expect],
+            headless=headless,
         )
         seq = self._send_framed(cmd, save)
         deadline = start + timeout
-        while True:
-            done = self._pump(run, seq, deadline)
-            if done is not None:
-                code, cwd = done
-                self.cwd = cwd
-                return CommandResult(
-                    exit_code=code, duration=time.monotonic() - start, tail=tuple(run.tail)
-                )
-            timed_out = not self._cancel.is_set()
-            prompt = self._partial_text(run)
-            restarted = self._interrupt(run)
+        done = self._pump(run, seq, deadline)
+        if done is not None:
+            code, cwd, kubeconfig = done
+            self.cwd = cwd
+            self.kubeconfig = kubeconfig
+            self._saves += save
             return CommandResult(
-                exit_code=None,
+                exit_code=code,
                 duration=time.monotonic() - start,
-                timed_out=timed_out,
-                cancelled=not timed_out,
-                restarted=restarted,
-                prompt=prompt or None,
                 tail=tuple(run.tail),
+                input_wanted=run.wanted,
             )
+        cancelled = self._cancel.is_set()
+        timed_out = not cancelled and not run.stopped
+        prompt = self._partial_text(run)
+        restarted = self._interrupt(run)
+        return CommandResult(
+            exit_code=None,
+            duration=time.monotonic() - start,
+            timed_out=timed_out,
+            cancelled=cancelled,
+            restarted=restarted,
+            prompt=prompt or None,
+            tail=tuple(run.tail),
+            input_wanted=run.wanted,
+            input_stopped=run.stopped,
+        )
 
-    def _pump(self, run: _Run, seq: int, deadline: float) -> tuple[int, str] | None:
-        """Read output until the sentinel for ``seq`` (returns exit code and cwd),
-        the deadline, a cancel (returns None), or the shell dying (raises)."""
+    def _pump(self, run: _Run, seq: int, deadline: float) -> _Sentinel | None:
+        """Read output until the sentinel for ``seq`` (returns exit code, cwd and
+        KUBECONFIG), the deadline, a cancel, a headless command stopped for
+        input (returns None), or the shell dying (raises)."""
         assert self._child is not None
         fd = self._child.child_fd
         while True:
@@ -478,7 +596,8 @@ class Shell:
                     # so no end-of-file will come
                     self._flush_partial(run)
                     raise ShellError("the shell exited")
-                self._idle(run)
+                if self._idle(run):
+                    return None
                 continue
             try:
                 data = os.read(fd, 65536)
@@ -496,8 +615,8 @@ class Shell:
             run.last_data = time.monotonic()
             self._answer_prompts(run, data)
 
-    def _consume(self, run: _Run, seq: int) -> tuple[int, str] | None:
-        """Emit complete lines from the buffer; return (code, cwd) at our sentinel."""
+    def _consume(self, run: _Run, seq: int) -> _Sentinel | None:
+        """Emit complete lines from the buffer; return (code, cwd, kubeconfig) at our sentinel."""
         buf = self._buf
         marker_at = buf.find(self._marker)
         limit = marker_at if marker_at >= 0 else len(buf)
@@ -532,14 +651,18 @@ class Shell:
         if end < 0 or nl < 0:
             self._buf = buf[marker_at:]
             return None
-        body = buf[marker_at + len(self._marker) : end].decode("utf-8", "replace")
+        body = buf[marker_at + len(self._marker) : end]
         self._buf = buf[nl + 1 :]
-        parts = body.split(":", 2)
-        if len(parts) == 3 and parts[0] == str(seq):
+        head, _, rest = body.partition(b"\x1f")
+        kube, _, pwd = rest.partition(b"\x1f")
+        number, _, status = head.partition(b":")
+        if number == str(seq).encode():
             try:
-                return int(parts[1]), parts[2]
+                code = int(status)
             except ValueError:
-                return 255, parts[2]
+                code = 255
+            kubeconfig = os.fsdecode(unquote(kube[1:])) if kube.startswith(b"=") else None
+            return code, os.fsdecode(unquote(pwd)), kubeconfig
         # a stale sentinel (from an interrupted command): keep reading
         return self._consume(run, seq) if self._buf else None
 
@@ -603,16 +726,60 @@ class Shell:
                 run.scan = run.scan[match.end() :]
                 break
 
-    def _idle(self, run: _Run) -> None:
-        """Called when no output arrived for a while: report a waiting prompt once."""
+    def _idle(self, run: _Run) -> bool:
+        """Called when no output arrived for a while: report a waiting prompt once;
+        headless, refuse input to a command waiting for it. True to stop the command."""
+        now = time.monotonic()
+        if now - run.last_data < PROMPT_IDLE:
+            return False
+        if run.headless:
+            return self._refuse_input(run, now)
         if run.on_prompt is None or not self._buf:
-            return
-        if time.monotonic() - run.last_data < PROMPT_IDLE:
-            return
+            return False
         text = self._partial_text(run)
         if text and text != run.prompted:
             run.prompted = text
             run.on_prompt(text)
+        return False
+
+    def _refuse_input(self, run: _Run, now: float) -> bool:
+        """If the command waits for terminal input, give it end-of-file (or stop it)."""
+        if now - run.probed < INPUT_PROBE_INTERVAL or self._tty is None:
+            return False
+        run.probed = now
+        assert self._child is not None
+        fd = self._child.child_fd
+        if not self._reading_terminal():
+            return False
+        if select.select([fd], [], [], 0)[0]:
+            return False  # output arrived meanwhile (the sentinel, say): not waiting
+        text = self._partial_text(run)
+        if run.wanted is None:
+            run.wanted = text
+        if text != run.prompted and run.on_prompt is not None:
+            run.prompted = text
+            run.on_prompt(text)
+        try:
+            attrs = termios.tcgetattr(fd)
+        except termios.error:
+            attrs = None
+        if attrs is None or not attrs[3] & termios.ICANON or run.eofs >= MAX_EOFS:
+            run.stopped = True  # keys read one at a time: end-of-file would be a key
+            return True
+        eof = attrs[6][termios.VEOF]
+        os.write(fd, eof if isinstance(eof, bytes) else bytes([eof]))
+        run.eofs += 1
+        run.last_data = now
+        return False
+
+    def _reading_terminal(self) -> bool:
+        """True when a process of the terminal's foreground job is blocked reading it."""
+        fg = self._foreground()
+        if fg is None or self._tty is None:
+            return False
+        path, number = self._tty
+        members = [p.pid for p in proctree.table().values() if p.pgrp == fg and not p.zombie]
+        return any(proctree.reading_terminal(pid, path, number) for pid in members)
 
     def _foreground(self) -> int | None:
         assert self._child is not None
@@ -648,9 +815,15 @@ class Shell:
     def _interrupt(self, run: _Run) -> bool:
         """Stop the running command; returns True if the shell had to be restarted."""
         assert self._child is not None
+        self._saves += 1  # the interrupted line may still have saved the state
         shell_pid = self._child.pid
         fg = self._foreground()
         if fg is not None and fg != shell_pid:
+            # the job's whole tree, taken now: what it started in a session of its own
+            # (`setsid -w …`) is out of reach of the group kill below
+            procs = proctree.table()
+            tree = proctree.descendants(procs, [p.pid for p in procs.values() if p.pgrp == fg])
+            started = {pid: procs[pid].start for pid in tree}
             try:
                 os.killpg(fg, signal.SIGINT)
             except (ProcessLookupError, PermissionError):
@@ -662,6 +835,7 @@ class Shell:
                 os.killpg(fg, signal.SIGKILL)
             except (ProcessLookupError, PermissionError):
                 pass
+            proctree.kill(pid for pid, at in started.items() if proctree.is_running(pid, at))
             if not back:
                 self._wait_foreground_is_shell(run, INTERRUPT_GRACE)
         else:
@@ -692,8 +866,10 @@ class Shell:
         try:
             for target in (late, quiet):  # the second round flushes bash's late newline
                 seq = self._send_framed(":", save=False)
-                if self._pump(target, seq, time.monotonic() + INTERRUPT_GRACE * 2) is None:
+                done = self._pump(target, seq, time.monotonic() + INTERRUPT_GRACE * 2)
+                if done is None:
                     return False
+                _, self.cwd, self.kubeconfig = done
         except ShellError:
             return False
         return True
@@ -701,16 +877,17 @@ class Shell:
     def _restart(self) -> None:
         """Kill the shell's whole session and start a new bash with the saved state."""
         state = self._dir / "state"
-        saved = state.read_text(encoding="utf-8", errors="replace") if state.exists() else ""
+        saved = state.read_bytes() if state.exists() else b""
         child, self._child = self._child, None
         if child is not None:
             _kill_session(child)
         self.restarts += 1
+        self._saves += 1
         self._start_locked()
         if saved:
-            (self._dir / "restore").write_text(saved, encoding="utf-8")
+            (self._dir / "restore").write_bytes(saved)
             self._execute_locked(
-                f"source {shlex.quote(str(self._dir / 'restore'))} >/dev/null 2>&1",
+                f"source {shlex.quote(str(self._dir / 'restore'))} >/dev/null 2>&1\n{_SAVE}",
                 10.0,
                 None,
                 (),

@@ -15,8 +15,10 @@ learner started outlives labrunner.
 
 from __future__ import annotations
 
+import asyncio
 import os
 import shutil
+import signal
 import subprocess
 import threading
 from collections.abc import Callable, Iterable, Mapping
@@ -29,6 +31,7 @@ from textual.app import App
 from textual.binding import BindingType
 from textual.worker import Worker, get_current_worker
 
+from labrunner import proctree
 from labrunner.cluster.identity import cluster_uid
 from labrunner.cluster.kubeconfig import server_for
 from labrunner.doctor import Finding, collect
@@ -64,7 +67,9 @@ def run_learner_shell(env: Mapping[str, str], cwd: Path, banner: str) -> int:
     """Run the learner's ``$SHELL`` (bash if unset) in the foreground until they exit."""
     shell = env.get("SHELL") or os.environ.get("SHELL") or shutil.which("bash") or "/bin/sh"
     print(banner, flush=True)
-    return subprocess.call([shell], env=dict(env), cwd=cwd)
+    proc = subprocess.Popen([shell], env=dict(env), cwd=cwd)
+    with proctree.owned(proc.pid):  # it carries the lab's marker: its status is ours
+        return proc.wait()
 
 
 @dataclass(frozen=True)
@@ -125,6 +130,7 @@ class LabrunnerApp(App[int]):
     # ------------------------------------------------------------------ start
 
     def on_mount(self) -> None:
+        self._exit_on_signals()
         self.push_screen(self.home)
         self._refresh_home()
         position = None
@@ -152,6 +158,16 @@ class LabrunnerApp(App[int]):
 
     def on_ready(self) -> None:
         self.ready.set()
+
+    def _exit_on_signals(self) -> None:
+        """SIGTERM and SIGHUP (the terminal closed) leave like ``q``: the lab shell and
+        everything it started are stopped on the way out (see ``run_app``)."""
+        try:
+            loop = asyncio.get_running_loop()
+            for signum in (signal.SIGTERM, signal.SIGHUP):
+                loop.add_signal_handler(signum, partial(self.exit, 128 + signum))
+        except (NotImplementedError, RuntimeError, ValueError):
+            pass  # not the main thread, or no signals here: the default action stays
 
     def _state_error(self, exc: StateError) -> None:
         message = str(exc)
@@ -291,7 +307,8 @@ class LabrunnerApp(App[int]):
             store=settings.store,
             emit=emit,
             options=RunOptions(
-                kube_context=settings.context if settings.explicit_context else None
+                kube_context=settings.context if settings.explicit_context else None,
+                interactive=True,
             ),
             base_env=settings.base_env,
             run=settings.run,

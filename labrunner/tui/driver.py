@@ -193,7 +193,10 @@ class LabDriver:
             except PhaseFailed as exc:
                 error = str(exc)
             except ShellError as exc:
-                error = f"the lab shell failed: {exc}"
+                if self.session.halted is not None and step is not None:
+                    result = StepResult(step.id, StepStatus.ERROR, self.session.halted)
+                else:
+                    error = f"the lab shell failed: {exc}"
             except StateError as exc:
                 error = f"progress not saved: {exc}"
             except Exception as exc:  # a closed session mid-command, a verifier bug
@@ -239,6 +242,8 @@ class LabDriver:
             result = self.session.run_command(
                 command, step_id=step.id, phase=Phase.RUN, index=index
             )
+            if self.session.halted is not None:  # it left the approved kubeconfig
+                return StepResult(step.id, StepStatus.ERROR, self.session.halted)
             if result.cancelled:
                 return StepResult(step.id, StepStatus.CANCELLED, "cancelled")
             if (

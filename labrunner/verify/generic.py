@@ -3,9 +3,13 @@
 ``command`` runs as its own process with the lab shell's exported
 environment and working directory, so it sees what the learner's commands
 left behind while keeping stdout and stderr apart (the shell's terminal merges
-them). An unmet expectation is ``pending``: outputs of cluster commands change
-as things converge, so the engine asks again until the step's budget is spent.
-A missing program is ``error``: no amount of waiting installs it.
+them). Its ``run`` is never expanded by labrunner: ``${NS}`` in it is bash's
+to expand from that environment, so an exported value is data, never code
+(``x"; touch …`` stays a string), quotes in a value cannot break the
+command, and a loop's own variable is the loop's. An unmet expectation is
+``pending``: outputs of cluster commands change as things converge, so the
+engine asks again until the step's budget is spent. A missing program is
+``error``: no amount of waiting installs it.
 
 ``env`` reads the lab shell's environment as captured after the step's
 commands; it cannot change while the engine polls, so a wrong value is
@@ -91,6 +95,7 @@ def _describe_command(params: Mapping[str, Any]) -> str:
     ),
     describe=_describe_command,
     lint=_lint_streams,
+    shell_params=("run",),
 )
 def command(ctx: CheckContext, params: dict[str, Any]) -> Outcome:
     """A command's exit code and output meet expectations."""

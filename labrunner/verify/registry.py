@@ -180,6 +180,10 @@ class VerifierSpec:
     needs: frozenset[str] = frozenset()
     describe: Callable[[Mapping[str, Any]], str] | None = None
     lint: Callable[[Mapping[str, Any]], list[ParamProblem]] | None = None
+    shell_params: frozenset[str] = frozenset()
+    """Parameters that are bash code (``command``'s ``run``): never expanded by labrunner;
+    the check's process gets the lab's variables in its environment and bash expands
+    them, so a value is always data, never code."""
 
     def label(self, params: Mapping[str, Any]) -> str:
         """A short human label for one use of this verifier."""
@@ -198,6 +202,7 @@ def verifier(
     needs: Iterable[str] = (),
     describe: Callable[[Mapping[str, Any]], str] | None = None,
     lint: Callable[[Mapping[str, Any]], list[ParamProblem]] | None = None,
+    shell_params: Iterable[str] = (),
 ) -> Callable[[F], F]:
     """Decorator: mark ``func`` as the verifier ``name`` with its parameter schema."""
 
@@ -211,6 +216,7 @@ def verifier(
             needs=frozenset(needs),
             describe=describe,
             lint=lint,
+            shell_params=frozenset(shell_params),
         )
         setattr(func, SPEC_ATTRIBUTE, spec)
         return func
@@ -280,9 +286,17 @@ class Registry:
         needs: Iterable[str] = (),
         describe: Callable[[Mapping[str, Any]], str] | None = None,
         lint: Callable[[Mapping[str, Any]], list[ParamProblem]] | None = None,
+        shell_params: Iterable[str] = (),
     ) -> Callable[[F], F]:
         """Decorator: mark ``func`` as a verifier and register it here."""
-        mark = verifier(name, params=params, needs=needs, describe=describe, lint=lint)
+        mark = verifier(
+            name,
+            params=params,
+            needs=needs,
+            describe=describe,
+            lint=lint,
+            shell_params=shell_params,
+        )
 
         def register(func: F) -> F:
             marked = mark(func)

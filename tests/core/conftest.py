@@ -17,23 +17,11 @@ from pathlib import Path
 
 import pytest
 
+from labrunner.shell import Shell
+from labrunner.testing.detaching import alive as pid_alive
+
 HERE = Path(__file__).resolve().parent
 EXAMPLES = HERE / "labs"
-
-
-def pid_alive(pid: int) -> bool:
-    """True while ``pid`` runs (a zombie waiting to be reaped counts as gone)."""
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_bytes()
-    except OSError:
-        return False
-    return stat[stat.rfind(b")") + 2 :][:1] not in (b"Z", b"X")
 
 
 def read_pids(path: Path) -> list[int]:
@@ -130,6 +118,15 @@ def restricted_path(tmp_path: Path) -> str:
         assert found, f"{tool} is needed by the suite"
         (bin_dir / tool).symlink_to(found)
     return str(bin_dir)
+
+
+@pytest.fixture
+def shell(tmp_path: Path) -> Iterator[Shell]:
+    """A started lab shell in ``tmp_path``, closed after the test."""
+    sh = Shell(env=dict(os.environ), cwd=tmp_path)
+    sh.start()
+    yield sh
+    sh.close()
 
 
 @pytest.fixture

@@ -6,9 +6,11 @@ import json
 import os
 import pty
 import shutil
+import signal
 import subprocess
 import sys
 import textwrap
+import time
 import xml.etree.ElementTree as ET
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -414,9 +416,12 @@ def test_report_that_cannot_be_written_exits_3(workshop: Make, tmp_path: Path) -
 
 def test_unanswered_prompt_via_cli(workshop: Make) -> None:
     labs = workshop("prompt-unanswered")
+    started = time.monotonic()
     proc = run_cli("--labs", labs, "verify", cwd=labs.parent)
+    assert time.monotonic() - started < 15
     assert_clean(proc, 1)
     assert "? waiting for input at: Delete the cluster? [yes/no]" in proc.stdout
+    assert "nobody can type in a headless run" in proc.stdout
     assert (
         "(it was waiting for input at the prompt 'Delete the cluster? [yes/no]'; "
         "add an `expect` answer for it)" in proc.stdout
@@ -991,3 +996,36 @@ def test_reports_of_a_timed_out_check_say_failed_never_pending(tmp_path: Path) -
     assert failure is not None and "[failed] " in (failure.text or "")
     assert "pending" not in junit.read_text()
     assert "✘ " in proc.stdout and "… " not in proc.stdout
+
+
+@pytest.mark.parametrize("command", ["verify", "check"])
+def test_sigint_exits_130(
+    lab_file: Callable[[str, str], Path], tmp_path: Path, command: str
+) -> None:
+    path = lab_file(
+        "waits.yaml",
+        "apiVersion: labrunner/v1\nid: waits\ntitle: Waits\nsteps:\n"
+        "  - id: wait\n    title: Wait for a file that never comes\n"
+        "    run: ['echo started']\n    check:\n      - file: {path: never}\n"
+        "    within: 300s\n",
+    )
+    args = ["verify", "waits"] if command == "verify" else ["check", "waits", "--wait"]
+    out = tmp_path / "out.log"
+    with out.open("wb") as sink:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "labrunner", "--labs", str(path.parent), *args],
+            cwd=path.parent.parent,
+            env=cli_env(),
+            stdin=subprocess.DEVNULL,
+            stdout=sink,
+            stderr=subprocess.STDOUT,
+        )
+    try:
+        assert wait_for(lambda: "-- wait: Wait" in out.read_text(), 30), out.read_text()
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(30) == 130, out.read_text()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert "Traceback" not in out.read_text()

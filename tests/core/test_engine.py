@@ -164,19 +164,27 @@ def test_a_secret_answer_is_never_in_an_event(runner: Callable[..., Runner]) -> 
     assert [e.text for e in run.of(ev.OutputLine)] == ["Password: ", "accepted"]
 
 
-def test_unanswered_prompt_fails_after_its_timeout_naming_the_prompt(
+def test_unanswered_prompt_fails_at_once_naming_the_prompt(
     runner: Callable[..., Runner],
 ) -> None:
+    # the command's own timeout is 1 s and the default would be 300 s: a headless run
+    # gives the prompt end-of-file as soon as it waits, and fails the step for it
     started = time.monotonic()
     run = runner("prompt-unanswered").run()
     elapsed = time.monotonic() - started
     finished = run.finished("ask")
     assert finished.status is StepStatus.FAILED
-    assert "command timed out after 1.0s" in finished.message
-    assert "'Delete the cluster? [yes/no]'" in finished.message
-    assert "add an `expect` answer" in finished.message
-    assert [e.prompt for e in run.of(ev.PromptWaiting)] == ["Delete the cluster? [yes/no]"]
-    assert 1.0 <= elapsed < 5
+    assert finished.message.startswith("command got no input: read -r -p")
+    assert "(it was waiting for input at the prompt 'Delete the cluster? [yes/no]'; " in (
+        finished.message
+    )
+    assert "add an `expect` answer for it)" in finished.message
+    assert "went on without an answer" in finished.message
+    (waiting,) = run.of(ev.PromptWaiting)
+    assert waiting.prompt == "Delete the cluster? [yes/no]" and waiting.refused
+    (done,) = run.of(ev.CommandFinished)
+    assert done.exit_code == 0 and not done.timed_out  # `read` got end-of-file, then echo ran
+    assert elapsed < 1.0, "the prompt waited for the command's timeout"
 
 
 def test_timed_out_command_has_its_process_group_killed(
@@ -564,3 +572,27 @@ def test_a_replaced_registry_drives_the_engine(lab_file: Callable[[str, str], Pa
     assert crash.details is not None and "RuntimeError: boom" in crash.details
     wrong = run.finished("wrong", lab_id=sloppy.stem)
     assert wrong.message == "verifier sloppy returned bool, not an Outcome"
+
+
+def test_checks_see_the_environment_after_a_200_kb_export(
+    lab_file: Callable[[str, str], Path],
+) -> None:
+    path = lab_file(
+        "big.yaml",
+        "apiVersion: labrunner/v1\nid: big\ntitle: Big\nsteps:\n"
+        "  - id: export\n    title: A big export\n    run:\n"
+        "      - export BIG=$(head -c 200000 /dev/zero | tr '\\0' x); export SMALL=ok\n"
+        "      - ': > marker'\n"
+        "    check:\n"
+        "      - env: {name: SMALL, equals: ok}\n"
+        "      - env: {name: BIG, matches: '^x{200000}$'}\n"
+        "      - file: {path: marker}\n"
+        "  - id: start\n    title: No new process can start now\n    run: [':']\n"
+        "    check:\n      - command: {run: 'true'}\n",
+    )
+    first, second = Runner(path.parent).run().summary.labs["big"]
+    assert first.status is StepStatus.PASSED, first.message
+    # the kernel refuses an exec with a value over 128 KiB: the check says so, it does not crash
+    assert second.status is StepStatus.ERROR
+    assert "$BIG is over the kernel's 128 KiB limit" in second.message
+    assert "crashed" not in second.message

@@ -3,29 +3,22 @@
 from __future__ import annotations
 
 import os
+import shlex
 import signal
 import threading
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+from labrunner import proctree
 from labrunner.lab.model import Expect
 from labrunner.shell import CommandResult, Shell, ShellError
 from labrunner.shell import session as session_module
 from labrunner.shell.session import MAX_LINE, session_pids
 from labrunner.testing.waiting import wait_for
 
-from .conftest import pid_alive
-
-
-@pytest.fixture
-def shell(tmp_path: Path) -> Iterator[Shell]:
-    sh = Shell(env=dict(os.environ), cwd=tmp_path)
-    sh.start()
-    yield sh
-    sh.close()
+from .conftest import pid_alive, read_pids
 
 
 class Lines:
@@ -381,6 +374,10 @@ def test_shell_killed_from_outside_restarts_on_next_command(shell: Shell, tmp_pa
     assert result.exit_code == 0
     assert out.lines == ["1", "working", "/"]
     assert shell.restarts == 1
+    # the restored shell keeps saving its state: the checks see what comes next
+    shell.run("export AFTER=yes", timeout=5, on_line=out)
+    assert out.lines == ["1", "working", "/"]
+    assert shell.snapshot().env["AFTER"] == "yes"
 
 
 def test_exit_in_a_command_is_reported_then_the_shell_comes_back(shell: Shell) -> None:
@@ -468,3 +465,142 @@ def test_a_failed_start_leaves_nothing_behind(
         sh.start()
     assert not private.exists(), "the shell's private directory leaked"
     assert not sh.alive
+
+
+# --------------------------------------------------------------------------- state, KUBECONFIG
+
+
+def test_snapshot_survives_a_200_kb_export(shell: Shell) -> None:
+    # `env` cannot even start in such a shell (E2BIG): the snapshot is read from `export -p`
+    shell.run("export BIG=$(head -c 200000 /dev/zero | tr '\\0' x); export SMALL=ok", timeout=10)
+    state = shell.snapshot()
+    assert len(state.env["BIG"]) == 200_000
+    assert state.env["SMALL"] == "ok"
+    assert state.env["PATH"] == os.environ["PATH"]
+
+
+def test_snapshot_follows_every_command(shell: Shell) -> None:
+    for value in ("one", "two words", 'x"; touch PWNED; echo "', "line\nbreak"):
+        shell.run(f"export V={shlex.quote(value)}", timeout=5)
+        assert shell.snapshot().env["V"] == value
+    shell.run("unset V", timeout=5)
+    assert "V" not in shell.snapshot().env
+
+
+@pytest.mark.parametrize(
+    ("command", "expected"),
+    [
+        ("export KUBECONFIG=/a/b.yaml:/c/d.yaml", "/a/b.yaml:/c/d.yaml"),
+        ("export KUBECONFIG=$'/odd\\n\\x1e\\x1f: path'", "/odd\n\x1e\x1f: path"),
+        ("export KUBECONFIG=", ""),
+        ("unset KUBECONFIG", None),
+        ("KUBECONFIG=/not/exported.yaml", "/not/exported.yaml"),
+    ],
+    ids=["colons", "any-bytes", "empty", "unset", "plain-variable"],
+)
+def test_each_command_reports_kubeconfig(shell: Shell, command: str, expected: str | None) -> None:
+    shell.run(command, timeout=5)
+    assert shell.kubeconfig == expected
+
+
+def test_kubeconfig_is_reported_after_a_timeout_too(shell: Shell) -> None:
+    result = shell.run("export KUBECONFIG=/moved.yaml; sleep 100", timeout=0.3)
+    assert result.timed_out
+    assert shell.kubeconfig == "/moved.yaml"
+
+
+# --------------------------------------------------------------------------- detached processes
+
+
+DETACHED = {
+    "setsid": "setsid bash -c 'echo $$ >> pids; exec sleep 1001' &",
+    "setsid-f": "setsid -f bash -c 'echo $$ >> pids; exec sleep 1002'",
+    "nohup": "nohup bash -c 'echo $$ >> pids; exec sleep 1003' >/dev/null 2>&1 &",
+    "disown": "bash -c 'echo $$ >> pids; exec sleep 1004' & disown",
+    "double-fork": "bash -c \"bash -c 'echo \\$\\$ >> pids; exec sleep 1005' &\"",
+}
+
+
+def test_close_kills_what_commands_detached(tmp_path: Path, reaper: list[int]) -> None:
+    sh = Shell(env=dict(os.environ), cwd=tmp_path)
+    sh.start()
+    for command in DETACHED.values():
+        assert sh.run(command, timeout=10).exit_code == 0
+    pids_file = tmp_path / "pids"
+    assert wait_for(lambda: pids_file.exists() and len(read_pids(pids_file)) == 5, 20)
+    pids = read_pids(pids_file)
+    reaper.extend(pids)
+    assert all(pid_alive(p) for p in pids)
+    private = sh.directory
+    sh.close()
+    assert wait_for(lambda: not any(pid_alive(p) for p in pids), 10), [
+        p for p in pids if pid_alive(p)
+    ]
+    assert not private.exists()
+
+
+def test_timeout_kills_what_the_job_started_in_a_session_of_its_own(
+    shell: Shell, tmp_path: Path, reaper: list[int]
+) -> None:
+    command = "setsid -w bash -c 'echo $$ > inner.pid; exec sleep 1000'"
+    background = Background(shell, command, timeout=30)
+    pid_file = tmp_path / "inner.pid"
+    assert wait_for(lambda: pid_file.exists() and pid_file.read_text().strip(), 20)
+    pid = int(pid_file.read_text())
+    reaper.append(pid)
+    shell.cancel()
+    result = background.join(20)
+    assert result.cancelled
+    assert wait_for(lambda: not pid_alive(pid), 10), "the job's setsid child outlived it"
+    assert shell.run("true", timeout=5).exit_code == 0
+
+
+def test_a_shell_private_folder_lives_in_the_run_directory(tmp_path: Path) -> None:
+    run_dir = tmp_path / "run"
+    run_dir.mkdir(mode=0o700)
+    sh = Shell(env=dict(os.environ), cwd=tmp_path, directory=run_dir)
+    sh.start()
+    try:
+        assert sh.directory.parent == run_dir
+        assert sh.directory.stat().st_mode & 0o777 == 0o700
+        assert (sh.directory / "state").exists()
+    finally:
+        sh.close()
+    assert not sh.directory.exists()
+
+
+def _parent(pid: int) -> int | None:
+    info = proctree.read_stat(pid)
+    return info.ppid if info is not None else None
+
+
+@pytest.mark.parametrize(
+    "detach",
+    [
+        "setsid -f bash -c 'echo $$ > orphan.pid; read < gate'",
+        "bash -c \"bash -c 'echo \\$\\$ > orphan.pid; read < gate' &\"",
+    ],
+    ids=["own-session", "lab-session"],
+)
+def test_a_subreaper_reaps_orphans_that_exit(
+    tmp_path: Path, reaper: list[int], detach: str
+) -> None:
+    # a zombie still answers `kill -0`: a lab checking its own server by pid would think
+    # it still ran, so adopted orphans that exit are waited on
+    assert proctree.become_subreaper()
+    os.mkfifo(tmp_path / "gate")
+    sh = Shell(env=dict(os.environ), cwd=tmp_path)
+    sh.start()
+    try:
+        sh.run(detach, timeout=10)
+        pid_file = tmp_path / "orphan.pid"
+        assert wait_for(lambda: pid_file.exists() and pid_file.read_text().strip(), 20)
+        pid = int(pid_file.read_text())
+        reaper.append(pid)
+        assert wait_for(lambda: _parent(pid) == os.getpid(), 20), "not adopted"
+        if "setsid" in detach:
+            proctree.reap_adopted()  # a pass sees it alive, as the reaper thread does
+        os.close(os.open(tmp_path / "gate", os.O_WRONLY))  # let it exit
+        assert wait_for(lambda: proctree.read_stat(pid) is None, 20), "left as a zombie"
+    finally:
+        sh.close()

@@ -3,12 +3,20 @@
 from __future__ import annotations
 
 import io
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
 
+from labrunner.engine import Engine
 from labrunner.engine import events as ev
 from labrunner.engine.events import Phase, StepStatus
+from labrunner.lab.loader import load_workshop
 from labrunner.reports import ReportCollector
+from labrunner.state import ProgressStore
 from labrunner.ui_text import Printer
-from labrunner.verify.outcome import Status
+from labrunner.verify.context import CheckContext
+from labrunner.verify.outcome import Outcome, Status
+from labrunner.verify.registry import Registry
 
 TOKEN = "abc123SECRETtokenVALUE987"
 
@@ -89,3 +97,39 @@ def test_quiet_hides_command_output_but_not_results() -> None:
     printer(ev.OutputLine("lab", "one", "hi"))
     printer(ev.StepFinished("lab", "one", StepStatus.PASSED, "", None, 0.01))
     assert out.getvalue().splitlines() == ["-- one: One", "✔ PASS one (10ms)"]
+
+
+def test_a_huge_check_message_is_clipped_as_in_reports_and_printed_once(
+    lab_file: Callable[[str, str], Path],
+) -> None:
+    huge = "x" * 10_000_000
+    registry = Registry()
+
+    @registry.verifier("huge")
+    def _huge(ctx: CheckContext, params: dict[str, Any]) -> Outcome:
+        return Outcome.failed(huge)
+
+    path = lab_file(
+        "huge.yaml",
+        "apiVersion: labrunner/v1\nid: huge\ntitle: Huge\nsteps:\n"
+        "  - id: one\n    title: One\n    run: ['true']\n    check:\n      - huge: {}\n",
+    )
+    loaded = load_workshop(path.parent, registry)
+    assert loaded.workshop is not None, loaded.problems
+    out = io.StringIO()
+    printer = Printer(stream=out)
+    collector = ReportCollector()
+
+    def emit(event: ev.Event) -> None:
+        printer(event)
+        collector(event)
+
+    engine = Engine(loaded.workshop, registry=registry, store=ProgressStore.memory(), emit=emit)
+    assert not engine.verify(loaded.workshop.labs).ok
+    text = out.getvalue()
+    assert len(text) < 10_000, len(text)
+    report = collector.as_dict()["labs"][0]["steps"][0]
+    clipped = report["checks"][0]["message"]
+    assert len(clipped) < 2100 and clipped.endswith("more characters]")
+    assert text.count(clipped) == 1, "the long message is printed once, clipped as in reports"
+    assert "✘ FAIL one" in text and "(see the check above)" in text

@@ -89,3 +89,35 @@ def test_a_step_whose_tool_is_missing_says_so_and_stays_open(
             assert saved(workshop).steps("needs-jq") == {}
 
     asyncio.run(scenario())
+
+
+def test_a_step_that_moves_kubeconfig_is_an_environment_error(
+    build: Callable[..., LabrunnerApp], tmp_path: Path
+) -> None:
+    labs = tmp_path / "moves" / "labs"
+    labs.mkdir(parents=True)
+    (labs / "moves.yaml").write_text(
+        "apiVersion: labrunner/v1\nid: moves\ntitle: Moves KUBECONFIG\n"
+        "steps:\n  - id: switch\n    title: Point it elsewhere\n"
+        "    run: ['export KUBECONFIG=/elsewhere/prod.yaml']\n"
+        "    check:\n      - env: {name: KUBECONFIG}\n"
+    )
+
+    workshop = load(labs)
+
+    async def scenario() -> None:
+        app = build(workshop=workshop)
+        async with app.run_test(size=(100, 30)) as pilot:
+            await pilot.press("enter")
+            screen = lab_screen(app)
+            await pilot.press("r")
+            await notified(pilot, app, "pointed KUBECONFIG away from the kubeconfig this run")
+            await wait_for(pilot, lambda: screen.job is None, "the job to end")
+            (note,) = [n for n in app._notifications if "KUBECONFIG" in n.message]
+            assert note.title == "Environment error" and note.severity == "error"
+            assert "the command `export KUBECONFIG=/elsewhere/prod.yaml`" in note.message
+            assert screen.states["switch"] is not StepState.PASSED
+            record = saved(workshop).steps("moves").get("switch")
+            assert record is None or not record.complete
+
+    asyncio.run(scenario())

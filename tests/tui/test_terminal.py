@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -20,6 +21,9 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+
+from labrunner.testing import detaching
+from labrunner.testing.detaching import alive, pids_in
 
 from .helpers import copy_workshop
 
@@ -125,3 +129,34 @@ def test_a_learner_runs_a_step_in_a_real_terminal(tmux: Tmux, tmp_path: Path) ->
 
     tmux.keys("q")
     tmux.wait(lambda: not tmux.running(), "labrunner to quit")
+
+
+@pytest.mark.parametrize("how", ["SIGHUP", "SIGTERM"])
+def test_closing_the_terminal_leaves_nothing_running(tmux: Tmux, tmp_path: Path, how: str) -> None:
+    root = tmp_path / "ws"
+    (root / "labs").mkdir(parents=True)
+    (root / "labs" / "detach.yaml").write_text(detaching.LAB)
+    tmux.env["TMPDIR"] = str(tmp_path)
+    command = f"{sys.executable} -m labrunner --labs {root / 'labs'}"
+    tmux("new-session", "-d", "-x", "100", "-y", "30", "-s", "lab", command)
+    pane = int(tmux("list-panes", "-t", "lab", "-F", "#{pane_pid}").stdout.split()[0])
+    pids_file = root / "pids"
+    try:
+        tmux.wait(tmux.shows("Helpers that detach"), "the lab list")
+        tmux.keys("Enter")
+        tmux.wait(tmux.shows("Start five helpers"), "the lab screen")
+        tmux.keys("r")
+        tmux.wait(tmux.shows("[passed]"), "the step to pass")
+        pids = pids_in(pids_file)
+        assert len(pids) == 5 and all(alive(p) for p in pids)
+        if how == "SIGHUP":
+            tmux("kill-server")  # the terminal goes away: labrunner gets SIGHUP
+        else:
+            os.kill(pane, signal.SIGTERM)
+        tmux.wait(lambda: not alive(pane), "labrunner to leave")
+        tmux.wait(lambda: not any(alive(p) for p in pids), "the helpers to be killed")
+        assert not list(tmp_path.glob("labrunner-*")), "the run's private folder is left"
+    finally:
+        for pid in pids_in(pids_file):
+            if alive(pid):
+                os.kill(pid, signal.SIGKILL)

@@ -497,7 +497,7 @@ class LabScreen(Screen[None]):
             self._refresh_states()
             self._announce_next(step, f"↷ Skipped “{step.title}” (recorded as skipped).")
         elif result.status in (StepStatus.FAILED, StepStatus.ERROR):
-            self._failed(step, message.kind, result.message)
+            self._failed(step, message.kind, result.message, result.status)
         elif result.status is StepStatus.CANCELLED and message.kind is not msg.JobKind.LIVE:
             self.notify("Cancelled.", severity="warning")
 
@@ -525,10 +525,13 @@ class LabScreen(Screen[None]):
             markup=False,
         )
 
-    def _failed(self, step: Step, kind: msg.JobKind, why: str) -> None:
+    def _failed(self, step: Step, kind: msg.JobKind, why: str, status: StepStatus) -> None:
         self.failed.add(step.id)
         self._show_hints()
         if kind is msg.JobKind.LIVE:
+            return
+        if status is StepStatus.ERROR:  # the environment is broken: no hint fixes that
+            self.notify(f"! {why}", title="Environment error", severity="error", markup=False)
             return
         shown = self.hints_shown.get(step.id, 0)
         more = " Press h for a hint." if shown < len(step.hints) else ""
