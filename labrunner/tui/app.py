@@ -29,10 +29,12 @@ from textual.app import App
 from textual.binding import BindingType
 from textual.worker import Worker, get_current_worker
 
+from labrunner.classroom import publisher as class_publisher
 from labrunner.cluster.identity import cluster_uid
 from labrunner.cluster.kubeconfig import server_for
 from labrunner.doctor import Finding, collect
 from labrunner.engine import events as ev
+from labrunner.engine.classfeed import class_directory
 from labrunner.engine.events import Phase
 from labrunner.engine.prepare import PreparedRun, prepare_run
 from labrunner.engine.runner import Engine, RunOptions
@@ -82,6 +84,9 @@ class Settings:
     shell_runner: ShellRunner = run_learner_shell
     live_interval: float = LIVE_INTERVAL
     output_lines: int = OUTPUT_LINES
+    served: bool = False
+    """Served to a browser (``labrunner serve``): there is no terminal to hand the learner,
+    so actions that need one are hidden."""
 
 
 class LabrunnerApp(App[int]):
@@ -113,6 +118,7 @@ class LabrunnerApp(App[int]):
         self.closing = threading.Event()
         self._state_warned: set[str] = set()
         self._identifying = False
+        self.class_note = ""
 
     # ------------------------------------------------------------------ start
 
@@ -135,6 +141,33 @@ class LabrunnerApp(App[int]):
             self._open_lab(lab, step)
         self.call_after_refresh(self._start_doctor)
         self.call_after_refresh(self._start_identify)
+        self._follow_class()
+
+    def _follow_class(self) -> None:
+        """Show how publishing to the learner's class goes, if they joined one."""
+        try:
+            publisher = class_publisher.active(class_directory())
+        except Exception:  # an unreadable state directory: no class note
+            return
+        if publisher is None:
+            return
+
+        def changed(status: class_publisher.Status) -> None:
+            self.post_message(msg.ClassStatus(status.note()))
+
+        publisher.on_change(changed)
+        self.post_message(msg.ClassStatus(publisher.status().note()))
+
+    def on_class_status(self, message: msg.ClassStatus) -> None:
+        self.class_note = message.note
+        self.home.status = replace(self.home.status, classroom=message.note)
+        if self.lab_screen is not None:
+            self.lab_screen.class_note = message.note
+
+    def on_hint_revealed(self, message: msg.HintRevealed) -> None:
+        driver = self.driver
+        if driver is not None:
+            driver.engine.emit(ev.HintShown(driver.lab.id, message.step_id, message.number))
 
     def on_ready(self) -> None:
         self.ready.set()
@@ -260,6 +293,7 @@ class LabrunnerApp(App[int]):
 
     def on_doctor_done(self, message: msg.DoctorDone) -> None:
         status = summarize(message.findings, self.settings.context)
+        status = replace(status, classroom=self.class_note)
         if message.error:
             status = replace(status, problems=(*status.problems, f"doctor: {message.error}"))
         self.environment = status
@@ -311,7 +345,9 @@ class LabrunnerApp(App[int]):
             start_step=step_id,
             context_label=self._context_label(),
             output_lines=self.settings.output_lines,
+            real_terminal=not self.settings.served,
         )
+        screen.class_note = self.class_note
         driver = LabDriver(
             engine_factory=self._engine,
             lab=lab,
@@ -538,9 +574,10 @@ class LabrunnerApp(App[int]):
         )
         holder.append(worker)
         screen.live = True
+        where = "elsewhere" if self.settings.served else "in your own terminal (t opens one)"
         self.notify(
             f"Live checking on: the step's checks run every {self.settings.live_interval:g}s "
-            "while you work in your own terminal (t opens one).",
+            f"while you work {where}.",
             markup=False,
         )
 
@@ -602,6 +639,9 @@ class LabrunnerApp(App[int]):
             )
 
     def _save_position(self, lab_id: str, step_id: str) -> None:
+        driver = self.driver
+        if driver is not None and driver.lab.id == lab_id:
+            driver.engine.emit(ev.StepViewed(lab_id, step_id))
         try:
             self.settings.store.set_position(lab_id, step_id)
         except StateError:
@@ -652,8 +692,11 @@ class LabrunnerApp(App[int]):
             ("Tab, Shift+Tab", "Move between panes"),
             ("↑, ↓", "Move in lists"),
         ]
+        lab_actions = [
+            a for a in LabScreen.ACTIONS if not (a.needs_terminal and self.settings.served)
+        ]
         sections = [
-            ("Lab", binding_rows(LabScreen.BINDINGS)),
+            ("Lab", binding_rows(bindings(lab_actions))),
             ("Lab list", binding_rows(HomeScreen.BINDINGS)),
             ("Everywhere", everywhere),
             ("Questions", binding_rows(ConfirmDialog.BINDINGS)),
@@ -703,6 +746,7 @@ def make_app(
     shell_runner: ShellRunner | None = None,
     live_interval: float = LIVE_INTERVAL,
     output_lines: int = OUTPUT_LINES,
+    served: bool = False,
 ) -> LabrunnerApp:
     """Build the app; ``context`` is an explicit --context, the rest default to real things."""
     run = prepare_run(context, base_env=base_env)
@@ -733,13 +777,20 @@ def make_app(
         shell_runner=shell_runner or run_learner_shell,
         live_interval=live_interval,
         output_lines=output_lines,
+        served=served,
     )
     return LabrunnerApp(workshop, settings, start_lab=lab)
 
 
-def run_app(workshop: Workshop, *, lab: str | None = None, context: str | None = None) -> int:
+def run_app(
+    workshop: Workshop,
+    *,
+    lab: str | None = None,
+    context: str | None = None,
+    served: bool = False,
+) -> int:
     """Run the TUI until the learner quits; returns the process exit code."""
-    app = make_app(workshop, lab=lab, context=context)
+    app = make_app(workshop, lab=lab, context=context, served=served)
     try:
         app.run()
     finally:
