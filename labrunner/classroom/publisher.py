@@ -235,7 +235,11 @@ class Publisher:
         self._close_grace = grace
         self._stopping.set()
         self._queue.put(None)
-        thread.join(grace + 1.0)
+        thread.join(grace + 0.5)
+        if thread.is_alive():  # stuck in a send to a hanging API: save the rest from here
+            items = [item for item in self._drain() if item is not None]
+            if items:
+                self._fold(items)
 
     # ------------------------------------------------------------------ the thread
 
@@ -271,14 +275,17 @@ class Publisher:
                 if more is None:
                     break
                 items.append(more)
-        while True:  # whatever else is there already
-            try:
-                more = self._queue.get_nowait()
-            except queue.Empty:
-                break
-            if more is not None:
-                items.append(more)
+        items.extend(item for item in self._drain() if item is not None)
         return items
+
+    def _drain(self) -> list[dict[str, Any] | None]:
+        """Whatever is queued already, without waiting."""
+        found: list[dict[str, Any] | None] = []
+        while True:
+            try:
+                found.append(self._queue.get_nowait())
+            except queue.Empty:
+                return found
 
     def _run(self) -> None:
         while True:
