@@ -258,37 +258,48 @@ class Session(AppService):
             sys.stderr.flush()
 
     async def stop(self) -> None:
-        """Ask the app to quit; kill it after the grace period; reap what it left."""
+        """Ask the app to quit; kill it after the grace period; kill and reap what it left."""
         process = self._process
         task, self._task = self._task, None
         if process is None:
             return
         pid = process.pid
+        family = _descendants(_table(), pid)
         if process.returncode is None:
             with contextlib.suppress(Exception):
                 await self.send_meta({"type": "quit"})
-            try:
-                await asyncio.wait_for(process.wait(), self.grace)
-            except TimeoutError:
-                pass
-        leftovers = _descendants(_table(), pid)
-        if process.returncode is None:
-            with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.killpg(pid, signal.SIGTERM)
-            try:
-                await asyncio.wait_for(process.wait(), KILL_WAIT)
-            except TimeoutError:
-                with contextlib.suppress(ProcessLookupError, PermissionError):
-                    os.killpg(pid, signal.SIGKILL)
-                await process.wait()
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(pid, signal.SIGKILL)
-        _kill(leftovers | _descendants(_table(), pid), signal.SIGKILL)
+            if not await _exited(process, self.grace):
+                family |= _descendants(_table(), pid)
+                _kill_group(pid, signal.SIGTERM)
+                if not await _exited(process, KILL_WAIT):
+                    _kill_group(pid, signal.SIGKILL)
+                    await _exited(process, KILL_WAIT)
+        _kill_group(pid, signal.SIGKILL)
+        _kill(family, signal.SIGKILL)
         if self.reap_adopted:
             await asyncio.get_running_loop().run_in_executor(None, _reap_adopted, {pid})
+        # (the pipes close once everything holding them is gone)
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(process.wait(), KILL_WAIT)
         if task is not None:
             with contextlib.suppress(Exception):
-                await task
+                await asyncio.wait_for(task, KILL_WAIT)
+
+
+async def _exited(process: Any, seconds: float) -> bool:
+    """Wait up to ``seconds`` for the process itself to exit (not for its pipes to close,
+    which a leftover grandchild may hold open)."""
+    deadline = asyncio.get_running_loop().time() + seconds
+    while process.returncode is None:
+        if asyncio.get_running_loop().time() >= deadline:
+            return False
+        await asyncio.sleep(0.05)
+    return True
+
+
+def _kill_group(pid: int, sig: int) -> None:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(pid, sig)
 
 
 # --------------------------------------------------------------------------- the server
@@ -368,7 +379,7 @@ class TokenServer(Server):
                 path="/",
             )
             moved.headers.update(SECURITY_HEADERS)
-            return moved
+            raise moved
         if not same(request.cookies.get(COOKIE), self.cookie_secret):
             return self._refuse(
                 403, "Open the URL that `labrunner serve` printed: it carries the token."
@@ -403,7 +414,7 @@ class TokenServer(Server):
             async with self._session_lock:
                 return await self._serve_session(request)
         finally:
-            self._socket_open = False
+            self._socket_open = False  # (when the session could not even start)
 
     async def _serve_session(self, request: web.Request) -> web.WebSocketResponse:
         websocket = web.WebSocketResponse(heartbeat=15)
@@ -427,6 +438,7 @@ class TokenServer(Server):
         except asyncio.CancelledError:
             pass
         finally:
+            self._socket_open = False  # the tab is gone: a reload may queue up behind us
             await session.stop()
             with contextlib.suppress(Exception):
                 await websocket.close()
