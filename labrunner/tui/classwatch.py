@@ -19,7 +19,7 @@ clock, with no request at all.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, ClassVar, Protocol
@@ -28,26 +28,28 @@ from rich.text import Text
 from textual.app import App, ComposeResult
 from textual.binding import BindingType
 from textual.message import Message
-from textual.widgets import DataTable, Footer, Static
+from textual.widgets import Footer, Static
 
 from labrunner.classroom.admin import Progress
 from labrunner.classroom.document import LearnerView, StuckRules, clock_offset, view
 from labrunner.cluster.errors import ClusterError
 from labrunner.durations import format_duration
 from labrunner.tui.commands import Action, bindings
+from labrunner.tui.widgets.learner_table import Cell, LearnerTable
 
 FLUSH_INTERVAL = 0.2
 TICK_INTERVAL = 1.0
 FIXED_COLUMNS = (
-    ("learner", "Learner"),
-    ("flag", "Flag"),
-    ("lab", "Lab"),
-    ("step", "Step"),
-    ("on", "On step"),
-    ("fails", "Fails"),
-    ("hints", "Hints"),
-    ("done", "Labs done"),
+    ("learner", "Learner", 20),
+    ("flag", "Flag", 7),
+    ("lab", "Lab", 20),
+    ("step", "Step", 32),
+    ("on", "On step", 11),
+    ("fails", "Fails", 5),
+    ("hints", "Hints", 5),
+    ("done", "Labs done", 9),
 )
+LAB_COLUMN = 8
 RECENT_SHOWN = 8
 
 
@@ -116,6 +118,7 @@ class ClassWatchApp(App[None]):
         follow: Callable[..., Follower],
         rules: StuckRules,
         clock: Callable[[], float] = time.time,
+        on_shown: Callable[[str, int, float], None] | None = None,
     ) -> None:
         super().__init__()
         self.class_name = class_name
@@ -127,26 +130,26 @@ class ClassWatchApp(App[None]):
         self.entries: dict[str, _Entry] = {}
         self._dirty: set[str] = set()
         self._removed: set[str] = set()
-        self._cells: dict[tuple[str, str], str] = {}
-        self._labs: list[str] = []
         self.stuck_first = False
         self.selected: str | None = None
         self.problem = ""
         self.shown: dict[str, tuple[int, float]] = {}
-        """learner → (the document's seq, wall time) of what the table shows (for benchmarks)."""
+        """learner → (the document's seq, clock time) of what the table shows."""
+        self.on_shown = on_shown
+        """Told (learner, seq, clock time) each time a row is brought up to date (benchmarks)."""
 
     def compose(self) -> ComposeResult:
         yield Static(f"class {self.class_name} · {self.where}", id="class-title", markup=False)
         yield Static("connecting…", id="class-summary", markup=False)
-        table: DataTable[Any] = DataTable(id="class-table", cursor_type="row", zebra_stripes=True)
-        yield table
+        yield LearnerTable(id="class-table")
         yield Static("", id="class-detail", markup=False)
         yield Footer()
 
     def on_mount(self) -> None:
-        table = self.query_one("#class-table", DataTable)
-        for key, label in FIXED_COLUMNS:
-            table.add_column(label, key=key)
+        table = self.query_one(LearnerTable)
+        for key, label, width in FIXED_COLUMNS:
+            table.add_column(key, label, width)
+        table.focus()
         self._follower = self._follow(
             on_sync=self._thread_sync, on_change=self._thread_change, on_error=self._thread_error
         )
@@ -203,42 +206,30 @@ class ClassWatchApp(App[None]):
 
     # ------------------------------------------------------------------ drawing
 
-    def _set(
-        self, table: DataTable[Any], key: str, column: str, value: str, style: str = ""
-    ) -> None:
-        if self._cells.get((key, column)) == value + style:
-            return
-        self._cells[(key, column)] = value + style
-        table.update_cell(key, column, Text(value, style=style) if style else value)
-
-    def _ensure_labs(self, table: DataTable[Any], learner: LearnerView) -> None:
+    def _ensure_labs(self, table: LearnerTable, learner: LearnerView) -> None:
         for lab in learner.labs:
-            if lab.lab not in self._labs:
-                self._labs.append(lab.lab)
-                table.add_column(lab.lab, key=f"lab:{lab.lab}", default="")
+            if not table.has_column(f"lab:{lab.lab}"):
+                table.add_column(f"lab:{lab.lab}", lab.lab, max(LAB_COLUMN, min(len(lab.lab), 16)))
 
-    def _row(self, table: DataTable[Any], key: str, learner: LearnerView, now: float) -> None:
-        if key not in table.rows:
-            table.add_row(*([""] * len(table.columns)), key=key)
-        self._set(table, key, "learner", learner.name)
-        self._clock_cells(table, key, learner, now)
+    def _cells(self, learner: LearnerView, now: float) -> dict[str, Cell]:
+        """Every cell of a learner's row."""
+        cells: dict[str, Cell] = {"learner": learner.name, **self._clock_cells(learner, now)}
         if learner.started:
             number = f"{learner.step_index + 1}. " if learner.step_index is not None else ""
-            self._set(table, key, "lab", learner.lab)
-            self._set(table, key, "step", f"{number}{learner.step_title}"[:40])
-        self._set(table, key, "fails", str(learner.fails) if learner.fails else "")
-        self._set(table, key, "hints", str(learner.hints) if learner.hints else "")
-        self._set(table, key, "done", str(learner.labs_done))
+            cells["lab"] = learner.lab
+            cells["step"] = f"{number}{learner.step_title}"
+        cells["fails"] = str(learner.fails) if learner.fails else ""
+        cells["hints"] = str(learner.hints) if learner.hints else ""
+        cells["done"] = str(learner.labs_done)
         for lab in learner.labs:
             mark = "✔" if lab.complete else f"{lab.done}/{lab.total}"
             if lab.lab == learner.lab and not lab.complete:
                 mark = "▶ " + mark
-            style = "green" if lab.complete else ""
-            self._set(table, key, f"lab:{lab.lab}", mark, style)
+            cells[f"lab:{lab.lab}"] = Text(mark, style="green") if lab.complete else mark
+        return cells
 
-    def _clock_cells(
-        self, table: DataTable[Any], key: str, learner: LearnerView, now: float
-    ) -> None:
+    def _clock_cells(self, learner: LearnerView, now: float) -> dict[str, Cell]:
+        """The cells that change with the clock: time on the step, the stuck flag."""
         spent = learner.on_step(now)
         if not learner.started:
             on = "not started"
@@ -246,31 +237,32 @@ class ClassWatchApp(App[None]):
             on = "✔ done"
         else:
             on = format_duration(spent) if spent is not None else ""
-        self._set(table, key, "on", on)
-        why = learner.stuck(now, self.rules)
+        flag: Cell = ""
         if learner.revoked:
-            self._set(table, key, "flag", "revoked", "dim")
-        else:
-            self._set(table, key, "flag", "⚑ stuck" if why else "", "bold red" if why else "")
+            flag = Text("revoked", style="dim")
+        elif learner.stuck(now, self.rules):
+            flag = Text("⚑ stuck", style="bold red")
+        return {"on": on, "flag": flag}
 
     def _apply_changes(self) -> None:
+        """Bring the rows of the learners that changed up to date (a burst costs one pass)."""
         if not (self._dirty or self._removed):
             return
-        table = self.query_one("#class-table", DataTable)
+        table = self.query_one(LearnerTable)
         now = self.clock()
         for key in self._removed:
-            if key in table.rows:
-                table.remove_row(key)
-            self._cells = {k: v for k, v in self._cells.items() if k[0] != key}
+            table.remove_row(key)
         added = False
         for key in sorted(self._dirty):
             entry = self.entries.get(key)
             if entry is None:
                 continue
             self._ensure_labs(table, entry.learner)
-            added = added or key not in table.rows
-            self._row(table, key, entry.learner, now)
+            added = added or key not in table.keys
+            table.set_row(key, self._cells(entry.learner, now))
             self.shown[key] = (entry.learner.seq, now)
+            if self.on_shown is not None:
+                self.on_shown(key, entry.learner.seq, now)
         if added:
             self._sort(table)
         if self.selected in self._dirty or self.selected in self._removed:
@@ -280,11 +272,11 @@ class ClassWatchApp(App[None]):
         self._summary()
 
     def _tick(self) -> None:
-        table = self.query_one("#class-table", DataTable)
+        """Once a second: the clock columns (no request; rows that did not change stay)."""
+        table = self.query_one(LearnerTable)
         now = self.clock()
         for key, entry in self.entries.items():
-            if key in table.rows:
-                self._clock_cells(table, key, entry.learner, now)
+            table.set_row(key, self._clock_cells(entry.learner, now))
         if self.stuck_first:
             self._sort(table)
         self._summary()
@@ -303,22 +295,19 @@ class ClassWatchApp(App[None]):
         summary.set_class(bool(self.problem), "-problem")
         summary.set_class(stuck > 0, "-stuck")
 
-    def _sort(self, table: DataTable[Any]) -> None:
-        """Order the rows (stuck first when asked, then by name), keeping the selection."""
+    def _sort(self, table: LearnerTable) -> None:
+        """Order the rows: stuck first when asked, then by name."""
 
-        def order(row: tuple[Any, Any]) -> tuple[int, str]:
-            flag, name = row
-            stuck = self.stuck_first and str(flag).startswith("⚑")
-            return (0 if stuck else 1, str(name).lower())
+        def order(cells: Mapping[str, Cell]) -> tuple[int, str]:
+            stuck = self.stuck_first and str(cells.get("flag", "")).startswith("⚑")
+            return (0 if stuck else 1, str(cells.get("learner", "")).lower())
 
-        table.sort("flag", "learner", key=order)
-        if self.selected is not None and self.selected in table.rows:
-            table.move_cursor(row=table.get_row_index(self.selected), animate=False)
+        table.sort(order)
 
     # ------------------------------------------------------------------ selection and details
 
-    def on_data_table_row_highlighted(self, message: DataTable.RowHighlighted) -> None:
-        self.selected = str(message.row_key.value) if message.row_key is not None else None
+    def on_learner_table_row_highlighted(self, message: LearnerTable.RowHighlighted) -> None:
+        self.selected = message.key
         self._detail()
 
     def _detail(self) -> None:
@@ -367,7 +356,7 @@ class ClassWatchApp(App[None]):
     def action_toggle_sort(self) -> None:
         """Stuck learners first, or everyone by name."""
         self.stuck_first = not self.stuck_first
-        self._sort(self.query_one("#class-table", DataTable))
+        self._sort(self.query_one(LearnerTable))
         self.notify("Stuck learners first." if self.stuck_first else "Sorted by name.")
 
 

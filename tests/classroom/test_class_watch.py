@@ -14,7 +14,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from textual.widgets import DataTable
 from tui.helpers import wait_for
 
 from labrunner.classroom import admin, document, joinfile, learner, publisher
@@ -22,6 +21,7 @@ from labrunner.classroom.document import StuckRules
 from labrunner.cluster.client import Kube
 from labrunner.testing.fixtures import FakeClusterHandle
 from labrunner.tui.classwatch import ClassWatchApp
+from labrunner.tui.widgets.learner_table import LearnerTable
 
 from .conftest import Machine, init_class
 
@@ -48,10 +48,7 @@ def send(pub: publisher.Publisher, kind: str, lab: str, step: str, **extra: Any)
 
 
 def cell(app: ClassWatchApp, row: str, column: str) -> str:
-    table = app.query_one("#class-table", DataTable)
-    if row not in table.rows:
-        return ""
-    return str(table.get_cell(row, column))
+    return app.query_one(LearnerTable).cell(row, column)
 
 
 def test_the_class_view_follows_the_learners_live(
@@ -96,8 +93,8 @@ def test_the_class_view_follows_the_learners_live(
             await wait_for(pilot, lambda: cell(app, "bob", "on") == "✔ done", "bob done")
             assert cell(app, "bob", "flag") == ""
 
-            table = app.query_one("#class-table", DataTable)
-            table.move_cursor(row=table.get_row_index("alice"))
+            table = app.query_one(LearnerTable)
+            table.move_to("alice")
             await wait_for(
                 pilot,
                 lambda: "the service answers 503" in str(app.query_one("#class-detail").render()),
@@ -108,7 +105,7 @@ def test_the_class_view_follows_the_learners_live(
 
             await pilot.press("s")
             await pilot.pause()
-            assert table.get_row_index("alice") == 0
+            assert table.row_index("alice") == 0 and table.selected == "alice"
 
             # every change came over the watch: no list after the first
             lists = [
@@ -120,7 +117,7 @@ def test_the_class_view_follows_the_learners_live(
 
             # a learner's object deleted (revoked and removed by hand): the row goes
             class_api.server.delete("configmaps", "progress-bob", NS)
-            await wait_for(pilot, lambda: "bob" not in table.rows, "bob's row gone")
+            await wait_for(pilot, lambda: "bob" not in table.keys, "bob's row gone")
 
     try:
         asyncio.run(scenario())
