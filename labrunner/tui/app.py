@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import ClassVar
 
 from textual.app import App
-from textual.binding import BindingType
+from textual.binding import Binding, BindingType
 from textual.worker import Worker, get_current_worker
 
 from labrunner.classroom import publisher as class_publisher
@@ -48,7 +48,7 @@ from labrunner.tui.driver import LabDriver
 from labrunner.tui.progress import EnvironmentStatus, summarize
 from labrunner.tui.screens.help import HelpScreen, binding_rows
 from labrunner.tui.screens.home import HomeScreen
-from labrunner.tui.screens.lab import LabScreen
+from labrunner.tui.screens.lab import TERMINAL_ACTIONS, LabScreen
 from labrunner.verify.registry import Registry, builtin_registry
 
 Doctor = Callable[[], Iterable[Finding]]
@@ -692,11 +692,15 @@ class LabrunnerApp(App[int]):
             ("Tab, Shift+Tab", "Move between panes"),
             ("↑, ↓", "Move in lists"),
         ]
-        lab_actions = [
-            a for a in LabScreen.ACTIONS if not (a.needs_terminal and self.settings.served)
+        lab_bindings = [
+            b
+            for b in LabScreen.BINDINGS
+            if not (
+                self.settings.served and isinstance(b, Binding) and b.action in TERMINAL_ACTIONS
+            )
         ]
         sections = [
-            ("Lab", binding_rows(bindings(lab_actions))),
+            ("Lab", binding_rows(lab_bindings)),
             ("Lab list", binding_rows(HomeScreen.BINDINGS)),
             ("Everywhere", everywhere),
             ("Questions", binding_rows(ConfirmDialog.BINDINGS)),
