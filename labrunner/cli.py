@@ -3,8 +3,9 @@
 Data goes to stdout, diagnostics to stderr, and exit codes come from
 ``labrunner.errors.ExitCode``: 0 all passed, 1 a step failed, 2 bad usage or an
 invalid lab file, 3 the environment is broken. Textual is imported only inside
-``run``, so ``--help``, ``verify`` and the other headless commands start fast
-and work where no terminal UI could. For the same start-up speed every command
+``run`` (and ``served``, the TUI as ``serve`` runs it for a browser, and
+``class watch``), so ``--help``, ``verify`` and the other headless commands
+start fast and work where no terminal UI could. For the same start-up speed every command
 imports what it needs inside its own body: the function-level imports below
 are all lazy on purpose.
 """
