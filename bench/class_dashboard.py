@@ -261,9 +261,7 @@ def measure(learners: int = 100, seconds: float = 20.0, steps: int = 100) -> dic
             kube,
             admin.ClassRef("bench", "labrunner-class-bench"),
             people,
-            cluster=cluster,
-            token_seconds=3600,
-            out_dir=tmp / "joins",
+            admin.Issuing(cluster, 3600, tmp / "joins"),
         )
         init_seconds = time.perf_counter() - began
         kube.close()

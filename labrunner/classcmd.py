@@ -21,6 +21,8 @@ import json
 import os
 import sys
 import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, NoReturn
 
@@ -29,7 +31,7 @@ import click
 from labrunner.errors import EnvironmentProblem, ExitCode, LabrunnerError, UsageProblem
 
 if TYPE_CHECKING:
-    from labrunner.classroom.admin import ClassRef
+    from labrunner.classroom.admin import ClassRef, Issued, Issuing
     from labrunner.classroom.document import StuckRules
     from labrunner.classroom.names import Learner
     from labrunner.cluster.client import Kube
@@ -103,9 +105,13 @@ def _connect(context: str) -> Kube:
 
 
 def _cluster_entry(context: str, server: str | None) -> dict[str, object]:
+    from labrunner.cluster.errors import ClusterError
     from labrunner.cluster.kubeconfig import cluster_entry
 
-    entry = cluster_entry(os.environ, context)
+    try:
+        entry = cluster_entry(os.environ, context)
+    except ClusterError as exc:
+        _fail(EnvironmentProblem(str(exc)))
     if entry is None:
         _fail(UsageProblem(f"kube context {context!r} names no cluster in the kubeconfig"))
     if server:
@@ -151,12 +157,10 @@ def _learners(count: int | None, names: Path | None, start: int = 0) -> list[Lea
     return learners
 
 
-def _print_issued(issued: list[object], server: str) -> None:
-    from labrunner.classroom.admin import Issued
-
+def _print_issued(issued: list[Issued], issuing: Issuing) -> None:
     for item in issued:
-        assert isinstance(item, Issued)
         click.echo(f"  {item.learner.name:<24} {item.path}  (token valid until {item.expires})")
+    server = issuing.cluster.get("server") or "the cluster's API server"
     click.echo(
         f"Hand each learner their file; they run `labrunner class join FILE`. Their machines "
         f"must reach {server}."
@@ -202,31 +206,76 @@ def class_group() -> None:
 # --------------------------------------------------------------------------- instructor
 
 
+def issuing_options(command: Callable[..., None]) -> Callable[..., None]:
+    """``--server``, ``--token-ttl`` and ``--out``: how join files are made."""
+    for option in reversed(
+        (
+            click.option(
+                "--server",
+                metavar="URL",
+                help="The API server URL learners use (default: the context's).",
+            ),
+            click.option(
+                "--token-ttl",
+                default=DEFAULT_TOKEN_TTL,
+                show_default=True,
+                metavar="DURATION",
+                help="How long the learners' tokens last.",
+            ),
+            click.option(
+                "--out",
+                type=click.Path(file_okay=False, path_type=Path),
+                help="Where to write the join files (default: ./class-NAME).",
+            ),
+        )
+    ):
+        command = option(command)
+    return command
+
+
+def _issuing(
+    ref: ClassRef, context: str, server: str | None, token_ttl: str, out: Path | None
+) -> Issuing:
+    """How this command makes join files (the loopback warning said once)."""
+    from labrunner.classroom.admin import Issuing
+
+    seconds = _ttl(token_ttl)
+    entry = _cluster_entry(context, server)
+    _warn_loopback(str(entry.get("server") or ""))
+    return Issuing(entry, seconds, out or Path(f"class-{ref.name}"))
+
+
+@contextmanager
+def _on(context: str) -> Iterator[Kube]:
+    """A connection to ``context`` for one command; a class problem ends the command."""
+    from labrunner.classroom.admin import ClassProblem
+
+    kube = _connect(context)
+    try:
+        yield kube
+    except (ClassProblem, ValueError) as exc:
+        _problem(exc)
+    finally:
+        kube.close()
+
+
+learners_options = (
+    click.option("--learners", "count", type=int, metavar="N", help="N numbered learners."),
+    click.option(
+        "--names",
+        type=click.Path(dir_okay=False, path_type=Path),
+        help="A file of learners' names, one per line.",
+    ),
+)
+
+
 @class_group.command("init")
 @click.argument("name")
-@click.option("--learners", "count", type=int, metavar="N", help="N learners: learner-01 ….")
-@click.option(
-    "--names",
-    type=click.Path(dir_okay=False, path_type=Path),
-    help="A file of learners' names, one per line.",
-)
+@learners_options[0]
+@learners_options[1]
 @click.option("--context", "context", metavar="CTX", required=True, help="Kube context.")
 @namespace_option
-@click.option(
-    "--server", metavar="URL", help="The API server URL learners use (default: the context's)."
-)
-@click.option(
-    "--token-ttl",
-    default=DEFAULT_TOKEN_TTL,
-    show_default=True,
-    metavar="DURATION",
-    help="How long the learners' tokens last.",
-)
-@click.option(
-    "--out",
-    type=click.Path(file_okay=False, path_type=Path),
-    help="Where to write the join files (default: ./class-NAME).",
-)
+@issuing_options
 def init_command(
     name: str,
     count: int | None,
@@ -241,42 +290,25 @@ def init_command(
     from labrunner.classroom import admin
 
     learners = _learners(count, names)
-    seconds = _ttl(token_ttl)
     ref, context = _class(name, context, namespace)
-    entry = _cluster_entry(context, server)
-    url = str(entry.get("server") or "")
-    _warn_loopback(url)
-    kube = _connect(context)
-    out_dir = out or Path(f"class-{name}")
-    try:
-        issued = admin.init(
-            kube, ref, learners, cluster=entry, token_seconds=seconds, out_dir=out_dir
-        )
-    except (admin.ClassProblem, ValueError) as exc:
-        _problem(exc)
-    finally:
-        kube.close()
+    issuing = _issuing(ref, context, server, token_ttl, out)
+    with _on(context) as kube:
+        issued = admin.init(kube, ref, learners, issuing)
     _remember(name, context, ref.namespace)
     click.echo(
         f"class {name}: {len(issued)} learners in namespace {ref.namespace} "
-        f"(context {context}); join files in {out_dir}:"
+        f"(context {context}); join files in {issuing.out_dir}:"
     )
-    _print_issued(list(issued), url)
+    _print_issued(issued, issuing)
 
 
 @class_group.command("add")
 @click.argument("name")
-@click.option("--learners", "count", type=int, metavar="N", help="N more numbered learners.")
-@click.option(
-    "--names",
-    type=click.Path(dir_okay=False, path_type=Path),
-    help="A file of learners' names, one per line.",
-)
+@learners_options[0]
+@learners_options[1]
 @context_option
 @namespace_option
-@click.option("--server", metavar="URL", help="The API server URL learners use.")
-@click.option("--token-ttl", default=DEFAULT_TOKEN_TTL, show_default=True, metavar="DURATION")
-@click.option("--out", type=click.Path(file_okay=False, path_type=Path))
+@issuing_options
 def add_command(
     name: str,
     count: int | None,
@@ -287,36 +319,23 @@ def add_command(
     token_ttl: str,
     out: Path | None,
 ) -> None:
-    """Add learners to class NAME."""
+    """Add learners to class NAME (numbered ones continue after the last number)."""
     from labrunner.classroom import admin
 
-    seconds = _ttl(token_ttl)
     ref, context = _class(name, context, namespace)
-    entry = _cluster_entry(context, server)
-    url = str(entry.get("server") or "")
-    _warn_loopback(url)
-    kube = _connect(context)
-    out_dir = out or Path(f"class-{name}")
-    try:
+    issuing = _issuing(ref, context, server, token_ttl, out)
+    with _on(context) as kube:
         start = 0
         if count is not None:
-            existing = admin.learner_names(kube, ref)
             numbers = [
                 int(x.name.removeprefix("learner-"))
-                for x in existing
+                for x in admin.learner_names(kube, ref)
                 if x.name.removeprefix("learner-").isdigit()
             ]
             start = max(numbers, default=0)
-        learners = _learners(count, names, start)
-        issued = admin.add(
-            kube, ref, learners, cluster=entry, token_seconds=seconds, out_dir=out_dir
-        )
-    except (admin.ClassProblem, ValueError) as exc:
-        _problem(exc)
-    finally:
-        kube.close()
-    click.echo(f"class {name}: {len(issued)} learners added; join files in {out_dir}:")
-    _print_issued(list(issued), url)
+        issued = admin.add(kube, ref, _learners(count, names, start), issuing)
+    click.echo(f"class {name}: {len(issued)} learners added; join files in {issuing.out_dir}:")
+    _print_issued(issued, issuing)
 
 
 @class_group.command("renew")
@@ -324,9 +343,7 @@ def add_command(
 @click.argument("learners", nargs=-1)
 @context_option
 @namespace_option
-@click.option("--server", metavar="URL", help="The API server URL learners use.")
-@click.option("--token-ttl", default=DEFAULT_TOKEN_TTL, show_default=True, metavar="DURATION")
-@click.option("--out", type=click.Path(file_okay=False, path_type=Path))
+@issuing_options
 def renew_command(
     name: str,
     learners: tuple[str, ...],
@@ -339,27 +356,19 @@ def renew_command(
     """New tokens and join files for LEARNERS of class NAME (all when none are named)."""
     from labrunner.classroom import admin
 
-    seconds = _ttl(token_ttl)
     ref, context = _class(name, context, namespace)
-    entry = _cluster_entry(context, server)
-    url = str(entry.get("server") or "")
-    kube = _connect(context)
-    out_dir = out or Path(f"class-{name}")
-    try:
+    issuing = _issuing(ref, context, server, token_ttl, out)
+    with _on(context) as kube:
         everyone = admin.learner_names(kube, ref)
-        chosen = [x for x in everyone if not learners or x.name in learners]
         missing = sorted(set(learners) - {x.name for x in everyone})
         if missing:
             raise admin.ClassProblem(f"class {name} has no learner {', '.join(missing)}")
-        issued = admin.renew(
-            kube, ref, chosen, cluster=entry, token_seconds=seconds, out_dir=out_dir
-        )
-    except admin.ClassProblem as exc:
-        _problem(exc)
-    finally:
-        kube.close()
-    click.echo(f"class {name}: new join files in {out_dir} (old tokens last until they expire):")
-    _print_issued(list(issued), url)
+        chosen = [x for x in everyone if not learners or x.name in learners]
+        issued = admin.renew(kube, ref, chosen, issuing)
+    click.echo(
+        f"class {name}: new join files in {issuing.out_dir} (old tokens last until they expire):"
+    )
+    _print_issued(issued, issuing)
 
 
 @class_group.command("revoke")
@@ -374,15 +383,10 @@ def revoke_command(
     from labrunner.classroom import admin
 
     ref, context = _class(name, context, namespace)
-    kube = _connect(context)
-    try:
+    with _on(context) as kube:
         for learner in learners:
             admin.revoke(kube, ref, learner)
             click.echo(f"revoked {learner}: their token no longer works; their progress stays")
-    except admin.ClassProblem as exc:
-        _problem(exc)
-    finally:
-        kube.close()
 
 
 @class_group.command("status")
@@ -409,13 +413,8 @@ def status_command(
         _fail(UsageProblem("--json or --csv, not both"))
     rules = _rules(stuck_after, failures)
     ref, context = _class(name, context, namespace)
-    kube = _connect(context)
-    try:
+    with _on(context) as kube:
         found = admin.class_progress(kube, ref)
-    except admin.ClassProblem as exc:
-        _problem(exc)
-    finally:
-        kube.close()
     now = time.time()
     views = [document.view(p.doc, revoked=p.revoked) for p in found]
     rows = [document.row(v, now=now, rules=rules) for v in views]
@@ -502,13 +501,8 @@ def end_command(name: str, context: str | None, namespace: str | None, yes: bool
             abort=True,
             err=True,
         )
-    kube = _connect(context)
-    try:
+    with _on(context) as kube:
         said = admin.end(kube, ref)
-    except admin.ClassProblem as exc:
-        _problem(exc)
-    finally:
-        kube.close()
     (_classes_dir() / f"{name}.json").unlink(missing_ok=True)
     click.echo(f"class {name} ended: {said}")
 

@@ -78,6 +78,16 @@ class ClassRef:
 
 
 @dataclass(frozen=True)
+class Issuing:
+    """How join files are made: the cluster entry they name (the instructor's, perhaps with
+    another server URL), how long their tokens last, and where they are written."""
+
+    cluster: Mapping[str, Any]
+    token_seconds: int
+    out_dir: Path
+
+
+@dataclass(frozen=True)
 class Issued:
     """A join file written for a learner."""
 
@@ -185,13 +195,11 @@ def init(
     kube: Kube,
     ref: ClassRef,
     learners: Sequence[Learner],
+    issuing: Issuing,
     *,
-    cluster: Mapping[str, Any],
-    token_seconds: int,
-    out_dir: Path,
     on_issued: Callable[[Issued], None] | None = None,
 ) -> list[Issued]:
-    """Set up a class and write a join file per learner into ``out_dir``."""
+    """Set up a class and write a join file per learner."""
     made = _ensure_namespace(kube, ref)
     record = {"class": ref.name, "created": _now_iso(), "owns_namespace": made}
     try:
@@ -213,25 +221,15 @@ def init(
                 f"`labrunner class add {ref.name}`, or end it first"
             ) from None
         raise _explain(exc, f"creating class {ref.name}") from None
-    return add(
-        kube,
-        ref,
-        learners,
-        cluster=cluster,
-        token_seconds=token_seconds,
-        out_dir=out_dir,
-        on_issued=on_issued,
-    )
+    return add(kube, ref, learners, issuing, on_issued=on_issued)
 
 
 def add(
     kube: Kube,
     ref: ClassRef,
     learners: Sequence[Learner],
+    issuing: Issuing,
     *,
-    cluster: Mapping[str, Any],
-    token_seconds: int,
-    out_dir: Path,
     on_issued: Callable[[Issued], None] | None = None,
 ) -> list[Issued]:
     """Add learners to an existing class (each gets its objects and a join file)."""
@@ -239,7 +237,7 @@ def add(
     issued = []
     for learner in learners:
         _make_learner(kube, ref, learner)
-        item = _issue(kube, ref, learner, cluster=cluster, seconds=token_seconds, out_dir=out_dir)
+        item = _issue(kube, ref, learner, issuing)
         issued.append(item)
         if on_issued is not None:
             on_issued(item)
@@ -315,17 +313,14 @@ def _issue(
     kube: Kube,
     ref: ClassRef,
     learner: Learner,
-    *,
-    cluster: Mapping[str, Any],
-    seconds: int,
-    out_dir: Path,
+    issuing: Issuing,
 ) -> Issued:
     try:
         token, expires = writes.service_account_token(
             kube,
             ref.namespace,
             learner.name,
-            seconds=max(seconds, MIN_TOKEN_SECONDS),
+            seconds=max(issuing.token_seconds, MIN_TOKEN_SECONDS),
             timeout=TIMEOUT,
         )
     except ClusterError as exc:
@@ -336,12 +331,12 @@ def _issue(
         name=learner.display,
         namespace=ref.namespace,
         object_name=learner.progress_object,
-        cluster=cluster,
+        cluster=issuing.cluster,
         token=token,
         expires=expires,
     )
-    out_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
-    path = joinfile.write(out_dir / f"{learner.name}.yaml", config)
+    issuing.out_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    path = joinfile.write(issuing.out_dir / f"{learner.name}.yaml", config)
     return Issued(learner, path, expires)
 
 
@@ -356,17 +351,11 @@ def renew(
     kube: Kube,
     ref: ClassRef,
     learners: Iterable[Learner],
-    *,
-    cluster: Mapping[str, Any],
-    token_seconds: int,
-    out_dir: Path,
+    issuing: Issuing,
 ) -> list[Issued]:
     """New tokens and join files (the old tokens stay valid until they expire)."""
     read_class(kube, ref)
-    return [
-        _issue(kube, ref, learner, cluster=cluster, seconds=token_seconds, out_dir=out_dir)
-        for learner in learners
-    ]
+    return [_issue(kube, ref, learner, issuing) for learner in learners]
 
 
 def revoke(kube: Kube, ref: ClassRef, learner: str) -> None:

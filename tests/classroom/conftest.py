@@ -22,8 +22,11 @@ from typing import Any
 
 import pytest
 
+from labrunner.cluster import writes
+from labrunner.cluster.client import Kube
+from labrunner.cluster.errors import ClusterError
 from labrunner.testing.fakecluster import FakeCluster
-from labrunner.testing.fixtures import FakeClusterHandle
+from labrunner.testing.fixtures import FakeClusterHandle, cli_environ
 
 LABS = Path(__file__).resolve().parent / "labs"
 CONTEXT = "kind-labrunner"
@@ -59,17 +62,23 @@ class Machine:
 def machine(root: Path, kubeconfig: Path) -> Machine:
     """A machine under ``root`` whose KUBECONFIG is ``kubeconfig``."""
     root.mkdir(parents=True, exist_ok=True)
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("LABRUNNER_", "COLUMNS"))}
-    env.update(
-        HOME=str(root),
-        LABRUNNER_STATE_DIR=str(root / "state"),
-        XDG_CONFIG_HOME=str(root / ".config"),
-        XDG_CACHE_HOME=str(root / ".cache"),
-        KUBECONFIG=str(kubeconfig),
-        KUBECACHEDIR=str(root / ".kube-cache"),
-        NO_COLOR="1",
-    )
-    return Machine(root, env)
+    return Machine(root, cli_environ(root, KUBECONFIG=str(kubeconfig)))
+
+
+def status_of(kube: Kube, method: str, path: str, body: dict[str, Any] | None = None) -> int:
+    """The HTTP status a request through ``kube`` gets (200 for any success)."""
+    try:
+        writes.request(
+            kube,
+            method,
+            path,
+            body=body,
+            timeout=20,
+            content_type=writes.MERGE_PATCH if method == "PATCH" else "application/json",
+        )
+    except ClusterError as exc:
+        return exc.status or 0
+    return 200
 
 
 def ok(proc: subprocess.CompletedProcess[str], code: int = 0) -> subprocess.CompletedProcess[str]:
@@ -137,3 +146,14 @@ def init_class(
             "class", "init", name, "--names", names, "--context", CONTEXT, "--out", out, *extra
         )
     )
+
+
+def joined_learner(
+    teacher: Machine, learner_machine: Any, tmp_path: Path, name: str = "alice"
+) -> Machine:
+    """Class demo with one learner ``name``, joined on their own machine."""
+    out = tmp_path / "joins"
+    init_class(teacher, out, name)
+    learner: Machine = learner_machine(name)
+    ok(learner.cli("class", "join", out / f"{name}.yaml"))
+    return learner

@@ -21,7 +21,7 @@ from labrunner.engine.classfeed import class_directory
 from labrunner.testing.fixtures import FakeClusterHandle
 from labrunner.testing.waiting import wait_for
 
-from .conftest import Machine, init_class, ok, status_json
+from .conftest import Machine, init_class, joined_learner, ok, status_json
 
 NS = "labrunner-class-demo"
 
@@ -101,10 +101,7 @@ def test_what_one_process_queued_offline_the_next_one_sends(
     workshop: Path,
     tmp_path: Path,
 ) -> None:
-    out = tmp_path / "joins"
-    init_class(teacher, out, "alice")
-    alice: Machine = learner_machine("alice")  # type: ignore[operator]
-    ok(alice.cli("class", "join", out / "alice.yaml"))
+    alice = joined_learner(teacher, learner_machine, tmp_path)
     class_api.server.faults.refuse_connections(True)
     try:
         begin = time.monotonic()
@@ -192,10 +189,7 @@ def test_a_hanging_class_api_holds_up_neither_steps_nor_the_exit_for_long(
     workshop: Path,
     tmp_path: Path,
 ) -> None:
-    out = tmp_path / "joins"
-    init_class(teacher, out, "alice")
-    alice: Machine = learner_machine("alice")  # type: ignore[operator]
-    ok(alice.cli("class", "join", out / "alice.yaml"))
+    alice = joined_learner(teacher, learner_machine, tmp_path)
     ok(alice.cli("--labs", workshop, "verify", "second", "-q"))  # warm: python, imports
     rule = class_api.server.faults.hang(verb="patch", resource="configmaps")
     try:
