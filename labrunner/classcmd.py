@@ -419,8 +419,12 @@ def status_command(
     views = [document.view(p.doc, revoked=p.revoked) for p in found]
     rows = [document.row(v, now=now, rules=rules) for v in views]
     if as_json:
-        for item, view in zip(rows, views, strict=True):
-            item["labs"] = {lab.lab: {"done": lab.done, "total": lab.total} for lab in view.labs}
+        for item, view, progress in zip(rows, views, found, strict=True):
+            steps = document.step_times(progress.doc)
+            item["labs"] = {
+                lab.lab: {"done": lab.done, "total": lab.total, "steps": steps.get(lab.lab, {})}
+                for lab in view.labs
+            }
         click.echo(json.dumps(rows, indent=2))
         return
     if as_csv:

@@ -386,6 +386,26 @@ def row(learner: LearnerView, *, now: float, rules: StuckRules) -> dict[str, Any
     }
 
 
+def step_times(doc: Mapping[str, Any]) -> dict[str, dict[str, dict[str, Any]]]:
+    """Per lab and step: its state, failures, hints, and the seconds it took (when done)."""
+    out: dict[str, dict[str, dict[str, Any]]] = {}
+    for lab_id, lab in (doc.get("labs") or {}).items():
+        steps = lab.get("steps") if isinstance(lab, Mapping) else None
+        if not isinstance(steps, Mapping):
+            continue
+        out[str(lab_id)] = {
+            str(step_id): {
+                "state": str(step.get("state") or "viewed"),
+                "fails": int(step.get("fails") or 0),
+                "hints": int(step.get("hints") or 0),
+                "seconds": step.get("time"),
+            }
+            for step_id, step in steps.items()
+            if isinstance(step, Mapping)
+        }
+    return out
+
+
 def lab_columns(learners: Iterable[LearnerView]) -> list[tuple[str, str]]:
     """(lab id, title) of every lab any learner reached, in workshop order."""
     seen: dict[str, LabView] = {}
