@@ -132,6 +132,12 @@ def _progress_writes(quick: bool) -> list[Figure]:
     return progress_writes.run(steps=1000, repeat=1 if quick else 3)
 
 
+def _class(quick: bool) -> list[Figure]:
+    import class_dashboard
+
+    return class_dashboard.run(learners=100, seconds=10.0 if quick else 20.0)
+
+
 def _poll_cpu(quick: bool) -> list[Figure]:
     import poll_cpu
 
@@ -182,6 +188,7 @@ BENCHES = [
     ),
     Bench("poll-cpu", "CPU while a check is pending", _poll_cpu),
     Bench("redaction", "masking secrets: per output line, and at start-up", _redaction),
+    Bench("class", "a class of 100 learners: the instructor's view, a learner's cost", _class),
 ]
 
 

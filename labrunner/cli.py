@@ -2,11 +2,12 @@
 
 Data goes to stdout, diagnostics to stderr, and exit codes come from
 ``labrunner.errors.ExitCode``: 0 all passed, 1 a step failed, 2 bad usage or an
-invalid lab file, 3 the environment is broken, 130 interrupted by SIGINT.
-Textual is imported only inside ``run``, so ``--help``, ``verify`` and the
-other headless commands start fast and work where no terminal UI could. For
-the same start-up speed every command imports what it needs inside its own
-body: the function-level imports below are all lazy on purpose.
+invalid lab file, 3 the environment is broken, 130 interrupted by SIGINT. Textual is imported only inside
+``run`` (and ``served``, the TUI as ``serve`` runs it for a browser, and
+``class watch``), so ``--help``, ``verify`` and the other headless commands
+start fast and work where no terminal UI could. For the same start-up speed every command
+imports what it needs inside its own body: the function-level imports below
+are all lazy on purpose.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ import click
 
 from labrunner import __version__
 from labrunner.certs.cli import certs_command, mtls_server_group
+from labrunner.classcmd import class_group
 from labrunner.errors import EnvironmentProblem, ExitCode, LabrunnerError, UsageProblem
 
 if TYPE_CHECKING:
@@ -222,6 +224,21 @@ def run(ctx: click.Context, lab: str | None, context_option: str | None, watch: 
                 "for a headless run use `labrunner verify`, or `labrunner list` to see the labs"
             )
         )
+    _open_tui(ctx, lab, context_option, served=False)
+
+
+@main.command("served", hidden=True)
+@click.argument("lab", required=False)
+@click.option("--context", "context_option", metavar="CTX")
+@click.pass_context
+def served(ctx: click.Context, lab: str | None, context_option: str | None) -> None:
+    """The TUI as `labrunner serve` runs it for a browser (its driver talks over pipes)."""
+    _open_tui(ctx, lab, context_option, served=True)
+
+
+def _open_tui(
+    ctx: click.Context, lab: str | None, context_option: str | None, *, served: bool
+) -> None:
     try:
         run_app = importlib.import_module("labrunner.tui.app").run_app
     except ImportError as exc:  # pragma: no cover - only when the TUI is not installed
@@ -230,10 +247,70 @@ def run(ctx: click.Context, lab: str | None, context_option: str | None, watch: 
         workshop, _ = _load(ctx.obj.get("labs"))
         if lab is not None and workshop.find(lab) is None:
             raise UsageProblem(f"no lab {lab!r} in {workshop.labs_dir}")
-        code = run_app(workshop, lab=lab, context=context_option, watch=watch)
+        code = run_app(workshop, lab=lab, context=context_option, watch=watch, served=served)
     except LabrunnerError as exc:
         _fail(exc)
     sys.exit(int(code))
+
+
+@main.command()
+@click.argument("lab", required=False)
+@click.option("--host", default="localhost", show_default=True, help="Address to listen on.")
+@click.option("--port", default=8000, show_default=True, type=int, help="Port (0: any free one).")
+@click.option(
+    "--public-url",
+    metavar="URL",
+    help="The address the browser uses (https://… behind a TLS proxy); default http://HOST:PORT.",
+)
+@click.option(
+    "--token",
+    envvar="LABRUNNER_SERVE_TOKEN",
+    metavar="TOKEN",
+    help="The access token (default: a new random one). Also LABRUNNER_SERVE_TOKEN.",
+)
+@click.option("--context", "context_option", metavar="CTX", help="Kube context to act on.")
+@click.pass_context
+def serve(
+    ctx: click.Context,
+    lab: str | None,
+    host: str,
+    port: int,
+    public_url: str | None,
+    token: str | None,
+    context_option: str | None,
+) -> None:
+    """Serve the TUI to one browser, behind a token (printed once, as the URL to open)."""
+    try:
+        from labrunner import serve as web
+    except ImportError as exc:
+        _fail(
+            EnvironmentProblem(
+                f"serving needs the `serve` extra: pip install 'labrunner[serve]' ({exc})"
+            )
+        )
+    try:
+        workshop, _ = _load(ctx.obj.get("labs"))
+        if lab is not None and workshop.find(lab) is None:
+            raise UsageProblem(f"no lab {lab!r} in {workshop.labs_dir}")
+    except LabrunnerError as exc:
+        _fail(exc)
+    argv = web.child_command(labs=str(workshop.labs_dir), context=context_option, lab=lab)
+
+    def announce(url: str) -> None:
+        click.echo(url)
+        sys.stdout.flush()
+        click.echo(
+            "labrunner: serving to one browser at a time; open the URL above (it carries the "
+            "token). Ctrl+C stops.",
+            err=True,
+        )
+
+    try:
+        web.serve(argv, host=host, port=port, public_url=public_url, token=token, announce=announce)
+    except web.ServeProblem as exc:
+        _fail(UsageProblem(str(exc)))
+    except OSError as exc:
+        _fail(EnvironmentProblem(f"cannot listen on {host}:{port}: {exc.strerror or exc}"))
 
 
 # --------------------------------------------------------------------------- list
@@ -924,5 +1001,5 @@ def doctor(ctx: click.Context, context_option: str | None, as_json: bool) -> Non
         sys.exit(int(ExitCode.ENVIRONMENT))
 
 
-for _command in (certs_command, mtls_server_group):
+for _command in (certs_command, mtls_server_group, class_group):
     main.add_command(_command)

@@ -372,8 +372,12 @@ class Kube:
         read_timeout: float | None = None,
         accept: str = "application/json",
         stream: bool = False,
+        method: str = "GET",
+        body: bytes | None = None,
+        content_type: str = "application/json",
     ) -> Any:
-        """Send a GET and return the urllib3 response (status not checked; caller reads it).
+        """Send a request (a GET unless told) and return the urllib3 response (status not
+        checked; the caller reads it). ``body`` goes out as ``content_type``.
 
         The whole request (connect, TLS, headers and, unless ``stream``, the
         body) ends within ``timeout`` seconds, however slowly the server
@@ -390,13 +394,16 @@ class Kube:
         )
         url = self.url(path, query)
         headers, pool = self._prepare(accept, deadline)
+        if body is not None:
+            headers = {**headers, "Content-Type": content_type}
         for attempt in (1, 2):
             _request.deadline = deadline
             _request.fired = False
             try:
                 return pool.request(
-                    "GET",
+                    method,
                     url,
+                    body=body,
                     headers=headers,
                     timeout=limit,
                     retries=False,

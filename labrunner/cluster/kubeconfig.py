@@ -333,6 +333,13 @@ def resolve_context(config: KubeConfig, explicit: str | None = None, *, env_valu
     return name
 
 
+def cluster_entry(env: Mapping[str, str], context: str) -> dict[str, Any] | None:
+    """A copy of the cluster entry ``context`` refers to (file paths made absolute), or None
+    when there is none. Raises ClusterError when the kubeconfig cannot be read."""
+    cluster = load(env).cluster_of(context)
+    return copy.deepcopy(dict(cluster)) if cluster is not None else None
+
+
 def pinned_config(config: KubeConfig, context: str) -> dict[str, Any]:
     """A kubeconfig holding only ``context``, its cluster and its user, as current context.
 

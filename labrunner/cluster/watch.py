@@ -58,7 +58,7 @@ class _Watchdog:
     def _run(self) -> None:
         while not self._done.wait(0.2):
             if self._cancel.is_set():
-                _shutdown(self._response)
+                interrupt(self._response)
                 return
 
     def stop(self) -> None:
@@ -66,7 +66,7 @@ class _Watchdog:
         self._done.set()
 
 
-def _shutdown(response: Any) -> None:
+def interrupt(response: Any) -> None:
     """Interrupt a blocking read on ``response`` from another thread."""
     shutdown = getattr(response, "shutdown", None)
     try:

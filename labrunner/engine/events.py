@@ -189,3 +189,28 @@ class CleanupPlanned(Event):
     """``--cleanup`` is about to run these labs' cleanups, in this order (``lab_id``: the first)."""
 
     order: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class StepRecorded(Event):
+    """A step's result was saved to progress: ``status`` is what the progress file says
+    (passed, failed, error, skipped); ``message`` is redacted."""
+
+    step_id: str
+    status: str
+    message: str = ""
+
+
+@dataclass(frozen=True)
+class StepViewed(Event):
+    """The learner settled on a step in the TUI (read it, before or without running it)."""
+
+    step_id: str
+
+
+@dataclass(frozen=True)
+class HintShown(Event):
+    """The learner revealed hint number ``number`` of a step."""
+
+    step_id: str
+    number: int

@@ -42,6 +42,7 @@ from pathlib import Path
 
 from labrunner import procs
 from labrunner.durations import format_duration
+from labrunner.engine import classfeed
 from labrunner.engine import events as ev
 from labrunner.engine.events import Phase, StepStatus
 from labrunner.engine.prepare import PreparedRun
@@ -742,6 +743,7 @@ class LabSession:
             self._report_started(step)
         if not self.engine.options.save:
             return
+        message = redact(result.message) if not result.ok else ""
         try:
             # The message is redacted before it is stored; export values are kept as
             # they are (a later step needs the real token) in the 0600 progress file.
@@ -750,11 +752,12 @@ class LabSession:
                 step.id,
                 status or result.status.value,
                 exports=exports,
-                message=redact(result.message) if not result.ok else "",
+                message=message,
                 cwd=self._shell.cwd if self._shell is not None and result.ok else None,
             )
         except StateError as exc:
             self._warn_state(f"progress not saved: {exc}")
+        self._emit(ev.StepRecorded(self.lab.id, step.id, status or result.status.value, message))
 
     def _warn_state(self, message: str) -> None:
         if not self._state_warned:  # once per lab run: the cause is the same every time
@@ -1104,7 +1107,8 @@ class Engine:
         self.workshop = workshop
         self.registry = registry
         self.store = store
-        self.emit = emit
+        self.emit = classfeed.tap(emit, workshop)
+        """Every event goes to ``emit``, and to the class when the learner joined one."""
         self.options = options or RunOptions()
         if base_env is None:
             base_env = run.env if run is not None else os.environ

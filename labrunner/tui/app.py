@@ -28,14 +28,16 @@ from pathlib import Path
 from typing import ClassVar
 
 from textual.app import App
-from textual.binding import BindingType
+from textual.binding import Binding, BindingType
 from textual.worker import Worker, get_current_worker
 
 from labrunner import proctree
+from labrunner.classroom import publisher as class_publisher
 from labrunner.cluster.identity import cluster_uid
 from labrunner.cluster.kubeconfig import server_for
 from labrunner.doctor import Finding, collect
 from labrunner.engine import events as ev
+from labrunner.engine.classfeed import class_directory
 from labrunner.engine.events import Phase
 from labrunner.engine.prepare import PreparedRun, prepare_run
 from labrunner.engine.runner import Engine, RunOptions
@@ -50,7 +52,7 @@ from labrunner.tui.driver import LabDriver
 from labrunner.tui.progress import EnvironmentStatus, summarize
 from labrunner.tui.screens.help import HelpScreen, binding_rows
 from labrunner.tui.screens.home import HomeScreen
-from labrunner.tui.screens.lab import LabScreen
+from labrunner.tui.screens.lab import TERMINAL_ACTIONS, LabScreen
 from labrunner.verify.registry import Registry, builtin_registry
 
 Doctor = Callable[[], Iterable[Finding]]
@@ -92,6 +94,9 @@ class Settings:
     watch: bool = False
     """Reload a lab file when it changes on disk (``run --watch``)."""
     watch_interval: float = WATCH_INTERVAL
+    served: bool = False
+    """Served to a browser (``labrunner serve``): there is no terminal to hand the learner,
+    so actions that need one are hidden."""
 
 
 class LabrunnerApp(App[int]):
@@ -126,6 +131,7 @@ class LabrunnerApp(App[int]):
         self.watcher: LabFileWatcher | None = None
         self.reloads = 0
         """How many lab file versions were read again (tests wait on it)."""
+        self.class_note = ""
 
     # ------------------------------------------------------------------ start
 
@@ -155,6 +161,33 @@ class LabrunnerApp(App[int]):
                 self._file_changed,
                 interval=self.settings.watch_interval,
             ).start()
+        self._follow_class()
+
+    def _follow_class(self) -> None:
+        """Show how publishing to the learner's class goes, if they joined one."""
+        try:
+            publisher = class_publisher.active(class_directory())
+        except Exception:  # an unreadable state directory: no class note
+            return
+        if publisher is None:
+            return
+
+        def changed(status: class_publisher.Status) -> None:
+            self.post_message(msg.ClassStatus(status.note()))
+
+        publisher.on_change(changed)
+        self.post_message(msg.ClassStatus(publisher.status().note()))
+
+    def on_class_status(self, message: msg.ClassStatus) -> None:
+        self.class_note = message.note
+        self.home.status = replace(self.home.status, classroom=message.note)
+        if self.lab_screen is not None:
+            self.lab_screen.class_note = message.note
+
+    def on_hint_revealed(self, message: msg.HintRevealed) -> None:
+        driver = self.driver
+        if driver is not None:
+            driver.engine.emit(ev.HintShown(driver.lab.id, message.step_id, message.number))
 
     def on_ready(self) -> None:
         self.ready.set()
@@ -290,6 +323,7 @@ class LabrunnerApp(App[int]):
 
     def on_doctor_done(self, message: msg.DoctorDone) -> None:
         status = summarize(message.findings, self.settings.context)
+        status = replace(status, classroom=self.class_note)
         if message.error:
             status = replace(status, problems=(*status.problems, f"doctor: {message.error}"))
         self.environment = status
@@ -342,7 +376,9 @@ class LabrunnerApp(App[int]):
             start_step=step_id,
             context_label=self._context_label(),
             output_lines=self.settings.output_lines,
+            real_terminal=not self.settings.served,
         )
+        screen.class_note = self.class_note
         driver = LabDriver(
             engine_factory=self._engine,
             lab=lab,
@@ -569,9 +605,10 @@ class LabrunnerApp(App[int]):
         )
         holder.append(worker)
         screen.live = True
+        where = "elsewhere" if self.settings.served else "in your own terminal (t opens one)"
         self.notify(
             f"Live checking on: the step's checks run every {self.settings.live_interval:g}s "
-            "while you work in your own terminal (t opens one).",
+            f"while you work {where}.",
             markup=False,
         )
 
@@ -633,6 +670,9 @@ class LabrunnerApp(App[int]):
             )
 
     def _save_position(self, lab_id: str, step_id: str) -> None:
+        driver = self.driver
+        if driver is not None and driver.lab.id == lab_id:
+            driver.engine.emit(ev.StepViewed(lab_id, step_id))
         try:
             self.settings.store.set_position(lab_id, step_id)
         except StateError:
@@ -761,8 +801,15 @@ class LabrunnerApp(App[int]):
             ("Tab, Shift+Tab", "Move between panes"),
             ("↑, ↓", "Move in lists"),
         ]
+        lab_bindings = [
+            b
+            for b in LabScreen.BINDINGS
+            if not (
+                self.settings.served and isinstance(b, Binding) and b.action in TERMINAL_ACTIONS
+            )
+        ]
         sections = [
-            ("Lab", binding_rows(LabScreen.BINDINGS)),
+            ("Lab", binding_rows(lab_bindings)),
             ("Lab list", binding_rows(HomeScreen.BINDINGS)),
             ("Everywhere", everywhere),
             ("Questions", binding_rows(ConfirmDialog.BINDINGS)),
@@ -816,6 +863,7 @@ def make_app(
     output_lines: int = OUTPUT_LINES,
     watch: bool = False,
     watch_interval: float = WATCH_INTERVAL,
+    served: bool = False,
 ) -> LabrunnerApp:
     """Build the app; ``context`` is an explicit --context, the rest default to real things."""
     run = prepare_run(context, base_env=base_env)
@@ -848,15 +896,21 @@ def make_app(
         output_lines=output_lines,
         watch=watch,
         watch_interval=watch_interval,
+        served=served,
     )
     return LabrunnerApp(workshop, settings, start_lab=lab)
 
 
 def run_app(
-    workshop: Workshop, *, lab: str | None = None, context: str | None = None, watch: bool = False
+    workshop: Workshop,
+    *,
+    lab: str | None = None,
+    context: str | None = None,
+    watch: bool = False,
+    served: bool = False,
 ) -> int:
     """Run the TUI until the learner quits; returns the process exit code."""
-    app = make_app(workshop, lab=lab, context=context, watch=watch)
+    app = make_app(workshop, lab=lab, context=context, watch=watch, served=served)
     try:
         app.run()
     finally:

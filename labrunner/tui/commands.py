@@ -30,6 +30,8 @@ class Action:
     footer: bool = True
     priority: bool = False
     key_display: str | None = None
+    needs_terminal: bool = False
+    """Only where labrunner owns a real terminal (hidden when served to a browser)."""
 
     def binding(self) -> Binding:
         """The key binding (its tooltip is the help sentence)."""
@@ -63,6 +65,7 @@ class ScreenActions(Provider):
         return [
             (title, help_text, partial(screen.run_action, action))
             for title, help_text, action in palette_entries(actions)
+            if screen.check_action(action, ()) is not False
         ]
 
     async def discover(self) -> Hits:

@@ -253,3 +253,19 @@ class LabChosen(Message):
 
 class LeaveLab(Message):
     """Close the open lab and go back to the list."""
+
+
+class HintRevealed(StepRequest):
+    """The learner revealed hint number ``number`` of a step (the class hears of it)."""
+
+    def __init__(self, step_id: str, number: int) -> None:
+        super().__init__(step_id)
+        self.number = number
+
+
+class ClassStatus(Message):
+    """Publishing to the learner's class changed (online, offline, events waiting)."""
+
+    def __init__(self, note: str) -> None:
+        super().__init__()
+        self.note = note

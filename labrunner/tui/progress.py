@@ -41,12 +41,16 @@ class EnvironmentStatus:
     istio: str | None = None
     problems: tuple[str, ...] = ()
     checked: bool = False
+    classroom: str = ""
+    """How publishing to the learner's class goes ("" when they joined none)."""
 
     def describe(self) -> str:
         """The status line text."""
         parts = [f"context: {self.context or 'none'}"]
         if not self.checked:
             parts.append("checking the environment…")
+            if self.classroom:
+                parts.append(self.classroom)
             return "  ·  ".join(parts)
         if self.reachable is True:
             parts.append(
@@ -63,6 +67,8 @@ class EnvironmentStatus:
         if self.problems:
             count = len(self.problems)
             parts.append(f"{count} problem{'s' if count != 1 else ''} (d: details)")
+        if self.classroom:
+            parts.append(self.classroom)
         return "  ·  ".join(parts)
 
 

@@ -87,6 +87,7 @@ class LabScreen(Screen[None]):
             "Shell",
             "Your shell, in the lab's folder and environment; checks run when you exit",
             "Open a shell",
+            needs_terminal=True,
         ),
         Action(
             "l",
@@ -172,6 +173,7 @@ class LabScreen(Screen[None]):
     records: var[Mapping[str, StepRecord]] = var(dict, init=False)
     live: var[bool] = var(False, init=False)
     context_label: var[str] = var("", init=False)
+    class_note: var[str] = var("", init=False)
 
     def __init__(
         self,
@@ -181,9 +183,12 @@ class LabScreen(Screen[None]):
         start_step: str | None,
         context_label: str,
         output_lines: int,
+        real_terminal: bool = True,
     ) -> None:
         super().__init__(id="lab")
         self.lab = lab
+        self.real_terminal = real_terminal
+        """False when served to a browser: actions that need a real terminal are hidden."""
         self.set_reactive(LabScreen.records, dict(records))
         self.set_reactive(LabScreen.context_label, context_label)
         self.output_lines = output_lines
@@ -282,6 +287,14 @@ class LabScreen(Screen[None]):
         if self.is_mounted:
             self._show_title()
 
+    def watch_class_note(self) -> None:
+        if self.is_mounted:
+            self._show_title()
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        """Hide what needs a real terminal when there is none (served to a browser)."""
+        return self.real_terminal or action not in TERMINAL_ACTIONS
+
     # ------------------------------------------------------------------ showing
 
     def _refresh_states(self) -> None:
@@ -299,6 +312,8 @@ class LabScreen(Screen[None]):
             parts.append("no cluster needed")
         if self.live:
             parts.append("● live checking")
+        if self.class_note:
+            parts.append(self.class_note)
         self.query_one("#lab-title", Static).update("  ·  ".join(parts))
 
     def _show_output_title(self) -> None:
@@ -764,6 +779,7 @@ class LabScreen(Screen[None]):
             self.notify("No more hints; the solution (s) shows the commands.")
             return
         self.hints_shown[step.id] = shown + 1
+        self.post_message(msg.HintRevealed(step.id, shown + 1))
         self._show_hints()
         self.query_one("#hints", Static).scroll_visible(animate=False)
 
@@ -886,3 +902,7 @@ class LabScreen(Screen[None]):
             self.hints_shown.pop(sid, None)
             self.solution_shown.discard(sid)
         self._show_step()
+
+
+TERMINAL_ACTIONS = frozenset(a.action for a in LabScreen.ACTIONS if a.needs_terminal)
+"""Actions that hand the learner a real terminal: hidden when served to a browser."""
