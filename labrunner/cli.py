@@ -2,8 +2,8 @@
 
 Data goes to stdout, diagnostics to stderr, and exit codes come from
 ``labrunner.errors.ExitCode``: 0 all passed, 1 a step failed, 2 bad usage or an
-invalid lab file, 3 the environment is broken, 130 interrupted by SIGINT. Textual is imported only inside
-``run`` (and ``served``, the TUI as ``serve`` runs it for a browser, and
+invalid lab file, 3 the environment is broken, 130 interrupted by SIGINT. Textual is
+imported only inside ``run`` (and ``served``, the TUI as ``serve`` runs it for a browser, and
 ``class watch``), so ``--help``, ``verify`` and the other headless commands
 start fast and work where no terminal UI could. For the same start-up speed every command
 imports what it needs inside its own body: the function-level imports below
@@ -224,7 +224,7 @@ def run(ctx: click.Context, lab: str | None, context_option: str | None, watch: 
                 "for a headless run use `labrunner verify`, or `labrunner list` to see the labs"
             )
         )
-    _open_tui(ctx, lab, context_option, served=False)
+    _open_tui(ctx, lab, context_option, served=False, watch=watch)
 
 
 @main.command("served", hidden=True)
@@ -237,7 +237,12 @@ def served(ctx: click.Context, lab: str | None, context_option: str | None) -> N
 
 
 def _open_tui(
-    ctx: click.Context, lab: str | None, context_option: str | None, *, served: bool
+    ctx: click.Context,
+    lab: str | None,
+    context_option: str | None,
+    *,
+    served: bool,
+    watch: bool = False,
 ) -> None:
     try:
         run_app = importlib.import_module("labrunner.tui.app").run_app
