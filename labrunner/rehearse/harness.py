@@ -264,6 +264,9 @@ class Rehearsal:
         else:  # a lab without a cluster gets a kubeconfig that points nowhere
             env["KUBECONFIG"] = str(folder / "no-cluster")
         run = prepare_run(CONTEXT if cluster else None, base_env=env)
+        if cluster is not None:
+            # the simulated cluster is this rehearsal's own: pin it like an approved one
+            run.approve(self.workshop, lab)
         try:
             engine = Engine(
                 self.workshop,
@@ -276,6 +279,7 @@ class Rehearsal:
                     skip_needs=frozenset(NOT_REHEARSABLE),
                 ),
                 base_env=run.env,
+                run=run,
             )
             self.emit(ev.LabStarted(lab.id, lab.title, tuple(s.id for s in lab.steps)))
             with engine.session(lab, restore_exports=False) as session:
