@@ -559,7 +559,7 @@ def info_command() -> None:
     """Which class you joined, as whom, and whether events wait to be sent."""
     from labrunner.classroom import learner
 
-    found = learner.info(_learner_dir())
+    found = learner.info(_learner_dir(), send=learner.SEND_ON_JOIN)
     if found is None:
         click.echo("not in a class (join one with `labrunner class join FILE`)")
         sys.exit(int(ExitCode.FAILED))
@@ -568,3 +568,7 @@ def info_command() -> None:
     click.echo(f"server: {join.server}")
     click.echo(f"token valid until: {join.expires or 'unknown'}")
     click.echo(f"events waiting to be sent: {status.waiting}")
+    if status.state == "online":
+        click.echo("the class API has everything (events that waited were sent just now)")
+    elif status.waiting and status.problem:
+        click.echo(f"cannot send them now: {status.problem}", err=True)

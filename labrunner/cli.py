@@ -587,6 +587,11 @@ def verify(
     finally:
         run.close()
         _store_news(store)
+    from labrunner.engine.classfeed import finish as finish_class
+
+    class_note = finish_class()
+    if class_note:
+        _say(class_note)
     printer.summary(collector)
     if stats is not None:
         click.echo(stats.table())

@@ -109,6 +109,25 @@ def test_revoking_ends_the_token_and_keeps_the_progress(
     missing = ok(teacher.cli("class", "revoke", "demo", "nobody"), code=3)
     assert "no learner 'nobody'" in missing.stderr
 
+    # Bob works on, revoked: the step is his, the run says why the class did not hear of it
+    rerun = ok(bob.cli("--labs", workshop, "verify", "second"))
+    assert "PASS only" in rerun.stdout
+    assert "class demo: 2 class events not sent yet" in rerun.stderr
+    assert "not accepted (expired or revoked)" in rerun.stderr
+
+    # renew readmits him: a new ServiceAccount, so only the new token works
+    out = two_joins[1].parent / "renewed"
+    ok(teacher.cli("class", "renew", "demo", "bob", "--out", out))
+    assert class_api.server.get("serviceaccounts", "bob", NS) is not None
+    assert class_api.server.get("rolebindings", "bob", NS) is not None
+    assert class_api.server.identity(token_of(two_joins[1])) is None
+    assert status_json(teacher)["bob"]["revoked"] is False
+    before = status_json(teacher)["bob"]["updated"]
+    ok(bob.cli("class", "join", out / "bob.yaml"))  # sends what waited
+    info = ok(bob.cli("class", "info"))
+    assert "events waiting to be sent: 0" in info.stdout
+    assert status_json(teacher)["bob"]["updated"] != before
+
 
 def test_renew_writes_new_join_files_and_add_numbers_on(
     class_api: FakeClusterHandle, teacher: Machine, tmp_path: Path

@@ -200,8 +200,38 @@ def test_a_hanging_class_api_holds_up_neither_steps_nor_the_exit_for_long(
         class_api.server.faults.remove(rule)
     # the send timeout is 5 s; the exit waits at most EXIT_GRACE (+0.5 s) for it
     assert hanging_run < 20
+    saved = publisher.read_outbox(alice.state / "class")
+    assert saved is not None and saved["seq"] > saved["acked"]  # kept, not lost
     info = ok(alice.cli("class", "info")).stdout
-    assert "events waiting to be sent: 0" not in info  # kept, not lost
-    ok(alice.cli("--labs", workshop, "verify", "second", "-q"))
+    assert "were sent just now" in info
     row = status_json(teacher)["alice"]
     assert "first/broken" in row["last_failure"]
+
+
+def test_a_headless_run_offline_says_what_waits_and_class_info_sends_it(
+    class_api: FakeClusterHandle,
+    teacher: Machine,
+    learner_machine: object,
+    workshop: Path,
+    tmp_path: Path,
+) -> None:
+    alice = joined_learner(teacher, learner_machine, tmp_path)
+    class_api.server.faults.refuse_connections(True)
+    try:
+        run = ok(alice.cli("--labs", workshop, "verify", "second"))
+        assert "PASS only" in run.stdout
+        assert "class demo: 2 class events not sent yet" in run.stderr
+        assert "labrunner class info" in run.stderr
+        offline = ok(alice.cli("class", "info"))
+        assert "events waiting to be sent: 2" in offline.stdout
+        assert "cannot send them now" in offline.stderr
+        assert remote_doc(class_api, "alice")["seq"] == 0
+    finally:
+        class_api.server.faults.refuse_connections(False)
+    back = ok(alice.cli("class", "info"))
+    assert "events waiting to be sent: 0" in back.stdout
+    assert "were sent just now" in back.stdout
+    assert remote_doc(class_api, "alice")["seq"] == 2
+    assert status_json(teacher)["alice"]["state"] == "passed"
+    quiet = ok(alice.cli("--labs", workshop, "verify", "second"))  # online: no note
+    assert "not sent yet" not in quiet.stderr
