@@ -33,7 +33,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -94,6 +94,8 @@ class Issued:
     learner: Learner
     path: Path
     expires: str
+    readmitted: bool = False
+    """A revoked learner given access again (their old join files stay dead)."""
 
 
 @dataclass(frozen=True)
@@ -395,8 +397,9 @@ def renew(
     read_class(kube, ref)
     issued = []
     for learner in learners:
-        _restore_access(kube, ref, learner)
-        issued.append(_issue(kube, ref, learner, issuing))
+        readmitted = _restore_access(kube, ref, learner)
+        item = _issue(kube, ref, learner, issuing)
+        issued.append(replace(item, readmitted=readmitted))
     return issued
 
 

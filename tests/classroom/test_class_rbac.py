@@ -117,7 +117,8 @@ def test_revoking_ends_the_token_and_keeps_the_progress(
 
     # renew readmits him: a new ServiceAccount, so only the new token works
     out = two_joins[1].parent / "renewed"
-    ok(teacher.cli("class", "renew", "demo", "bob", "--out", out))
+    renewed = ok(teacher.cli("class", "renew", "demo", "bob", "--out", out))
+    assert "readmitted, their old join files stay revoked" in renewed.stdout
     assert class_api.server.get("serviceaccounts", "bob", NS) is not None
     assert class_api.server.get("rolebindings", "bob", NS) is not None
     assert class_api.server.identity(token_of(two_joins[1])) is None
