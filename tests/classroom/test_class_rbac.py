@@ -194,3 +194,30 @@ def test_a_namespace_admin_runs_a_class_in_their_namespace(
     assert server.get("serviceaccounts", "dana", "course") is None
     assert server.get("configmaps", "progress-dana", "course") is None
     assert server.get("roles", "dana", "course") is None
+
+
+def test_an_expired_token_costs_the_learner_a_note_and_renew_brings_the_events_in(
+    class_api: FakeClusterHandle,
+    teacher: Machine,
+    two_joins: tuple[Path, Path],
+    learner_machine: object,
+    workshop: Path,
+) -> None:
+    alice: Machine = learner_machine("alice")  # type: ignore[operator]
+    ok(alice.cli("class", "join", two_joins[0]))
+    class_api.server.expire_token(token_of(two_joins[0]))
+    run = ok(alice.cli("--labs", workshop, "verify", "second"))
+    assert "PASS only" in run.stdout  # the step is the learner's, whatever the class API says
+    assert "class events not sent yet" in run.stderr
+    assert "not accepted (expired or revoked)" in run.stderr
+    assert status_json(teacher)["alice"]["state"] == "not started"
+    refused = ok(alice.cli("class", "join", two_joins[0]), code=3)
+    assert "not accepted (expired or revoked)" in refused.stderr
+
+    out = two_joins[0].parent / "renewed"
+    renewed = ok(teacher.cli("class", "renew", "demo", "alice", "--out", out))
+    assert "readmitted" not in renewed.stdout  # expired, not revoked
+    joined = ok(alice.cli("class", "join", out / "alice.yaml"))
+    assert "kept the events saved here" in joined.stdout
+    row = status_json(teacher)["alice"]
+    assert (row["lab"], row["step"], row["state"]) == ("second", "only", "passed")
