@@ -8,6 +8,7 @@ once the API answers again, in this process or the next labrunner.
 from __future__ import annotations
 
 import json
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -235,3 +236,38 @@ def test_a_headless_run_offline_says_what_waits_and_class_info_sends_it(
     assert status_json(teacher)["alice"]["state"] == "passed"
     quiet = ok(alice.cli("--labs", workshop, "verify", "second"))  # online: no note
     assert "not sent yet" not in quiet.stderr
+
+
+def test_leaving_the_tui_offline_says_what_waits(
+    class_api: FakeClusterHandle,
+    teacher: Machine,
+    learner_machine: object,
+    workshop: Path,
+    tmp_path: Path,
+) -> None:
+    pexpect = pytest.importorskip("pexpect")
+    alice = joined_learner(teacher, learner_machine, tmp_path)
+    class_api.server.faults.refuse_connections(True)
+    try:
+        tui = pexpect.spawn(
+            sys.executable,
+            ["-m", "labrunner", "--labs", str(workshop), "run", "first"],
+            env={**alice.env, "TERM": "xterm-256color"},
+            cwd=str(alice.home),
+            dimensions=(30, 100),
+            timeout=90,
+        )
+        try:
+            tui.expect("Say hello")  # the lab opened: its first step was viewed
+            tui.expect("offline")  # the status line says the class API is out of reach
+            tui.send("q")
+            tui.expect(pexpect.EOF)
+        finally:
+            tui.close(force=True)
+        said = (tui.before or b"").decode(errors="replace")
+        assert "class events not sent yet" in said or "class event not sent yet" in said
+        assert "labrunner class info" in said
+    finally:
+        class_api.server.faults.refuse_connections(False)
+    assert "were sent just now" in ok(alice.cli("class", "info")).stdout
+    assert status_json(teacher)["alice"]["lab"] == "first"
