@@ -222,3 +222,25 @@ def test_behind_a_tls_proxy_the_cookie_is_secure_and_the_page_uses_wss() -> None
                 await ws.close()
 
     run(scenario)
+
+
+def test_behind_a_proxy_path_the_token_swap_lands_on_that_path() -> None:
+    async def scenario() -> None:
+        public = "https://class.example.org/lab7/"
+        async for served in serving([sys.executable, str(FAKE_APP)], public_url=public):
+            runner = served.server._runner
+            assert runner is not None
+            upstream = f"http://127.0.0.1:{runner.addresses[0][1]}"  # the proxy strips /lab7
+            async with served.client() as client:
+                login = f"{upstream}/?token={served.server.token}"
+                async with client.get(login, allow_redirects=False) as reply:
+                    assert reply.status == 303
+                    assert reply.headers["Location"] == "/lab7/"
+                secret = served.server.cookie_secret
+                headers = {"Cookie": f"labrunner_session={secret}"}
+                async with client.get(upstream + "/", headers=headers) as page:
+                    text = await page.text()
+                    assert "wss://class.example.org/lab7/ws" in text
+                    assert "https://class.example.org/lab7/static/" in text
+
+    run(scenario)
