@@ -395,9 +395,10 @@ def renew(
     learner is readmitted: a new ServiceAccount (so only the new token works), Role and
     RoleBinding, and the revoked mark cleared."""
     read_class(kube, ref)
+    revoked = {p.learner for p in class_progress(kube, ref) if p.revoked}
     issued = []
     for learner in learners:
-        readmitted = _restore_access(kube, ref, learner)
+        readmitted = learner.name in revoked and _restore_access(kube, ref, learner)
         item = _issue(kube, ref, learner, issuing)
         issued.append(replace(item, readmitted=readmitted))
     return issued
