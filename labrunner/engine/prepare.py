@@ -222,7 +222,8 @@ class PreparedRun:
         (kubectl then reads ``~/.kube/config``), ``export KUBECONFIG=other && kubectl
         …`` or ``KUBECONFIG=other kubectl …`` would already have reached another
         cluster by then. This ``kubectl`` refuses to run when KUBECONFIG is not
-        exactly the approved file, and otherwise runs the next ``kubectl`` on PATH.
+        the approved file (named as it is, or again in any spelling, as the check after
+        each command allows), and otherwise runs the next ``kubectl`` on PATH.
         A command that names a kubectl by its full path is not covered (as one
         that names its own ``--kubeconfig``).
         """
@@ -231,8 +232,10 @@ class PreparedRun:
         script = folder / "kubectl"
         if not script.exists():
             folder.mkdir(mode=0o700, exist_ok=True)
-            text = GUARD_SCRIPT.replace("@EXPECTED@", _sh_quote(str(kubeconfig))).replace(
-                "@HERE@", _sh_quote(str(folder))
+            text = (
+                GUARD_SCRIPT.replace("@EXPECTED@", _sh_quote(str(kubeconfig)))
+                .replace("@REAL@", _sh_quote(os.path.realpath(kubeconfig)))
+                .replace("@HERE@", _sh_quote(str(folder)))
             )
             tmp = folder / ".kubectl.tmp"
             tmp.write_text(text, encoding="utf-8")
@@ -253,14 +256,34 @@ class PreparedRun:
 GUARD_SCRIPT = """#!/bin/sh
 # labrunner: kubectl only with the kubeconfig this run approved (see labrunner.engine.prepare).
 expected=@EXPECTED@
-if [ "${KUBECONFIG-}" != "$expected" ]; then
+real_expected=@REAL@
+here=@HERE@
+resolve() {
+  case $1 in /*) p=$1 ;; *) p=$PWD/$1 ;; esac
+  realpath -m -- "$p" 2>/dev/null && return
+  d=$(cd -P -- "$(dirname -- "$p")" 2>/dev/null && pwd -P) || { printf '%s\\n' "$p"; return; }
+  printf '%s/%s\\n' "$d" "$(basename -- "$p")"
+}
+same=
+if [ "${KUBECONFIG-}" = "$expected" ]; then
+  same=1
+elif [ -n "${KUBECONFIG-}" ]; then
+  # the same file named again (another spelling, twice, with empty entries) is fine,
+  # as the check after each command says
+  set -f; IFS=:
+  for entry in $KUBECONFIG; do
+    [ -n "$entry" ] || continue
+    if [ "$(resolve "$entry")" = "$real_expected" ]; then same=1; else same=; break; fi
+  done
+  unset IFS; set +f
+fi
+if [ -z "$same" ]; then
   if [ -n "${KUBECONFIG+set}" ]; then now="KUBECONFIG is '$KUBECONFIG'"
   else now="KUBECONFIG is unset (kubectl would read ~/.kube/config)"; fi
-  echo "labrunner: not running kubectl: $now, not the kubeconfig this run approved" \
+  echo "labrunner: not running kubectl: $now, not the kubeconfig this run approved" \\
     "($expected); a lab command must not point kubectl at another cluster" >&2
   exit 1
 fi
-here=@HERE@
 set -f
 IFS=:
 for dir in $PATH; do

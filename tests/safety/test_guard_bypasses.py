@@ -270,3 +270,17 @@ def test_kubectl_in_the_same_command_that_moves_kubeconfig_does_not_run(
     assert "prod-config" not in done.stdout
     world.prod.assert_untouched()
     assert home_config.read_bytes() == world.original
+
+
+def test_kubectl_runs_when_the_pinned_file_is_named_again(world: World) -> None:
+    world.cluster_lab(
+        "renamed",
+        'KUBECONFIG="$KUBECONFIG::$(realpath "$KUBECONFIG")" kubectl get namespace default'
+        ' && cd "$(dirname "$KUBECONFIG")" && KUBECONFIG="./$(basename "$KUBECONFIG")"'
+        " kubectl get namespace default",
+    )
+    done = world.cli("verify", "--no-save")
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "not running kubectl" not in done.stdout + done.stderr
+    assert done.stdout.count("default   Active") == 2, done.stdout
+    world.assert_prod_untouched()
