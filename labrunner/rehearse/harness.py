@@ -263,10 +263,11 @@ class Rehearsal:
             env.update(cluster.env)
         else:  # a lab without a cluster gets a kubeconfig that points nowhere
             env["KUBECONFIG"] = str(folder / "no-cluster")
-        run = prepare_run(CONTEXT if cluster else None, base_env=env)
-        if cluster is not None:
-            # the simulated cluster is this rehearsal's own: pin it like an approved one
-            run.approve(self.workshop, lab)
+        run = prepare_run(CONTEXT if cluster else None, base_env=env, cwd=self.workshop.root)
+        if cluster is not None and run.approve(self.workshop, lab) is None:
+            run.close()
+            cluster.stop()
+            raise RehearsalSetupError(f"{lab.id}: cannot pin the simulated cluster's kubeconfig")
         try:
             engine = Engine(
                 self.workshop,
