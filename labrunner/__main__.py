@@ -1,5 +1,5 @@
-"""Run labrunner as ``python -m labrunner``."""
+"""Run labrunner as ``python -m labrunner`` (the same entry as the console script)."""
 
-from labrunner.cli import main
+from labrunner.launch import main
 
 main()

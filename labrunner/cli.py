@@ -707,7 +707,7 @@ def check(
         registry=registry,
         store=_store(workshop, run.context),
         emit=printer,
-        options=RunOptions(kube_context=context_option, save=False),
+        options=RunOptions(kube_context=context_option, save=False, shell_free_checks=True),
         run=run,
     )
     interrupted = _install_signal_handlers(engine)

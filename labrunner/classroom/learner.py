@@ -16,9 +16,8 @@ from pathlib import Path
 from typing import Any
 
 from labrunner.classroom import document, joinfile
-from labrunner.classroom.names import PROGRESS_KEY
+from labrunner.classroom.names import JOIN_FILE, PROGRESS_KEY
 from labrunner.classroom.publisher import (
-    JOIN_FILE,
     LOCK_FILE,
     OUTBOX_FILE,
     Publisher,

@@ -42,13 +42,12 @@ from pathlib import Path
 from typing import Any
 
 from labrunner.classroom import document, joinfile
-from labrunner.classroom.names import PROGRESS_KEY
+from labrunner.classroom.names import JOIN_FILE, PROGRESS_KEY
 from labrunner.cluster import writes
 from labrunner.cluster.client import Kube
 from labrunner.cluster.errors import ClusterError, ErrorKind
 from labrunner.fsutil import write_atomic
 
-JOIN_FILE = "join.yaml"
 OUTBOX_FILE = "outbox.json"
 LOCK_FILE = "outbox.lock"
 

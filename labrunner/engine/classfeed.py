@@ -16,26 +16,25 @@ through the join file's kubeconfig only, never through the lab's context.
 
 from __future__ import annotations
 
+import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from labrunner.classroom import document
-from labrunner.classroom import publisher as class_publisher
+from labrunner.classroom.names import JOIN_FILE
 from labrunner.engine import events as ev
 from labrunner.lab.model import Lab, Workshop
 from labrunner.redact import redact
 from labrunner.state.store import state_dir
 
+if TYPE_CHECKING:
+    from labrunner.classroom import publisher as class_publisher
+
 Emit = Callable[[ev.Event], None]
 
-_OUTCOMES = {
-    "passed": document.PASSED,
-    "failed": document.FAILED,
-    "error": document.ERROR,
-    "skipped": document.SKIPPED,
-}
+_OUTCOMES = ("passed", "failed", "error", "skipped")
+"""The recorded statuses the class hears (each is also the class event's kind)."""
 
 
 def class_directory() -> Path:
@@ -62,14 +61,16 @@ class ClassFeed:
 
     def translate(self, event: ev.Event) -> dict[str, Any] | None:
         """The class event for ``event`` (None for events the class does not hear)."""
+        from labrunner.classroom import document  # loaded with the publisher: no extra cost
+
         if isinstance(event, ev.StepStarted):
             return self._event(document.STARTED, event.lab_id, event.step_id)
         if isinstance(event, ev.StepViewed):
             return self._event(document.VIEWED, event.lab_id, event.step_id)
         if isinstance(event, ev.StepRecorded):
-            kind = _OUTCOMES.get(event.status)
-            if kind is None:
+            if event.status not in _OUTCOMES:
                 return None
+            kind = event.status
             message = redact(event.message) if kind in (document.FAILED, document.ERROR) else ""
             return self._event(kind, event.lab_id, event.step_id, message=message)
         if isinstance(event, ev.HintShown):
@@ -79,6 +80,8 @@ class ClassFeed:
     def _event(
         self, kind: str, lab_id: str, step_id: str, *, message: str = "", hint: int = 0
     ) -> dict[str, Any]:
+        from labrunner.classroom import document
+
         found = self._labs.get(lab_id)
         if found is None:
             return document.event(kind, lab_id, step_id, at=time.time(), message=message, hint=hint)
@@ -99,11 +102,17 @@ class ClassFeed:
         )
 
 
-def finish(grace: float = class_publisher.EXIT_GRACE) -> str:
-    """End this process's publishing (a last send within ``grace`` seconds); a note for a
-    headless run when events still wait to be sent ("" when all went out, or no class)."""
+def finish(grace: float | None = None) -> str:
+    """End this process's publishing (a last send within ``grace`` seconds, by default the
+    publisher's exit grace); a note for a headless run when events still wait to be sent
+    ("" when all went out, or no class)."""
+    if "labrunner.classroom.publisher" not in sys.modules:
+        return ""  # nothing was published: no classroom code to load at exit
     try:
-        status = class_publisher.close_active(class_directory(), grace)
+        from labrunner.classroom import publisher as class_publisher
+
+        wait = class_publisher.EXIT_GRACE if grace is None else grace
+        status = class_publisher.close_active(class_directory(), wait)
     except Exception:  # publishing never costs the learner anything, not even at the end
         return ""
     return status.waiting_note() if status is not None else ""
@@ -112,6 +121,13 @@ def finish(grace: float = class_publisher.EXIT_GRACE) -> str:
 def tap(emit: Emit, workshop: Workshop) -> Emit:
     """``emit``, plus the class feed when the learner joined a class."""
     try:
+        if (
+            "labrunner.classroom.publisher" not in sys.modules
+            and not (class_directory() / JOIN_FILE).is_file()
+        ):
+            return emit  # no class joined: one stat, and no classroom code loaded
+        from labrunner.classroom import publisher as class_publisher
+
         publisher = class_publisher.active(class_directory())
     except Exception:  # an unreadable state directory: no class, the run goes on
         return emit

@@ -29,6 +29,7 @@ the run, in reverse dependency order, so no lab loses what it requires.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shlex
 import shutil
@@ -99,6 +100,9 @@ class RunOptions:
     """Collect the cluster's events, pod states and logs when a cluster step fails."""
     interactive: bool = False
     """A learner can type into commands (the TUI); headless runs refuse input instead."""
+    shell_free_checks: bool = False
+    """Checks that only ask the cluster run on the environment a new lab shell would have,
+    computed without starting bash (``labrunner check``, a fresh process with no shell)."""
 
 
 @dataclass
@@ -166,6 +170,17 @@ def shell_environment(workshop: Workshop, lab: Lab, base: Mapping[str, str]) -> 
     return env
 
 
+def _moved_message(culprit: str, actual: str | None, expected: str | None) -> str:
+    """Why a run stopped: ``culprit`` pointed KUBECONFIG away from the approved one."""
+    now = "now unset, so kubectl reads ~/.kube/config" if not actual else f"now {actual!r}"
+    was = repr(expected) if expected else "unset"
+    return (
+        f"{culprit} pointed KUBECONFIG away from the kubeconfig this run approved "
+        f"({now}; the run uses {was}); labrunner stopped, so that no later command or "
+        "check acts on a cluster you did not approve"
+    )
+
+
 class LabSession:
     """One lab run: a shell, shared resources, and the lab's progress."""
 
@@ -187,6 +202,8 @@ class LabSession:
         """``--from``/``--only``: resume as of the step before this one, and take the
         steps before it as done (their services may be started again)."""
         self._env_snapshot: dict[str, str] | None = None
+        self._planned: tuple[dict[str, str], Path] | None = None
+        """Set when the checks' environment was computed without a shell (``check``)."""
         self.halted: str | None = None
         """Set when the shell left the approved kubeconfig: nothing more runs in it."""
         self._kubeconfig: str | None = None
@@ -221,24 +238,71 @@ class LabSession:
             if self.engine.run is None:  # nothing judged the lab's env: hold it to the base
                 self._kubeconfig = self.engine.base_env.get("KUBECONFIG")
             self._guard_kubeconfig("the lab's environment (its `env`, or the workshop's)")
-            values = self._imported()
-            cwd = ""
-            if self._restore:
-                try:
-                    records = self.engine.store.steps(self.lab.id)
-                except StateError as exc:  # unreadable progress must not stop the lab
-                    records = {}
-                    self._warn_state(f"saved exports not restored: {exc}")
-                point = restore_point(self.lab, records, before=self._restore_before)
-                values.update(point.exports)
-                values.update(self.engine.run_exports(self.lab.id, before=self._restore_before))
-                cwd = point.cwd
+            values, cwd = self._restored()
             if values:
                 shell.export(values)
                 self._guard_kubeconfig("the exports restored from your progress")
             if cwd and cwd != shell.cwd and Path(cwd).is_dir():
                 shell.run(f"cd -- {shlex.quote(cwd)}", timeout=5.0)
         return self._shell
+
+    def _restored(self) -> tuple[dict[str, str], str]:
+        """The exports (imported, then saved and this run's) and the cwd a new shell resumes
+        with; the cwd is empty when there is none to restore."""
+        values = self._imported()
+        if not self._restore:
+            return values, ""
+        try:
+            records = self.engine.store.steps(self.lab.id)
+        except StateError as exc:  # unreadable progress must not stop the lab
+            records = {}
+            self._warn_state(f"saved exports not restored: {exc}")
+        point = restore_point(self.lab, records, before=self._restore_before)
+        values.update(point.exports)
+        values.update(self.engine.run_exports(self.lab.id, before=self._restore_before))
+        return values, point.cwd
+
+    def _shell_free(self, step: Step) -> bool:
+        """True when ``step``'s checks may run on the environment a new shell would have,
+        computed without starting one: the run asked for it, no shell runs yet, and every
+        check asks the cluster (its environment is the pinned kubeconfig and the lab's
+        variables), none reads what only a shell has (its variables, files, bash code)."""
+        if not self.engine.options.shell_free_checks or self._shell is not None:
+            return False
+        for check in step.check:
+            spec = self.engine.registry.get(check.verifier)
+            if spec is None or spec.shell_params or "cluster" not in spec.needs:
+                return False
+        return True
+
+    def _planned_environment(self) -> tuple[dict[str, str], Path]:
+        """What a new lab shell would report as its exports and directory, without bash.
+
+        The shell would start with the lab's environment, export the restored values and
+        ``cd`` to the restored directory; the same KUBECONFIG guard applies. Raises
+        ShellError when the restored exports move KUBECONFIG away from the pinned one.
+        """
+        if self.halted is not None:
+            raise ShellError(self.halted)
+        if self._planned is not None:
+            return self._planned
+        env = self.engine.lab_environment(self.lab)
+        # as for a started shell: held to the pinned kubeconfig, else to the user's own
+        base = env if self.engine.run is not None else self.engine.base_env
+        expected = base.get("KUBECONFIG")
+        root = self.engine.workshop.root
+        values, restored = self._restored()
+        env.update(values)
+        cwd = Path(restored) if restored and Path(restored).is_dir() else root
+        env["PWD"] = str(cwd)
+        actual = env.get("KUBECONFIG")
+        if kubeconfig_moved(actual, expected, cwd=str(cwd)):
+            self.halted = _moved_message(
+                "the exports restored from your progress", actual, expected
+            )
+            raise ShellError(self.halted)
+        self._planned = (env, cwd)
+        return env, cwd
 
     def _guard_kubeconfig(self, culprit: str) -> None:
         """Stop everything if the shell's KUBECONFIG left the one this lab was pinned to.
@@ -253,13 +317,7 @@ class LabSession:
         actual = shell.kubeconfig
         if not kubeconfig_moved(actual, expected, cwd=shell.cwd):
             return
-        now = "now unset, so kubectl reads ~/.kube/config" if not actual else f"now {actual!r}"
-        was = repr(expected) if expected else "unset"
-        self.halted = (
-            f"{culprit} pointed KUBECONFIG away from the kubeconfig this run approved "
-            f"({now}; the run uses {was}); labrunner stopped, so that no later command or "
-            "check acts on a cluster you did not approve"
-        )
+        self.halted = _moved_message(culprit, actual, expected)
         self.close()
         raise ShellError(self.halted)
 
@@ -287,9 +345,13 @@ class LabSession:
         return values
 
     def close(self) -> None:
-        """Stop the services, the shell and everything they started; close shared resources."""
+        """Stop the services, the shell and everything they started; close shared resources;
+        make the lab's saved progress durable."""
         self.stop_services()
         self.resources.close()
+        if self.engine.options.save:
+            with contextlib.suppress(StateError):
+                self.engine.store.sync()
         if self._shell is not None:
             self._shell.close()
             self._shell = None
@@ -547,7 +609,10 @@ class LabSession:
         start = time.monotonic()
         deadline = start + budget
         try:
-            env, cwd = self.environment(refresh=refresh_env)
+            if self._shell_free(step):
+                env, cwd = self._planned_environment()
+            else:
+                env, cwd = self.environment(refresh=refresh_env)
         except ShellError as exc:
             why = self.halted or f"the lab shell failed: {exc}"
             return StepResult(step.id, StepStatus.ERROR, why)

@@ -240,6 +240,11 @@ class ProgressStore:
             self._migrate_v1()
         self._ready = True
 
+    def sync(self) -> None:
+        """Make every saved record durable against a power cut now (the end of a lab)."""
+        self.local.sync()
+        self.cluster.sync()
+
     def _write(self, journal: Journal, records: list[dict[str, Any]]) -> None:
         """Append to a journal (saying, the first time, whose folder this is)."""
         if not self._described:

@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from labrunner.classroom import document, learner, publisher
-from labrunner.classroom.names import PROGRESS_KEY
+from labrunner.classroom.names import JOIN_FILE, PROGRESS_KEY
 from labrunner.engine.classfeed import class_directory
 from labrunner.testing.fixtures import FakeClusterHandle
 from labrunner.testing.waiting import wait_for
@@ -124,7 +124,7 @@ def test_what_one_process_queued_offline_the_next_one_sends(
 def test_two_processes_of_one_learner_fold_into_one_document(
     class_api: FakeClusterHandle, joined: Path
 ) -> None:
-    join = publisher.joinfile.read(joined / publisher.JOIN_FILE)
+    join = publisher.joinfile.read(joined / JOIN_FILE)
     first, second = publisher.Publisher(joined, join), publisher.Publisher(joined, join)
 
     def burst(pub: publisher.Publisher, step: str) -> None:

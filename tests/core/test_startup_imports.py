@@ -34,16 +34,18 @@ Make = Callable[..., Path]
 
 PROBE = r"""
 import json, sys
-from labrunner.cli import main
+sys.argv = ["labrunner", *sys.argv[1:]]
+from labrunner.launch import main  # the console script's entry point
 
 try:
-    main(sys.argv[1:], standalone_mode=False)
+    main()
 except SystemExit:
     pass
 roots = {name.split(".")[0] for name in sys.modules}
 print("LOADED:" + json.dumps({
-    "roots": sorted(roots & {"textual", "jsonschema", "kubernetes", "yaml"}),
+    "roots": sorted(roots & {"textual", "jsonschema", "kubernetes", "yaml", "click"}),
     "loader": "labrunner.lab.loader" in sys.modules,
+    "cli": "labrunner.cli" in sys.modules,
 }))
 """
 
@@ -66,15 +68,17 @@ class Loaded:
 
     roots: frozenset[str]
     loader: bool
+    cli: bool
+    output: str
 
 
-def loaded(argv: list[str], cwd: Path) -> Loaded:
-    """Run the CLI with ``argv`` in a fresh interpreter; what it imported."""
+def loaded(argv: list[str], cwd: Path, **env: str) -> Loaded:
+    """Run the CLI with ``argv`` in a fresh interpreter; what it imported and printed."""
     proc = subprocess.run(
         [sys.executable, "-c", PROBE, *argv],
         capture_output=True,
         text=True,
-        env=cli_env(),
+        env={**cli_env(), **env},
         timeout=120,
         cwd=cwd,
     )
@@ -82,7 +86,8 @@ def loaded(argv: list[str], cwd: Path) -> Loaded:
     line = proc.stdout.strip().splitlines()[-1]
     assert line.startswith("LOADED:"), proc.stdout + proc.stderr
     data = json.loads(line.removeprefix("LOADED:"))
-    return Loaded(frozenset(data["roots"]), bool(data["loader"]))
+    output = proc.stdout.rsplit("LOADED:", 1)[0]
+    return Loaded(frozenset(data["roots"]), bool(data["loader"]), bool(data["cli"]), output)
 
 
 @pytest.fixture
@@ -111,6 +116,25 @@ def test_headless_commands_import_only_what_they_use(
     for run in ("cold cache", "warm cache"):
         found = loaded(argv, labs.parent)
         assert not forbidden & found.roots, (run, found)
+
+
+def test_a_warm_help_is_clicks_text_without_click(tmp_path: Path) -> None:
+    click_only = "from labrunner.cli import main; main(prog_name='labrunner')"
+    rendered = subprocess.run(
+        [sys.executable, "-c", click_only, "--help"],
+        capture_output=True,
+        text=True,
+        env={**cli_env(), "COLUMNS": "77"},
+        check=True,
+    ).stdout
+    for run in ("cold cache", "warm cache"):
+        found = loaded(["--help"], tmp_path, COLUMNS="77")
+        assert found.output == rendered, run
+    assert not found.cli and "click" not in found.roots, found
+    # the width is part of the key: another terminal gets click's text for its width
+    wide = loaded(["-h"], tmp_path, COLUMNS="140")
+    assert wide.cli and wide.output != rendered
+    assert "Show this message and exit." in wide.output
 
 
 def test_list_and_check_of_a_cluster_lab(cluster_labs: Path) -> None:

@@ -19,6 +19,7 @@ from labrunner.state import (
     ProgressStore,
     StateError,
     context_slug,
+    journal,
     state_dir,
     workshop_key,
 )
@@ -191,6 +192,47 @@ def test_a_step_is_saved_by_appending_not_by_rewriting(root: Path) -> None:
     assert path.stat().st_ino == inode
     assert path.read_bytes().startswith(before)
     assert len(path.read_bytes().splitlines()) == 3
+
+
+def test_appends_are_synced_as_a_group_and_always_at_the_end(
+    root: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    synced: list[int] = []
+    real = os.fdatasync
+
+    def counting(fd: int) -> None:
+        synced.append(fd)
+        real(fd)
+
+    monkeypatch.setattr(os, "fdatasync", counting)
+    monkeypatch.setattr(journal, "SYNC_INTERVAL", 3600.0)  # no time-based sync in this test
+    store = open_store(root)
+    store.record("lab", "s0", "passed")
+    assert len(synced) == 1, "the first record of a run is made durable at once"
+    for i in range(1, 50):
+        store.record("lab", f"s{i}", "passed")
+    assert len(synced) == 1, "later records within the interval share one sync"
+    # written, though not yet synced: another process (and a crash of this one) sees them
+    assert len(open_store(root).completed("lab")) == 50
+    store.sync()
+    assert len(synced) == 2, "the end of a lab syncs what the interval left"
+    store.sync()
+    assert len(synced) == 2, "nothing new, nothing to sync"
+    store.record("lab", "late", "passed")
+    store.local.close()
+    assert len(synced) == 3, "closing a journal syncs it first"
+
+
+def test_the_sync_interval_bounds_what_a_power_cut_could_cost(
+    root: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    synced: list[int] = []
+    monkeypatch.setattr(os, "fdatasync", synced.append)
+    monkeypatch.setattr(journal, "SYNC_INTERVAL", 0.0)
+    store = open_store(root)
+    for i in range(5):
+        store.record("lab", f"s{i}", "passed")
+    assert len(synced) == 5
 
 
 def test_opening_compacts_a_journal_that_grew(root: Path) -> None:

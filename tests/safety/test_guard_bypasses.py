@@ -10,10 +10,14 @@ or request. The user's kubeconfig must be byte for byte what it was.
 
 from __future__ import annotations
 
+import os
 import shutil
 from pathlib import Path
 
 import pytest
+
+from labrunner.cluster.kubeconfig import server_for
+from labrunner.state import ProgressStore
 
 from .conftest import World
 
@@ -283,4 +287,96 @@ def test_kubectl_runs_when_the_pinned_file_is_named_again(world: World) -> None:
     assert done.returncode == 0, done.stdout + done.stderr
     assert "not running kubectl" not in done.stdout + done.stderr
     assert done.stdout.count("default   Active") == 2, done.stdout
+    world.assert_prod_untouched()
+
+
+def _bash_spy(world: World) -> tuple[dict[str, str], Path]:
+    """An environment whose ``bash`` leaves a mark, then is the real one."""
+    spy = world.root / "spy"
+    spy.mkdir(exist_ok=True)
+    marks = world.root / "bash-started"
+    real = shutil.which("bash")
+    assert real is not None
+    wrapper = spy / "bash"
+    wrapper.write_text(f'#!{real}\necho started >> {marks}\nexec {real} "$@"\n')
+    wrapper.chmod(0o755)
+    env = dict(world.env, PATH=f"{spy}{os.pathsep}{world.env.get('PATH', os.defpath)}")
+    return env, marks
+
+
+CHECKED_LAB = """\
+apiVersion: labrunner/v1
+id: checked
+title: Checked without a shell
+needs: [cluster]
+steps:
+  - id: pick
+    title: Pick the namespace
+    run: ['export NS={namespace}']
+    exports: [NS]
+  - id: there
+    title: It is there
+    check:
+      - namespace: {{name: '${{NS}}'}}
+  - id: shell
+    title: The shell has it
+    check:
+      - env: {{name: NS, equals: default}}
+"""
+
+
+def test_a_cluster_check_runs_on_the_restored_exports_without_bash(world: World) -> None:
+    world.lab("checked", CHECKED_LAB.format(namespace="default"))
+    done = world.cli("verify", "checked", "--only", "pick")
+    assert done.returncode == 0, done.stdout + done.stderr
+    env, marks = _bash_spy(world)
+    checked = world.cli("check", "checked", "there", env=env)
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+    assert "namespace default" in checked.stdout
+    assert not marks.exists(), "a check that only asks the cluster started a lab shell"
+    assert world.safe.requests(), "the check asked the approved cluster"
+    # a check that reads the shell's own variables still gets a real shell
+    shell = world.cli("check", "checked", "shell", env=env)
+    assert shell.returncode == 0, shell.stdout + shell.stderr
+    assert marks.exists()
+    world.assert_prod_untouched()
+
+
+def test_a_kubeconfig_restored_from_progress_stops_a_shell_free_check(world: World) -> None:
+    prod = world.kubeconfig_with(world.root / "prod.yaml", current="prod-eks")
+    world.lab(
+        "moved",
+        f"""\
+        apiVersion: labrunner/v1
+        id: moved
+        title: Moved
+        needs: [cluster]
+        steps:
+          - id: switch
+            title: Switch
+            run: ['export KUBECONFIG={prod}']
+            exports: [KUBECONFIG]
+          - id: look
+            title: Look
+            check:
+              - resource: {{apiVersion: v1, kind: ConfigMap, name: prod-config,
+                            namespace: default}}
+        """,
+    )
+    # the step's own run is stopped by the guard; record the export as a hand-edited
+    # progress file would, to show the check side refuses it too
+    store = world.cli("verify", "moved", "--only", "switch")
+    assert store.returncode == 3, store.stdout + store.stderr
+    server = server_for(world.env, "kind-safe")
+    progress = ProgressStore.for_root(
+        world.root, context="kind-safe", server=server, cluster_labs=["moved"]
+    )
+    progress.record("moved", "switch", "passed", exports={"KUBECONFIG": str(prod)})
+    env, marks = _bash_spy(world)
+    done = world.cli("check", "moved", "look", env=env)
+    assert done.returncode == 3, done.stdout + done.stderr
+    assert "the exports restored from your progress pointed KUBECONFIG away" in (
+        done.stdout + done.stderr
+    )
+    assert not marks.exists()
     world.assert_prod_untouched()
