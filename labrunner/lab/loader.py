@@ -806,6 +806,39 @@ def load_workshop(
         problems.extend(found)
         if lab is not None:
             labs.append(lab)
+    problems.extend(
+        cross_lab_problems(
+            labs, kept=(workshop_path, meta) if meta is not None and files is None else None
+        )
+    )
+    problems.sort(key=lambda p: (str(p.file), p.line))
+    if any(p.is_error for p in problems):
+        return LoadResult(None, problems)
+    ordered_labs = _topological(labs)
+    root = workshop_root(labs_dir, meta.workdir if meta else None)
+    workshop = Workshop(
+        root=root,
+        labs_dir=labs_dir,
+        labs=tuple(ordered_labs),
+        title=meta.title if meta else labs_dir.name,
+        env=MappingProxyType(meta.env if meta else {}),
+        context_patterns=meta.contexts if meta else (),
+        rehearse=meta.rehearse if meta else RehearsePlan(),
+    )
+    return LoadResult(workshop, problems)
+
+
+def cross_lab_problems(
+    labs: Sequence[Lab], *, kept: tuple[Path, _WorkshopFile] | None = None
+) -> list[Problem]:
+    """What is wrong with ``labs`` taken together: a lab id used twice, a requirement
+    that is not a lab here, an import no required lab exports, requires that form a
+    cycle (and, given the workshop file, ``rehearse.kept`` entries naming no step).
+
+    ``load_workshop`` asks this of every lab it loads, and the TUI of the workshop
+    with one lab edited, so a reload accepts only what a fresh start would.
+    """
+    problems: list[Problem] = []
     by_id: dict[str, Lab] = {}
     for lab in labs:
         if lab.id in by_id:
@@ -832,8 +865,8 @@ def load_workshop(
                 )
     for lab in labs:
         problems.extend(_import_problems(lab, by_id))
-    if meta is not None and files is None:  # a subset of files cannot tell
-        problems.extend(_unknown_kept(workshop_path, meta, by_id))
+    if kept is not None:  # a subset of files cannot tell
+        problems.extend(_unknown_kept(kept[0], kept[1], by_id))
     cycle = _find_cycle(labs)
     if cycle:
         first = next(lab for lab in labs if lab.id == cycle[0])
@@ -842,21 +875,7 @@ def load_workshop(
                 first.path, _requires_line(first), "requires form a cycle: " + " → ".join(cycle)
             )
         )
-    problems.sort(key=lambda p: (str(p.file), p.line))
-    if any(p.is_error for p in problems):
-        return LoadResult(None, problems)
-    ordered_labs = _topological(labs)
-    root = workshop_root(labs_dir, meta.workdir if meta else None)
-    workshop = Workshop(
-        root=root,
-        labs_dir=labs_dir,
-        labs=tuple(ordered_labs),
-        title=meta.title if meta else labs_dir.name,
-        env=MappingProxyType(meta.env if meta else {}),
-        context_patterns=meta.contexts if meta else (),
-        rehearse=meta.rehearse if meta else RehearsePlan(),
-    )
-    return LoadResult(workshop, problems)
+    return problems
 
 
 def _required(lab: Lab, by_id: Mapping[str, Lab]) -> set[str]:

@@ -728,7 +728,7 @@ class LabrunnerApp(App[int]):
 
     def _reload_work(self, path: Path) -> None:
         """Read a changed lab file again (worker thread): the new lab, or its problems."""
-        from labrunner.lab.loader import check_lab_file
+        from labrunner.lab.loader import check_lab_file, cross_lab_problems
 
         old = next((lab for lab in self.workshop.labs if lab.path == path), None)
         if old is None:
@@ -745,12 +745,9 @@ class LabrunnerApp(App[int]):
                     f"{where}the lab's id changed from {old.id!r} to {lab.id!r}; "
                     "change it back, or restart labrunner to run it under its new id"
                 )
-            ids = {other.id for other in self.workshop.labs}
-            errors += [
-                f"{where}requires {req!r}, which is not a lab here"
-                for req in lab.requires
-                if req not in ids
-            ]
+            # what a fresh start would refuse across labs: imports, requirements, cycles
+            labs = [lab if other.path == path else other for other in self.workshop.labs]
+            errors += [str(p) for p in cross_lab_problems(labs) if p.is_error]
         if lab is None and not errors:
             errors.append(f"{path}: does not load")
         self.post_message(msg.LabReloaded(old.id, path, None if errors else lab, tuple(errors)))

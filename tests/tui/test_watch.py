@@ -141,3 +141,37 @@ def test_the_watcher_reports_content_changes_only(tmp_path: Path) -> None:
     path.write_text("a: 3\n")
     watcher.poll()
     assert watcher.poll() == [path]
+
+
+def test_a_reload_refuses_what_a_fresh_start_would_refuse_across_labs(
+    build: Callable[..., LabrunnerApp], workshop: Workshop
+) -> None:
+    """The edited file validates on its own, but not with the rest of the workshop:
+    a requires cycle, and an import no required lab exports. Each is reported with
+    its file:line; the last good version keeps running."""
+    lab_file = workshop.lab("basics").path
+
+    async def scenario() -> None:
+        app = build(lab="basics", watch=True, watch_interval=0.05)
+        async with app.run_test(size=(110, 34)) as pilot:
+            screen = lab_screen(app)
+            await idle(pilot, app)
+            banner = screen.query_one("#reload-problems")
+
+            # after-basics requires basics: basics requiring after-basics is a cycle
+            _edit(lab_file, "summary:", "requires: [after-basics]\nsummary:")
+            await wait_for(pilot, lambda: app.reloads >= 1, "the cyclic reload")
+            text = str(banner.render())
+            assert "requires form a cycle" in text, text
+            assert f"{lab_file}:5:" in text, text
+            assert screen.lab.requires == ()
+
+            # no cycle, but an import the required lab does not export
+            _edit(lab_file, "requires: [after-basics]", "requires: [cluster-basics]")
+            _edit(lab_file, "summary:", "import:\n  cluster-basics: [NOT_EXPORTED]\nsummary:")
+            await wait_for(pilot, lambda: app.reloads >= 2, "the import reload")
+            text = str(banner.render())
+            assert "imports NOT_EXPORTED from 'cluster-basics'" in text, text
+            assert screen.lab.requires == (), "the last good version keeps running"
+
+    asyncio.run(scenario())
