@@ -706,8 +706,13 @@ class LabrunnerApp(App[int]):
         if screen is not None and screen.lab.id == lab_id:
             screen.records = self._records(lab_id)
             screen.progress_reset(step_id)
-            what = f"“{screen.lab.step(step_id).title}”" if step_id else "the lab"
-            self.notify(f"Reset {what}.", markup=False)
+            if step_id is None:
+                self.notify(
+                    f"Reset the lab; you are on step 1, “{screen.lab.steps[0].title}”.",
+                    markup=False,
+                )
+            else:
+                self.notify(f"Reset “{screen.lab.step(step_id).title}”.", markup=False)
         self._refresh_home()
 
     # ------------------------------------------------------------------ run --watch
@@ -820,8 +825,53 @@ class LabrunnerApp(App[int]):
         """Switch between the light and dark themes."""
         self.theme = "textual-light" if self.theme == "textual-dark" else "textual-dark"
 
+    def running_work(self) -> str | None:
+        """What quitting would stop (a learner's command, a lab service), or None."""
+        driver = self.driver
+        busy = driver.busy if driver is not None else None
+        screen = self.lab_screen
+        services = (
+            [
+                service.label
+                for service in screen.lab.services
+                if screen.services.get(service.id, ("",))[0] == "running"
+            ]
+            if screen is not None
+            else []
+        )
+        parts = []
+        if busy is not None and busy is not msg.JobKind.SHELL:
+            parts.append(f"labrunner is {busy.value}")
+        if len(services) == 1:
+            parts.append(f"the lab service {services[0]} is running")
+        elif services:
+            parts.append(f"the lab services {', '.join(services)} are running")
+        return "; ".join(parts) or None
+
     async def action_quit(self) -> None:
-        """Cancel what runs, close the lab shell, and leave."""
+        """Cancel what runs, close the lab shell, and leave (asks first if something runs)."""
+        running = self.running_work()
+        if running is None or self.screen.id == "quit-dialog":
+            self._leave()
+            return
+
+        def answered(yes: bool | None) -> None:
+            if yes:
+                self._leave()
+
+        self.push_screen(
+            ConfirmDialog(
+                "Quit labrunner?",
+                f"{running[0].upper()}{running[1:]}. Quitting stops it and closes the lab "
+                "shell; a command cut short may leave its work half done.",
+                yes="Quit",
+                no="Keep working",
+                id="quit-dialog",
+            ),
+            answered,
+        )
+
+    def _leave(self) -> None:
         self.close_lab()
         self.exit(0)
 

@@ -195,6 +195,8 @@ def test_quitting_while_a_command_runs_leaves_no_process(
             reap.append(shell.pid)
             pids.append(shell.pid)
             await pilot.press("q")
+            await wait_for(pilot, lambda: app.screen.id == "quit-dialog", "the question")
+            await pilot.press("y")
         return pids
 
     pids = asyncio.run(scenario())

@@ -654,8 +654,15 @@ class LabScreen(Screen[None]):
     def on_list_view_highlighted(self, event: ListView.Highlighted) -> None:
         event.stop()
         item = event.item
+        if item is not self.query_one(StepList).highlighted_child:
+            return  # a later key already moved on: this highlight is history
         step_id = getattr(item, "step_id", None)
-        if step_id is None or step_id == self.selected.id:
+        if step_id is not None:
+            self._go_to(step_id)
+
+    def _go_to(self, step_id: str) -> None:
+        """Show ``step_id`` now, so the next queued key starts from it."""
+        if step_id == self.selected.id:
             return
         self.selected = self.lab.step(step_id)
         self._show_step()
@@ -665,8 +672,9 @@ class LabScreen(Screen[None]):
         event.stop()
 
     def select(self, step_id: str) -> None:
-        """Show ``step_id``."""
+        """Show ``step_id`` (at once: keys queued behind this one see it selected)."""
         self.query_one(StepList).select_step(step_id)
+        self._go_to(step_id)
 
     def action_next_step(self) -> None:
         """Go to the next step."""
@@ -901,6 +909,8 @@ class LabScreen(Screen[None]):
             self.failed.discard(sid)
             self.hints_shown.pop(sid, None)
             self.solution_shown.discard(sid)
+        if step_id is None:  # the whole lab: start again where it starts
+            self.select(self.lab.steps[0].id)
         self._show_step()
 
 
