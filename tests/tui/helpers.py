@@ -155,3 +155,14 @@ def given_progress(
     if at is not None:
         store.set_position(lab_id, at)
     return store
+
+
+async def quit_app(pilot: Pilot[Any], app: LabrunnerApp) -> None:
+    """Press q, and say yes if labrunner asks first (something is running)."""
+    await pilot.press("q")
+    await wait_for(
+        pilot, lambda: not app.is_running or app.screen.id == "quit-dialog", "quit or its question"
+    )
+    if app.is_running:
+        await pilot.press("y")
+        await wait_for(pilot, lambda: not app.is_running, "the app to end")
