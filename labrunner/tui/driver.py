@@ -296,8 +296,13 @@ class LabDriver:
         return result
 
     def check(self, step: Step) -> StepResult | None:
-        """The step's checks, on demand."""
-        return self._job(msg.JobKind.CHECK, step, lambda: self._checks(step, within=None))
+        """The step's checks, on demand; before any attempt a miss is "not yet", unrecorded."""
+        tried = step.id in self._records()
+        return self._job(
+            msg.JobKind.CHECK,
+            step,
+            lambda: self._checks(step, within=None, record_failure=tried),
+        )
 
     def skip(self, step: Step) -> StepResult | None:
         """Run the solution; record "skipped" only when the checks then pass."""

@@ -19,6 +19,8 @@ from labrunner.lab.model import Workshop
 from labrunner.state.rules import StepState
 from labrunner.state.store import ProgressStore
 from labrunner.tui.app import LabrunnerApp
+from labrunner.tui.widgets.checks_panel import ChecksPanel
+from labrunner.tui.widgets.command_block import CommandBlock
 
 from .helpers import find_pids, given_progress, idle, lab_screen, load, notified, wait_for
 
@@ -142,5 +144,56 @@ def test_resetting_the_lab_lands_on_step_one(
             assert screen.selected.id == "hello"
             assert screen.states["hello"] is not StepState.LOCKED
             await notified(pilot, app, "you are on step 1")
+
+    asyncio.run(scenario())
+
+
+def test_a_check_before_any_attempt_says_not_yet_without_failing_the_step(
+    build: Callable[..., LabrunnerApp], workshop: Workshop
+) -> None:
+    async def scenario() -> None:
+        given_progress(workshop, "basics", "hello", at="fix-me")
+        app = build()
+        async with app.run_test(size=(100, 30)) as pilot:
+            await idle(pilot, app)
+            screen = lab_screen(app)
+            await pilot.press("c")
+            await notified(pilot, app, "fixed.txt does not exist")
+            await idle(pilot, app)
+            (row,) = screen.query_one(ChecksPanel).rows()
+            assert row.state == "-notyet"
+            assert "not yet: " in str(row.render()) and "✘" not in str(row.render())
+            assert screen.states["fix-me"] is StepState.TODO
+            note = next(n for n in app._notifications if "fixed.txt" in n.message)
+            assert note.title == "Not yet" and note.severity == "information"
+            assert "✘" not in note.message
+
+    asyncio.run(scenario())
+
+
+def test_a_failing_command_block_shows_its_exit_status(
+    tmp_path: Path, build: Callable[..., LabrunnerApp]
+) -> None:
+    labs = tmp_path / "fails" / "labs"
+    labs.mkdir(parents=True)
+    (labs / "fails.yaml").write_text(
+        "apiVersion: labrunner/v1\nkind: Lab\nid: fails\ntitle: Fails\n"
+        "steps:\n  - id: one\n    title: A command that fails\n"
+        "    run: [\"sh -c 'exit 3'\"]\n"
+        "    check:\n      - file: {path: nowhere.txt}\n"
+    )
+    workshop = load(labs)
+
+    async def scenario() -> None:
+        app = build(workshop=workshop)
+        async with app.run_test(size=(100, 30)) as pilot:
+            await pilot.press("enter")
+            screen = lab_screen(app)
+            await pilot.press("1")
+            await wait_for(pilot, lambda: screen.block_states.get(0), "the block's result")
+            await idle(pilot, app)
+            (block,) = screen.query(CommandBlock)
+            assert block.has_class("-failed")
+            assert str(block.render()).endswith("✘ exit status 3")
 
     asyncio.run(scenario())

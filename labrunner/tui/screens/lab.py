@@ -20,7 +20,7 @@ with the last lines they printed.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import ClassVar
 
 from textual import on
@@ -32,6 +32,8 @@ from textual.reactive import var
 from textual.screen import Screen
 from textual.widgets import Footer, Input, ListView, Markdown, Static
 
+from labrunner.doctor import Finding
+from labrunner.doctor.cluster import fix_for_message
 from labrunner.engine import events as ev
 from labrunner.engine.events import StepStatus
 from labrunner.lab.model import Lab, Step
@@ -447,15 +449,17 @@ class LabScreen(Screen[None]):
                 if event.cancelled:
                     self._show_block(event.index, "-cancelled", "cancelled")
                 elif event.timed_out:
-                    self._show_block(event.index, "-failed", "timed out")
+                    self._show_block(event.index, "-failed", "✘ timed out")
                 elif event.exit_code == 0:
                     self._show_block(event.index, "-ok", "✔")
                 else:
-                    self._show_block(event.index, "-failed", f"exit {event.exit_code}")
+                    self._show_block(event.index, "-failed", f"✘ exit status {event.exit_code}")
         elif isinstance(event, ev.PromptWaiting):
             self._show_prompt(event.prompt)
         elif isinstance(event, ev.CheckResult):
             state = CHECK_CLASS.get(event.status.value, "-unknown")
+            if state == "-failed" and self._first_look(event.step_id):
+                state = "-notyet"  # nothing was tried yet: not a failure, just not done
             outcome = (state, event.message, event.label)
             self.outcomes.setdefault(event.step_id, {})[event.index] = outcome
             if event.step_id == self.selected.id:
@@ -540,16 +544,29 @@ class LabScreen(Screen[None]):
             markup=False,
         )
 
+    def _first_look(self, step_id: str) -> bool:
+        """A check of a step nobody tried yet (no record): its misses are "not yet"."""
+        return self.job is msg.JobKind.CHECK and step_id not in self.records
+
     def _failed(self, step: Step, kind: msg.JobKind, why: str, status: StepStatus) -> None:
-        self.failed.add(step.id)
-        self._show_hints()
         if kind is msg.JobKind.LIVE:
             return
         if status is StepStatus.ERROR:  # the environment is broken: no hint fixes that
-            self.notify(f"! {why}", title="Environment error", severity="error", markup=False)
+            fix = environment_fix(why, getattr(self.app, "findings", ()))
+            self.notify(
+                f"! {why}" + (f"\nFix: {fix}" if fix else ""),
+                title="Environment error",
+                severity="error",
+                markup=False,
+            )
             return
+        self.failed.add(step.id)
+        self._show_hints()
         shown = self.hints_shown.get(step.id, 0)
         more = " Press h for a hint." if shown < len(step.hints) else ""
+        if step.id not in self.records:  # checked before any attempt: not a failure
+            self.notify(f"{why}{more}", title="Not yet", markup=False)
+            return
         self.notify(f"✘ {why}{more}", title="Not yet", severity="warning", markup=False)
 
     def on_stale_steps(self, message: msg.StaleSteps) -> None:
@@ -912,6 +929,15 @@ class LabScreen(Screen[None]):
         if step_id is None:  # the whole lab: start again where it starts
             self.select(self.lab.steps[0].id)
         self._show_step()
+
+
+def environment_fix(why: str, findings: Iterable[Finding]) -> str:
+    """What fixes an environment error: the doctor's fix for a failing tool, context or
+    cluster (the same words ``labrunner doctor`` prints), else one for the error's kind."""
+    for finding in findings:
+        if not finding.ok and finding.fix and finding.blocking:
+            return finding.fix
+    return fix_for_message(why)
 
 
 TERMINAL_ACTIONS = frozenset(a.action for a in LabScreen.ACTIONS if a.needs_terminal)
