@@ -159,6 +159,23 @@ class LabScreen(Screen[None]):
             "Run cleanup",
             footer=False,
         ),
+        Action(
+            "y",
+            "copy_command",
+            "Copy",
+            "Copy the current command to the clipboard (your terminal must allow OSC 52)",
+            "Copy the command",
+            footer=False,
+        ),
+        Action(
+            "slash",
+            "search",
+            "Search",
+            "Search the output (Enter: the next older match, Esc: close)",
+            "Search the output",
+            footer=False,
+            key_display="/",
+        ),
         Action("escape", "back", "Labs", "Back to the lab list", "Back to labs"),
         Action(
             "question_mark,f1", "app.help", "Help", "Every key binding", "Help", key_display="?"
@@ -211,6 +228,7 @@ class LabScreen(Screen[None]):
         self.block_states: dict[int, tuple[str, str]] = {}
         self.prompt: str | None = None
         self.output_source: OutputBuffer | None = None
+        self.search_query = ""
 
     # ------------------------------------------------------------------ layout
 
@@ -245,6 +263,9 @@ class LabScreen(Screen[None]):
                     yield Static("", id="solution", markup=False)
                 yield Static("", id="output-title", markup=False)
                 yield OutputPane(max_lines=self.output_lines, id="output")
+                with Horizontal(id="search-row"):
+                    yield Static("Search output:", id="search-label", markup=False)
+                    yield Input(id="search-input", placeholder="text, Enter finds the next older")
                 with Horizontal(id="prompt-row"):
                     yield Static("", id="prompt-label", markup=False)
                     yield Input(id="prompt-input", placeholder="type your answer, Enter sends it")
@@ -666,6 +687,58 @@ class LabScreen(Screen[None]):
         self.query_one(StepList).focus()
         self.post_message(msg.InputSubmitted(text))
 
+    # ------------------------------------------------------------------ copy and search
+
+    def current_command(self) -> str | None:
+        """The command the learner is at: the first block that has not succeeded yet."""
+        run = self.selected.run
+        for index, command in enumerate(run):
+            if self.block_states.get(index, ("", ""))[0] != "-ok":
+                return command.cmd.strip()
+        return run[-1].cmd.strip() if run else None
+
+    def action_copy_command(self) -> None:
+        """Copy the current command to the clipboard (OSC 52, through the terminal)."""
+        command = self.current_command()
+        if command is None:
+            self.notify("This step has no commands to copy.", markup=False)
+            return
+        self.app.copy_to_clipboard(command + "\n")
+        first = command.splitlines()[0]
+        self.notify(f"Copied: {first}", title="Clipboard", timeout=2, markup=False)
+
+    def action_search(self) -> None:
+        """Open the search line under the output."""
+        self.query_one("#search-row").add_class("-shown")
+        self.query_one("#search-input", Input).focus()
+
+    @on(Input.Submitted, "#search-input")
+    def _search(self, event: Input.Submitted) -> None:
+        event.stop()
+        query = event.value
+        pane = self.query_one(OutputPane)
+        label = self.query_one("#search-label", Static)
+        if not query:
+            pane.mark(None)
+            label.update("Search output:")
+            return
+        again = self.search_query == query and pane.marked is not None
+        found = pane.find(query, before=pane.marked if again else None)
+        if found is None and again:  # wrap around to the newest match
+            found = pane.find(query)
+        self.search_query = query
+        pane.mark(found)
+        if found is None:
+            label.update("No match:")
+        else:
+            label.update(f"Line {found + 1} of {pane.line_count}:")
+
+    def _close_search(self) -> None:
+        self.query_one("#search-row").remove_class("-shown")
+        self.query_one(OutputPane).mark(None)
+        self.query_one("#search-label", Static).update("Search output:")
+        self.query_one(StepList).focus()
+
     # ------------------------------------------------------------------ navigation
 
     def on_list_view_highlighted(self, event: ListView.Highlighted) -> None:
@@ -708,7 +781,10 @@ class LabScreen(Screen[None]):
             self.select(self.lab.steps[index - 1].id)
 
     def action_back(self) -> None:
-        """Back to the lab list."""
+        """Back to the lab list (or out of the search or answer line first)."""
+        if self.query_one("#search-row").has_class("-shown"):
+            self._close_search()
+            return
         if self.prompt is not None and self.query_one("#prompt-input", Input).has_focus:
             self.query_one(StepList).focus()
             return
