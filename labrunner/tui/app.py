@@ -44,7 +44,12 @@ from labrunner.engine.runner import Engine, RunOptions
 from labrunner.lab.model import Lab, Step, Workshop
 from labrunner.lab.watch import LabFileWatcher
 from labrunner.state import ProgressStore, StateError, StepRecord
-from labrunner.state.rules import lab_progress, resume_target, steps_to_recheck
+from labrunner.state.rules import (
+    lab_progress,
+    resume_target,
+    steps_to_recheck,
+    workshop_progress,
+)
 from labrunner.tui import messages as msg
 from labrunner.tui.commands import Action, ScreenActions, bindings
 from labrunner.tui.dialogs.confirm import ConfirmDialog, GuardDialog
@@ -218,7 +223,9 @@ class LabrunnerApp(App[int]):
 
     def _refresh_home(self) -> None:
         records = {lab.id: self._records(lab.id) for lab in self.workshop.labs}
-        self.home.progress = lab_progress(self.workshop, records)
+        progress = lab_progress(self.workshop, records)
+        self.home.overall = workshop_progress(self.workshop, records, progress)
+        self.home.progress = progress
 
     def _context_label(self, *, refused: bool = False) -> str:
         context = self.settings.context or "none"

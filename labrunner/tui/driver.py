@@ -266,6 +266,7 @@ class LabDriver:
         within: float | None,
         record_failure: bool = True,
         services: bool = True,
+        first_look: bool = False,
     ) -> StepResult:
         """Check a step; record a pass, or a failure of a step not already complete.
 
@@ -286,6 +287,8 @@ class LabDriver:
                     outcomes=result.outcomes,
                 )
         passed = result.status is StepStatus.PASSED
+        if first_look and result.status is StepStatus.FAILED:
+            record_failure = False  # nothing was tried yet: "not yet" is no failure
         if passed or (record_failure and (before is None or not before.complete)):
             self.session.record(step, result)
             if result.status is not StepStatus.CANCELLED:
@@ -297,11 +300,11 @@ class LabDriver:
 
     def check(self, step: Step) -> StepResult | None:
         """The step's checks, on demand; before any attempt a miss is "not yet", unrecorded."""
-        tried = step.id in self._records()
+        first_look = step.id not in self._records()
         return self._job(
             msg.JobKind.CHECK,
             step,
-            lambda: self._checks(step, within=None, record_failure=tried),
+            lambda: self._checks(step, within=None, first_look=first_look),
         )
 
     def skip(self, step: Step) -> StepResult | None:

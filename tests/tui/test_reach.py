@@ -8,7 +8,9 @@ import base64
 from collections.abc import Callable
 
 from labrunner.lab.model import Workshop
+from labrunner.state.store import ProgressStore
 from labrunner.tui.app import LabrunnerApp
+from labrunner.tui.screens.home import HomeScreen
 from labrunner.tui.widgets.output_pane import OutputPane
 
 from .helpers import given_progress, idle, lab_screen, notified, output, wait_for
@@ -72,3 +74,40 @@ def test_slash_searches_the_whole_output_scrollback(
             assert output(app)  # the pane still holds everything
 
     asyncio.run(scenario())
+
+
+def test_the_home_screen_shows_the_whole_workshops_progress(
+    build: Callable[..., LabrunnerApp], workshop: Workshop
+) -> None:
+    store = ProgressStore.memory()
+    for step_id in ("hello", "fix-me", "ask", "slow"):
+        store.record("basics", step_id, "passed")
+    for name, text in {"made.txt": "ready", "fixed.txt": "", "name.txt": "hello, you"}.items():
+        (workshop.root / name).write_text(text + "\n")  # so the re-check finds them passing
+    (workshop.root / "slow.txt").write_text("")
+
+    async def scenario() -> None:
+        app = build(store=store)
+        async with app.run_test(size=(100, 30)) as pilot:
+            await idle(pilot, app)
+            if not isinstance(app.screen, HomeScreen):
+                await pilot.press("escape")
+            line = str(app.home.query_one("#workshop-progress").render())
+            total = sum(len(lab.steps) for lab in workshop.labs)
+            assert f"1/{len(workshop.labs)} labs done · 4/{total} steps" in line
+
+    asyncio.run(scenario())
+
+
+def test_time_spent_adds_up_the_gaps_between_records(workshop: Workshop) -> None:
+    from labrunner.state.rules import lab_progress, workshop_progress
+    from labrunner.state.store import StepRecord
+
+    def at(minute: int) -> StepRecord:
+        return StepRecord("passed", f"2026-01-01T10:{minute:02d}:00Z")
+
+    records = {"basics": {"hello": at(0), "fix-me": at(5), "ask": at(12)}}
+    records["after-basics"] = {"done": at(50)}  # a lab on its own: no gap to count
+    summary = workshop_progress(workshop, records, lab_progress(workshop, records))
+    assert summary.seconds == 12 * 60
+    assert "about 12 min spent" in summary.label
