@@ -36,6 +36,7 @@ from labrunner.classroom import publisher as class_publisher
 from labrunner.cluster.identity import cluster_uid
 from labrunner.cluster.kubeconfig import server_for
 from labrunner.doctor import Finding, collect
+from labrunner.doctor.cluster import CREATE_CLUSTER_FIX
 from labrunner.engine import events as ev
 from labrunner.engine.classfeed import class_directory
 from labrunner.engine.events import Phase
@@ -227,6 +228,27 @@ class LabrunnerApp(App[int]):
         self.home.overall = workshop_progress(self.workshop, records, progress)
         self.home.progress = progress
 
+    def what_next(self, lab_id: str) -> str:
+        """What to do after finishing ``lab_id``: the next open lab, or how to get the
+        cluster it needs (the doctor's words: see Bring a cluster)."""
+        labs = self.workshop.labs
+        records = {lab.id: self._records(lab.id) for lab in labs}
+        progress = lab_progress(self.workshop, records)
+        position = next((i for i, lab in enumerate(labs) if lab.id == lab_id), -1)
+        order = [*labs[position + 1 :], *labs[: max(position, 0)]]
+        following = next(
+            (lab for lab in order if not progress[lab.id].complete and not progress[lab.id].locked),
+            None,
+        )
+        if following is None:
+            if all(p.complete for p in progress.values()):
+                return "That was the whole workshop."
+            return "The other labs wait for labs you have not finished; see the lab list (Esc)."
+        status = self.environment
+        if following.needs_cluster and status.checked and status.reachable is not True:
+            return f"Next: “{following.title}” needs a cluster; {CREATE_CLUSTER_FIX}."
+        return f"Next: “{following.title}”; press Esc for the lab list and open it."
+
     def _context_label(self, *, refused: bool = False) -> str:
         context = self.settings.context or "none"
         return f"context: {context}" + (" (not confirmed)" if refused else "")
@@ -386,6 +408,7 @@ class LabrunnerApp(App[int]):
             real_terminal=not self.settings.served,
         )
         screen.class_note = self.class_note
+        screen.what_next = self.what_next
         driver = LabDriver(
             engine_factory=self._engine,
             lab=lab,

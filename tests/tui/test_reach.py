@@ -7,6 +7,7 @@ import asyncio
 import base64
 from collections.abc import Callable
 
+from labrunner.doctor import Finding, Topic, cluster
 from labrunner.lab.model import Workshop
 from labrunner.state.store import ProgressStore
 from labrunner.tui.app import LabrunnerApp
@@ -111,3 +112,52 @@ def test_time_spent_adds_up_the_gaps_between_records(workshop: Workshop) -> None
     summary = workshop_progress(workshop, records, lab_progress(workshop, records))
     assert summary.seconds == 12 * 60
     assert "about 12 min spent" in summary.label
+
+
+def finish_basics(workshop: Workshop) -> None:
+    """Three of the four steps passed, the files of all four in place."""
+    given_progress(workshop, "basics", "hello", "fix-me", "ask", at="slow")
+    for name, text in {"made.txt": "ready", "fixed.txt": "", "name.txt": "hello, you"}.items():
+        (workshop.root / name).write_text(text + "\n")
+    (workshop.root / "slow.txt").write_text("")
+
+
+def test_the_end_of_a_lab_says_what_comes_next(
+    build: Callable[..., LabrunnerApp], workshop: Workshop
+) -> None:
+    async def scenario() -> None:
+        finish_basics(workshop)
+        app = build()
+        async with app.run_test(size=(100, 30)) as pilot:
+            await idle(pilot, app)
+            await pilot.press("c")
+            await notified(pilot, app, "Lab complete")
+            await notified(pilot, app, "Next: “Talk to the cluster”")
+
+    asyncio.run(scenario())
+
+
+def test_without_a_cluster_the_end_of_a_lab_says_how_to_make_one(
+    build: Callable[..., LabrunnerApp], workshop: Workshop
+) -> None:
+    no_context = Finding(
+        "kube context",
+        False,
+        "no kubeconfig",
+        cluster.FIXES["kubeconfig"],
+        required=True,
+        topic=Topic.CONTEXT,
+    )
+
+    async def scenario() -> None:
+        finish_basics(workshop)
+        app = build(doctor=lambda: [no_context])
+        async with app.run_test(size=(100, 30)) as pilot:
+            await idle(pilot, app)
+            await wait_for(pilot, lambda: app.environment.checked, "the doctor")
+            await pilot.press("c")
+            await notified(pilot, app, "Lab complete")
+            await notified(pilot, app, f"needs a cluster; {cluster.CREATE_CLUSTER_FIX}.")
+            assert cluster.CREATE_CLUSTER_FIX in cluster.FIXES["kubeconfig"]  # doctor's words
+
+    asyncio.run(scenario())

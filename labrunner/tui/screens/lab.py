@@ -20,7 +20,7 @@ with the last lines they printed.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import ClassVar
 
 from textual import on
@@ -229,6 +229,8 @@ class LabScreen(Screen[None]):
         self.prompt: str | None = None
         self.output_source: OutputBuffer | None = None
         self.search_query = ""
+        self.what_next: Callable[[str], str] | None = None
+        """Says what comes after this lab (the app knows the workshop and the cluster)."""
 
     # ------------------------------------------------------------------ layout
 
@@ -555,7 +557,13 @@ class LabScreen(Screen[None]):
         following = next_step(self.lab, step.id)
         if following is None:
             if all(state.complete for state in self.states.values()):
-                self.notify(f"{text} Lab complete: well done!", title="Lab complete", markup=False)
+                after = f" {self.what_next(self.lab.id)}" if self.what_next else ""
+                self.notify(
+                    f"{text} Lab complete: well done!{after}",
+                    title="Lab complete",
+                    timeout=15,
+                    markup=False,
+                )
             else:
                 self.notify(text, markup=False)
             return
