@@ -21,6 +21,7 @@ import shutil
 import signal
 import subprocess
 import threading
+from collections import deque
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, replace
 from functools import partial
@@ -29,6 +30,7 @@ from typing import ClassVar
 
 from textual.app import App
 from textual.binding import Binding, BindingType
+from textual.notifications import Notification, Notify
 from textual.worker import Worker, get_current_worker
 
 from labrunner import proctree
@@ -117,9 +119,12 @@ class LabrunnerApp(App[int]):
         Action("ctrl+t", "toggle_theme", "Theme", "Switch between light and dark", footer=False),
     )
     BINDINGS: ClassVar[list[BindingType]] = bindings(ACTIONS)
+    NOTIFICATION_TIMEOUT = 4
 
     def __init__(self, workshop: Workshop, settings: Settings, *, start_lab: str | None) -> None:
         super().__init__()
+        self.notices: deque[Notification] = deque(maxlen=200)
+        """Every notification shown lately, oldest first (only the newest stays on screen)."""
         self.workshop = workshop
         self.settings = settings
         self.start_lab = start_lab
@@ -194,6 +199,12 @@ class LabrunnerApp(App[int]):
         driver = self.driver
         if driver is not None:
             driver.engine.emit(ev.HintShown(driver.lab.id, message.step_id, message.number))
+
+    def _on_notify(self, event: Notify) -> None:
+        """The newest notification replaces the one on screen: toasts never stack up."""
+        self.notices.append(event.notification)
+        self._notifications.clear()
+        super()._on_notify(event)
 
     def on_ready(self) -> None:
         self.ready.set()

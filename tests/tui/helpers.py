@@ -94,7 +94,7 @@ def step_label(app: LabrunnerApp, step_id: str) -> str:
 
 def notifications(app: LabrunnerApp) -> list[str]:
     """Every notification message the app has shown so far."""
-    return [n.message for n in app._notifications]
+    return [n.message for n in app.notices]
 
 
 def output(app: LabrunnerApp) -> list[str]:

@@ -164,7 +164,7 @@ def test_a_check_before_any_attempt_says_not_yet_without_failing_the_step(
             assert row.state == "-notyet"
             assert "not yet: " in str(row.render()) and "✘" not in str(row.render())
             assert screen.states["fix-me"] is StepState.TODO
-            note = next(n for n in app._notifications if "fixed.txt" in n.message)
+            note = next(n for n in app.notices if "fixed.txt" in n.message)
             assert note.title == "Not yet" and note.severity == "information"
             assert "✘" not in note.message
 
@@ -195,5 +195,26 @@ def test_a_failing_command_block_shows_its_exit_status(
             (block,) = screen.query(CommandBlock)
             assert block.has_class("-failed")
             assert str(block.render()).endswith("✘ exit status 3")
+
+    asyncio.run(scenario())
+
+
+def test_notifications_replace_each_other_at_the_top(
+    build: Callable[..., LabrunnerApp], workshop: Workshop
+) -> None:
+    async def scenario() -> None:
+        given_progress(workshop, "basics", at="hello")
+        app = build()
+        async with app.run_test(size=(100, 30), notifications=True) as pilot:
+            await idle(pilot, app)
+            for n in range(3):
+                app.notify(f"notice {n}")
+            await notified(pilot, app, "notice 2")
+            await pilot.pause()
+            assert [n.message for n in app._notifications] == ["notice 2"]
+            assert [n.message for n in app.notices][-3:] == ["notice 0", "notice 1", "notice 2"]
+            await wait_for(pilot, lambda: app.screen.query("Toast"), "the toast")
+            (toast,) = app.screen.query("Toast")
+            assert toast.region.y <= 2  # at the top, away from the output's last lines
 
     asyncio.run(scenario())
