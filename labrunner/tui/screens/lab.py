@@ -30,7 +30,7 @@ from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.message import Message
 from textual.reactive import var
 from textual.screen import Screen
-from textual.widgets import Footer, Input, ListView, Markdown, Static
+from textual.widgets import Input, ListView, Markdown, Static
 
 from labrunner.doctor import Finding
 from labrunner.doctor.cluster import fix_for_message
@@ -53,6 +53,7 @@ from labrunner.tui.progress import SERVICE_CLASSES, SERVICE_ICONS, STATE_CLASSES
 from labrunner.tui.widgets import show_state
 from labrunner.tui.widgets.checks_panel import ChecksPanel
 from labrunner.tui.widgets.command_block import CommandBlock
+from labrunner.tui.widgets.footer import NARROW, EssentialFooter
 from labrunner.tui.widgets.output_pane import OutputPane
 from labrunner.tui.widgets.step_list import StepList
 
@@ -63,6 +64,8 @@ CHECK_CLASS = {
     "error": "-error",
 }
 SECRET_WORDS = ("password", "passphrase", "token", "secret", "pin")
+NARROW_FOOTER = ("run_step", "check", "hint", "next_step", "back", "app.help", "quit", "app.quit")
+"""The keys an 80-column footer keeps: doing the step, moving on, Help and Quit."""
 
 
 class LabScreen(Screen[None]):
@@ -250,28 +253,30 @@ class LabScreen(Screen[None]):
             yield StepList(self.lab, id="steps")
             with Vertical(id="step-main"):
                 yield Static("", id="reload-problems", classes="-empty", markup=False)
-                with VerticalScroll(id="step-view"):
+                with Vertical(id="step-view"):
                     yield Static("", id="step-heading", markup=False)
-                    yield Markdown("", id="step-body")
-                    yield Static("", id="commands-title", classes="section-title")
-                    yield Vertical(id="commands")
-                    yield Static(
-                        "Checks  (c: check now · l: live)",
-                        id="checks-title",
-                        classes="section-title",
-                    )
-                    yield ChecksPanel(id="checks")
-                    yield Static("", id="hints", markup=False)
-                    yield Static("", id="solution", markup=False)
+                    with VerticalScroll(id="step-text"):  # the instructions scroll on their own
+                        yield Markdown("", id="step-body")
+                    with VerticalScroll(id="step-work"):  # so commands and checks stay in view
+                        yield Static("", id="commands-title", classes="section-title")
+                        yield Vertical(id="commands")
+                        yield Static(
+                            "Checks  (c: check now · l: live)",
+                            id="checks-title",
+                            classes="section-title",
+                        )
+                        yield ChecksPanel(id="checks")
+                        yield Markdown("", id="hints")
+                        yield Static("", id="solution", markup=False)
                 yield Static("", id="output-title", markup=False)
-                yield OutputPane(max_lines=self.output_lines, id="output")
+                yield OutputPane(max_lines=self.output_lines, id="output", classes="-empty")
                 with Horizontal(id="search-row"):
                     yield Static("Search output:", id="search-label", markup=False)
                     yield Input(id="search-input", placeholder="text, Enter finds the next older")
                 with Horizontal(id="prompt-row"):
                     yield Static("", id="prompt-label", markup=False)
                     yield Input(id="prompt-input", placeholder="type your answer, Enter sends it")
-        yield Footer()
+        yield EssentialFooter(NARROW_FOOTER)
 
     def on_mount(self) -> None:
         steps = self.query_one(StepList)
@@ -283,6 +288,9 @@ class LabScreen(Screen[None]):
         self._show_title()
         self._show_output_title()
         self._show_services()
+
+    def on_resize(self) -> None:
+        self.set_class(self.size.width < NARROW, "-narrow")  # the compact layout (80×24)
 
     def _initial_step(self, start: str | None) -> Step:
         if start is not None:
@@ -344,9 +352,9 @@ class LabScreen(Screen[None]):
     def _show_output_title(self) -> None:
         follow = self.query_one(OutputPane).follow
         busy = f"  ·  {self.job.value}… (x cancels)" if self.job else ""
-        self.query_one("#output-title", Static).update(
-            f"Output  (f: follow {'on' if follow else 'off'}){busy}"
-        )
+        pane = self.query_one(OutputPane)
+        how = "none yet" if pane.has_class("-empty") else f"f: follow {'on' if follow else 'off'}"
+        self.query_one("#output-title", Static).update(f"Output  ({how}){busy}")
 
     def _show_heading(self) -> None:
         step = self.selected
@@ -408,7 +416,8 @@ class LabScreen(Screen[None]):
         checks.show_checks(step.check)
         self.call_after_refresh(self._restore_outcomes)
         self._show_hints()
-        self.query_one("#step-view", VerticalScroll).scroll_home(animate=False)
+        for part in self.query("#step-text, #step-work").results(VerticalScroll):
+            part.scroll_home(animate=False)
 
     def _restore_outcomes(self) -> None:
         step = self.selected
@@ -425,7 +434,7 @@ class LabScreen(Screen[None]):
 
     def _show_hints(self) -> None:
         step = self.selected
-        hints = self.query_one("#hints", Static)
+        hints = self.query_one("#hints", Markdown)
         shown = self.hints_shown.get(step.id, 0)
         lines = [
             f"Hint {i + 1} of {len(step.hints)}: {hint.strip()}"
@@ -433,7 +442,7 @@ class LabScreen(Screen[None]):
         ]
         if step.hints and shown < len(step.hints) and step.id in self.failed:
             lines.append(f"(h: hint {shown + 1} of {len(step.hints)})")
-        hints.update("\n".join(lines))
+        hints.update("\n\n".join(lines))  # Markdown: `code` in a hint shows as code
         hints.set_class(not lines, "-empty")
         solution = self.query_one("#solution", Static)
         shown_solution = step.id in self.solution_shown
@@ -454,9 +463,12 @@ class LabScreen(Screen[None]):
             return
         batch = self.output_source.drain()
         pane = self.query_one(OutputPane)
+        opening = pane.has_class("-empty")
         if batch.dropped:
             pane.note("note", f"… {batch.dropped} lines scrolled past unseen …")
         pane.append(batch.items)
+        if opening:
+            self._show_output_title()
 
     def on_engine_event(self, message: msg.EngineEvent) -> None:
         event = message.event
@@ -890,7 +902,7 @@ class LabScreen(Screen[None]):
         self.hints_shown[step.id] = shown + 1
         self.post_message(msg.HintRevealed(step.id, shown + 1))
         self._show_hints()
-        self.query_one("#hints", Static).scroll_visible(animate=False)
+        self.call_after_refresh(self.query_one("#hints").scroll_visible, animate=False)
 
     def action_solution(self) -> None:
         """Show the solution, after a confirmation."""
@@ -903,7 +915,7 @@ class LabScreen(Screen[None]):
             if yes:
                 self.solution_shown.add(step.id)
                 self._show_hints()
-                self.query_one("#solution", Static).scroll_visible(animate=False)
+                self.call_after_refresh(self.query_one("#solution").scroll_visible, animate=False)
 
         self.app.push_screen(
             ConfirmDialog(

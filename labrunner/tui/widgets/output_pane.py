@@ -48,8 +48,10 @@ class OutputPane(ScrollView, can_focus=True):
             super().__init__()
             self.follow = follow
 
-    def __init__(self, *, max_lines: int = 10_000, id: str | None = None) -> None:
-        super().__init__(id=id)
+    def __init__(
+        self, *, max_lines: int = 10_000, id: str | None = None, classes: str | None = None
+    ) -> None:
+        super().__init__(id=id, classes=classes)
         self.max_lines = max_lines
         self._lines: deque[OutputItem] = deque(maxlen=max_lines)
         self._total = 0
@@ -104,6 +106,8 @@ class OutputPane(ScrollView, can_focus=True):
                 width = max(width, cell_len(plain))
         if not added:
             return
+        if self.has_class("-empty"):
+            self.remove_class("-empty")  # a pane collapsed while empty opens with its first line
         self._total += added
         self._width = width
         self.virtual_size = Size(width, len(self._lines))
