@@ -108,3 +108,29 @@ def test_failed_check_with_hint(
 def test_help_screen(snap_compare: SnapCompare, build: Callable[..., LabrunnerApp]) -> None:
     app = build(store=ProgressStore.memory())
     assert snap_compare(app, terminal_size=(100, 30), run_before=settled("question_mark"))
+
+
+def test_home_wide(snap_compare: SnapCompare, build: Callable[..., LabrunnerApp]) -> None:
+    """120×35: the workshop's progress line above the labs."""
+    app = build(store=midway_store())
+    assert snap_compare(app, terminal_size=(120, 35), run_before=settled(home=True))
+
+
+def test_lab_wide(snap_compare: SnapCompare, build: Callable[..., LabrunnerApp]) -> None:
+    """120×35: instructions, every command and the checks together; no output yet, so
+    the output pane is collapsed to its title."""
+    app = build(store=midway_store())
+    assert snap_compare(app, terminal_size=(120, 35), run_before=settled())
+
+
+def test_failed_check_with_hint_small(
+    snap_compare: SnapCompare, build: Callable[..., LabrunnerApp]
+) -> None:
+    """80×24 after a failed run: output shown, the hint in view, Help and Quit in the footer."""
+    app = build(store=midway_store())
+
+    def failed(app: LabrunnerApp) -> bool:
+        screen = app.screen
+        return isinstance(screen, LabScreen) and screen.hints_shown.get("fix-me") == 1
+
+    assert snap_compare(app, terminal_size=(80, 24), run_before=settled("r", "h", until=failed))
