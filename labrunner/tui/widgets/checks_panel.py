@@ -41,7 +41,7 @@ class CheckRow(Static):
     def _text(self) -> str:
         message = f"not yet: {self.message}" if self.state == "-notyet" else self.message
         text = f"{CHECK_ICONS[self.state]} {self.label}: {message}"
-        if self.state in ("-failed", "-error") and self.check.hint:
+        if self.state == "-failed" and self.check.hint:  # no hint fixes an environment error
             text += f"\n   hint: {self.check.hint.strip()}"
         return text
 
