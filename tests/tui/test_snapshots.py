@@ -69,6 +69,12 @@ def midway_store() -> ProgressStore:
     return store
 
 
+def hint_shown(app: LabrunnerApp) -> bool:
+    """Step 2 failed and its first hint is revealed."""
+    screen = app.screen
+    return isinstance(screen, LabScreen) and screen.hints_shown.get("fix-me") == 1
+
+
 def test_home_dark(snap_compare: SnapCompare, build: Callable[..., LabrunnerApp]) -> None:
     app = build(store=midway_store())
     assert snap_compare(app, terminal_size=(100, 30), run_before=settled(home=True))
@@ -97,12 +103,9 @@ def test_failed_check_with_hint(
     snap_compare: SnapCompare, build: Callable[..., LabrunnerApp]
 ) -> None:
     app = build(store=midway_store())
-
-    def failed(app: LabrunnerApp) -> bool:
-        screen = app.screen
-        return isinstance(screen, LabScreen) and screen.hints_shown.get("fix-me") == 1
-
-    assert snap_compare(app, terminal_size=(100, 30), run_before=settled("r", "h", until=failed))
+    assert snap_compare(
+        app, terminal_size=(100, 30), run_before=settled("r", "h", until=hint_shown)
+    )
 
 
 def test_help_screen(snap_compare: SnapCompare, build: Callable[..., LabrunnerApp]) -> None:
@@ -128,9 +131,4 @@ def test_failed_check_with_hint_small(
 ) -> None:
     """80×24 after a failed run: output shown, the hint in view, Help and Quit in the footer."""
     app = build(store=midway_store())
-
-    def failed(app: LabrunnerApp) -> bool:
-        screen = app.screen
-        return isinstance(screen, LabScreen) and screen.hints_shown.get("fix-me") == 1
-
-    assert snap_compare(app, terminal_size=(80, 24), run_before=settled("r", "h", until=failed))
+    assert snap_compare(app, terminal_size=(80, 24), run_before=settled("r", "h", until=hint_shown))
