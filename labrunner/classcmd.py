@@ -159,7 +159,13 @@ def _learners(count: int | None, names: Path | None, start: int = 0) -> list[Lea
 
 def _print_issued(issued: list[Issued], issuing: Issuing) -> None:
     for item in issued:
-        click.echo(f"  {item.learner.name:<24} {item.path}  (token valid until {item.expires})")
+        again = "; readmitted, their old join files stay revoked" if item.readmitted else ""
+        click.echo(
+            f"  {item.learner.name:<24} {item.path}  (token valid until {item.expires}{again})"
+        )
+    short = _granted_less(issued, issuing.token_seconds)
+    if short:
+        click.echo(f"labrunner: note: {short}", err=True)
     server = issuing.cluster.get("server") or "the cluster's API server"
     click.echo(
         f"Hand each learner their file; they run `labrunner class join FILE`. Their machines "
@@ -168,6 +174,28 @@ def _print_issued(issued: list[Issued], issuing: Issuing) -> None:
     click.echo(
         "Tokens expire at the time shown (the cluster may cap the lifetime asked for); "
         "`labrunner class renew NAME` writes new files."
+    )
+
+
+def _granted_less(issued: list[Issued], asked: int) -> str:
+    """A sentence when the cluster granted tokens shorter than asked ("" otherwise)."""
+    from datetime import datetime
+
+    from labrunner.durations import format_duration
+
+    granted = []
+    for item in issued:
+        try:
+            until = datetime.fromisoformat(item.expires.replace("Z", "+00:00")).timestamp()
+        except ValueError:
+            continue
+        granted.append(until - time.time())
+    if not granted or min(granted) >= asked - 120:
+        return ""
+    return (
+        f"asked for tokens of {format_duration(asked)}, the cluster granted "
+        f"{format_duration(max(round(min(granted) / 60) * 60, 0))}; run `labrunner class renew` "
+        "before they expire"
     )
 
 
@@ -559,7 +587,7 @@ def info_command() -> None:
     """Which class you joined, as whom, and whether events wait to be sent."""
     from labrunner.classroom import learner
 
-    found = learner.info(_learner_dir())
+    found = learner.info(_learner_dir(), send=learner.SEND_ON_JOIN)
     if found is None:
         click.echo("not in a class (join one with `labrunner class join FILE`)")
         sys.exit(int(ExitCode.FAILED))
@@ -568,3 +596,7 @@ def info_command() -> None:
     click.echo(f"server: {join.server}")
     click.echo(f"token valid until: {join.expires or 'unknown'}")
     click.echo(f"events waiting to be sent: {status.waiting}")
+    if status.state == "online":
+        click.echo("the class API has everything (events that waited were sent just now)")
+    elif status.waiting and status.problem:
+        click.echo(f"cannot send them now: {status.problem}", err=True)

@@ -255,7 +255,17 @@ def _open_tui(
         code = run_app(workshop, lab=lab, context=context_option, watch=watch, served=served)
     except LabrunnerError as exc:
         _fail(exc)
+    _class_note()
     sys.exit(int(code))
+
+
+def _class_note() -> None:
+    """End class publishing for this process; say so when events are left waiting."""
+    from labrunner.engine.classfeed import finish as finish_class
+
+    note = finish_class()
+    if note:
+        _say(note)
 
 
 @main.command()
@@ -587,6 +597,7 @@ def verify(
     finally:
         run.close()
         _store_news(store)
+    _class_note()
     printer.summary(collector)
     if stats is not None:
         click.echo(stats.table())

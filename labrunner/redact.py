@@ -523,13 +523,24 @@ class LineRedactor:
         self._indent = 0
         self._env_value_next = False
         self._depth = 0
+        self._unanswered = ""
 
     def reset(self) -> None:
         """Forget any open block: the next line starts a new command's output."""
         self._mode = ""
         self._env_value_next = False
+        self._unanswered = ""
+
+    def unanswered(self, prompt: str) -> None:
+        """``prompt`` got no answer (a headless run gives end-of-file): when the line
+        that carries it comes, what follows the prompt is later output, not an answer,
+        so it is redacted on its own rather than as the value of ``API token:``."""
+        self._unanswered = prompt.strip()
 
     def __call__(self, line: str) -> str:
+        prompt, self._unanswered = self._unanswered, ""
+        if prompt and line.startswith(prompt) and len(line) > len(prompt):
+            return self(line[: len(prompt)]) + self(line[len(prompt) :])
         if self._mode:
             out = self._in_block(line)
             if out is not None:

@@ -326,6 +326,8 @@ class TokenServer(Server):
                 f"--host {host or WILDCARDS[0]} listens everywhere: also pass --public-url with "
                 "the address the browser uses (https:// behind a TLS proxy)"
             )
+        if public_url:  # the page appends /ws and /static/ to it: no trailing slash
+            public_url = public_url.rstrip("/")
         super().__init__(" ".join(argv), host=host, port=port, title=title, public_url=public_url)
         self.argv = list(argv)
         self.token = choose_token(token)
@@ -369,7 +371,7 @@ class TokenServer(Server):
         if request.path == "/" and "token" in request.query:
             if not same(request.query.get("token"), self.token):
                 return self._refuse(403, "That token is not this server's.")
-            moved = web.HTTPSeeOther("/")
+            moved = web.HTTPSeeOther(urlsplit(self.public_url).path + "/")  # a proxy's prefix
             moved.set_cookie(
                 COOKIE,
                 self.cookie_secret,

@@ -96,6 +96,7 @@ class Printer:
                 self._ansi_line(event.text if masked == plain else masked)
         elif isinstance(event, ev.PromptWaiting):
             if event.refused:  # shown even when quiet: it is why the step will fail
+                self._redact.unanswered(event.prompt)
                 self._out(
                     f"  ? waiting for input at: {redact(event.prompt)} — nobody can type in "
                     "a headless run: it gets end-of-file (add an `expect` answer)",

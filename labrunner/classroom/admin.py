@@ -33,7 +33,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -94,6 +94,8 @@ class Issued:
     learner: Learner
     path: Path
     expires: str
+    readmitted: bool = False
+    """A revoked learner given access again (their old join files stay dead)."""
 
 
 @dataclass(frozen=True)
@@ -247,7 +249,54 @@ def add(
 def _make_learner(kube: Kube, ref: ClassRef, learner: Learner) -> None:
     name = learner.name
     ns = ref.namespace
-    objects: list[tuple[str, dict[str, Any]]] = [
+    for path, obj in _learner_objects(ref, learner):
+        try:
+            writes.create(kube, path, obj, timeout=TIMEOUT)
+        except ClusterError as exc:
+            kind = obj["kind"]
+            if exc.status == 409:
+                raise ClassProblem(
+                    f"learner {name!r}: a {kind} {obj['metadata']['name']} exists already in "
+                    f"{ns}; choose another name (or `class renew` to re-issue a join file)"
+                ) from None
+            raise _explain(exc, f"learner {name!r}: creating the {kind}") from None
+
+
+def _restore_access(kube: Kube, ref: ClassRef, learner: Learner) -> bool:
+    """Give a revoked learner their ServiceAccount, Role and RoleBinding back and clear the
+    revoked mark; True when anything had to be restored."""
+    restored = False
+    for path, obj in _learner_objects(ref, learner):
+        if obj["kind"] == "ConfigMap":
+            continue
+        try:
+            writes.create(kube, path, obj, timeout=TIMEOUT)
+            restored = True
+        except ClusterError as exc:
+            if exc.status != 409:
+                raise _explain(
+                    exc, f"learner {learner.name!r}: restoring the {obj['kind']}"
+                ) from None
+    try:
+        writes.merge_patch(
+            kube,
+            writes.item(ref.namespace, "configmaps", learner.progress_object),
+            {"metadata": {"annotations": {REVOKED: None}}},
+            timeout=TIMEOUT,
+        )
+    except NotFound:
+        raise ClassProblem(f"class {ref.name} has no learner {learner.name!r}") from None
+    except ClusterError as exc:
+        raise _explain(exc, f"learner {learner.name!r}: clearing the revoked mark") from None
+    return restored
+
+
+def _learner_objects(ref: ClassRef, learner: Learner) -> list[tuple[str, dict[str, Any]]]:
+    """Where to create, and what: a learner's ServiceAccount, progress object, Role and
+    RoleBinding."""
+    name = learner.name
+    ns = ref.namespace
+    return [
         (
             writes.collection(ns, "serviceaccounts"),
             {
@@ -296,17 +345,6 @@ def _make_learner(kube: Kube, ref: ClassRef, learner: Learner) -> None:
             },
         ),
     ]
-    for path, obj in objects:
-        try:
-            writes.create(kube, path, obj, timeout=TIMEOUT)
-        except ClusterError as exc:
-            kind = obj["kind"]
-            if exc.status == 409:
-                raise ClassProblem(
-                    f"learner {name!r}: a {kind} {obj['metadata']['name']} exists already in "
-                    f"{ns}; choose another name (or `class renew` to re-issue a join file)"
-                ) from None
-            raise _explain(exc, f"learner {name!r}: creating the {kind}") from None
 
 
 def _issue(
@@ -353,9 +391,17 @@ def renew(
     learners: Iterable[Learner],
     issuing: Issuing,
 ) -> list[Issued]:
-    """New tokens and join files (the old tokens stay valid until they expire)."""
+    """New tokens and join files (the old tokens stay valid until they expire). A revoked
+    learner is readmitted: a new ServiceAccount (so only the new token works), Role and
+    RoleBinding, and the revoked mark cleared."""
     read_class(kube, ref)
-    return [_issue(kube, ref, learner, issuing) for learner in learners]
+    revoked = {p.learner for p in class_progress(kube, ref) if p.revoked}
+    issued = []
+    for learner in learners:
+        readmitted = learner.name in revoked and _restore_access(kube, ref, learner)
+        item = _issue(kube, ref, learner, issuing)
+        issued.append(replace(item, readmitted=readmitted))
+    return issued
 
 
 def revoke(kube: Kube, ref: ClassRef, learner: str) -> None:

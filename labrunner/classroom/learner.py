@@ -106,12 +106,22 @@ def leave(directory: Path) -> joinfile.Join | None:
     return old
 
 
-def info(directory: Path) -> tuple[joinfile.Join, Status] | None:
-    """The joined class and how many events wait to be sent (None when not joined)."""
+def info(directory: Path, *, send: float = 0.0) -> tuple[joinfile.Join, Status] | None:
+    """The joined class and how many events wait to be sent (None when not joined).
+
+    With ``send`` > 0, events that wait (queued while the class API was out of
+    reach) are sent first, for at most that many seconds; the status then says
+    how that went (``online``, or ``offline`` with the problem).
+    """
     try:
         join_ = joinfile.read(directory / JOIN_FILE)
     except joinfile.BadJoinFile:
         return None
     saved = read_outbox(directory) or {}
     waiting = max(int(saved.get("seq") or 0) - int(saved.get("acked") or 0), 0)
+    if waiting and send > 0:
+        sender = Publisher(directory, join_)
+        sender.flush(send)
+        sender.close(0.0)
+        return join_, sender.status()
     return join_, Status(join_.class_name, join_.learner, waiting=waiting)

@@ -72,6 +72,18 @@ class Status:
     """Events folded in but not yet acknowledged by the class API."""
     problem: str = ""
 
+    def waiting_note(self) -> str:
+        """For the end of a headless run: why events still wait and when they go out
+        ("" when none wait)."""
+        if not self.waiting:
+            return ""
+        what = f"{self.waiting} class event{'s' if self.waiting != 1 else ''}"
+        why = f" ({self.problem})" if self.problem else ""
+        return (
+            f"class {self.class_name}: {what} not sent yet{why}; they are kept and go out the "
+            "next time labrunner runs a step, or with `labrunner class info`"
+        )
+
     def note(self) -> str:
         """One line: ``class demo as alice`` or ``class demo: offline, 3 events waiting``."""
         if self.state == "offline":
@@ -444,6 +456,17 @@ def active(directory: Path) -> Publisher | None:
         publisher = Publisher(directory, join)
         _active[directory] = publisher
         return publisher
+
+
+def close_active(directory: Path, grace: float = EXIT_GRACE) -> Status | None:
+    """Close the publisher this process started for ``directory`` (its last send within
+    ``grace`` seconds) and return how it ended; None when this process published nothing."""
+    with _active_lock:
+        publisher = _active.pop(directory, None)
+    if publisher is None or publisher._thread is None:
+        return None
+    publisher.close(grace)
+    return publisher.status()
 
 
 def forget(directory: Path) -> None:

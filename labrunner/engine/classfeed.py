@@ -99,6 +99,16 @@ class ClassFeed:
         )
 
 
+def finish(grace: float = class_publisher.EXIT_GRACE) -> str:
+    """End this process's publishing (a last send within ``grace`` seconds); a note for a
+    headless run when events still wait to be sent ("" when all went out, or no class)."""
+    try:
+        status = class_publisher.close_active(class_directory(), grace)
+    except Exception:  # publishing never costs the learner anything, not even at the end
+        return ""
+    return status.waiting_note() if status is not None else ""
+
+
 def tap(emit: Emit, workshop: Workshop) -> Emit:
     """``emit``, plus the class feed when the learner joined a class."""
     try:

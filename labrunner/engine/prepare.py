@@ -214,6 +214,35 @@ class PreparedRun:
         """True once ``lab``'s target was approved in this run."""
         return self.target(workshop, lab).key in self._pinned
 
+    def kubectl_guard(self, kubeconfig: Path) -> Path:
+        """A folder holding a ``kubectl`` that runs the real one only with ``kubeconfig``.
+
+        Put first on a lab shell's PATH. The shell's KUBECONFIG is checked after
+        each command, but within one command line ``unset KUBECONFIG; kubectl …``
+        (kubectl then reads ``~/.kube/config``), ``export KUBECONFIG=other && kubectl
+        …`` or ``KUBECONFIG=other kubectl …`` would already have reached another
+        cluster by then. This ``kubectl`` refuses to run when KUBECONFIG is not
+        the approved file (named as it is, or again in any spelling, as the check after
+        each command allows), and otherwise runs the next ``kubectl`` on PATH.
+        A command that names a kubectl by its full path is not covered (as one
+        that names its own ``--kubeconfig``).
+        """
+        name = hashlib.sha256(str(kubeconfig).encode()).hexdigest()[:12]
+        folder = self.directory / f"guard-{name}"
+        script = folder / "kubectl"
+        if not script.exists():
+            folder.mkdir(mode=0o700, exist_ok=True)
+            text = (
+                GUARD_SCRIPT.replace("@EXPECTED@", _sh_quote(str(kubeconfig)))
+                .replace("@REAL@", _sh_quote(os.path.realpath(kubeconfig)))
+                .replace("@HERE@", _sh_quote(str(folder)))
+            )
+            tmp = folder / ".kubectl.tmp"
+            tmp.write_text(text, encoding="utf-8")
+            tmp.chmod(0o700)
+            os.replace(tmp, script)
+        return folder
+
     def kubeconfig_for(self, workshop: Workshop, lab: Lab) -> Path:
         """The kubeconfig ``lab``'s shell and checks get: its pinned cluster once approved,
         else (no cluster needed, or not approved) the one that leads nowhere."""
@@ -222,6 +251,56 @@ class PreparedRun:
             if pinned is not None:
                 return pinned
         return self.no_cluster
+
+
+GUARD_SCRIPT = """#!/bin/sh
+# labrunner: kubectl only with the kubeconfig this run approved (see labrunner.engine.prepare).
+expected=@EXPECTED@
+real_expected=@REAL@
+here=@HERE@
+resolve() {
+  case $1 in /*) p=$1 ;; *) p=$PWD/$1 ;; esac
+  realpath -m -- "$p" 2>/dev/null && return
+  d=$(cd -P -- "$(dirname -- "$p")" 2>/dev/null && pwd -P) || { printf '%s\\n' "$p"; return; }
+  printf '%s/%s\\n' "$d" "$(basename -- "$p")"
+}
+same=
+if [ "${KUBECONFIG-}" = "$expected" ]; then
+  same=1
+elif [ -n "${KUBECONFIG-}" ]; then
+  # the same file named again (another spelling, twice, with empty entries) is fine,
+  # as the check after each command says
+  set -f; IFS=:
+  for entry in $KUBECONFIG; do
+    [ -n "$entry" ] || continue
+    if [ "$(resolve "$entry")" = "$real_expected" ]; then same=1; else same=; break; fi
+  done
+  unset IFS; set +f
+fi
+if [ -z "$same" ]; then
+  if [ -n "${KUBECONFIG+set}" ]; then now="KUBECONFIG is '$KUBECONFIG'"
+  else now="KUBECONFIG is unset (kubectl would read ~/.kube/config)"; fi
+  echo "labrunner: not running kubectl: $now, not the kubeconfig this run approved" \\
+    "($expected); a lab command must not point kubectl at another cluster" >&2
+  exit 1
+fi
+set -f
+IFS=:
+for dir in $PATH; do
+  [ -n "$dir" ] || dir=.
+  [ "$dir" = "$here" ] && continue
+  if [ -f "$dir/kubectl" ] && [ -x "$dir/kubectl" ]; then
+    exec "$dir/kubectl" "$@"
+  fi
+done
+echo "kubectl: command not found" >&2
+exit 127
+"""
+
+
+def _sh_quote(text: str) -> str:
+    """``text`` as one single-quoted sh word."""
+    return "'" + text.replace("'", "'\\''") + "'"
 
 
 def _remove(directory: Path) -> None:

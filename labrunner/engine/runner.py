@@ -1135,8 +1135,11 @@ class Engine:
         """The environment ``lab``'s shell starts with, KUBECONFIG pinned."""
         env = shell_environment(self.workshop, lab, self.base_env)
         pinned = self.kubeconfig(lab)
-        if pinned is not None:
+        if pinned is not None and self.run is not None:
             env["KUBECONFIG"] = pinned
+            if shutil.which("kubectl", path=env.get("PATH", os.defpath)) is not None:
+                guard = self.run.kubectl_guard(Path(pinned))
+                env["PATH"] = f"{guard}{os.pathsep}{env.get('PATH', os.defpath)}"
         return env
 
     def session(

@@ -263,7 +263,11 @@ class Rehearsal:
             env.update(cluster.env)
         else:  # a lab without a cluster gets a kubeconfig that points nowhere
             env["KUBECONFIG"] = str(folder / "no-cluster")
-        run = prepare_run(CONTEXT if cluster else None, base_env=env)
+        run = prepare_run(CONTEXT if cluster else None, base_env=env, cwd=self.workshop.root)
+        if cluster is not None and run.approve(self.workshop, lab) is None:
+            run.close()
+            cluster.stop()
+            raise RehearsalSetupError(f"{lab.id}: cannot pin the simulated cluster's kubeconfig")
         try:
             engine = Engine(
                 self.workshop,
@@ -276,6 +280,7 @@ class Rehearsal:
                     skip_needs=frozenset(NOT_REHEARSABLE),
                 ),
                 base_env=run.env,
+                run=run,
             )
             self.emit(ev.LabStarted(lab.id, lab.title, tuple(s.id for s in lab.steps)))
             with engine.session(lab, restore_exports=False) as session:

@@ -38,6 +38,13 @@ def clean(text: str) -> str:
     return clip(_XML_BAD.sub("", redact(strip_ansi(text))))
 
 
+def _xml_safe(text: str) -> str:
+    """``clean`` for output lines, which were redacted (line by line, knowing which
+    prompts went unanswered) as they came: redacting them again would mask what a
+    second look without that knowledge takes for a secret."""
+    return clip(_XML_BAD.sub("", strip_ansi(text)))
+
+
 def clip(text: str) -> str:
     """``text`` with every line longer than ``MAX_LINE`` characters cut, saying by how much
     (the terminal log clips messages the same way as the reports)."""
@@ -149,6 +156,9 @@ class ReportCollector:
             step.title = event.title
         elif isinstance(event, ev.CommandStarted):
             self._redactor.reset()
+        elif isinstance(event, ev.PromptWaiting):
+            if event.refused:
+                self._redactor.unanswered(event.prompt)
         elif isinstance(event, ev.OutputLine):
             line = _clip_line(self._redactor(strip_ansi(event.text)))
             target = (
@@ -316,7 +326,7 @@ class ReportCollector:
                 if step.output or step.forensics:
                     # line by line: the lines were redacted per command as they came, and
                     # one command's unfinished key must not mask the next command's output
-                    parts = ["\n".join(clean(line) for line in step.output)]
+                    parts = ["\n".join(_xml_safe(line) for line in step.output)]
                     if step.forensics:
                         parts.append("forensics:\n" + clean(render(step.forensics)))
                     ET.SubElement(case, "system-out").text = "\n\n".join(p for p in parts if p)

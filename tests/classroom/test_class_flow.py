@@ -147,3 +147,16 @@ def test_the_join_file_names_the_class_and_holds_a_token_request_token(
     assert identity is not None and identity.user == f"system:serviceaccount:{NS}:carol"
     issued = class_api.server.tokens.issued_for(NS, "carol")
     assert len(issued) == 1 and 7100 <= issued[0].expires - issued[0].issued <= 7300
+
+
+def test_a_cluster_that_caps_tokens_is_named_with_what_it_granted(
+    class_api: FakeClusterHandle, teacher: Machine, tmp_path: Path
+) -> None:
+    class_api.server.max_token_seconds = 3600
+    made = init_class(teacher, tmp_path / "joins", "dora")  # asks for 24h
+    assert "asked for tokens of 24h00m, the cluster granted 1h00m" in made.stderr
+    assert "labrunner class renew" in made.stderr
+    class_api.server.max_token_seconds = None
+    renewed = ok(teacher.cli("class", "renew", "demo", "--out", tmp_path / "again"))
+    assert "the cluster granted" not in renewed.stderr
+    assert "readmitted" not in renewed.stdout

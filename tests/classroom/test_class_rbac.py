@@ -109,6 +109,26 @@ def test_revoking_ends_the_token_and_keeps_the_progress(
     missing = ok(teacher.cli("class", "revoke", "demo", "nobody"), code=3)
     assert "no learner 'nobody'" in missing.stderr
 
+    # Bob works on, revoked: the step is his, the run says why the class did not hear of it
+    rerun = ok(bob.cli("--labs", workshop, "verify", "second"))
+    assert "PASS only" in rerun.stdout
+    assert "class demo: 2 class events not sent yet" in rerun.stderr
+    assert "not accepted (expired or revoked)" in rerun.stderr
+
+    # renew readmits him: a new ServiceAccount, so only the new token works
+    out = two_joins[1].parent / "renewed"
+    renewed = ok(teacher.cli("class", "renew", "demo", "bob", "--out", out))
+    assert "readmitted, their old join files stay revoked" in renewed.stdout
+    assert class_api.server.get("serviceaccounts", "bob", NS) is not None
+    assert class_api.server.get("rolebindings", "bob", NS) is not None
+    assert class_api.server.identity(token_of(two_joins[1])) is None
+    assert status_json(teacher)["bob"]["revoked"] is False
+    before = status_json(teacher)["bob"]["updated"]
+    ok(bob.cli("class", "join", out / "bob.yaml"))  # sends what waited
+    info = ok(bob.cli("class", "info"))
+    assert "events waiting to be sent: 0" in info.stdout
+    assert status_json(teacher)["bob"]["updated"] != before
+
 
 def test_renew_writes_new_join_files_and_add_numbers_on(
     class_api: FakeClusterHandle, teacher: Machine, tmp_path: Path
@@ -174,3 +194,30 @@ def test_a_namespace_admin_runs_a_class_in_their_namespace(
     assert server.get("serviceaccounts", "dana", "course") is None
     assert server.get("configmaps", "progress-dana", "course") is None
     assert server.get("roles", "dana", "course") is None
+
+
+def test_an_expired_token_costs_the_learner_a_note_and_renew_brings_the_events_in(
+    class_api: FakeClusterHandle,
+    teacher: Machine,
+    two_joins: tuple[Path, Path],
+    learner_machine: object,
+    workshop: Path,
+) -> None:
+    alice: Machine = learner_machine("alice")  # type: ignore[operator]
+    ok(alice.cli("class", "join", two_joins[0]))
+    class_api.server.expire_token(token_of(two_joins[0]))
+    run = ok(alice.cli("--labs", workshop, "verify", "second"))
+    assert "PASS only" in run.stdout  # the step is the learner's, whatever the class API says
+    assert "class events not sent yet" in run.stderr
+    assert "not accepted (expired or revoked)" in run.stderr
+    assert status_json(teacher)["alice"]["state"] == "not started"
+    refused = ok(alice.cli("class", "join", two_joins[0]), code=3)
+    assert "not accepted (expired or revoked)" in refused.stderr
+
+    out = two_joins[0].parent / "renewed"
+    renewed = ok(teacher.cli("class", "renew", "demo", "alice", "--out", out))
+    assert "readmitted" not in renewed.stdout  # expired, not revoked
+    joined = ok(alice.cli("class", "join", out / "alice.yaml"))
+    assert "kept the events saved here" in joined.stdout
+    row = status_json(teacher)["alice"]
+    assert (row["lab"], row["step"], row["state"]) == ("second", "only", "passed")

@@ -8,6 +8,7 @@ once the API answers again, in this process or the next labrunner.
 from __future__ import annotations
 
 import json
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -200,8 +201,73 @@ def test_a_hanging_class_api_holds_up_neither_steps_nor_the_exit_for_long(
         class_api.server.faults.remove(rule)
     # the send timeout is 5 s; the exit waits at most EXIT_GRACE (+0.5 s) for it
     assert hanging_run < 20
+    saved = publisher.read_outbox(alice.state / "class")
+    assert saved is not None and saved["seq"] > saved["acked"]  # kept, not lost
     info = ok(alice.cli("class", "info")).stdout
-    assert "events waiting to be sent: 0" not in info  # kept, not lost
-    ok(alice.cli("--labs", workshop, "verify", "second", "-q"))
+    assert "were sent just now" in info
     row = status_json(teacher)["alice"]
     assert "first/broken" in row["last_failure"]
+
+
+def test_a_headless_run_offline_says_what_waits_and_class_info_sends_it(
+    class_api: FakeClusterHandle,
+    teacher: Machine,
+    learner_machine: object,
+    workshop: Path,
+    tmp_path: Path,
+) -> None:
+    alice = joined_learner(teacher, learner_machine, tmp_path)
+    class_api.server.faults.refuse_connections(True)
+    try:
+        run = ok(alice.cli("--labs", workshop, "verify", "second"))
+        assert "PASS only" in run.stdout
+        assert "class demo: 2 class events not sent yet" in run.stderr
+        assert "labrunner class info" in run.stderr
+        offline = ok(alice.cli("class", "info"))
+        assert "events waiting to be sent: 2" in offline.stdout
+        assert "cannot send them now" in offline.stderr
+        assert remote_doc(class_api, "alice")["seq"] == 0
+    finally:
+        class_api.server.faults.refuse_connections(False)
+    back = ok(alice.cli("class", "info"))
+    assert "events waiting to be sent: 0" in back.stdout
+    assert "were sent just now" in back.stdout
+    assert remote_doc(class_api, "alice")["seq"] == 2
+    assert status_json(teacher)["alice"]["state"] == "passed"
+    quiet = ok(alice.cli("--labs", workshop, "verify", "second"))  # online: no note
+    assert "not sent yet" not in quiet.stderr
+
+
+def test_leaving_the_tui_offline_says_what_waits(
+    class_api: FakeClusterHandle,
+    teacher: Machine,
+    learner_machine: object,
+    workshop: Path,
+    tmp_path: Path,
+) -> None:
+    pexpect = pytest.importorskip("pexpect")
+    alice = joined_learner(teacher, learner_machine, tmp_path)
+    class_api.server.faults.refuse_connections(True)
+    try:
+        tui = pexpect.spawn(
+            sys.executable,
+            ["-m", "labrunner", "--labs", str(workshop), "run", "first"],
+            env={**alice.env, "TERM": "xterm-256color"},
+            cwd=str(alice.home),
+            dimensions=(30, 100),
+            timeout=90,
+        )
+        try:
+            tui.expect("Say hello")  # the lab opened: its first step was viewed
+            tui.expect("offline")  # the status line says the class API is out of reach
+            tui.send("q")
+            tui.expect(pexpect.EOF)
+        finally:
+            tui.close(force=True)
+        said = (tui.before or b"").decode(errors="replace")
+        assert "class events not sent yet" in said or "class event not sent yet" in said
+        assert "labrunner class info" in said
+    finally:
+        class_api.server.faults.refuse_connections(False)
+    assert "were sent just now" in ok(alice.cli("class", "info")).stdout
+    assert status_json(teacher)["alice"]["lab"] == "first"

@@ -387,3 +387,23 @@ def test_check_prints_every_failing_check_masked(run: Run) -> None:
     out = run.places["check stdout"]
     assert out.count("✘") + out.count("…") >= len(CASES), out
     assert MASK in out
+
+
+def test_output_after_an_unanswered_prompt_is_not_taken_for_its_answer(
+    tmp_path: Path,
+) -> None:
+    # headless, `read -p "API token: "` gets end-of-file: the next output lands on the
+    # prompt's line, and is not the token
+    labs = tmp_path / "ws" / "labs"
+    labs.mkdir(parents=True)
+    (labs / "ask.yaml").write_text(
+        "apiVersion: labrunner/v1\nid: ask\ntitle: Ask\nsteps:\n  - id: ask\n    title: Ask\n"
+        '    run: [\'read -r -p "API token: " t; echo "got=${#t} characters"\']\n'
+        "    check: [{file: {path: ask.yaml}}]\n",
+        encoding="utf-8",
+    )
+    junit = tmp_path / "report.xml"
+    done = run_cli("--labs", labs, "verify", "--no-save", "--junit", junit, cwd=tmp_path)
+    assert "Traceback" not in done.stdout + done.stderr
+    assert "API token: got=0 characters" in done.stdout, done.stdout
+    assert "API token: got=0 characters" in junit.read_text(encoding="utf-8")

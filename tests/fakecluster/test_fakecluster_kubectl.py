@@ -494,3 +494,32 @@ def test_logs_and_describe_free_commands(fake_cluster: FakeClusterHandle, tmp_pa
     assert table[pod][1:3] == ["0/1", "ImagePullBackOff"]
     nodes = rows(ok(fc.kubectl("get", "nodes")))
     assert nodes[1][:2] == ["labrunner-control-plane", "Ready"]
+
+
+def test_exec_output_waits_for_kubectls_reader(
+    fake_cluster: FakeClusterHandle, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """kubectl registers its streams beside the loop that reads them: output sent before
+    the loop answers a ping could be dropped ("Unknown stream id"). The fake waits for
+    the pong, which real kubectl sends, so every run's output arrives whole."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from labrunner.testing.fakecluster import websocket
+
+    fc = fake_cluster
+    ok(fc.kubectl("apply", "-f", write(tmp_path, "app.yaml", APP)))
+    fc.server.exec_handler = lambda *_: ExecResult(stdout=b"whole\n", stderr=b"err\n")
+    answered: list[bool] = []
+    real = websocket.await_reader
+
+    def spy(conn: websocket.Connection, timeout: float = websocket.READER_WAIT) -> bool:
+        answered.append(real(conn, timeout))
+        return answered[-1]
+
+    monkeypatch.setattr(websocket, "await_reader", spy)
+    with ThreadPoolExecutor(6) as pool:
+        runs = list(
+            pool.map(lambda _: fc.kubectl("exec", "-n", "shop", "deploy/web", "--", "x"), range(12))
+        )
+    assert [(r.returncode, r.stdout, r.stderr) for r in runs] == [(0, "whole\n", "err\n")] * 12
+    assert answered == [True] * 12, "kubectl answered every ping: no run waited out the bound"

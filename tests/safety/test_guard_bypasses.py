@@ -10,6 +10,7 @@ or request. The user's kubeconfig must be byte for byte what it was.
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import pytest
@@ -241,4 +242,45 @@ def test_kubeconfig_paths_are_resolved_as_kubectl_resolves_them(world: World) ->
     accepted = world.cli("verify", "--no-save", env=relative, cwd=world.root)
     assert accepted.returncode == 0, accepted.stdout + accepted.stderr
     assert world.safe.get("namespaces", "from-chain") is not None
+    world.assert_prod_untouched()
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        "unset KUBECONFIG; kubectl --context prod-eks get configmaps -n default",
+        "export KUBECONFIG={prod} && kubectl get configmaps -n default",
+        "KUBECONFIG={prod} kubectl get configmaps -n default",
+        "env -u KUBECONFIG kubectl --context prod-eks get configmaps -n default",
+    ],
+)
+def test_kubectl_in_the_same_command_that_moves_kubeconfig_does_not_run(
+    world: World, command: str
+) -> None:
+    # the common setup: the user's kubeconfig is ~/.kube/config, KUBECONFIG unset, and it
+    # also holds the production contexts
+    home_config = Path(world.env["HOME"]) / ".kube" / "config"
+    home_config.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(world.kubeconfig, home_config)
+    env = {k: v for k, v in world.env.items() if k != "KUBECONFIG"}
+    prod = world.kubeconfig_with(world.root / "prod.yaml", current="prod-eks")
+    world.cluster_lab("same-line", command.format(prod=prod))
+    done = world.cli("verify", "--no-save", env=env)
+    assert "not running kubectl" in done.stdout + done.stderr, done.stdout + done.stderr
+    assert "prod-config" not in done.stdout
+    world.prod.assert_untouched()
+    assert home_config.read_bytes() == world.original
+
+
+def test_kubectl_runs_when_the_pinned_file_is_named_again(world: World) -> None:
+    world.cluster_lab(
+        "renamed",
+        'KUBECONFIG="$KUBECONFIG::$(realpath "$KUBECONFIG")" kubectl get namespace default'
+        ' && cd "$(dirname "$KUBECONFIG")" && KUBECONFIG="./$(basename "$KUBECONFIG")"'
+        " kubectl get namespace default",
+    )
+    done = world.cli("verify", "--no-save")
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "not running kubectl" not in done.stdout + done.stderr
+    assert done.stdout.count("default   Active") == 2, done.stdout
     world.assert_prod_untouched()

@@ -188,3 +188,59 @@ def test_options_it_refuses() -> None:
     assert server.origin == "https://lab.example"
     assert origin_of("http://Example.COM:80/x") == "http://example.com"
     assert origin_of("http://[::1]:8000/") == "http://[::1]:8000"
+
+
+def test_behind_a_tls_proxy_the_cookie_is_secure_and_the_page_uses_wss() -> None:
+    async def scenario() -> None:
+        public = "https://lab7.example.org"
+        async for served in serving([sys.executable, str(FAKE_APP)], public_url=public):
+            assert served.base == public and served.server.url.startswith(public + "/?token=")
+            runner = served.server._runner  # where it listens: the proxy's upstream
+            assert runner is not None
+            upstream = f"http://127.0.0.1:{runner.addresses[0][1]}"
+            async with served.client() as client:
+                login = f"{upstream}/?token={served.server.token}"
+                async with client.get(login, allow_redirects=False) as reply:
+                    assert reply.status == 303
+                    cookie = reply.headers["Set-Cookie"]
+                    assert "Secure" in cookie and "HttpOnly" in cookie
+                secret = served.server.cookie_secret
+                headers = {"Cookie": f"labrunner_session={secret}"}
+                async with client.get(upstream + "/", headers=headers) as page:
+                    assert page.status == 200
+                    assert "wss://lab7.example.org/ws" in await page.text()
+                for origin in (upstream, "http://lab7.example.org"):
+                    with pytest.raises(aiohttp.WSServerHandshakeError) as refused:
+                        await client.ws_connect(
+                            f"{upstream}/ws", headers={**headers, "Origin": origin}
+                        )
+                    assert refused.value.status == 403, origin
+                ws = await client.ws_connect(
+                    f"{upstream}/ws?width=80&height=24", headers={**headers, "Origin": public}
+                )
+                assert (await read_data(ws)).startswith("ready pid=")
+                await ws.close()
+
+    run(scenario)
+
+
+def test_behind_a_proxy_path_the_token_swap_lands_on_that_path() -> None:
+    async def scenario() -> None:
+        public = "https://class.example.org/lab7/"
+        async for served in serving([sys.executable, str(FAKE_APP)], public_url=public):
+            runner = served.server._runner
+            assert runner is not None
+            upstream = f"http://127.0.0.1:{runner.addresses[0][1]}"  # the proxy strips /lab7
+            async with served.client() as client:
+                login = f"{upstream}/?token={served.server.token}"
+                async with client.get(login, allow_redirects=False) as reply:
+                    assert reply.status == 303
+                    assert reply.headers["Location"] == "/lab7/"
+                secret = served.server.cookie_secret
+                headers = {"Cookie": f"labrunner_session={secret}"}
+                async with client.get(upstream + "/", headers=headers) as page:
+                    text = await page.text()
+                    assert "wss://class.example.org/lab7/ws" in text
+                    assert "https://class.example.org/lab7/static/" in text
+
+    run(scenario)

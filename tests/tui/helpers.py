@@ -114,8 +114,32 @@ def pid_alive(pid: int) -> bool:
     return state != "Z"
 
 
+def _parent(pid: int) -> int:
+    """The parent of ``pid`` (0 when it is gone)."""
+    try:
+        with open(f"/proc/{pid}/stat", encoding="utf-8") as fh:
+            return int(fh.read().rsplit(")", 1)[1].split()[1])
+    except (OSError, ValueError, IndexError):
+        return 0
+
+
+def _descends_from_us(pid: int) -> bool:
+    me = os.getpid()
+    seen = 0
+    while pid > 1 and seen < 64:
+        pid = _parent(pid)
+        if pid == me:
+            return True
+        seen += 1
+    return False
+
+
 def find_pids(pattern: str) -> list[int]:
-    """Pids of our own processes whose command line contains ``pattern``."""
+    """Pids of this test process's descendants whose command line contains ``pattern``.
+
+    Only descendants: other test runs on the same machine (same user) start the
+    same commands, and their processes are not ours to judge or kill.
+    """
     found = []
     me = os.getuid()
     for entry in os.listdir("/proc"):
@@ -128,8 +152,9 @@ def find_pids(pattern: str) -> list[int]:
                 cmdline = fh.read().replace(b"\0", b" ").decode("utf-8", "replace")
         except OSError:
             continue
-        if pattern in cmdline and pid_alive(int(entry)):
-            found.append(int(entry))
+        pid = int(entry)
+        if pattern in cmdline and pid_alive(pid) and _descends_from_us(pid):
+            found.append(pid)
     return found
 
 

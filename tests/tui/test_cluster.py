@@ -215,7 +215,12 @@ def test_a_hostile_api_server_is_reported_and_the_tui_carries_on(tmp_path: Path,
                 record = screen.records["default-ns"]
                 assert record.status == "error", record
                 assert cause in record.message
-                assert any(cause in n for n in notifications(app))
+                await wait_for(
+                    pilot,
+                    lambda: any(cause in n for n in notifications(app)),
+                    "a notice naming the cause",
+                    30,
+                )
                 assert app.is_running
 
         asyncio.run(scenario())

@@ -130,7 +130,9 @@ def test_a_prompt_is_answered_through_the_input_line(
                 pilot, lambda: screen.query_one("#prompt-row").has_class("-shown"), "the prompt"
             )
             assert "Your name:" in str(screen.query_one("#prompt-label").render())
-            assert screen.query_one("#prompt-input").has_focus
+            # Textual moves focus on its next turn (``focus()`` is deferred), so wait for it.
+            field = screen.query_one("#prompt-input")
+            await wait_for(pilot, lambda: field.has_focus, "the input line to take focus")
             await pilot.press(*"ada", "enter")
             await wait_for(pilot, lambda: screen.states["ask"] is StepState.PASSED, "pass")
             assert (workshop.root / "name.txt").read_text() == "hello, ada\n"

@@ -33,7 +33,8 @@ def test_an_edited_lab_reloads_in_place_keeping_position_and_progress(
     build: Callable[..., LabrunnerApp], workshop: Workshop
 ) -> None:
     lab_file = workshop.lab("basics").path
-    store = given_progress("basics", "hello", at="fix-me")
+    store = given_progress(workshop, "basics", "hello", at="fix-me")
+    (workshop.root / "made.txt").write_text("ready\n")  # so hello's re-check still passes
 
     async def scenario() -> None:
         app = build(store=store, lab="basics", watch=True, watch_interval=0.05)
@@ -82,7 +83,7 @@ def test_an_edited_lab_reloads_in_place_keeping_position_and_progress(
             assert [s.id for s in screen.lab.steps][:2] == ["greet", "fix-me"]
             assert "hello" not in store.steps("basics")
             assert screen.selected.id == "fix-me"
-            assert screen.states["greet"] is StepState.CURRENT
+            assert screen.states["greet"] is StepState.TODO
 
             # 4. The step the learner is on disappears: they land on the one in its place.
             text = lab_file.read_text()
@@ -95,7 +96,10 @@ def test_an_edited_lab_reloads_in_place_keeping_position_and_progress(
             assert steps.index == 1
             await wait_for(
                 pilot,
-                lambda: ProgressStore.for_context(None).position() == ("basics", "ask"),
+                lambda: (
+                    ProgressStore.for_workshop(workshop, context=None).position()
+                    == ("basics", "ask")
+                ),
                 "the new position saved",
             )
 

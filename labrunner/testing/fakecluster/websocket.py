@@ -19,6 +19,7 @@ import ssl
 import struct
 import subprocess
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -174,8 +175,44 @@ def exec_status(exit_code: int, command: list[str]) -> bytes:
     ).encode()
 
 
+READER_WAIT = 5.0
+"""How long ``serve_exec`` waits for the client's reader to answer a ping before it streams."""
+
+
+def await_reader(conn: Connection, timeout: float = READER_WAIT) -> bool:
+    """Ping the client and wait for its pong: proof that its reading loop has started.
+
+    client-go starts the loop that reads the connection and the code that registers
+    its stdout/stderr/error streams side by side, right after the handshake; a frame
+    that arrives before a stream is registered is dropped with "Unknown stream id N,
+    discarding message" (stderr) and the command's output is lost. A real kubelet
+    starts a process before it says anything, so this never shows against a real
+    cluster; the fake answers at once, so it waits for the round trip instead. The
+    reading loop is started after the registering code, which runs first on its own
+    goroutine, so by the time the pong comes back the streams are there. A client
+    that never answers pings only costs ``timeout``. Frames other than the pong
+    (stdin a client sends unasked) are not needed by a finished command and dropped.
+    """
+    token = b"labrunner-fake-ready"
+    try:
+        conn.send(token, OP_PING)
+        deadline = time.monotonic() + timeout
+        while (left := deadline - time.monotonic()) > 0 and conn.readable(left):
+            opcode, payload = conn.recv()
+            if opcode == OP_PONG and payload == token:
+                return True
+            if opcode == OP_CLOSE:
+                return False
+            if opcode == OP_PING:
+                conn.send(payload, OP_PONG)
+    except (OSError, ConnectionError):
+        return False
+    return False
+
+
 def serve_exec(conn: Connection, result: ExecResult, command: list[str]) -> None:
     """Stream a finished command's output and status, then close politely."""
+    await_reader(conn)
     chunk = 32 * 1024
     for channel, data in ((1, result.stdout), (2, result.stderr)):
         for start in range(0, len(data), chunk):
