@@ -35,6 +35,7 @@ from textual.widgets import Footer, Input, ListView, Markdown, Static
 from labrunner.engine import events as ev
 from labrunner.engine.events import StepStatus
 from labrunner.lab.model import Lab, Step
+from labrunner.shell.pane import PaneShell
 from labrunner.state.rules import (
     FAILED_STATUSES,
     StepState,
@@ -48,11 +49,13 @@ from labrunner.tui.commands import Action, bindings
 from labrunner.tui.dialogs.confirm import ConfirmDialog
 from labrunner.tui.output import OutputBuffer
 from labrunner.tui.progress import SERVICE_CLASSES, SERVICE_ICONS, STATE_CLASSES, css_class
+from labrunner.tui.terminal import TerminalView
 from labrunner.tui.widgets import show_state
 from labrunner.tui.widgets.checks_panel import ChecksPanel
 from labrunner.tui.widgets.command_block import CommandBlock
 from labrunner.tui.widgets.output_pane import OutputPane
 from labrunner.tui.widgets.step_list import StepList
+from labrunner.tui.widgets.terminal_pane import TerminalPane
 
 CHECK_CLASS = {
     "passed": "-passed",
@@ -82,12 +85,28 @@ class LabScreen(Screen[None]):
         Action("h", "hint", "Hint", "Reveal the next hint (after a check failed)", "Show a hint"),
         Action("n", "next_step", "Next", "Go to the next step", "Next step"),
         Action(
+            "i",
+            "focus_terminal",
+            "Type",
+            "Type into the lab's shell in the terminal pane (ctrl+] comes back)",
+            "Focus the terminal",
+        ),
+        Action(
             "t",
             "shell",
             "Shell",
-            "Your shell, in the lab's folder and environment; checks run when you exit",
+            "The lab's shell full screen in your terminal (ctrl+] comes back); "
+            "the step is checked when you return",
             "Open a shell",
             needs_terminal=True,
+        ),
+        Action(
+            "T",
+            "restart_shell",
+            "Restart shell",
+            "Start the lab's shell again, with your exports and directory",
+            "Restart the lab shell",
+            footer=False,
         ),
         Action(
             "l",
@@ -184,10 +203,17 @@ class LabScreen(Screen[None]):
         context_label: str,
         output_lines: int,
         real_terminal: bool = True,
+        terminal_pane: bool = False,
+        escape_key: str = "ctrl+right_square_bracket",
     ) -> None:
         super().__init__(id="lab")
         self.lab = lab
         self.real_terminal = real_terminal
+        self.terminal_pane = terminal_pane
+        """True when the lab's shell is shown (and typed into) in a pane of this screen."""
+        self.escape_key = escape_key
+        self._terminal_pending: PaneShell | str | None = None
+        self._composed = False
         """False when served to a browser: actions that need a real terminal are hidden."""
         self.set_reactive(LabScreen.records, dict(records))
         self.set_reactive(LabScreen.context_label, context_label)
@@ -246,6 +272,10 @@ class LabScreen(Screen[None]):
                 with Horizontal(id="prompt-row"):
                     yield Static("", id="prompt-label", markup=False)
                     yield Input(id="prompt-input", placeholder="type your answer, Enter sends it")
+                if self.terminal_pane:
+                    yield TerminalPane(
+                        focus_key="i", escape_key=self.escape_key, restart_key="T", id="terminal"
+                    )
         yield Footer()
 
     def on_mount(self) -> None:
@@ -258,6 +288,8 @@ class LabScreen(Screen[None]):
         self._show_title()
         self._show_output_title()
         self._show_services()
+        self._composed = True
+        self._show_pending_terminal()
 
     def _initial_step(self, start: str | None) -> Step:
         if start is not None:
@@ -292,8 +324,58 @@ class LabScreen(Screen[None]):
             self._show_title()
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
-        """Hide what needs a real terminal when there is none (served to a browser)."""
+        """Hide what needs a real terminal when there is none (served to a browser), and
+        what needs the terminal pane without one; let Ctrl+C reach a focused pane."""
+        if action in PANE_ACTIONS and not self.terminal_pane:
+            return False
+        if action == "cancel" and self.terminal_focused:
+            return False
         return self.real_terminal or action not in TERMINAL_ACTIONS
+
+    # ------------------------------------------------------------------ terminal pane
+
+    @property
+    def terminal_focused(self) -> bool:
+        """True while the keyboard goes to the lab shell in the pane."""
+        if not self.terminal_pane or not self.is_mounted:
+            return False
+        return self.query_one(TerminalPane).focused
+
+    def attach_terminal(self, shell: PaneShell) -> None:
+        """Show the lab's shell in the pane (its output replaces the output log)."""
+        self._terminal_pending = shell
+        if self._composed:
+            self._terminal_pending = None
+            self.query_one("#output").display = False
+            self.query_one(TerminalPane).attach(shell)
+
+    def terminal_failed(self, why: str) -> None:
+        """The lab shell could not start: say so where the terminal would be."""
+        self._terminal_pending = why
+        if self._composed:
+            self._terminal_pending = None
+            self.query_one(TerminalPane).show_message(f"Terminal  ·  {why}", error=True)
+
+    def _show_pending_terminal(self) -> None:
+        pending = self._terminal_pending
+        if isinstance(pending, str):
+            self.terminal_failed(pending)
+        elif pending is not None:
+            self.attach_terminal(pending)
+
+    def action_focus_terminal(self) -> None:
+        """Move the keyboard to the lab's shell (starting it first if need be)."""
+        if not self.query_one(TerminalPane).focus_terminal():
+            self.post_message(msg.TerminalRequested())
+
+    def action_restart_shell(self) -> None:
+        """Start the lab's shell again (after ``exec bash`` took its marks away)."""
+        if self._idle():
+            self.post_message(msg.TerminalRequested(restart=True))
+
+    @on(TerminalView.Escaped)
+    def _terminal_escaped(self) -> None:
+        self.query_one(StepList).focus()
 
     # ------------------------------------------------------------------ showing
 
@@ -905,4 +987,5 @@ class LabScreen(Screen[None]):
 
 
 TERMINAL_ACTIONS = frozenset(a.action for a in LabScreen.ACTIONS if a.needs_terminal)
+PANE_ACTIONS = frozenset({"focus_terminal", "restart_shell"})
 """Actions that hand the learner a real terminal: hidden when served to a browser."""
