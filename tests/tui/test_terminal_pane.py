@@ -173,6 +173,27 @@ def test_a_key_run_command_shows_in_the_same_terminal(
     asyncio.run(scenario())
 
 
+def test_paste_types_the_block_for_editing_without_running_it(
+    build: Callable[..., LabrunnerApp], typing: Workshop
+) -> None:
+    async def scenario() -> None:
+        app = build(workshop=typing, lab="typing")
+        async with app.run_test(size=(120, 35)) as pilot:
+            pane = await ready(pilot, app)
+            shell = pane.shell
+            assert shell is not None and shell.tracker is not None
+            tracker = shell.tracker
+            before = tracker.commands_finished
+            await pilot.press("y")
+            await wait_for(pilot, lambda: shows(pane, "$ echo run-by-key"), "the pasted block")
+            assert pane.focused
+            assert tracker.commands_finished == before and not shows(pane, "run-by-keyx")
+            await pilot.press(*"x", "enter")
+            await wait_for(pilot, lambda: shows(pane, "run-by-keyx"), "the edited command")
+
+    asyncio.run(scenario())
+
+
 def test_less_draws_in_the_pane_and_gives_the_screen_back(
     build: Callable[..., LabrunnerApp], typing: Workshop
 ) -> None:
@@ -188,7 +209,7 @@ def test_less_draws_in_the_pane_and_gives_the_screen_back(
                 lambda: view.frame.alternate and view.frame.line_text(0).strip() == "1",
                 "less to draw its first page",
             )
-            assert "● running" in status(pane)
+            await wait_for(pilot, lambda: "● running" in status(pane), "the running mark")
             await pilot.press("space")
             await wait_for(pilot, lambda: not view.frame.contains("1 "), "the next page")
             await pilot.press("q")

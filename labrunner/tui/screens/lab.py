@@ -35,7 +35,7 @@ from textual.widgets import Footer, Input, ListView, Markdown, Static
 from labrunner.engine import events as ev
 from labrunner.engine.events import StepStatus
 from labrunner.lab.model import Lab, Step
-from labrunner.shell.pane import PaneShell
+from labrunner.shell.pane import BUSY, PaneShell
 from labrunner.state.rules import (
     FAILED_STATUSES,
     StepState,
@@ -99,6 +99,14 @@ class LabScreen(Screen[None]):
             "the step is checked when you return",
             "Open a shell",
             needs_terminal=True,
+        ),
+        Action(
+            "y",
+            "paste_command",
+            "Paste",
+            "Type the next command block into the terminal without running it, to edit first",
+            "Paste the next command",
+            footer=False,
         ),
         Action(
             "T",
@@ -367,6 +375,27 @@ class LabScreen(Screen[None]):
         """Move the keyboard to the lab's shell (starting it first if need be)."""
         if not self.query_one(TerminalPane).focus_terminal():
             self.post_message(msg.TerminalRequested())
+
+    def action_paste_command(self) -> None:
+        """Type the next command block at the terminal's prompt, unrun, and focus it."""
+        pane = self.query_one(TerminalPane)
+        shell = pane.shell
+        if not self.selected.run or shell is None or shell.pump is None or shell.tracker is None:
+            self.notify("No command to paste here.", markup=False)
+            return
+        index = next(
+            (
+                i
+                for i in range(len(self.selected.run))
+                if self.block_states.get(i, ("", ""))[0] != "-ok"
+            ),
+            0,
+        )
+        if not shell.tracker.at_empty_prompt:
+            self.notify(BUSY, title="Terminal", severity="warning", markup=False)
+            return
+        shell.pump.paste(self.selected.run[index].cmd, bracketed=shell.tracker.bracketed_paste)
+        pane.focus_terminal()
 
     def action_restart_shell(self) -> None:
         """Start the lab's shell again (after ``exec bash`` took its marks away)."""
@@ -987,5 +1016,5 @@ class LabScreen(Screen[None]):
 
 
 TERMINAL_ACTIONS = frozenset(a.action for a in LabScreen.ACTIONS if a.needs_terminal)
-PANE_ACTIONS = frozenset({"focus_terminal", "restart_shell"})
+PANE_ACTIONS = frozenset({"focus_terminal", "restart_shell", "paste_command"})
 """Actions that hand the learner a real terminal: hidden when served to a browser."""
