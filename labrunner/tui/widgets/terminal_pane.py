@@ -179,8 +179,7 @@ class TerminalPane(Vertical):
             end = tracker.last_command
             if end is not None and end.status is not None:
                 mark = "✔" if end.status == 0 else "✘"
-                took = f" in {end.duration:.1f}s" if end.duration is not None else ""
-                parts.append(f"{mark} exit {end.status}{took}")
+                parts.append(f"{mark} exit {end.status}")
             else:
                 parts.append("ready")
         focused = self.focused
