@@ -51,6 +51,7 @@ from labrunner.lab.expand import UnsetVariable, expand, with_env
 from labrunner.lab.model import Check, Command, Lab, Service, Step, Workshop
 from labrunner.redact import mask_values, redact
 from labrunner.shell import CommandResult, Shell, ShellError
+from labrunner.shell.pane import PaneShell
 from labrunner.state import ProgressStore, StateError
 from labrunner.state.rules import (
     StaleCause,
@@ -99,6 +100,8 @@ class RunOptions:
     """Collect the cluster's events, pod states and logs when a cluster step fails."""
     interactive: bool = False
     """A learner can type into commands (the TUI); headless runs refuse input instead."""
+    pane: bool = False
+    """The lab shell is also the learner's terminal (:class:`PaneShell`, the TUI's pane)."""
 
 
 @dataclass
@@ -214,7 +217,8 @@ class LabSession:
         if self._shell is None or self._shell.pid is None:
             env = self.engine.lab_environment(self.lab)
             directory = self.engine.run.directory if self.engine.run is not None else None
-            shell = Shell(env=env, cwd=self.engine.workshop.root, directory=directory)
+            kind = PaneShell if self.engine.options.pane else Shell
+            shell = kind(env=env, cwd=self.engine.workshop.root, directory=directory)
             shell.start()
             self._shell = shell
             self._kubeconfig = env.get("KUBECONFIG")
@@ -239,6 +243,29 @@ class LabSession:
             if cwd and cwd != shell.cwd and Path(cwd).is_dir():
                 shell.run(f"cd -- {shlex.quote(cwd)}", timeout=5.0)
         return self._shell
+
+    @property
+    def current_shell(self) -> Shell | None:
+        """The lab's shell if it was started (never starts one)."""
+        return self._shell
+
+    def restart_shell(self) -> Shell:
+        """Close the lab's shell and start a new one with the exports and directory it
+        saved (for a shell whose integration was lost, ``exec bash``)."""
+        old = self._shell
+        if old is not None:
+            state = old.snapshot()
+            self._shell = None
+            old.close()
+            shell = self.shell
+            base = self.engine.lab_environment(self.lab)
+            values = {k: v for k, v in state.env.items() if base.get(k) != v}
+            if values:
+                shell.export(values)
+                self._guard_kubeconfig("the exports of the shell you restarted")
+            if state.cwd != shell.cwd and Path(state.cwd).is_dir():
+                shell.run(f"cd -- {shlex.quote(state.cwd)}", timeout=5.0)
+        return self.shell
 
     def _guard_kubeconfig(self, culprit: str) -> None:
         """Stop everything if the shell's KUBECONFIG left the one this lab was pinned to.

@@ -46,6 +46,7 @@ from labrunner.engine.prepare import PreparedRun, prepare_run
 from labrunner.engine.runner import Engine, RunOptions
 from labrunner.lab.model import Lab, Step, Workshop
 from labrunner.lab.watch import LabFileWatcher
+from labrunner.shell.pane import PaneShell, attach_terminal
 from labrunner.state import ProgressStore, StateError, StepRecord
 from labrunner.state.rules import (
     lab_progress,
@@ -61,16 +62,28 @@ from labrunner.tui.progress import EnvironmentStatus, summarize
 from labrunner.tui.screens.help import HelpScreen, binding_rows
 from labrunner.tui.screens.home import HomeScreen
 from labrunner.tui.screens.lab import TERMINAL_ACTIONS, LabScreen
+from labrunner.tui.terminal.keys import encode_key
+from labrunner.tui.widgets.terminal_pane import key_label
 from labrunner.verify.registry import Registry, builtin_registry
 
 Doctor = Callable[[], Iterable[Finding]]
 ShellRunner = Callable[[Mapping[str, str], Path, str], int]
+Attacher = Callable[[PaneShell, str, str], None]
 Identify = Callable[[], str]
 
 LIVE_INTERVAL = 2.5
 OUTPUT_LINES = 10_000
 POSITION_DELAY = 0.4
 WATCH_INTERVAL = 0.3
+
+
+TERMINAL_ESCAPE = "ctrl+right_square_bracket"
+
+
+def attach_learner_terminal(shell: PaneShell, escape: str, banner: str) -> None:
+    """Hand this process's terminal to the lab's shell until the escape key is typed."""
+    code = encode_key(escape)
+    attach_terminal(shell, 0, 1, escape=code or b"\x1d", banner=banner)
 
 
 def run_learner_shell(env: Mapping[str, str], cwd: Path, banner: str) -> int:
@@ -97,6 +110,7 @@ class Settings:
     run: PreparedRun | None = None
     """The run's private directory and pinned environment; removed when the app ends."""
     shell_runner: ShellRunner = run_learner_shell
+    attacher: Attacher = attach_learner_terminal
     live_interval: float = LIVE_INTERVAL
     output_lines: int = OUTPUT_LINES
     watch: bool = False
@@ -105,6 +119,12 @@ class Settings:
     served: bool = False
     """Served to a browser (``labrunner serve``): there is no terminal to hand the learner,
     so actions that need one are hidden."""
+    terminal_pane: bool = True
+    """The lab's shell is the learner's terminal, in a pane of the lab screen; ``t``
+    attaches the real terminal to it. Off: the shell is the engine's alone and ``t``
+    opens a separate shell in its environment."""
+    terminal_escape: str = TERMINAL_ESCAPE
+    """The key that takes the keyboard back from the terminal (pane and ``t``)."""
 
 
 class LabrunnerApp(App[int]):
@@ -383,6 +403,7 @@ class LabrunnerApp(App[int]):
             options=RunOptions(
                 kube_context=settings.context if settings.explicit_context else None,
                 interactive=True,
+                pane=settings.terminal_pane,
             ),
             base_env=settings.base_env,
             run=settings.run,
@@ -417,6 +438,8 @@ class LabrunnerApp(App[int]):
             context_label=self._context_label(),
             output_lines=self.settings.output_lines,
             real_terminal=not self.settings.served,
+            terminal_pane=self.settings.terminal_pane,
+            escape_key=self.settings.terminal_escape,
         )
         screen.class_note = self.class_note
         screen.what_next = self.what_next
@@ -432,7 +455,13 @@ class LabrunnerApp(App[int]):
         self.push_screen(screen)
         completed = steps_to_recheck(lab, records)
         # a cluster nobody approved yet is not asked anything, not even a re-check
-        if completed and self._approved(lab):
+        approved = self._approved(lab)
+        if self.settings.terminal_pane:
+            if approved:
+                self._open_terminal(driver)
+            else:
+                screen.terminal_failed("press i to start the lab shell (after a cluster check)")
+        if completed and approved:
             self._work(partial(driver.recheck, completed), name="recheck")
         self._pending_position = (lab.id, screen.selected.id)
         self._flush_position()
@@ -653,13 +682,69 @@ class LabrunnerApp(App[int]):
             markup=False,
         )
 
+    def _open_terminal(self, driver: LabDriver, *, restart: bool = False) -> None:
+        """Start the lab's shell in a worker and show it in the lab screen's pane."""
+
+        def work() -> None:
+            shell = driver.terminal(restart=restart)
+            screen = self.lab_screen
+            if driver is not self.driver or screen is None:
+                return
+            if isinstance(shell, str):
+                self.call_from_thread(screen.terminal_failed, shell)
+            else:
+                self.call_from_thread(screen.attach_terminal, shell)
+
+        self.run_worker(work, thread=True, group="terminal", exit_on_error=False)
+
+    def on_terminal_requested(self, message: msg.TerminalRequested) -> None:
+        driver = self.driver
+        if driver is None:
+            return
+        self._guarded(driver, partial(self._open_terminal, driver, restart=message.restart))
+
     def on_shell_requested(self, message: msg.ShellRequested) -> None:
+        driver = self.driver
+        shell = driver.attached_shell() if driver is not None else None
+        if driver is not None and shell is not None:
+            self._attach_shell(driver, message.step_id, shell)
+            return
         self._request(
             msg.JobKind.SHELL,
             message.step_id,
             lambda d, s: partial(d.shell_environment, s),
             guarded=True,
         )
+
+    def _attach_shell(self, driver: LabDriver, step_id: str, shell: PaneShell) -> None:
+        """``t``: the real terminal on the lab's own shell; the step is checked after."""
+        step = driver.lab.step(step_id)
+        back = key_label(self.settings.terminal_escape)
+        banner = (
+            f"\r\nlabrunner: this is the lab's shell for “{driver.lab.title}”, full screen. "
+            f"Press {back} to go back to labrunner; the step is checked when you do.\r\n"
+        )
+        attacher = self.settings.attacher
+        if self.is_headless and attacher is attach_learner_terminal:
+            self.notify("There is no terminal to attach here.", title="Shell", markup=False)
+            return
+        attach = partial(attacher, shell, self.settings.terminal_escape, banner)
+        try:
+            if self.is_headless:
+                attach()
+            else:
+                with self.suspend():
+                    attach()
+        except Exception as exc:  # no terminal to suspend to
+            self.notify(
+                f"Could not attach the terminal: {exc}",
+                title="Shell",
+                severity="error",
+                markup=False,
+            )
+            return
+        self.refresh()
+        self._start(msg.JobKind.CHECK, driver, partial(driver.check, step))
 
     def on_shell_ready(self, message: msg.ShellReady) -> None:
         found = self._step(message.step_id)
@@ -955,6 +1040,8 @@ def make_app(
     watch: bool = False,
     watch_interval: float = WATCH_INTERVAL,
     served: bool = False,
+    terminal_pane: bool = True,
+    attacher: Attacher | None = None,
 ) -> LabrunnerApp:
     """Build the app; ``context`` is an explicit --context, the rest default to real things."""
     run = prepare_run(context, base_env=base_env)
@@ -988,6 +1075,8 @@ def make_app(
         watch=watch,
         watch_interval=watch_interval,
         served=served,
+        terminal_pane=terminal_pane,
+        attacher=attacher or attach_learner_terminal,
     )
     return LabrunnerApp(workshop, settings, start_lab=lab)
 

@@ -31,6 +31,7 @@ from labrunner.engine.events import Phase, StepStatus
 from labrunner.engine.runner import Engine, StepResult
 from labrunner.lab.model import Lab, Step, Workshop
 from labrunner.shell import ShellError
+from labrunner.shell.pane import PaneShell
 from labrunner.state import StateError, StepRecord
 from labrunner.tui import messages as msg
 from labrunner.tui.output import OutputBuffer
@@ -368,6 +369,23 @@ class LabDriver:
         if captured:
             env, cwd = captured[0]
             self._post(msg.ShellReady(step.id, env, cwd))
+
+    def terminal(self, *, restart: bool = False) -> PaneShell | str:
+        """Start (or, with ``restart``, start again) the lab's shell for the terminal pane;
+        returns it, or why it could not start. Waits for a running job to finish."""
+        with self._engine_lock:
+            try:
+                shell = self.session.restart_shell() if restart else self.session.shell
+            except ShellError as exc:
+                return f"the lab shell could not start: {exc}"
+        if not isinstance(shell, PaneShell):
+            return "this lab's shell has no terminal"
+        return shell
+
+    def attached_shell(self) -> PaneShell | None:
+        """The lab's shell if it runs and has a terminal (``t`` attaches to it)."""
+        shell = self.session.current_shell
+        return shell if isinstance(shell, PaneShell) and shell.pump is not None else None
 
     def recheck(self, steps: list[Step]) -> None:
         """Re-check completed steps once (background), with their services brought back;

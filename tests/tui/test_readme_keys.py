@@ -7,12 +7,18 @@ from pathlib import Path
 
 from textual.binding import Binding
 
-from labrunner.tui.app import LabrunnerApp
+from labrunner.tui.app import TERMINAL_ESCAPE, LabrunnerApp
 from labrunner.tui.screens.home import HomeScreen
 from labrunner.tui.screens.lab import LabScreen
 
 README = Path(__file__).resolve().parents[2] / "README.md"
-NAMES = {"escape": "Esc", "slash": "/", "question_mark": "?", "enter": "Enter"}
+NAMES = {
+    "escape": "Esc",
+    "slash": "/",
+    "question_mark": "?",
+    "enter": "Enter",
+    "ctrl+right_square_bracket": "Ctrl+]",
+}
 
 
 def shown(key: str) -> str:
@@ -27,7 +33,8 @@ def shown(key: str) -> str:
 
 
 def bound_keys() -> set[str]:
-    keys: set[str] = {"Ctrl+P"}  # Textual's command palette
+    # Textual's command palette, and the key the terminal pane gives the keyboard back with
+    keys: set[str] = {"Ctrl+P", shown(TERMINAL_ESCAPE)}
     for owner in (LabrunnerApp, HomeScreen, LabScreen):
         for binding in owner.BINDINGS:
             assert isinstance(binding, Binding)

@@ -37,6 +37,7 @@ from labrunner.doctor.cluster import fix_for_message
 from labrunner.engine import events as ev
 from labrunner.engine.events import StepStatus
 from labrunner.lab.model import Lab, Step
+from labrunner.shell.pane import BUSY, PaneShell
 from labrunner.state.rules import (
     FAILED_STATUSES,
     StepState,
@@ -50,12 +51,14 @@ from labrunner.tui.commands import Action, bindings
 from labrunner.tui.dialogs.confirm import ConfirmDialog
 from labrunner.tui.output import OutputBuffer
 from labrunner.tui.progress import SERVICE_CLASSES, SERVICE_ICONS, STATE_CLASSES, css_class
+from labrunner.tui.terminal import TerminalView
 from labrunner.tui.widgets import show_state
 from labrunner.tui.widgets.checks_panel import ChecksPanel
 from labrunner.tui.widgets.command_block import CommandBlock
 from labrunner.tui.widgets.footer import NARROW, EssentialFooter
 from labrunner.tui.widgets.output_pane import OutputPane
 from labrunner.tui.widgets.step_list import StepList
+from labrunner.tui.widgets.terminal_pane import TerminalPane
 
 CHECK_CLASS = {
     "passed": "-passed",
@@ -64,8 +67,19 @@ CHECK_CLASS = {
     "error": "-error",
 }
 SECRET_WORDS = ("password", "passphrase", "token", "secret", "pin")
-NARROW_FOOTER = ("run_step", "check", "hint", "next_step", "back", "app.help", "quit", "app.quit")
-"""The keys an 80-column footer keeps: doing the step, moving on, Help and Quit."""
+NARROW_FOOTER = (
+    "run_step",
+    "check",
+    "hint",
+    "next_step",
+    "focus_terminal",
+    "back",
+    "app.help",
+    "quit",
+    "app.quit",
+)
+"""The keys an 80-column footer keeps: doing the step, typing into the terminal pane
+(when there is one), moving on, Help and Quit."""
 
 
 class LabScreen(Screen[None]):
@@ -87,12 +101,36 @@ class LabScreen(Screen[None]):
         Action("h", "hint", "Hint", "Reveal the next hint (after a check failed)", "Show a hint"),
         Action("n", "next_step", "Next", "Go to the next step", "Next step"),
         Action(
+            "i",
+            "focus_terminal",
+            "Type",
+            "Type into the lab's shell in the terminal pane (ctrl+] comes back)",
+            "Focus the terminal",
+        ),
+        Action(
             "t",
             "shell",
             "Shell",
-            "Your shell, in the lab's folder and environment; checks run when you exit",
+            "The lab's shell full screen in your terminal (ctrl+] comes back); "
+            "the step is checked when you return",
             "Open a shell",
             needs_terminal=True,
+        ),
+        Action(
+            "E",
+            "paste_command",
+            "Edit command",
+            "Put the current command at the terminal's prompt to edit it (not run)",
+            "Edit the command in the terminal",
+            footer=False,
+        ),
+        Action(
+            "T",
+            "restart_shell",
+            "Restart shell",
+            "Start the lab's shell again, with your exports and directory",
+            "Restart the lab shell",
+            footer=False,
         ),
         Action(
             "l",
@@ -206,10 +244,17 @@ class LabScreen(Screen[None]):
         context_label: str,
         output_lines: int,
         real_terminal: bool = True,
+        terminal_pane: bool = False,
+        escape_key: str = "ctrl+right_square_bracket",
     ) -> None:
         super().__init__(id="lab")
         self.lab = lab
         self.real_terminal = real_terminal
+        self.terminal_pane = terminal_pane
+        """True when the lab's shell is shown (and typed into) in a pane of this screen."""
+        self.escape_key = escape_key
+        self._terminal_pending: PaneShell | str | None = None
+        self._composed = False
         """False when served to a browser: actions that need a real terminal are hidden."""
         self.set_reactive(LabScreen.records, dict(records))
         self.set_reactive(LabScreen.context_label, context_label)
@@ -276,6 +321,10 @@ class LabScreen(Screen[None]):
                 with Horizontal(id="prompt-row"):
                     yield Static("", id="prompt-label", markup=False)
                     yield Input(id="prompt-input", placeholder="type your answer, Enter sends it")
+                if self.terminal_pane:
+                    yield TerminalPane(
+                        focus_key="i", escape_key=self.escape_key, restart_key="T", id="terminal"
+                    )
         yield EssentialFooter(NARROW_FOOTER)
 
     def on_mount(self) -> None:
@@ -288,6 +337,8 @@ class LabScreen(Screen[None]):
         self._show_title()
         self._show_output_title()
         self._show_services()
+        self._composed = True
+        self._show_pending_terminal()
 
     def on_resize(self) -> None:
         self.set_class(self.size.width < NARROW, "-narrow")  # the compact layout (80×24)
@@ -325,8 +376,73 @@ class LabScreen(Screen[None]):
             self._show_title()
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
-        """Hide what needs a real terminal when there is none (served to a browser)."""
+        """Hide what needs a real terminal when there is none (served to a browser), and
+        what needs the terminal pane without one; let Ctrl+C reach a focused pane."""
+        if action in PANE_ACTIONS and not self.terminal_pane:
+            return False
+        if action == "cancel" and self.terminal_focused:
+            return False
         return self.real_terminal or action not in TERMINAL_ACTIONS
+
+    # ------------------------------------------------------------------ terminal pane
+
+    @property
+    def terminal_focused(self) -> bool:
+        """True while the keyboard goes to the lab shell in the pane."""
+        if not self.terminal_pane or not self.is_mounted:
+            return False
+        return self.query_one(TerminalPane).focused
+
+    def attach_terminal(self, shell: PaneShell) -> None:
+        """Show the lab's shell in the pane (its output replaces the output log)."""
+        self._terminal_pending = shell
+        if self._composed:
+            self._terminal_pending = None
+            self.query_one("#output").display = False
+            self.query_one(TerminalPane).attach(shell)
+            self._show_output_title()
+
+    def terminal_failed(self, why: str) -> None:
+        """The lab shell could not start: say so where the terminal would be."""
+        self._terminal_pending = why
+        if self._composed:
+            self._terminal_pending = None
+            self.query_one(TerminalPane).show_message(f"Terminal  ·  {why}", error=True)
+
+    def _show_pending_terminal(self) -> None:
+        pending = self._terminal_pending
+        if isinstance(pending, str):
+            self.terminal_failed(pending)
+        elif pending is not None:
+            self.attach_terminal(pending)
+
+    def action_focus_terminal(self) -> None:
+        """Move the keyboard to the lab's shell (starting it first if need be)."""
+        if not self.query_one(TerminalPane).focus_terminal():
+            self.post_message(msg.TerminalRequested())
+
+    def action_paste_command(self) -> None:
+        """Put the current command at the terminal's prompt, unrun, and focus it."""
+        pane = self.query_one(TerminalPane)
+        shell = pane.shell
+        command = self.current_command()
+        if command is None or shell is None or shell.pump is None or shell.tracker is None:
+            self.notify("No command to put at the prompt here.", markup=False)
+            return
+        if not shell.tracker.at_empty_prompt:
+            self.notify(BUSY, title="Terminal", severity="warning", markup=False)
+            return
+        shell.pump.paste(command, bracketed=shell.tracker.bracketed_paste)
+        pane.focus_terminal()
+
+    def action_restart_shell(self) -> None:
+        """Start the lab's shell again (after ``exec bash`` took its marks away)."""
+        if self._idle():
+            self.post_message(msg.TerminalRequested(restart=True))
+
+    @on(TerminalView.Escaped)
+    def _terminal_escaped(self) -> None:
+        self.query_one(StepList).focus()
 
     # ------------------------------------------------------------------ showing
 
@@ -354,6 +470,10 @@ class LabScreen(Screen[None]):
         busy = f"  ·  {self.job.value}… (x cancels)" if self.job else ""
         pane = self.query_one(OutputPane)
         how = "none yet" if pane.has_class("-empty") else f"f: follow {'on' if follow else 'off'}"
+        searching = self.query_one("#search-row").has_class("-shown")
+        if self._terminal_attached and not searching:  # the terminal shows what commands print
+            self.query_one("#output-title", Static).update(f"Output log  (/: search it){busy}")
+            return
         self.query_one("#output-title", Static).update(f"Output  ({how}){busy}")
 
     def _show_heading(self) -> None:
@@ -728,9 +848,21 @@ class LabScreen(Screen[None]):
         self.notify(f"Copied: {first}", title="Clipboard", timeout=2, markup=False)
 
     def action_search(self) -> None:
-        """Open the search line under the output."""
+        """Open the search line under the output (shown over the terminal meanwhile)."""
         self.query_one("#search-row").add_class("-shown")
+        self._show_log(True)
         self.query_one("#search-input", Input).focus()
+
+    @property
+    def _terminal_attached(self) -> bool:
+        """True when the terminal pane shows the lab's shell in place of the output log."""
+        return self.terminal_pane and self.query_one(TerminalPane).shell is not None
+
+    def _show_log(self, shown: bool) -> None:
+        """Show or hide the output log; it stays hidden behind an attached terminal."""
+        if self._terminal_attached:
+            self.query_one("#output").display = shown
+            self._show_output_title()
 
     @on(Input.Submitted, "#search-input")
     def _search(self, event: Input.Submitted) -> None:
@@ -757,6 +889,7 @@ class LabScreen(Screen[None]):
         self.query_one("#search-row").remove_class("-shown")
         self.query_one(OutputPane).mark(None)
         self.query_one("#search-label", Static).update("Search output:")
+        self._show_log(False)
         self.query_one(StepList).focus()
 
     # ------------------------------------------------------------------ navigation
@@ -1037,4 +1170,5 @@ def environment_fix(why: str, findings: Iterable[Finding]) -> str:
 
 
 TERMINAL_ACTIONS = frozenset(a.action for a in LabScreen.ACTIONS if a.needs_terminal)
+PANE_ACTIONS = frozenset({"focus_terminal", "restart_shell", "paste_command"})
 """Actions that hand the learner a real terminal: hidden when served to a browser."""
