@@ -201,6 +201,13 @@ class PaneShell(Shell):
         return super().snapshot()
 
     @property
+    def alive(self) -> bool:
+        """True while bash runs; false as soon as its terminal closed (it is exiting, even
+        if the kernel has not reported it yet), so the next command restarts it."""
+        pump = self.pump
+        return super().alive and not (pump is not None and pump.eof)
+
+    @property
     def busy(self) -> bool:
         """True while a command runs in the shell, whoever typed it."""
         tracker = self.tracker
