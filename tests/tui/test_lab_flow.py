@@ -254,7 +254,7 @@ def test_a_block_runs_when_clicked_and_follow_toggles(
     build: Callable[..., LabrunnerApp], workshop: Workshop
 ) -> None:
     async def scenario() -> None:
-        app = build()
+        app = build(terminal_pane=False)  # the output log on screen, not behind the terminal
         async with app.run_test(size=(100, 30)) as pilot:
             await pilot.press("enter")
             screen = lab_screen(app)

@@ -234,7 +234,7 @@ def test_exec_bash_is_reported_and_a_restart_brings_the_exports_back(
             await pilot.press(*"exec bash --norc", "enter")
             await wait_for(pilot, lambda: pane.integration is Integration.LOST, "the loss")
             assert "replaced by another program" in status(pane)
-            assert "Press T" in status(pane)
+            assert "Press Shift+T" in status(pane)
             first = pane.shell
             await pilot.press("ctrl+right_square_bracket", "T")
             await wait_for(

@@ -31,7 +31,10 @@ POLL_INTERVAL = 0.25
 
 
 def key_label(key: str) -> str:
-    """A key as the footer spells it (``ctrl+right_square_bracket`` → ``ctrl+]``)."""
+    """A key as a learner reads it (``ctrl+right_square_bracket`` → ``ctrl+]``, ``T`` →
+    ``Shift+T``)."""
+    if len(key) == 1 and key.isupper():
+        return f"Shift+{key}"
     return key.replace("right_square_bracket", "]").replace("left_square_bracket", "[")
 
 
@@ -162,7 +165,7 @@ class TerminalPane(Vertical):
         self.integration, self.reason = report.state, report.reason
         if report.state is Integration.LOST:
             text = (
-                f"⚠ {report.reason}. Press {self.restart_key} (outside the terminal) "
+                f"⚠ {report.reason}. Press {key_label(self.restart_key)} (outside the terminal) "
                 "to restart the lab shell; your exports and directory come back."
             )
             self.show_message(text, error=True)
