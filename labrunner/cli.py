@@ -990,13 +990,15 @@ def init(directory: Path) -> None:
 @click.pass_context
 def doctor(ctx: click.Context, context_option: str | None, as_json: bool) -> None:
     """Check tools, versions, cluster reachability and context safety."""
-    from labrunner.doctor import collect
+    from labrunner.doctor import examine, runnable_labs
 
     try:
         registry = _registry()
     except LabrunnerError as exc:
         _fail(exc)
-    findings = collect(catalog=registry, labs_option=ctx.obj.get("labs"), context=context_option)
+    findings, workshop = examine(
+        catalog=registry, labs_option=ctx.obj.get("labs"), context=context_option
+    )
     if as_json:
         import json
 
@@ -1008,13 +1010,25 @@ def doctor(ctx: click.Context, context_option: str | None, as_json: bool) -> Non
             if not finding.ok and finding.fix:
                 click.echo(f"  {'':<18} → {finding.fix}")
     blocking = [f for f in findings if f.blocking]
+    if not as_json and workshop is not None:
+        click.echo(_runnable_line(runnable_labs(findings, workshop), len(workshop.labs)))
     if blocking:
-        click.echo(
-            f"labrunner: {len(blocking)} problem{'s' if len(blocking) != 1 else ''} "
-            "stop the workshop from running; see above",
-            err=True,
-        )
+        count = len(blocking)
+        stop = "1 problem stops" if count == 1 else f"{count} problems stop"
+        click.echo(f"labrunner: {stop} the workshop from running; see above", err=True)
         sys.exit(int(ExitCode.ENVIRONMENT))
+
+
+def _runnable_line(runnable: list[str], total: int) -> str:
+    """Which labs can run now, in one line."""
+    if len(runnable) == total:
+        return f"Labs you can run now: all {total}."
+    if not runnable:
+        return "Labs you can run now: none until the problems above are fixed."
+    return (
+        f"Labs you can run now: {', '.join(runnable)} (no cluster needed); "
+        f"the other {total - len(runnable)} need the cluster fixed first."
+    )
 
 
 for _command in (certs_command, mtls_server_group, class_group):

@@ -24,7 +24,7 @@ if TYPE_CHECKING:
     from labrunner.lab.catalog import Catalog
     from labrunner.lab.model import Workshop
 
-__all__ = ["Finding", "Topic", "collect"]
+__all__ = ["Finding", "Topic", "collect", "examine", "runnable_labs"]
 
 
 def collect(
@@ -42,6 +42,20 @@ def collect(
     validates check parameters when the labs are loaded here. ``env`` is the
     user's environment (default: this process's).
     """
+    return examine(
+        catalog=catalog, labs_option=labs_option, context=context, workshop=workshop, env=env
+    )[0]
+
+
+def examine(
+    *,
+    catalog: Catalog,
+    labs_option: str | None = None,
+    context: str | None = None,
+    workshop: Workshop | None = None,
+    env: Mapping[str, str] | None = None,
+) -> tuple[list[Finding], Workshop | None]:
+    """Like :func:`collect`, and the workshop it loaded (None when it did not load)."""
     findings: list[Finding] = []
     if workshop is not None:
         findings.append(_labs_finding(True, f"{len(workshop.labs)} labs in {workshop.labs_dir}"))
@@ -50,7 +64,16 @@ def collect(
     environ = os.environ if env is None else env
     findings[:0] = tool_findings(workshop_environment(workshop, environ))
     findings.extend(cluster.findings(context=context, workshop=workshop, env=environ))
-    return findings
+    return findings, workshop
+
+
+def runnable_labs(findings: list[Finding], workshop: Workshop) -> list[str]:
+    """The ids of the labs that can run now: a missing cluster stops only the labs
+    that need one; a missing required tool or broken lab files stop them all."""
+    blocking = [f for f in findings if f.blocking]
+    if any(f.category != "cluster" for f in blocking):
+        return []
+    return [lab.id for lab in workshop.labs if not (blocking and lab.needs_cluster)]
 
 
 def _labs_finding(ok: bool, detail: str, fix: str = "") -> Finding:

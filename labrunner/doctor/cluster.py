@@ -61,8 +61,16 @@ def _pinned_istio(workshop: Workshop | None, env: Mapping[str, str]) -> str | No
     return env.get("ISTIO_VERSION") or None
 
 
+CREATE_CLUSTER = (
+    "kind create cluster --name istio-workshop --config manifests/kind/cluster.yaml "
+    "--image kindest/node:v1.33.1"
+)
+"""The README's command (section "Bring a cluster"); a test keeps the two identical."""
+CREATE_CLUSTER_FIX = f"create a cluster: see Bring a cluster in the README (`{CREATE_CLUSTER}`)"
+"""What to do without a cluster: the same words in ``doctor`` and at a lab's end."""
+
 FIXES = {
-    "kubeconfig": "create a workshop cluster (e.g. `kind create cluster --name istio-workshop`) "
+    "kubeconfig": f"{CREATE_CLUSTER_FIX}, "
     "or pick a context with --context NAME / `kubectl config use-context NAME`",
     "unreachable": "start the cluster (kind: `docker start <name>-control-plane`) or recreate it",
     "timeout": "start the cluster (kind: `docker start <name>-control-plane`) or recreate it",
@@ -74,6 +82,26 @@ FIXES = {
 
 def _fix_for(error: ClusterError) -> str:
     return FIXES.get(error.kind, "")
+
+
+MESSAGE_KINDS = (
+    (("not found on PATH", "cannot run here"), "tool"),
+    (("kubeconfig", "context"), "kubeconfig"),
+    (("rejected the credentials", "Unauthorized"), "credentials"),
+    (("not allowed", "forbidden"), "forbidden"),
+    (("TLS", "certificate"), "tls"),
+    (("cannot reach", "unreachable", "refused", "timed out"), "unreachable"),
+)
+
+
+def fix_for_message(message: str) -> str:
+    """The fix for an environment error known only by its message (a check's error)."""
+    for words, kind in MESSAGE_KINDS:
+        if any(word.lower() in message.lower() for word in words):
+            if kind == "tool":
+                return "install what is missing; `labrunner doctor` lists the tools and versions"
+            return FIXES[kind]
+    return "run `labrunner doctor` to see what is missing"
 
 
 def context_finding(

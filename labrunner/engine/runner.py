@@ -52,6 +52,7 @@ from labrunner.lab.expand import UnsetVariable, expand, with_env
 from labrunner.lab.model import Check, Command, Lab, Service, Step, Workshop
 from labrunner.redact import mask_values, redact
 from labrunner.shell import CommandResult, Shell, ShellError
+from labrunner.shell.pane import PaneShell
 from labrunner.state import ProgressStore, StateError
 from labrunner.state.rules import (
     StaleCause,
@@ -103,6 +104,8 @@ class RunOptions:
     shell_free_checks: bool = False
     """Checks that only ask the cluster run on the environment a new lab shell would have,
     computed without starting bash (``labrunner check``, a fresh process with no shell)."""
+    pane: bool = False
+    """The lab shell is also the learner's terminal (:class:`PaneShell`, the TUI's pane)."""
 
 
 @dataclass
@@ -231,7 +234,8 @@ class LabSession:
         if self._shell is None or self._shell.pid is None:
             env = self.engine.lab_environment(self.lab)
             directory = self.engine.run.directory if self.engine.run is not None else None
-            shell = Shell(env=env, cwd=self.engine.workshop.root, directory=directory)
+            kind = PaneShell if self.engine.options.pane else Shell
+            shell = kind(env=env, cwd=self.engine.workshop.root, directory=directory)
             shell.start()
             self._shell = shell
             self._kubeconfig = env.get("KUBECONFIG")
@@ -303,6 +307,29 @@ class LabSession:
             raise ShellError(self.halted)
         self._planned = (env, cwd)
         return env, cwd
+
+    @property
+    def current_shell(self) -> Shell | None:
+        """The lab's shell if it was started (never starts one)."""
+        return self._shell
+
+    def restart_shell(self) -> Shell:
+        """Close the lab's shell and start a new one with the exports and directory it
+        saved (for a shell whose integration was lost, ``exec bash``)."""
+        old = self._shell
+        if old is not None:
+            state = old.snapshot()
+            self._shell = None
+            old.close()
+            shell = self.shell
+            base = self.engine.lab_environment(self.lab)
+            values = {k: v for k, v in state.env.items() if base.get(k) != v}
+            if values:
+                shell.export(values)
+                self._guard_kubeconfig("the exports of the shell you restarted")
+            if state.cwd != shell.cwd and Path(state.cwd).is_dir():
+                shell.run(f"cd -- {shlex.quote(state.cwd)}", timeout=5.0)
+        return self.shell
 
     def _guard_kubeconfig(self, culprit: str) -> None:
         """Stop everything if the shell's KUBECONFIG left the one this lab was pinned to.

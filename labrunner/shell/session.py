@@ -483,7 +483,7 @@ class Shell:
         headless: bool = False,
     ) -> CommandResult:
         with self._lock:
-            if self._child is None or not self._child.isalive():
+            if self._child is None or not self.alive:
                 if self._child is not None:
                     self._restart()
                 else:

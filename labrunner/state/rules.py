@@ -24,6 +24,8 @@ from __future__ import annotations
 import enum
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from datetime import UTC, datetime
+from itertools import pairwise
 
 from labrunner.lab.model import Lab, Step, Workshop
 from labrunner.state.store import StepRecord
@@ -283,3 +285,63 @@ def stale_message(cause: StaleCause, *, subject: str = "", detail: str = "") -> 
     if cause is StaleCause.FILE:
         return f"a file this lab made is gone: {subject}"
     return f"its checks no longer pass: {detail}".rstrip(": ")
+
+
+IDLE_GAP = 30 * 60
+"""Gaps between two records longer than this are time away, not time spent."""
+
+
+@dataclass(frozen=True)
+class WorkshopProgress:
+    """The whole workshop at a glance: labs and steps done, and time spent."""
+
+    labs_done: int
+    labs_total: int
+    steps_done: int
+    steps_total: int
+    seconds: int
+    """Time between a lab's recorded steps (gaps over ``IDLE_GAP`` left out), summed."""
+
+    @property
+    def label(self) -> str:
+        """``1/3 labs done · 4/10 steps · about 12 min spent``."""
+        text = (
+            f"{self.labs_done}/{self.labs_total} labs done · "
+            f"{self.steps_done}/{self.steps_total} steps"
+        )
+        if self.seconds >= 60:
+            hours, minutes = divmod(self.seconds // 60, 60)
+            spent = f"{hours} h {minutes} min" if hours else f"{minutes} min"
+            text += f" · about {spent} spent"
+        return text
+
+
+def workshop_progress(
+    workshop: Workshop,
+    records: Mapping[str, Mapping[str, StepRecord]],
+    progress: Mapping[str, LabProgress],
+) -> WorkshopProgress:
+    """Sum ``progress`` over the workshop; time spent comes from the records' timestamps."""
+    seconds = 0
+    for lab in workshop.labs:
+        times = sorted(
+            stamp
+            for rec in records.get(lab.id, {}).values()
+            if (stamp := _timestamp(rec.at)) is not None
+        )
+        seconds += sum(int(gap) for a, b in pairwise(times) if (gap := b - a) <= IDLE_GAP)
+    labs = [progress[lab.id] for lab in workshop.labs if lab.id in progress]
+    return WorkshopProgress(
+        labs_done=sum(1 for p in labs if p.complete),
+        labs_total=len(workshop.labs),
+        steps_done=sum(p.done for p in labs),
+        steps_total=sum(len(lab.steps) for lab in workshop.labs),
+        seconds=seconds,
+    )
+
+
+def _timestamp(at: str) -> float | None:
+    try:
+        return datetime.strptime(at, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC).timestamp()
+    except ValueError:
+        return None

@@ -21,6 +21,7 @@ import shutil
 import signal
 import subprocess
 import threading
+from collections import deque
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, replace
 from functools import partial
@@ -29,6 +30,7 @@ from typing import ClassVar
 
 from textual.app import App
 from textual.binding import Binding, BindingType
+from textual.notifications import Notification, Notify
 from textual.worker import Worker, get_current_worker
 
 from labrunner import proctree
@@ -36,6 +38,7 @@ from labrunner.classroom import publisher as class_publisher
 from labrunner.cluster.identity import cluster_uid
 from labrunner.cluster.kubeconfig import server_for
 from labrunner.doctor import Finding, collect
+from labrunner.doctor.cluster import CREATE_CLUSTER_FIX
 from labrunner.engine import events as ev
 from labrunner.engine.classfeed import class_directory
 from labrunner.engine.events import Phase
@@ -43,8 +46,14 @@ from labrunner.engine.prepare import PreparedRun, prepare_run
 from labrunner.engine.runner import Engine, RunOptions
 from labrunner.lab.model import Lab, Step, Workshop
 from labrunner.lab.watch import LabFileWatcher
+from labrunner.shell.pane import PaneShell, attach_terminal
 from labrunner.state import ProgressStore, StateError, StepRecord
-from labrunner.state.rules import lab_progress, resume_target, steps_to_recheck
+from labrunner.state.rules import (
+    lab_progress,
+    resume_target,
+    steps_to_recheck,
+    workshop_progress,
+)
 from labrunner.tui import messages as msg
 from labrunner.tui.commands import Action, ScreenActions, bindings
 from labrunner.tui.dialogs.confirm import ConfirmDialog, GuardDialog
@@ -53,16 +62,28 @@ from labrunner.tui.progress import EnvironmentStatus, summarize
 from labrunner.tui.screens.help import HelpScreen, binding_rows
 from labrunner.tui.screens.home import HomeScreen
 from labrunner.tui.screens.lab import TERMINAL_ACTIONS, LabScreen
+from labrunner.tui.terminal.keys import encode_key
+from labrunner.tui.widgets.terminal_pane import key_label
 from labrunner.verify.registry import Registry, builtin_registry
 
 Doctor = Callable[[], Iterable[Finding]]
 ShellRunner = Callable[[Mapping[str, str], Path, str], int]
+Attacher = Callable[[PaneShell, str, str], None]
 Identify = Callable[[], str]
 
 LIVE_INTERVAL = 2.5
 OUTPUT_LINES = 10_000
 POSITION_DELAY = 0.4
 WATCH_INTERVAL = 0.3
+
+
+TERMINAL_ESCAPE = "ctrl+right_square_bracket"
+
+
+def attach_learner_terminal(shell: PaneShell, escape: str, banner: str) -> None:
+    """Hand this process's terminal to the lab's shell until the escape key is typed."""
+    code = encode_key(escape)
+    attach_terminal(shell, 0, 1, escape=code or b"\x1d", banner=banner)
 
 
 def run_learner_shell(env: Mapping[str, str], cwd: Path, banner: str) -> int:
@@ -89,6 +110,7 @@ class Settings:
     run: PreparedRun | None = None
     """The run's private directory and pinned environment; removed when the app ends."""
     shell_runner: ShellRunner = run_learner_shell
+    attacher: Attacher = attach_learner_terminal
     live_interval: float = LIVE_INTERVAL
     output_lines: int = OUTPUT_LINES
     watch: bool = False
@@ -97,6 +119,12 @@ class Settings:
     served: bool = False
     """Served to a browser (``labrunner serve``): there is no terminal to hand the learner,
     so actions that need one are hidden."""
+    terminal_pane: bool = True
+    """The lab's shell is the learner's terminal, in a pane of the lab screen; ``t``
+    attaches the real terminal to it. Off: the shell is the engine's alone and ``t``
+    opens a separate shell in its environment."""
+    terminal_escape: str = TERMINAL_ESCAPE
+    """The key that takes the keyboard back from the terminal (pane and ``t``)."""
 
 
 class LabrunnerApp(App[int]):
@@ -111,9 +139,12 @@ class LabrunnerApp(App[int]):
         Action("ctrl+t", "toggle_theme", "Theme", "Switch between light and dark", footer=False),
     )
     BINDINGS: ClassVar[list[BindingType]] = bindings(ACTIONS)
+    NOTIFICATION_TIMEOUT = 4
 
     def __init__(self, workshop: Workshop, settings: Settings, *, start_lab: str | None) -> None:
         super().__init__()
+        self.notices: deque[Notification] = deque(maxlen=200)
+        """Every notification shown lately, oldest first (only the newest stays on screen)."""
         self.workshop = workshop
         self.settings = settings
         self.start_lab = start_lab
@@ -189,6 +220,12 @@ class LabrunnerApp(App[int]):
         if driver is not None:
             driver.engine.emit(ev.HintShown(driver.lab.id, message.step_id, message.number))
 
+    def _on_notify(self, event: Notify) -> None:
+        """The newest notification replaces the one on screen: toasts never stack up."""
+        self.notices.append(event.notification)
+        self._notifications.clear()
+        super()._on_notify(event)
+
     def on_ready(self) -> None:
         self.ready.set()
 
@@ -218,7 +255,30 @@ class LabrunnerApp(App[int]):
 
     def _refresh_home(self) -> None:
         records = {lab.id: self._records(lab.id) for lab in self.workshop.labs}
-        self.home.progress = lab_progress(self.workshop, records)
+        progress = lab_progress(self.workshop, records)
+        self.home.overall = workshop_progress(self.workshop, records, progress)
+        self.home.progress = progress
+
+    def what_next(self, lab_id: str) -> str:
+        """What to do after finishing ``lab_id``: the next open lab, or how to get the
+        cluster it needs (the doctor's words: see Bring a cluster)."""
+        labs = self.workshop.labs
+        records = {lab.id: self._records(lab.id) for lab in labs}
+        progress = lab_progress(self.workshop, records)
+        position = next((i for i, lab in enumerate(labs) if lab.id == lab_id), -1)
+        order = [*labs[position + 1 :], *labs[: max(position, 0)]]
+        following = next(
+            (lab for lab in order if not progress[lab.id].complete and not progress[lab.id].locked),
+            None,
+        )
+        if following is None:
+            if all(p.complete for p in progress.values()):
+                return "That was the whole workshop."
+            return "The other labs wait for labs you have not finished; see the lab list (Esc)."
+        status = self.environment
+        if following.needs_cluster and status.checked and status.reachable is not True:
+            return f"Next: “{following.title}” needs a cluster; {CREATE_CLUSTER_FIX}."
+        return f"Next: “{following.title}”; press Esc for the lab list and open it."
 
     def _context_label(self, *, refused: bool = False) -> str:
         context = self.settings.context or "none"
@@ -343,6 +403,7 @@ class LabrunnerApp(App[int]):
             options=RunOptions(
                 kube_context=settings.context if settings.explicit_context else None,
                 interactive=True,
+                pane=settings.terminal_pane,
             ),
             base_env=settings.base_env,
             run=settings.run,
@@ -377,8 +438,11 @@ class LabrunnerApp(App[int]):
             context_label=self._context_label(),
             output_lines=self.settings.output_lines,
             real_terminal=not self.settings.served,
+            terminal_pane=self.settings.terminal_pane,
+            escape_key=self.settings.terminal_escape,
         )
         screen.class_note = self.class_note
+        screen.what_next = self.what_next
         driver = LabDriver(
             engine_factory=self._engine,
             lab=lab,
@@ -391,7 +455,13 @@ class LabrunnerApp(App[int]):
         self.push_screen(screen)
         completed = steps_to_recheck(lab, records)
         # a cluster nobody approved yet is not asked anything, not even a re-check
-        if completed and self._approved(lab):
+        approved = self._approved(lab)
+        if self.settings.terminal_pane:
+            if approved:
+                self._open_terminal(driver)
+            else:
+                screen.terminal_failed("press i to start the lab shell (after a cluster check)")
+        if completed and approved:
             self._work(partial(driver.recheck, completed), name="recheck")
         self._pending_position = (lab.id, screen.selected.id)
         self._flush_position()
@@ -612,13 +682,69 @@ class LabrunnerApp(App[int]):
             markup=False,
         )
 
+    def _open_terminal(self, driver: LabDriver, *, restart: bool = False) -> None:
+        """Start the lab's shell in a worker and show it in the lab screen's pane."""
+
+        def work() -> None:
+            shell = driver.terminal(restart=restart)
+            screen = self.lab_screen
+            if driver is not self.driver or screen is None:
+                return
+            if isinstance(shell, str):
+                self.call_from_thread(screen.terminal_failed, shell)
+            else:
+                self.call_from_thread(screen.attach_terminal, shell)
+
+        self.run_worker(work, thread=True, group="terminal", exit_on_error=False)
+
+    def on_terminal_requested(self, message: msg.TerminalRequested) -> None:
+        driver = self.driver
+        if driver is None:
+            return
+        self._guarded(driver, partial(self._open_terminal, driver, restart=message.restart))
+
     def on_shell_requested(self, message: msg.ShellRequested) -> None:
+        driver = self.driver
+        shell = driver.attached_shell() if driver is not None else None
+        if driver is not None and shell is not None:
+            self._attach_shell(driver, message.step_id, shell)
+            return
         self._request(
             msg.JobKind.SHELL,
             message.step_id,
             lambda d, s: partial(d.shell_environment, s),
             guarded=True,
         )
+
+    def _attach_shell(self, driver: LabDriver, step_id: str, shell: PaneShell) -> None:
+        """``t``: the real terminal on the lab's own shell; the step is checked after."""
+        step = driver.lab.step(step_id)
+        back = key_label(self.settings.terminal_escape)
+        banner = (
+            f"\r\nlabrunner: this is the lab's shell for “{driver.lab.title}”, full screen. "
+            f"Press {back} to go back to labrunner; the step is checked when you do.\r\n"
+        )
+        attacher = self.settings.attacher
+        if self.is_headless and attacher is attach_learner_terminal:
+            self.notify("There is no terminal to attach here.", title="Shell", markup=False)
+            return
+        attach = partial(attacher, shell, self.settings.terminal_escape, banner)
+        try:
+            if self.is_headless:
+                attach()
+            else:
+                with self.suspend():
+                    attach()
+        except Exception as exc:  # no terminal to suspend to
+            self.notify(
+                f"Could not attach the terminal: {exc}",
+                title="Shell",
+                severity="error",
+                markup=False,
+            )
+            return
+        self.refresh()
+        self._start(msg.JobKind.CHECK, driver, partial(driver.check, step))
 
     def on_shell_ready(self, message: msg.ShellReady) -> None:
         found = self._step(message.step_id)
@@ -706,8 +832,13 @@ class LabrunnerApp(App[int]):
         if screen is not None and screen.lab.id == lab_id:
             screen.records = self._records(lab_id)
             screen.progress_reset(step_id)
-            what = f"“{screen.lab.step(step_id).title}”" if step_id else "the lab"
-            self.notify(f"Reset {what}.", markup=False)
+            if step_id is None:
+                self.notify(
+                    f"Reset the lab; you are on step 1, “{screen.lab.steps[0].title}”.",
+                    markup=False,
+                )
+            else:
+                self.notify(f"Reset “{screen.lab.step(step_id).title}”.", markup=False)
         self._refresh_home()
 
     # ------------------------------------------------------------------ run --watch
@@ -817,8 +948,53 @@ class LabrunnerApp(App[int]):
         """Switch between the light and dark themes."""
         self.theme = "textual-light" if self.theme == "textual-dark" else "textual-dark"
 
+    def running_work(self) -> str | None:
+        """What quitting would stop (a learner's command, a lab service), or None."""
+        driver = self.driver
+        busy = driver.busy if driver is not None else None
+        screen = self.lab_screen
+        services = (
+            [
+                service.label
+                for service in screen.lab.services
+                if screen.services.get(service.id, ("",))[0] == "running"
+            ]
+            if screen is not None
+            else []
+        )
+        parts = []
+        if busy is not None and busy is not msg.JobKind.SHELL:
+            parts.append(f"labrunner is {busy.value}")
+        if len(services) == 1:
+            parts.append(f"the lab service {services[0]} is running")
+        elif services:
+            parts.append(f"the lab services {', '.join(services)} are running")
+        return "; ".join(parts) or None
+
     async def action_quit(self) -> None:
-        """Cancel what runs, close the lab shell, and leave."""
+        """Cancel what runs, close the lab shell, and leave (asks first if something runs)."""
+        running = self.running_work()
+        if running is None or self.screen.id == "quit-dialog":
+            self._leave()
+            return
+
+        def answered(yes: bool | None) -> None:
+            if yes:
+                self._leave()
+
+        self.push_screen(
+            ConfirmDialog(
+                "Quit labrunner?",
+                f"{running[0].upper()}{running[1:]}. Quitting stops it and closes the lab "
+                "shell; a command cut short may leave its work half done.",
+                yes="Quit",
+                no="Keep working",
+                id="quit-dialog",
+            ),
+            answered,
+        )
+
+    def _leave(self) -> None:
         self.close_lab()
         self.exit(0)
 
@@ -861,6 +1037,8 @@ def make_app(
     watch: bool = False,
     watch_interval: float = WATCH_INTERVAL,
     served: bool = False,
+    terminal_pane: bool = True,
+    attacher: Attacher | None = None,
 ) -> LabrunnerApp:
     """Build the app; ``context`` is an explicit --context, the rest default to real things."""
     run = prepare_run(context, base_env=base_env)
@@ -894,6 +1072,8 @@ def make_app(
         watch=watch,
         watch_interval=watch_interval,
         served=served,
+        terminal_pane=terminal_pane,
+        attacher=attacher or attach_learner_terminal,
     )
     return LabrunnerApp(workshop, settings, start_lab=lab)
 

@@ -31,6 +31,7 @@ from labrunner.engine.events import Phase, StepStatus
 from labrunner.engine.runner import Engine, StepResult
 from labrunner.lab.model import Lab, Step, Workshop
 from labrunner.shell import ShellError
+from labrunner.shell.pane import PaneShell
 from labrunner.state import StateError, StepRecord
 from labrunner.tui import messages as msg
 from labrunner.tui.output import OutputBuffer
@@ -266,6 +267,7 @@ class LabDriver:
         within: float | None,
         record_failure: bool = True,
         services: bool = True,
+        first_look: bool = False,
     ) -> StepResult:
         """Check a step; record a pass, or a failure of a step not already complete.
 
@@ -286,6 +288,8 @@ class LabDriver:
                     outcomes=result.outcomes,
                 )
         passed = result.status is StepStatus.PASSED
+        if first_look and result.status is StepStatus.FAILED:
+            record_failure = False  # nothing was tried yet: "not yet" is no failure
         if passed or (record_failure and (before is None or not before.complete)):
             self.session.record(step, result)
             if result.status is not StepStatus.CANCELLED:
@@ -296,8 +300,13 @@ class LabDriver:
         return result
 
     def check(self, step: Step) -> StepResult | None:
-        """The step's checks, on demand."""
-        return self._job(msg.JobKind.CHECK, step, lambda: self._checks(step, within=None))
+        """The step's checks, on demand; before any attempt a miss is "not yet", unrecorded."""
+        first_look = step.id not in self._records()
+        return self._job(
+            msg.JobKind.CHECK,
+            step,
+            lambda: self._checks(step, within=None, first_look=first_look),
+        )
 
     def skip(self, step: Step) -> StepResult | None:
         """Run the solution; record "skipped" only when the checks then pass."""
@@ -360,6 +369,23 @@ class LabDriver:
         if captured:
             env, cwd = captured[0]
             self._post(msg.ShellReady(step.id, env, cwd))
+
+    def terminal(self, *, restart: bool = False) -> PaneShell | str:
+        """Start (or, with ``restart``, start again) the lab's shell for the terminal pane;
+        returns it, or why it could not start. Waits for a running job to finish."""
+        with self._engine_lock:
+            try:
+                shell = self.session.restart_shell() if restart else self.session.shell
+            except ShellError as exc:
+                return f"the lab shell could not start: {exc}"
+        if not isinstance(shell, PaneShell):
+            return "this lab's shell has no terminal"
+        return shell
+
+    def attached_shell(self) -> PaneShell | None:
+        """The lab's shell if it runs and has a terminal (``t`` attaches to it)."""
+        shell = self.session.current_shell
+        return shell if isinstance(shell, PaneShell) and shell.pump is not None else None
 
     def recheck(self, steps: list[Step]) -> None:
         """Re-check completed steps once (background), with their services brought back;

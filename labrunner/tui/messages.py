@@ -269,3 +269,11 @@ class ClassStatus(Message):
     def __init__(self, note: str) -> None:
         super().__init__()
         self.note = note
+
+
+class TerminalRequested(Message):
+    """Start the lab's shell for the terminal pane (or, with ``restart``, start it again)."""
+
+    def __init__(self, *, restart: bool = False) -> None:
+        super().__init__()
+        self.restart = restart

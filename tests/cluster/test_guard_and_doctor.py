@@ -204,7 +204,7 @@ def test_doctor_without_a_kubeconfig(
     assert [f.name for f in found] == ["kube context"]
     assert found[0].blocking
     assert found[0].detail.startswith("no kubeconfig: KUBECONFIG is unset")
-    assert found[0].fix.startswith("create a workshop cluster")
+    assert found[0].fix.startswith("create a cluster: see Bring a cluster")
 
 
 def test_doctor_does_not_load_kubernetes_at_import() -> None:

@@ -813,7 +813,7 @@ def test_doctor_exit_3_when_the_labs_are_broken(tmp_path: Path) -> None:
     proc = run_cli("--labs", labs, "doctor")
     assert_clean(proc, 3)
     assert "✘ labs" in proc.stdout
-    assert "stop the workshop from running" in proc.stderr
+    assert "labrunner: 1 problem stops the workshop from running" in proc.stderr
 
 
 # --------------------------------------------------------------------------- invalid labs
@@ -1029,3 +1029,25 @@ def test_sigint_exits_130(
             proc.kill()
             proc.wait()
     assert "Traceback" not in out.read_text()
+
+
+def test_doctor_says_which_labs_run_without_a_cluster() -> None:
+    """No kubeconfig at all: the cluster-free lab can still run, and the fix is README's."""
+    proc = run_cli("--labs", REPO / "labs", "doctor")
+    assert proc.returncode == 3, proc.stderr
+    assert "mesh-security-basics (no cluster needed)" in proc.stdout
+    assert "the other 18 need the cluster fixed first" in proc.stdout
+    from labrunner.doctor.cluster import CREATE_CLUSTER
+
+    assert f"create a cluster: see Bring a cluster in the README (`{CREATE_CLUSTER}`)" in (
+        proc.stdout
+    )
+    assert "labrunner: 1 problem stops the workshop from running" in proc.stderr
+
+
+def test_the_create_cluster_command_is_the_readme_one() -> None:
+    from labrunner.doctor.cluster import CREATE_CLUSTER
+
+    readme = (REPO / "README.md").read_text()
+    section = readme.split("## Bring a cluster", 1)[1]
+    assert CREATE_CLUSTER in section.replace(" \\\n  ", " ")

@@ -94,7 +94,7 @@ def step_label(app: LabrunnerApp, step_id: str) -> str:
 
 def notifications(app: LabrunnerApp) -> list[str]:
     """Every notification message the app has shown so far."""
-    return [n.message for n in app._notifications]
+    return [n.message for n in app.notices]
 
 
 def output(app: LabrunnerApp) -> list[str]:
@@ -180,3 +180,14 @@ def given_progress(
     if at is not None:
         store.set_position(lab_id, at)
     return store
+
+
+async def quit_app(pilot: Pilot[Any], app: LabrunnerApp) -> None:
+    """Press q, and say yes if labrunner asks first (something is running)."""
+    await pilot.press("q")
+    await wait_for(
+        pilot, lambda: not app.is_running or app.screen.id == "quit-dialog", "quit or its question"
+    )
+    if app.is_running:
+        await pilot.press("y")
+        await wait_for(pilot, lambda: not app.is_running, "the app to end")

@@ -85,6 +85,10 @@ def test_a_step_whose_tool_is_missing_says_so_and_stays_open(
             await pilot.press("r")
             await notified(pilot, app, "needs jq, which is not on the lab shell's PATH")
             await wait_for(pilot, lambda: screen.job is None, "the job to end")
+            (note,) = [n for n in app.notices if "needs jq" in n.message]
+            assert note.title == "Environment error"
+            assert "Fix: install what is missing" in note.message
+            assert "hint" not in note.message
             assert screen.states["query"] is StepState.TODO  # still open, nothing recorded
             assert saved(workshop).steps("needs-jq") == {}
 
@@ -113,7 +117,7 @@ def test_a_step_that_moves_kubeconfig_is_an_environment_error(
             await pilot.press("r")
             await notified(pilot, app, "pointed KUBECONFIG away from the kubeconfig this run")
             await wait_for(pilot, lambda: screen.job is None, "the job to end")
-            (note,) = [n for n in app._notifications if "KUBECONFIG" in n.message]
+            (note,) = [n for n in app.notices if "KUBECONFIG" in n.message]
             assert note.title == "Environment error" and note.severity == "error"
             assert "the command `export KUBECONFIG=/elsewhere/prod.yaml`" in note.message
             assert screen.states["switch"] is not StepState.PASSED

@@ -10,6 +10,8 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable
 
+from textual.widgets import Markdown
+
 from labrunner.engine.events import StepStatus
 from labrunner.lab.model import Workshop
 from labrunner.state.rules import StepState
@@ -71,11 +73,11 @@ def test_a_learner_works_through_the_basics(
             assert "touch fixed.txt" in str(row.render())
             await notified(pilot, app, "Press h for a hint")
             await pilot.press("h")
-            hints = str(screen.query_one("#hints").render())
+            hints = screen.query_one("#hints", Markdown).source
             assert "Hint 1 of 2: The file goes into the workshop folder" in hints
             assert "Hint 2 of 2" not in hints
             await pilot.press("h")
-            assert "Hint 2 of 2" in str(screen.query_one("#hints").render())
+            assert "Hint 2 of 2" in screen.query_one("#hints", Markdown).source
 
             # The learner fixes it in their own terminal; checking again passes.
             (root / "fixed.txt").write_text("")
@@ -197,6 +199,8 @@ def test_quitting_while_a_command_runs_leaves_no_process(
             reap.append(shell.pid)
             pids.append(shell.pid)
             await pilot.press("q")
+            await wait_for(pilot, lambda: app.screen.id == "quit-dialog", "the question")
+            await pilot.press("y")
         return pids
 
     pids = asyncio.run(scenario())
@@ -250,7 +254,7 @@ def test_a_block_runs_when_clicked_and_follow_toggles(
     build: Callable[..., LabrunnerApp], workshop: Workshop
 ) -> None:
     async def scenario() -> None:
-        app = build()
+        app = build(terminal_pane=False)  # the output log on screen, not behind the terminal
         async with app.run_test(size=(100, 30)) as pilot:
             await pilot.press("enter")
             screen = lab_screen(app)

@@ -38,6 +38,7 @@ from .helpers import (
     lab_screen,
     load,
     notified,
+    quit_app,
     saved,
     text,
     wait_for,
@@ -102,7 +103,7 @@ def test_quit_after_step_six_and_reopen_brings_the_server_back(
         async with app.run_test(size=(100, 30)) as pilot:
             await run_steps(pilot, app, first_six)
             assert mtls_server.running_pid(work / "payments.pid") is not None
-            await pilot.press("q")
+            await quit_app(pilot, app)
 
     async def second_visit() -> None:
         app = build(workshop=workshop, base_env=env)
@@ -125,7 +126,7 @@ def test_quit_after_step_six_and_reopen_brings_the_server_back(
             await notified(pilot, app, "Lab complete")
             pid = mtls_server.running_pid(work / "payments.pid")
             assert pid is not None
-            await pilot.press("q")
+            await quit_app(pilot, app)
         # the service the runner started is stopped when the app ends
         assert mtls_server.running_pid(work / "payments.pid") is None
 

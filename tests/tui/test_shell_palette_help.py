@@ -20,7 +20,7 @@ from labrunner.tui.screens.lab import LabScreen
 from .helpers import given_progress, idle, lab_screen, wait_for
 
 
-def test_the_shell_key_opens_a_shell_in_the_lab_environment_then_checks(
+def test_without_the_pane_the_shell_key_opens_a_shell_in_the_lab_environment(
     build: Callable[..., LabrunnerApp], workshop: Workshop
 ) -> None:
     store = given_progress(workshop, "basics", "hello", at="fix-me")
@@ -36,7 +36,7 @@ def test_the_shell_key_opens_a_shell_in_the_lab_environment_then_checks(
         return 0
 
     async def scenario() -> None:
-        app = build(shell_runner=learner)
+        app = build(shell_runner=learner, terminal_pane=False)
         async with app.run_test(size=(100, 30)) as pilot:
             screen = lab_screen(app)
             await idle(pilot, app)

@@ -21,6 +21,7 @@ from labrunner.lab.model import Workshop
 from labrunner.state.store import ProgressStore
 from labrunner.tui.app import LabrunnerApp
 from labrunner.tui.screens.lab import LabScreen
+from labrunner.tui.widgets.terminal_pane import TerminalPane
 
 from .helpers import wait_for
 
@@ -53,11 +54,25 @@ def settled(
         if until is not None:
             await wait_for(pilot, lambda: until(app), "the view to settle")
         await app.workers.wait_for_complete()
+        await wait_for(pilot, lambda: terminal_settled(app), "the terminal to settle")
         await pilot.pause()
         app.clear_notifications()
         await pilot.pause()
 
     return run_before
+
+
+def terminal_settled(app: LabrunnerApp) -> bool:
+    """True off the lab screen, or when its terminal shows the shell's idle prompt."""
+    screen = app.screen
+    if not isinstance(screen, LabScreen) or not screen.terminal_pane:
+        return True
+    pane = screen.query_one(TerminalPane)
+    view, shell = pane.view, pane.shell
+    if view is None or shell is None or shell.tracker is None:
+        return False
+    lines = [line.rstrip() for line in view.frame.text() if line.strip()]
+    return shell.tracker.at_empty_prompt and bool(lines) and lines[-1].endswith("$")
 
 
 def midway_store() -> ProgressStore:
@@ -67,6 +82,12 @@ def midway_store() -> ProgressStore:
         "basics", "fix-me", "failed", message="not done after 0s: fixed.txt does not exist yet"
     )
     return store
+
+
+def hint_shown(app: LabrunnerApp) -> bool:
+    """Step 2 failed and its first hint is revealed."""
+    screen = app.screen
+    return isinstance(screen, LabScreen) and screen.hints_shown.get("fix-me") == 1
 
 
 def test_home_dark(snap_compare: SnapCompare, build: Callable[..., LabrunnerApp]) -> None:
@@ -97,14 +118,63 @@ def test_failed_check_with_hint(
     snap_compare: SnapCompare, build: Callable[..., LabrunnerApp]
 ) -> None:
     app = build(store=midway_store())
+    assert snap_compare(
+        app, terminal_size=(100, 30), run_before=settled("r", "h", until=hint_shown)
+    )
 
-    def failed(app: LabrunnerApp) -> bool:
+
+def test_lab_terminal_pane(snap_compare: SnapCompare, build: Callable[..., LabrunnerApp]) -> None:
+    """The pane at 120×35, focused, after a command typed into it."""
+    app = build(store=midway_store())
+
+    async def typed(pilot: Pilot[Any]) -> None:
+        await settled()(pilot)
+        await pilot.press("i", *"echo typed", "enter")
         screen = app.screen
-        return isinstance(screen, LabScreen) and screen.hints_shown.get("fix-me") == 1
+        assert isinstance(screen, LabScreen)
+        view = screen.query_one(TerminalPane).view
+        assert view is not None
 
-    assert snap_compare(app, terminal_size=(100, 30), run_before=settled("r", "h", until=failed))
+        def echoed() -> bool:
+            assert view is not None
+            return any(line.strip() == "typed" for line in view.frame.text())
+
+        await wait_for(pilot, echoed, "the echo")
+        await wait_for(pilot, lambda: terminal_settled(app), "the prompt")
+        await pilot.pause()
+
+    assert snap_compare(app, terminal_size=(120, 35), run_before=typed)
+
+
+def test_lab_terminal_pane_small(
+    snap_compare: SnapCompare, build: Callable[..., LabrunnerApp]
+) -> None:
+    """The pane at 80×24: the footer still shows Quit, Help and the focus key."""
+    app = build(store=midway_store())
+    assert snap_compare(app, terminal_size=(80, 24), run_before=settled())
 
 
 def test_help_screen(snap_compare: SnapCompare, build: Callable[..., LabrunnerApp]) -> None:
     app = build(store=ProgressStore.memory())
     assert snap_compare(app, terminal_size=(100, 30), run_before=settled("question_mark"))
+
+
+def test_home_wide(snap_compare: SnapCompare, build: Callable[..., LabrunnerApp]) -> None:
+    """120×35: the workshop's progress line above the labs."""
+    app = build(store=midway_store())
+    assert snap_compare(app, terminal_size=(120, 35), run_before=settled(home=True))
+
+
+def test_lab_wide(snap_compare: SnapCompare, build: Callable[..., LabrunnerApp]) -> None:
+    """120×35: instructions, every command and the checks together; no output yet, so
+    the output pane is collapsed to its title."""
+    app = build(store=midway_store())
+    assert snap_compare(app, terminal_size=(120, 35), run_before=settled())
+
+
+def test_failed_check_with_hint_small(
+    snap_compare: SnapCompare, build: Callable[..., LabrunnerApp]
+) -> None:
+    """80×24 after a failed run: output shown, the hint in view, Help and Quit in the footer."""
+    app = build(store=midway_store())
+    assert snap_compare(app, terminal_size=(80, 24), run_before=settled("r", "h", until=hint_shown))

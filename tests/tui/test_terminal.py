@@ -3,8 +3,9 @@
 Everything else in this suite drives the app headless; this test checks what
 a person would see in an actual terminal (a 100×30 tmux pane): the lab list
 comes up, Enter opens the first lab, ``r`` runs its step and the step shows
-as passed, ``t`` suspends the app for a real shell whose work passes the next
-step, and ``q`` quits cleanly. tmux runs on a private socket with its own
+as passed, ``t`` attaches the real terminal to the lab's own shell (whose work
+passes the next step and stays in the shell the pane shows), and ``q`` quits
+cleanly. tmux runs on a private socket with its own
 HOME and state directory, and the server is always killed at the end.
 """
 
@@ -117,15 +118,25 @@ def test_a_learner_runs_a_step_in_a_real_terminal(tmux: Tmux, tmp_path: Path) ->
     assert "hello-from-step" in screen
     assert (labs.parent / "made.txt").read_text() == "ready\n"
 
-    # The next step wants a file made by hand: t suspends labrunner and opens a
-    # real shell in the workshop folder; leaving it re-checks the step.
+    # The next step wants a file made by hand: t attaches this terminal to the lab's
+    # own shell (labrunner suspended); Ctrl+] comes back and re-checks the step.
     tmux.keys("n")
     tmux.wait(tmux.shows("Step 2 of 4: Create fixed.txt yourself"), "step 2")
     tmux.keys("t")
-    tmux.wait(tmux.shows("labrunner: your shell for"), "the learner's shell")
-    tmux.keys("touch fixed.txt && exit", "Enter")
+    tmux.wait(tmux.shows("labrunner: this is the lab's shell"), "the attached shell")
+    assert "Press ctrl+] to go back" in tmux.screen()
+    tmux.keys("touch fixed.txt; export TYPED=yes; greet() { echo hi-$1; }", "Enter")
+    tmux.wait(tmux.shows("$ touch fixed.txt"), "the command to run")
+    tmux.keys("C-]")
     tmux.wait(tmux.shows("✔ 2. Create fixed.txt"), "step 2 to pass after the shell")
     assert (labs.parent / "fixed.txt").exists()
+
+    # the same shell, not a second one: the export and the function are still there
+    tmux.keys("i")
+    tmux.wait(tmux.shows("ctrl+]: back to the lab"), "the pane to take the keyboard")
+    tmux.keys("greet $TYPED", "Enter")
+    tmux.wait(tmux.shows("hi-yes"), "the function and the export, typed in the pane")
+    tmux.keys("C-]")
 
     tmux.keys("q")
     tmux.wait(lambda: not tmux.running(), "labrunner to quit")

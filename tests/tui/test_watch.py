@@ -34,6 +34,8 @@ def test_an_edited_lab_reloads_in_place_keeping_position_and_progress(
 ) -> None:
     lab_file = workshop.lab("basics").path
     store = given_progress(workshop, "basics", "hello", at="fix-me")
+    # an earlier attempt at fix-me: progress that step 4 drops (a first check is unrecorded)
+    store.record("basics", "fix-me", "failed", message="not done yet")
     (workshop.root / "made.txt").write_text("ready\n")  # so hello's re-check still passes
 
     async def scenario() -> None:

@@ -20,7 +20,7 @@ from textual.widgets import Footer, ListView, Static
 
 from labrunner.doctor import Finding
 from labrunner.lab.model import Workshop
-from labrunner.state.rules import LabProgress
+from labrunner.state.rules import LabProgress, WorkshopProgress
 from labrunner.tui import messages as msg
 from labrunner.tui.commands import Action, bindings
 from labrunner.tui.dialogs.findings import FindingsDialog
@@ -45,6 +45,7 @@ class HomeScreen(Screen[None]):
     status: var[EnvironmentStatus] = var(EnvironmentStatus(None), init=False)
     findings: var[list[Finding]] = var(list, init=False)
     highlighted: var[str | None] = var(None, init=False)
+    overall: var[WorkshopProgress | None] = var(None, init=False)
 
     def __init__(self, workshop: Workshop) -> None:
         super().__init__(id="home")
@@ -57,6 +58,7 @@ class HomeScreen(Screen[None]):
             id="home-intro",
             markup=False,
         )
+        yield Static("", id="workshop-progress", markup=False)
         yield LabList(self.workshop, id="labs")
         yield Static("", id="lab-summary", markup=False)
         yield Static("", id="env-status", markup=False)
@@ -84,6 +86,9 @@ class HomeScreen(Screen[None]):
 
     def _show_progress(self) -> None:
         self.query_one(LabList).show(self.progress)
+        overall = self.overall
+        line = self.query_one("#workshop-progress", Static)
+        line.update(f"Your progress: {overall.label}" if overall is not None else "")
         self._show_summary()
 
     def _show_status(self) -> None:

@@ -20,7 +20,7 @@ with the last lines they printed.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import ClassVar
 
 from textual import on
@@ -30,11 +30,14 @@ from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.message import Message
 from textual.reactive import var
 from textual.screen import Screen
-from textual.widgets import Footer, Input, ListView, Markdown, Static
+from textual.widgets import Input, ListView, Markdown, Static
 
+from labrunner.doctor import Finding
+from labrunner.doctor.cluster import fix_for_message
 from labrunner.engine import events as ev
 from labrunner.engine.events import StepStatus
 from labrunner.lab.model import Lab, Step
+from labrunner.shell.pane import BUSY, PaneShell
 from labrunner.state.rules import (
     FAILED_STATUSES,
     StepState,
@@ -48,11 +51,14 @@ from labrunner.tui.commands import Action, bindings
 from labrunner.tui.dialogs.confirm import ConfirmDialog
 from labrunner.tui.output import OutputBuffer
 from labrunner.tui.progress import SERVICE_CLASSES, SERVICE_ICONS, STATE_CLASSES, css_class
+from labrunner.tui.terminal import TerminalView
 from labrunner.tui.widgets import show_state
 from labrunner.tui.widgets.checks_panel import ChecksPanel
 from labrunner.tui.widgets.command_block import CommandBlock
+from labrunner.tui.widgets.footer import NARROW, EssentialFooter
 from labrunner.tui.widgets.output_pane import OutputPane
 from labrunner.tui.widgets.step_list import StepList
+from labrunner.tui.widgets.terminal_pane import TerminalPane
 
 CHECK_CLASS = {
     "passed": "-passed",
@@ -61,6 +67,19 @@ CHECK_CLASS = {
     "error": "-error",
 }
 SECRET_WORDS = ("password", "passphrase", "token", "secret", "pin")
+NARROW_FOOTER = (
+    "run_step",
+    "check",
+    "hint",
+    "next_step",
+    "focus_terminal",
+    "back",
+    "app.help",
+    "quit",
+    "app.quit",
+)
+"""The keys an 80-column footer keeps: doing the step, typing into the terminal pane
+(when there is one), moving on, Help and Quit."""
 
 
 class LabScreen(Screen[None]):
@@ -82,12 +101,36 @@ class LabScreen(Screen[None]):
         Action("h", "hint", "Hint", "Reveal the next hint (after a check failed)", "Show a hint"),
         Action("n", "next_step", "Next", "Go to the next step", "Next step"),
         Action(
+            "i",
+            "focus_terminal",
+            "Type",
+            "Type into the lab's shell in the terminal pane (ctrl+] comes back)",
+            "Focus the terminal",
+        ),
+        Action(
             "t",
             "shell",
             "Shell",
-            "Your shell, in the lab's folder and environment; checks run when you exit",
+            "The lab's shell full screen in your terminal (ctrl+] comes back); "
+            "the step is checked when you return",
             "Open a shell",
             needs_terminal=True,
+        ),
+        Action(
+            "E",
+            "paste_command",
+            "Edit command",
+            "Put the current command at the terminal's prompt to edit it (not run)",
+            "Edit the command in the terminal",
+            footer=False,
+        ),
+        Action(
+            "T",
+            "restart_shell",
+            "Restart shell",
+            "Start the lab's shell again, with your exports and directory",
+            "Restart the lab shell",
+            footer=False,
         ),
         Action(
             "l",
@@ -157,6 +200,23 @@ class LabScreen(Screen[None]):
             "Run cleanup",
             footer=False,
         ),
+        Action(
+            "y",
+            "copy_command",
+            "Copy",
+            "Copy the current command to the clipboard (your terminal must allow OSC 52)",
+            "Copy the command",
+            footer=False,
+        ),
+        Action(
+            "slash",
+            "search",
+            "Search",
+            "Search the output (Enter: the next older match, Esc: close)",
+            "Search the output",
+            footer=False,
+            key_display="/",
+        ),
         Action("escape", "back", "Labs", "Back to the lab list", "Back to labs"),
         Action(
             "question_mark,f1", "app.help", "Help", "Every key binding", "Help", key_display="?"
@@ -184,10 +244,17 @@ class LabScreen(Screen[None]):
         context_label: str,
         output_lines: int,
         real_terminal: bool = True,
+        terminal_pane: bool = False,
+        escape_key: str = "ctrl+right_square_bracket",
     ) -> None:
         super().__init__(id="lab")
         self.lab = lab
         self.real_terminal = real_terminal
+        self.terminal_pane = terminal_pane
+        """True when the lab's shell is shown (and typed into) in a pane of this screen."""
+        self.escape_key = escape_key
+        self._terminal_pending: PaneShell | str | None = None
+        self._composed = False
         """False when served to a browser: actions that need a real terminal are hidden."""
         self.set_reactive(LabScreen.records, dict(records))
         self.set_reactive(LabScreen.context_label, context_label)
@@ -209,6 +276,9 @@ class LabScreen(Screen[None]):
         self.block_states: dict[int, tuple[str, str]] = {}
         self.prompt: str | None = None
         self.output_source: OutputBuffer | None = None
+        self.search_query = ""
+        self.what_next: Callable[[str], str] | None = None
+        """Says what comes after this lab (the app knows the workshop and the cluster)."""
 
     # ------------------------------------------------------------------ layout
 
@@ -228,25 +298,34 @@ class LabScreen(Screen[None]):
             yield StepList(self.lab, id="steps")
             with Vertical(id="step-main"):
                 yield Static("", id="reload-problems", classes="-empty", markup=False)
-                with VerticalScroll(id="step-view"):
+                with Vertical(id="step-view"):
                     yield Static("", id="step-heading", markup=False)
-                    yield Markdown("", id="step-body")
-                    yield Static("", id="commands-title", classes="section-title")
-                    yield Vertical(id="commands")
-                    yield Static(
-                        "Checks  (c: check now · l: live)",
-                        id="checks-title",
-                        classes="section-title",
-                    )
-                    yield ChecksPanel(id="checks")
-                    yield Static("", id="hints", markup=False)
-                    yield Static("", id="solution", markup=False)
+                    with VerticalScroll(id="step-text"):  # the instructions scroll on their own
+                        yield Markdown("", id="step-body")
+                    with VerticalScroll(id="step-work"):  # so commands and checks stay in view
+                        yield Static("", id="commands-title", classes="section-title")
+                        yield Vertical(id="commands")
+                        yield Static(
+                            "Checks  (c: check now · l: live)",
+                            id="checks-title",
+                            classes="section-title",
+                        )
+                        yield ChecksPanel(id="checks")
+                        yield Markdown("", id="hints")
+                        yield Static("", id="solution", markup=False)
                 yield Static("", id="output-title", markup=False)
-                yield OutputPane(max_lines=self.output_lines, id="output")
+                yield OutputPane(max_lines=self.output_lines, id="output", classes="-empty")
+                with Horizontal(id="search-row"):
+                    yield Static("Search output:", id="search-label", markup=False)
+                    yield Input(id="search-input", placeholder="text, Enter finds the next older")
                 with Horizontal(id="prompt-row"):
                     yield Static("", id="prompt-label", markup=False)
                     yield Input(id="prompt-input", placeholder="type your answer, Enter sends it")
-        yield Footer()
+                if self.terminal_pane:
+                    yield TerminalPane(
+                        focus_key="i", escape_key=self.escape_key, restart_key="T", id="terminal"
+                    )
+        yield EssentialFooter(NARROW_FOOTER)
 
     def on_mount(self) -> None:
         steps = self.query_one(StepList)
@@ -258,6 +337,11 @@ class LabScreen(Screen[None]):
         self._show_title()
         self._show_output_title()
         self._show_services()
+        self._composed = True
+        self._show_pending_terminal()
+
+    def on_resize(self) -> None:
+        self.set_class(self.size.width < NARROW, "-narrow")  # the compact layout (80×24)
 
     def _initial_step(self, start: str | None) -> Step:
         if start is not None:
@@ -292,8 +376,73 @@ class LabScreen(Screen[None]):
             self._show_title()
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
-        """Hide what needs a real terminal when there is none (served to a browser)."""
+        """Hide what needs a real terminal when there is none (served to a browser), and
+        what needs the terminal pane without one; let Ctrl+C reach a focused pane."""
+        if action in PANE_ACTIONS and not self.terminal_pane:
+            return False
+        if action == "cancel" and self.terminal_focused:
+            return False
         return self.real_terminal or action not in TERMINAL_ACTIONS
+
+    # ------------------------------------------------------------------ terminal pane
+
+    @property
+    def terminal_focused(self) -> bool:
+        """True while the keyboard goes to the lab shell in the pane."""
+        if not self.terminal_pane or not self.is_mounted:
+            return False
+        return self.query_one(TerminalPane).focused
+
+    def attach_terminal(self, shell: PaneShell) -> None:
+        """Show the lab's shell in the pane (its output replaces the output log)."""
+        self._terminal_pending = shell
+        if self._composed:
+            self._terminal_pending = None
+            self.query_one("#output").display = False
+            self.query_one(TerminalPane).attach(shell)
+            self._show_output_title()
+
+    def terminal_failed(self, why: str) -> None:
+        """The lab shell could not start: say so where the terminal would be."""
+        self._terminal_pending = why
+        if self._composed:
+            self._terminal_pending = None
+            self.query_one(TerminalPane).show_message(f"Terminal  ·  {why}", error=True)
+
+    def _show_pending_terminal(self) -> None:
+        pending = self._terminal_pending
+        if isinstance(pending, str):
+            self.terminal_failed(pending)
+        elif pending is not None:
+            self.attach_terminal(pending)
+
+    def action_focus_terminal(self) -> None:
+        """Move the keyboard to the lab's shell (starting it first if need be)."""
+        if not self.query_one(TerminalPane).focus_terminal():
+            self.post_message(msg.TerminalRequested())
+
+    def action_paste_command(self) -> None:
+        """Put the current command at the terminal's prompt, unrun, and focus it."""
+        pane = self.query_one(TerminalPane)
+        shell = pane.shell
+        command = self.current_command()
+        if command is None or shell is None or shell.pump is None or shell.tracker is None:
+            self.notify("No command to put at the prompt here.", markup=False)
+            return
+        if not shell.tracker.at_empty_prompt:
+            self.notify(BUSY, title="Terminal", severity="warning", markup=False)
+            return
+        shell.pump.paste(command, bracketed=shell.tracker.bracketed_paste)
+        pane.focus_terminal()
+
+    def action_restart_shell(self) -> None:
+        """Start the lab's shell again (after ``exec bash`` took its marks away)."""
+        if self._idle():
+            self.post_message(msg.TerminalRequested(restart=True))
+
+    @on(TerminalView.Escaped)
+    def _terminal_escaped(self) -> None:
+        self.query_one(StepList).focus()
 
     # ------------------------------------------------------------------ showing
 
@@ -319,9 +468,13 @@ class LabScreen(Screen[None]):
     def _show_output_title(self) -> None:
         follow = self.query_one(OutputPane).follow
         busy = f"  ·  {self.job.value}… (x cancels)" if self.job else ""
-        self.query_one("#output-title", Static).update(
-            f"Output  (f: follow {'on' if follow else 'off'}){busy}"
-        )
+        pane = self.query_one(OutputPane)
+        how = "none yet" if pane.has_class("-empty") else f"f: follow {'on' if follow else 'off'}"
+        searching = self.query_one("#search-row").has_class("-shown")
+        if self._terminal_attached and not searching:  # the terminal shows what commands print
+            self.query_one("#output-title", Static).update(f"Output log  (/: search it){busy}")
+            return
+        self.query_one("#output-title", Static).update(f"Output  ({how}){busy}")
 
     def _show_heading(self) -> None:
         step = self.selected
@@ -383,7 +536,8 @@ class LabScreen(Screen[None]):
         checks.show_checks(step.check)
         self.call_after_refresh(self._restore_outcomes)
         self._show_hints()
-        self.query_one("#step-view", VerticalScroll).scroll_home(animate=False)
+        for part in self.query("#step-text, #step-work").results(VerticalScroll):
+            part.scroll_home(animate=False)
 
     def _restore_outcomes(self) -> None:
         step = self.selected
@@ -400,7 +554,7 @@ class LabScreen(Screen[None]):
 
     def _show_hints(self) -> None:
         step = self.selected
-        hints = self.query_one("#hints", Static)
+        hints = self.query_one("#hints", Markdown)
         shown = self.hints_shown.get(step.id, 0)
         lines = [
             f"Hint {i + 1} of {len(step.hints)}: {hint.strip()}"
@@ -408,7 +562,7 @@ class LabScreen(Screen[None]):
         ]
         if step.hints and shown < len(step.hints) and step.id in self.failed:
             lines.append(f"(h: hint {shown + 1} of {len(step.hints)})")
-        hints.update("\n".join(lines))
+        hints.update("\n\n".join(lines))  # Markdown: `code` in a hint shows as code
         hints.set_class(not lines, "-empty")
         solution = self.query_one("#solution", Static)
         shown_solution = step.id in self.solution_shown
@@ -429,9 +583,12 @@ class LabScreen(Screen[None]):
             return
         batch = self.output_source.drain()
         pane = self.query_one(OutputPane)
+        opening = pane.has_class("-empty")
         if batch.dropped:
             pane.note("note", f"… {batch.dropped} lines scrolled past unseen …")
         pane.append(batch.items)
+        if opening:
+            self._show_output_title()
 
     def on_engine_event(self, message: msg.EngineEvent) -> None:
         event = message.event
@@ -447,15 +604,17 @@ class LabScreen(Screen[None]):
                 if event.cancelled:
                     self._show_block(event.index, "-cancelled", "cancelled")
                 elif event.timed_out:
-                    self._show_block(event.index, "-failed", "timed out")
+                    self._show_block(event.index, "-failed", "✘ timed out")
                 elif event.exit_code == 0:
                     self._show_block(event.index, "-ok", "✔")
                 else:
-                    self._show_block(event.index, "-failed", f"exit {event.exit_code}")
+                    self._show_block(event.index, "-failed", f"✘ exit status {event.exit_code}")
         elif isinstance(event, ev.PromptWaiting):
             self._show_prompt(event.prompt)
         elif isinstance(event, ev.CheckResult):
             state = CHECK_CLASS.get(event.status.value, "-unknown")
+            if state == "-failed" and self._first_look(event.step_id):
+                state = "-notyet"  # nothing was tried yet: not a failure, just not done
             outcome = (state, event.message, event.label)
             self.outcomes.setdefault(event.step_id, {})[event.index] = outcome
             if event.step_id == self.selected.id:
@@ -530,7 +689,13 @@ class LabScreen(Screen[None]):
         following = next_step(self.lab, step.id)
         if following is None:
             if all(state.complete for state in self.states.values()):
-                self.notify(f"{text} Lab complete: well done!", title="Lab complete", markup=False)
+                after = f" {self.what_next(self.lab.id)}" if self.what_next else ""
+                self.notify(
+                    f"{text} Lab complete: well done!{after}",
+                    title="Lab complete",
+                    timeout=15,
+                    markup=False,
+                )
             else:
                 self.notify(text, markup=False)
             return
@@ -540,16 +705,29 @@ class LabScreen(Screen[None]):
             markup=False,
         )
 
+    def _first_look(self, step_id: str) -> bool:
+        """A check of a step nobody tried yet (no record): its misses are "not yet"."""
+        return self.job is msg.JobKind.CHECK and step_id not in self.records
+
     def _failed(self, step: Step, kind: msg.JobKind, why: str, status: StepStatus) -> None:
-        self.failed.add(step.id)
-        self._show_hints()
         if kind is msg.JobKind.LIVE:
             return
         if status is StepStatus.ERROR:  # the environment is broken: no hint fixes that
-            self.notify(f"! {why}", title="Environment error", severity="error", markup=False)
+            fix = environment_fix(why, getattr(self.app, "findings", ()))
+            self.notify(
+                f"! {why}" + (f"\nFix: {fix}" if fix else ""),
+                title="Environment error",
+                severity="error",
+                markup=False,
+            )
             return
+        self.failed.add(step.id)
+        self._show_hints()
         shown = self.hints_shown.get(step.id, 0)
         more = " Press h for a hint." if shown < len(step.hints) else ""
+        if step.id not in self.records:  # checked before any attempt: not a failure
+            self.notify(f"{why}{more}", title="Not yet", markup=False)
+            return
         self.notify(f"✘ {why}{more}", title="Not yet", severity="warning", markup=False)
 
     def on_stale_steps(self, message: msg.StaleSteps) -> None:
@@ -649,13 +827,85 @@ class LabScreen(Screen[None]):
         self.query_one(StepList).focus()
         self.post_message(msg.InputSubmitted(text))
 
+    # ------------------------------------------------------------------ copy and search
+
+    def current_command(self) -> str | None:
+        """The command the learner is at: the first block that has not succeeded yet."""
+        run = self.selected.run
+        for index, command in enumerate(run):
+            if self.block_states.get(index, ("", ""))[0] != "-ok":
+                return command.cmd.strip()
+        return run[-1].cmd.strip() if run else None
+
+    def action_copy_command(self) -> None:
+        """Copy the current command to the clipboard (OSC 52, through the terminal)."""
+        command = self.current_command()
+        if command is None:
+            self.notify("This step has no commands to copy.", markup=False)
+            return
+        self.app.copy_to_clipboard(command + "\n")
+        first = command.splitlines()[0]
+        self.notify(f"Copied: {first}", title="Clipboard", timeout=2, markup=False)
+
+    def action_search(self) -> None:
+        """Open the search line under the output (shown over the terminal meanwhile)."""
+        self.query_one("#search-row").add_class("-shown")
+        self._show_log(True)
+        self.query_one("#search-input", Input).focus()
+
+    @property
+    def _terminal_attached(self) -> bool:
+        """True when the terminal pane shows the lab's shell in place of the output log."""
+        return self.terminal_pane and self.query_one(TerminalPane).shell is not None
+
+    def _show_log(self, shown: bool) -> None:
+        """Show or hide the output log; it stays hidden behind an attached terminal."""
+        if self._terminal_attached:
+            self.query_one("#output").display = shown
+            self._show_output_title()
+
+    @on(Input.Submitted, "#search-input")
+    def _search(self, event: Input.Submitted) -> None:
+        event.stop()
+        query = event.value
+        pane = self.query_one(OutputPane)
+        label = self.query_one("#search-label", Static)
+        if not query:
+            pane.mark(None)
+            label.update("Search output:")
+            return
+        again = self.search_query == query and pane.marked is not None
+        found = pane.find(query, before=pane.marked if again else None)
+        if found is None and again:  # wrap around to the newest match
+            found = pane.find(query)
+        self.search_query = query
+        pane.mark(found)
+        if found is None:
+            label.update("No match:")
+        else:
+            label.update(f"Line {found + 1} of {pane.line_count}:")
+
+    def _close_search(self) -> None:
+        self.query_one("#search-row").remove_class("-shown")
+        self.query_one(OutputPane).mark(None)
+        self.query_one("#search-label", Static).update("Search output:")
+        self._show_log(False)
+        self.query_one(StepList).focus()
+
     # ------------------------------------------------------------------ navigation
 
     def on_list_view_highlighted(self, event: ListView.Highlighted) -> None:
         event.stop()
         item = event.item
+        if item is not self.query_one(StepList).highlighted_child:
+            return  # a later key already moved on: this highlight is history
         step_id = getattr(item, "step_id", None)
-        if step_id is None or step_id == self.selected.id:
+        if step_id is not None:
+            self._go_to(step_id)
+
+    def _go_to(self, step_id: str) -> None:
+        """Show ``step_id`` now, so the next queued key starts from it."""
+        if step_id == self.selected.id:
             return
         self.selected = self.lab.step(step_id)
         self._show_step()
@@ -665,8 +915,9 @@ class LabScreen(Screen[None]):
         event.stop()
 
     def select(self, step_id: str) -> None:
-        """Show ``step_id``."""
+        """Show ``step_id`` (at once: keys queued behind this one see it selected)."""
         self.query_one(StepList).select_step(step_id)
+        self._go_to(step_id)
 
     def action_next_step(self) -> None:
         """Go to the next step."""
@@ -683,7 +934,10 @@ class LabScreen(Screen[None]):
             self.select(self.lab.steps[index - 1].id)
 
     def action_back(self) -> None:
-        """Back to the lab list."""
+        """Back to the lab list (or out of the search or answer line first)."""
+        if self.query_one("#search-row").has_class("-shown"):
+            self._close_search()
+            return
         if self.prompt is not None and self.query_one("#prompt-input", Input).has_focus:
             self.query_one(StepList).focus()
             return
@@ -781,7 +1035,7 @@ class LabScreen(Screen[None]):
         self.hints_shown[step.id] = shown + 1
         self.post_message(msg.HintRevealed(step.id, shown + 1))
         self._show_hints()
-        self.query_one("#hints", Static).scroll_visible(animate=False)
+        self.call_after_refresh(self.query_one("#hints").scroll_visible, animate=False)
 
     def action_solution(self) -> None:
         """Show the solution, after a confirmation."""
@@ -794,7 +1048,7 @@ class LabScreen(Screen[None]):
             if yes:
                 self.solution_shown.add(step.id)
                 self._show_hints()
-                self.query_one("#solution", Static).scroll_visible(animate=False)
+                self.call_after_refresh(self.query_one("#solution").scroll_visible, animate=False)
 
         self.app.push_screen(
             ConfirmDialog(
@@ -901,8 +1155,20 @@ class LabScreen(Screen[None]):
             self.failed.discard(sid)
             self.hints_shown.pop(sid, None)
             self.solution_shown.discard(sid)
+        if step_id is None:  # the whole lab: start again where it starts
+            self.select(self.lab.steps[0].id)
         self._show_step()
 
 
+def environment_fix(why: str, findings: Iterable[Finding]) -> str:
+    """What fixes an environment error: the doctor's fix for a failing tool, context or
+    cluster (the same words ``labrunner doctor`` prints), else one for the error's kind."""
+    for finding in findings:
+        if not finding.ok and finding.fix and finding.blocking:
+            return finding.fix
+    return fix_for_message(why)
+
+
 TERMINAL_ACTIONS = frozenset(a.action for a in LabScreen.ACTIONS if a.needs_terminal)
+PANE_ACTIONS = frozenset({"focus_terminal", "restart_shell", "paste_command"})
 """Actions that hand the learner a real terminal: hidden when served to a browser."""

@@ -163,6 +163,8 @@ class TerminalView(Widget, can_focus=True):
         if key == self.escape_key:
             event.stop()
             event.prevent_default()
+            # give the keyboard up now: a key typed right after (q) must not reach the shell
+            self.screen.set_focus(None)
             self.post_message(self.Escaped(self))
             return
         frame = self.frame

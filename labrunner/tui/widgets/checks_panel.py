@@ -15,11 +15,12 @@ from textual.widgets import Static
 from labrunner.lab.model import Check
 from labrunner.tui.widgets import show_state
 
-CHECK_STATES = ("-passed", "-pending", "-failed", "-error", "-unknown")
+CHECK_STATES = ("-passed", "-pending", "-failed", "-notyet", "-error", "-unknown")
 CHECK_ICONS = {
     "-passed": "✔",
     "-pending": "…",
     "-failed": "✘",
+    "-notyet": "○",
     "-error": "!",
     "-unknown": "·",
 }
@@ -38,13 +39,14 @@ class CheckRow(Static):
         self.update(self._text())
 
     def _text(self) -> str:
-        text = f"{CHECK_ICONS[self.state]} {self.label}: {self.message}"
-        if self.state in ("-failed", "-error") and self.check.hint:
+        message = f"not yet: {self.message}" if self.state == "-notyet" else self.message
+        text = f"{CHECK_ICONS[self.state]} {self.label}: {message}"
+        if self.state == "-failed" and self.check.hint:  # no hint fixes an environment error
             text += f"\n   hint: {self.check.hint.strip()}"
         return text
 
     def show(self, state: str, message: str, label: str | None = None) -> None:
-        """Show an outcome (``-passed``, ``-pending``, ``-failed``, ``-error``)."""
+        """Show an outcome (``-passed``, ``-pending``, ``-failed``, ``-notyet``, ``-error``)."""
         self.state = state
         self.message = message
         if label:

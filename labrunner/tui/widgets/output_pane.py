@@ -48,13 +48,17 @@ class OutputPane(ScrollView, can_focus=True):
             super().__init__()
             self.follow = follow
 
-    def __init__(self, *, max_lines: int = 10_000, id: str | None = None) -> None:
-        super().__init__(id=id)
+    def __init__(
+        self, *, max_lines: int = 10_000, id: str | None = None, classes: str | None = None
+    ) -> None:
+        super().__init__(id=id, classes=classes)
         self.max_lines = max_lines
         self._lines: deque[OutputItem] = deque(maxlen=max_lines)
         self._total = 0
         self._width = 0
         self._cache: LRUCache[tuple[int, int], Strip] = LRUCache(512)
+        self.marked: int | None = None
+        """The line a search found (shown reversed), as an index into the held lines."""
 
     @property
     def line_count(self) -> int:
@@ -64,6 +68,28 @@ class OutputPane(ScrollView, can_focus=True):
     def plain_lines(self) -> list[str]:
         """The held lines without ANSI codes (for tests and copying)."""
         return [strip_ansi(text) for _, text in self._lines]
+
+    def find(self, query: str, *, before: int | None = None) -> int | None:
+        """The last held line above ``before`` (default: the end) that contains ``query``
+        (ignoring case and colours), searching the raw scrollback, not just the screen."""
+        wanted = query.lower()
+        start = len(self._lines) if before is None else min(before, len(self._lines))
+        for index in range(start - 1, -1, -1):
+            if wanted in strip_ansi(self._lines[index][1]).lower():
+                return index
+        return None
+
+    def mark(self, index: int | None) -> None:
+        """Show line ``index`` reversed and scroll it into the middle (None: unmark)."""
+        self.marked = index
+        self._cache.clear()
+        if index is not None:
+            if self.follow:
+                self.follow = False
+                self.post_message(self.FollowChanged(False))
+            top = max(0, index - self.size.height // 2)
+            self.scroll_to(y=top, animate=False, immediate=True)
+        self.refresh()
 
     def append(self, items: Iterable[OutputItem]) -> None:
         """Add lines at the end; the oldest fall out beyond ``max_lines``."""
@@ -80,6 +106,8 @@ class OutputPane(ScrollView, can_focus=True):
                 width = max(width, cell_len(plain))
         if not added:
             return
+        if self.has_class("-empty"):
+            self.remove_class("-empty")  # a pane collapsed while empty opens with its first line
         self._total += added
         self._width = width
         self.virtual_size = Size(width, len(self._lines))
@@ -139,6 +167,8 @@ class OutputPane(ScrollView, can_focus=True):
         style = self._style_for(kind)
         if style is not None:
             text.stylize(style)
+        if index == self.marked:
+            text.stylize("reverse")
         segments = list(Segment.apply_style(text.render(self.app.console), base))
         strip = Strip(segments).crop_extend(scroll_x, scroll_x + width, base)
         self._cache[key] = strip

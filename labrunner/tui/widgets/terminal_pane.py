@@ -1,0 +1,194 @@
+"""The lab screen's terminal: the lab's own shell, typed into beside the instructions.
+
+The pane shows the PTY of the lab's one persistent bash (a
+:class:`~labrunner.shell.pane.PaneShell`), the same shell the engine runs the
+step's commands in and whose saved state the checks read: what the learner
+types here (``export``, ``cd``, functions) is what the next check sees.
+
+Above the screen, one status row says what the shell's marks tell: ready at
+a prompt, a command running, the last command's ✔/✘ with its exit status
+(typed or run by a key alike), and, when the marks stop (``exec bash``, a
+replaced PROMPT_COMMAND), that labrunner lost track of the shell and how to
+restart it. The focus key (shown in the footer) moves the keyboard here; the
+escape key (Ctrl+] by default) gives it back to the lab, whose single-letter
+keys work only then.
+"""
+
+from __future__ import annotations
+
+from textual.app import ComposeResult
+from textual.containers import Vertical
+from textual.message import Message
+from textual.timer import Timer
+from textual.widgets import Static
+
+from labrunner.shell.integration import Integration, Phase
+from labrunner.shell.pane import PaneShell
+from labrunner.tui.terminal import TerminalView
+
+POLL_INTERVAL = 0.25
+"""Seconds between looks at the marks' state (cheap: a few attributes, one /proc read)."""
+
+
+def key_label(key: str) -> str:
+    """A key as a learner reads it (``ctrl+right_square_bracket`` → ``ctrl+]``, ``T`` →
+    ``Shift+T``)."""
+    if len(key) == 1 and key.isupper():
+        return f"Shift+{key}"
+    return key.replace("right_square_bracket", "]").replace("left_square_bracket", "[")
+
+
+class TerminalPane(Vertical):
+    """The terminal pane: a status row and the lab shell's screen."""
+
+    DEFAULT_CSS = """
+    TerminalPane {
+        height: 1fr;
+        min-height: 6;
+    }
+    TerminalPane > #terminal-status {
+        height: 1;
+        padding: 0 1;
+        background: $boost;
+        color: $text-muted;
+    }
+    TerminalPane > #terminal-status.-focused {
+        color: $text-accent;
+        text-style: bold;
+    }
+    TerminalPane > #terminal-status.-lost {
+        background: $error 30%;
+        color: $text;
+    }
+    TerminalPane > TerminalView {
+        height: 1fr;
+        background: $surface;
+    }
+    """
+
+    class Lost(Message):
+        """The shell's marks stopped following it (``exec bash``); offer a restart."""
+
+        def __init__(self, reason: str) -> None:
+            super().__init__()
+            self.reason = reason
+
+    def __init__(
+        self,
+        *,
+        focus_key: str,
+        escape_key: str,
+        restart_key: str,
+        id: str | None = None,
+    ) -> None:
+        super().__init__(id=id)
+        self.focus_key = focus_key
+        self.escape_key = escape_key
+        self.restart_key = restart_key
+        self.shell: PaneShell | None = None
+        self._generation = 0
+        self._timer: Timer | None = None
+        self.integration = Integration.PENDING
+        self.reason = ""
+        self._lost_told = False
+
+    def compose(self) -> ComposeResult:
+        yield Static("Terminal  ·  starting the lab shell…", id="terminal-status", markup=False)
+
+    @property
+    def view(self) -> TerminalView | None:
+        """The terminal screen, once the shell is attached."""
+        found = self.query(TerminalView)
+        return found.first() if found else None
+
+    @property
+    def focused(self) -> bool:
+        """True while the keyboard goes to the shell."""
+        view = self.view
+        return view is not None and view.has_focus
+
+    def attach(self, shell: PaneShell) -> None:
+        """Show ``shell``'s terminal (again, after a restart)."""
+        self.shell = shell
+        self._generation = shell.generation
+        self.integration = Integration.PENDING
+        self._lost_told = False
+        had_focus = self.focused
+        old = self.view
+        if old is not None:
+            old.remove()
+        pump = shell.pump
+        if pump is None:
+            self.show_message("the lab shell is not running")
+            return
+        view = TerminalView(pump, scrollback=shell.scrollback, escape_key=self.escape_key)
+        self.mount(view)
+        if had_focus:
+            view.focus()
+        if self._timer is None:
+            self._timer = self.set_interval(POLL_INTERVAL, self._poll)
+        self._poll()
+
+    def show_message(self, text: str, *, error: bool = False) -> None:
+        """Put ``text`` on the status row (the shell could not start, say)."""
+        status = self.query_one("#terminal-status", Static)
+        status.set_class(error, "-lost")
+        status.update(text)
+
+    def focus_terminal(self) -> bool:
+        """Give the keyboard to the shell; False when there is no shell yet."""
+        view = self.view
+        if view is None:
+            return False
+        view.focus()
+        self._poll()
+        return True
+
+    def on_descendant_focus(self) -> None:
+        self._poll()
+
+    def on_descendant_blur(self) -> None:
+        self._poll()
+
+    def _poll(self) -> None:
+        shell = self.shell
+        if shell is None:
+            return
+        if shell.generation != self._generation and shell.pump is not None:
+            self.attach(shell)
+            return
+        tracker, pump, pid = shell.tracker, shell.pump, shell.pid
+        if tracker is None or pump is None or pid is None:
+            self.show_message("Terminal  ·  the lab shell has stopped", error=True)
+            return
+        report = tracker.check(pump, shell_pid=pid)
+        self.integration, self.reason = report.state, report.reason
+        if report.state is Integration.LOST:
+            text = (
+                f"⚠ {report.reason}. Press {key_label(self.restart_key)} (outside the terminal) "
+                "to restart the lab shell; your exports and directory come back."
+            )
+            self.show_message(text, error=True)
+            if not self._lost_told:
+                self._lost_told = True
+                self.post_message(self.Lost(report.reason))
+            return
+        parts = ["Terminal"]
+        if report.state is Integration.NESTED:
+            parts.append(f"ⓘ {report.reason}")
+        elif tracker.phase is Phase.RUNNING:
+            parts.append("● running")
+        else:
+            end = tracker.last_command
+            if end is not None and end.status is not None:
+                mark = "✔" if end.status == 0 else "✘"
+                parts.append(f"{mark} exit {end.status}")
+            else:
+                parts.append("ready")
+        focused = self.focused
+        if focused:
+            parts.append(f"{key_label(self.escape_key)}: back to the lab")
+        else:
+            parts.append(f"{self.focus_key}: type here")
+        self.show_message("  ·  ".join(parts))
+        self.query_one("#terminal-status").set_class(focused, "-focused")

@@ -1,0 +1,291 @@
+"""The terminal pane: the lab's own shell, typed into through the real app (Pilot, real bash).
+
+What the learner types in the pane is what the checks see (exports, the
+working directory); a full-screen program draws and gives the screen back;
+a key-run command shows in the same terminal with its ✔/✘; replacing the
+shell (``exec bash``) is reported, and a restart brings back the exports.
+Every wait is on a condition with a deadline.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+from textual.pilot import Pilot
+
+from labrunner.lab.model import Workshop
+from labrunner.shell.integration import Integration, Phase
+from labrunner.state.rules import StepState
+from labrunner.tui.app import LabrunnerApp
+from labrunner.tui.screens.lab import LabScreen
+from labrunner.tui.widgets.output_pane import OutputPane
+from labrunner.tui.widgets.step_list import StepList
+from labrunner.tui.widgets.terminal_pane import TerminalPane
+
+from .helpers import LABS, load, wait_for
+
+TYPING_LAB = """\
+apiVersion: labrunner/v1
+kind: Lab
+id: typing
+title: Type in the lab shell
+summary: The terminal pane is the lab's shell.
+steps:
+  - id: typed
+    title: Export and move
+    body: Type the commands in the terminal.
+    run:
+      - echo run-by-key
+    check:
+      - title: TYPED is exported
+        env: {name: TYPED, equals: "yes"}
+      - title: the shell is in /tmp
+        command: {run: 'test "$PWD" = /tmp'}
+    within: 0s
+"""
+
+
+def typing_workshop(root: Path) -> Path:
+    """A workshop with only the typing lab; returns its folder."""
+    labs = root / "typing-ws"
+    labs.mkdir()
+    (labs / "workshop.yaml").write_text((LABS / "workshop.yaml").read_text())
+    (labs / "01-typing.yaml").write_text(TYPING_LAB)
+    return labs
+
+
+@pytest.fixture
+def typing(tmp_path: Path) -> Workshop:
+    return load(typing_workshop(tmp_path))
+
+
+def pane_of(app: LabrunnerApp) -> TerminalPane:
+    screen = app.screen
+    assert isinstance(screen, LabScreen)
+    return screen.query_one(TerminalPane)
+
+
+def shows(pane: TerminalPane, text: str) -> bool:
+    """True when the pane's screen shows ``text`` on some row."""
+    view = pane.view
+    return view is not None and view.frame.contains(text)
+
+
+def status(pane: TerminalPane) -> str:
+    return str(pane.query_one("#terminal-status").render())
+
+
+async def ready(pilot: Pilot[Any], app: LabrunnerApp) -> TerminalPane:
+    """Wait for the lab screen's terminal to show the shell's idle prompt."""
+    await wait_for(pilot, lambda: isinstance(app.screen, LabScreen), "the lab screen")
+    pane = pane_of(app)
+
+    def idle() -> bool:
+        shell = pane.shell
+        return (
+            shell is not None
+            and shell.tracker is not None
+            and shell.tracker.at_empty_prompt
+            and shows(pane, "$")
+        )
+
+    await wait_for(pilot, idle, "the lab shell's prompt in the pane")
+    return pane
+
+
+async def type_line(pilot: Pilot[Any], pane: TerminalPane, line: str) -> None:
+    """Type ``line`` and Enter into the focused pane; wait for its end mark."""
+    shell = pane.shell
+    assert shell is not None and shell.tracker is not None
+    tracker = shell.tracker
+    before = tracker.commands_finished
+    await pilot.press(*line, "enter")
+    await wait_for(
+        pilot,
+        lambda: tracker.commands_finished > before and tracker.phase is Phase.PROMPT,
+        f"{line!r} to finish",
+    )
+
+
+def test_typed_export_and_cd_reach_the_checks(
+    build: Callable[..., LabrunnerApp], typing: Workshop
+) -> None:
+    async def scenario() -> None:
+        app = build(workshop=typing, lab="typing")
+        async with app.run_test(size=(120, 35)) as pilot:
+            pane = await ready(pilot, app)
+            screen = app.screen
+            assert isinstance(screen, LabScreen)
+            await pilot.press("c")
+            await wait_for(pilot, lambda: screen.job is None, "the first check")
+            assert screen.states["typed"] is not StepState.PASSED
+
+            await pilot.press("i")
+            assert pane.focused
+            # lab keys are typed into the shell while the pane has the keyboard
+            await type_line(pilot, pane, "export TYPED=yes; cd /tmp")
+            assert shows(pane, "export TYPED=yes; cd /tmp")
+            await wait_for(pilot, lambda: "✔ exit 0" in status(pane), "the command's ✔")
+            assert screen.job is None  # "c" inside "cd" checked nothing
+
+            await pilot.press("ctrl+right_square_bracket")
+            assert not pane.focused
+            assert isinstance(app.focused, StepList)
+            await pilot.press("c")
+            await wait_for(
+                pilot, lambda: screen.states["typed"] is StepState.PASSED, "the step to pass"
+            )
+
+    asyncio.run(scenario())
+
+
+def test_a_key_run_command_shows_in_the_same_terminal(
+    build: Callable[..., LabrunnerApp], typing: Workshop
+) -> None:
+    async def scenario() -> None:
+        app = build(workshop=typing, lab="typing")
+        async with app.run_test(size=(120, 35)) as pilot:
+            pane = await ready(pilot, app)
+            screen = app.screen
+            assert isinstance(screen, LabScreen)
+            # a half-typed line is never mixed with a command block
+            await pilot.press("i", *"echo half")
+            await pilot.press("ctrl+right_square_bracket")
+            await pilot.press("r")
+            await wait_for(pilot, lambda: screen.job is None, "the refused run")
+            assert not shows(pane, "echo half echo run-by-key")
+            assert not shows(pane, "echo halfecho run-by-key")
+            shell = pane.shell
+            assert shell is not None and shell.tracker is not None
+            tracker = shell.tracker
+            await pilot.press("i", "ctrl+c")
+            await wait_for(pilot, lambda: tracker.at_empty_prompt, "the line to be cleared")
+            await pilot.press("ctrl+right_square_bracket")
+            # now at an empty prompt: the block is typed there, visibly, and runs
+            await pilot.press("r")
+            await wait_for(pilot, lambda: screen.job is None and shows(pane, "run-by-key"), "run")
+            assert shows(pane, "$ echo run-by-key")
+            await wait_for(pilot, lambda: "✔ exit 0" in status(pane), "the command's ✔")
+
+    asyncio.run(scenario())
+
+
+def test_paste_types_the_block_for_editing_without_running_it(
+    build: Callable[..., LabrunnerApp], typing: Workshop
+) -> None:
+    async def scenario() -> None:
+        app = build(workshop=typing, lab="typing")
+        async with app.run_test(size=(120, 35)) as pilot:
+            pane = await ready(pilot, app)
+            shell = pane.shell
+            assert shell is not None and shell.tracker is not None
+            tracker = shell.tracker
+            before = tracker.commands_finished
+            await pilot.press("E")
+            await wait_for(pilot, lambda: shows(pane, "$ echo run-by-key"), "the pasted block")
+            assert pane.focused
+            assert tracker.commands_finished == before and not shows(pane, "run-by-keyx")
+            await pilot.press(*"x", "enter")
+            await wait_for(pilot, lambda: shows(pane, "run-by-keyx"), "the edited command")
+
+    asyncio.run(scenario())
+
+
+def test_less_draws_in_the_pane_and_gives_the_screen_back(
+    build: Callable[..., LabrunnerApp], typing: Workshop
+) -> None:
+    async def scenario() -> None:
+        app = build(workshop=typing, lab="typing")
+        async with app.run_test(size=(120, 35)) as pilot:
+            pane = await ready(pilot, app)
+            view = pane.view
+            assert view is not None
+            await pilot.press("i", *"seq 1000 | less", "enter")
+            await wait_for(
+                pilot,
+                lambda: view.frame.alternate and view.frame.line_text(0).strip() == "1",
+                "less to draw its first page",
+            )
+            await wait_for(pilot, lambda: "● running" in status(pane), "the running mark")
+            await pilot.press("space")
+            await wait_for(pilot, lambda: not view.frame.contains("1 "), "the next page")
+            await pilot.press("q")
+            await wait_for(
+                pilot, lambda: not view.frame.alternate and "✔ exit 0" in status(pane), "quit"
+            )
+            assert shows(pane, "seq 1000 | less")  # the screen before less is back
+
+    asyncio.run(scenario())
+
+
+def test_exec_bash_is_reported_and_a_restart_brings_the_exports_back(
+    build: Callable[..., LabrunnerApp], typing: Workshop
+) -> None:
+    async def scenario() -> None:
+        app = build(workshop=typing, lab="typing")
+        async with app.run_test(size=(120, 35)) as pilot:
+            pane = await ready(pilot, app)
+            await pilot.press("i")
+            await type_line(pilot, pane, "export TYPED=yes")
+            await pilot.press(*"exec bash --norc", "enter")
+            await wait_for(pilot, lambda: pane.integration is Integration.LOST, "the loss")
+            assert "replaced by another program" in status(pane)
+            assert "Press Shift+T" in status(pane)
+            first = pane.shell
+            await pilot.press("ctrl+right_square_bracket", "T")
+            await wait_for(
+                pilot,
+                lambda: pane.shell is not first and pane.integration is Integration.ACTIVE,
+                "a new lab shell",
+            )
+            await ready(pilot, app)
+            shell = pane.shell
+            assert shell is not None
+            assert shell.snapshot().env.get("TYPED") == "yes"
+
+    asyncio.run(scenario())
+
+
+def test_q_in_the_focused_pane_is_typed_not_quit(
+    build: Callable[..., LabrunnerApp], typing: Workshop
+) -> None:
+    async def scenario() -> None:
+        app = build(workshop=typing, lab="typing")
+        async with app.run_test(size=(120, 35)) as pilot:
+            pane = await ready(pilot, app)
+            await pilot.press("i")
+            assert pane.focused
+            await type_line(pilot, pane, "echo q-stays")
+            assert shows(pane, "q-stays") and pane.focused
+            assert app.is_running and isinstance(app.screen, LabScreen)  # not quit, not asked
+            await pilot.press("ctrl+right_square_bracket", "q")  # the lab's keys again
+            await wait_for(pilot, lambda: not app.is_running, "q to quit")
+
+    asyncio.run(scenario())
+
+
+def test_slash_shows_the_output_log_over_the_terminal_while_searching(
+    build: Callable[..., LabrunnerApp], typing: Workshop
+) -> None:
+    async def scenario() -> None:
+        app = build(workshop=typing, lab="typing")
+        async with app.run_test(size=(120, 35)) as pilot:
+            await ready(pilot, app)
+            screen = app.screen
+            assert isinstance(screen, LabScreen)
+            log = screen.query_one(OutputPane)
+            title = screen.query_one("#output-title")
+            assert not log.display and "/: search" in str(title.render())
+            await pilot.press("r")
+            await wait_for(pilot, lambda: screen.job is None, "the run")
+            await pilot.press("slash", *"run-by-key", "enter")
+            await wait_for(pilot, lambda: log.marked is not None, "the match")
+            assert log.display and log.size.height > 0
+            await pilot.press("escape")
+            await wait_for(pilot, lambda: not log.display, "the log to hide again")
+
+    asyncio.run(scenario())
