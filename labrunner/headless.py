@@ -267,16 +267,63 @@ def plain_check(argv: Sequence[str]) -> None:
     arguments = parse_check(argv, os.environ)
     if arguments is None:
         return
+    status = end_after_atexit()
     try:
         check(**arguments)
+    except SystemExit as exc:
+        status.append(exc.code)
+        raise
     except (EOFError, KeyboardInterrupt):
         echo_err("\nAborted!")
+        status.append(1)
         sys.exit(1)
     except BrokenPipeError:
         # `labrunner check … | head -0`: point stdout at /dev/null so the exit's flush is quiet
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, sys.stdout.fileno())
+        status.append(1)
         sys.exit(1)
+
+
+def end_after_atexit() -> list[object]:
+    """Make the process end right after its last ``atexit`` handler; returns the list to
+    append the exit status (``SystemExit.code``) to.
+
+    After the ``atexit`` handlers, an interpreter's teardown only frees memory:
+    it clears every module and collects every object, which costs a short
+    command like ``check`` about a seventh of its run (some 25 ms). Everything
+    labrunner must do on the way out is an ``atexit`` handler or happens
+    before: the run's directory and what its shells left (``weakref.finalize``
+    runs at exit), progress (written with ``os.write`` and synced when
+    recorded), the class publisher. The handler registered here runs last
+    (handlers run in reverse order), after Python has joined the non-daemon
+    threads; it flushes stdout and stderr and ends the process with the
+    status, as CPython would (1 after an uncaught exception, 120 when stdout
+    cannot be flushed). Where something registered a handler before this
+    (a coverage tool, say), it would run after ours, so the teardown is kept.
+    """
+    import atexit
+
+    status: list[object] = []
+    count = getattr(atexit, "_ncallbacks", None)
+    if count is None or count() != 0:
+        return status
+
+    def leave() -> None:
+        code = status[-1] if status else 1
+        exit_code = 0 if code is None else code if isinstance(code, int) else 1
+        try:
+            sys.stdout.flush()
+        except (OSError, ValueError):
+            exit_code = 120
+        try:
+            sys.stderr.flush()
+        except (OSError, ValueError):
+            pass
+        os._exit(exit_code)
+
+    atexit.register(leave)
+    return status
 
 
 def parse_check(argv: Sequence[str], env: Mapping[str, str]) -> dict[str, Any] | None:

@@ -121,3 +121,46 @@ def test_the_console_script_answers_a_plain_check_as_click_does(
 def _timeless(text: str) -> str:
     """``text`` without the step durations, which differ from run to run."""
     return re.sub(r"\(\d+(?:\.\d+)?(?:ms|s|m)[^)]*\)", "(…)", text)
+
+
+ENDING = """
+import atexit, sys
+from labrunner import headless
+if "early" in sys.argv:
+    atexit.register(lambda: print("early handler ran", flush=True))
+status = headless.end_after_atexit()
+atexit.register(lambda: print("late handler ran"))
+sys.stdout.write("unflushed ")
+if "boom" in sys.argv:
+    raise RuntimeError("boom")
+status.append(int(sys.argv[1]))
+sys.exit(int(sys.argv[1]))
+"""
+
+
+@pytest.mark.parametrize("code", [0, 3, 130])
+def test_a_check_ends_after_its_atexit_handlers_with_its_status(code: int) -> None:
+    proc = subprocess.run(
+        [sys.executable, "-c", ENDING, str(code)], capture_output=True, text=True, timeout=60
+    )
+    assert proc.returncode == code
+    # every handler ran, and what was written is out
+    assert proc.stdout == "unflushed late handler ran\n"
+
+
+def test_an_uncaught_error_still_exits_1_with_its_traceback() -> None:
+    proc = subprocess.run(
+        [sys.executable, "-c", ENDING, "0", "boom"], capture_output=True, text=True, timeout=60
+    )
+    assert proc.returncode == 1
+    assert "RuntimeError: boom" in proc.stderr
+    assert proc.stdout == "unflushed late handler ran\n"
+
+
+def test_a_handler_registered_before_keeps_the_normal_teardown() -> None:
+    # it would run after ours: so ours is not installed, and both handlers run
+    proc = subprocess.run(
+        [sys.executable, "-c", ENDING, "4", "early"], capture_output=True, text=True, timeout=60
+    )
+    assert proc.returncode == 4
+    assert proc.stdout == "unflushed late handler ran\nearly handler ran\n"
