@@ -15,14 +15,13 @@ from __future__ import annotations
 import importlib
 import os
 import sys
-import threading
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, NoReturn
+from typing import TYPE_CHECKING, Any
 
 import click
 
-from labrunner import __version__
+from labrunner import __version__, headless
 from labrunner.certs.cli import certs_command, mtls_server_group
 from labrunner.classcmd import class_group
 from labrunner.errors import EnvironmentProblem, ExitCode, LabrunnerError, UsageProblem
@@ -30,113 +29,24 @@ from labrunner.errors import EnvironmentProblem, ExitCode, LabrunnerError, Usage
 if TYPE_CHECKING:
     from labrunner.engine.prepare import PreparedRun
     from labrunner.lab.model import Lab, Workshop
-    from labrunner.lab.problems import LoadResult, Problem
+    from labrunner.lab.problems import Problem
     from labrunner.state import ProgressStore
-    from labrunner.verify.registry import Registry
 
 CONTEXT_SETTINGS = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
 
 
-def _say(message: str) -> None:
-    """A ``labrunner: …`` diagnostic on stderr, redacted like everything else that leaves."""
-    # imported here, not at the top: only runs that have something to say pay for it
-    from labrunner.redact import redact
-
-    click.echo(f"labrunner: {redact(message)}", err=True)
-
-
-def _fail(error: LabrunnerError) -> NoReturn:
-    _say(error.message)
-    sys.exit(int(error.exit_code))
-
-
 # --------------------------------------------------------------------------- shared helpers
-
-
-def _cache_dir() -> Path:
-    """Where start-up caches live: the entry-point list and loaded workshops."""
-    from labrunner.state.store import state_dir
-
-    return state_dir() / "cache"
-
-
-def _registry() -> Registry:
-    """The installed verifiers (each module imported only when a lab names it)."""
-    from labrunner.lab.catalog import VerifierUnavailable
-    from labrunner.verify.registry import builtin_registry
-
-    try:
-        return builtin_registry(cache_dir=_cache_dir())
-    except VerifierUnavailable as exc:
-        raise EnvironmentProblem(str(exc)) from None
-
-
-def _load_dir(labs_dir: Path, registry: Registry) -> LoadResult:
-    """Every lab of ``labs_dir``, from the compiled-lab cache while it is current."""
-    from labrunner.lab.cache import WorkshopCache, load_workshop_cached
-
-    key = registry.fingerprint()
-    cache = WorkshopCache(_cache_dir(), key) if key is not None else None
-    return load_workshop_cached(labs_dir, registry, cache=cache)
-
-
-def _load(labs_option: str | None, refs: Sequence[str] = ()) -> tuple[Workshop, list[Lab]]:
-    """The workshop and the labs named by ``refs`` (ids or files; all labs if none)."""
-    from labrunner.lab.locate import find_labs_dir
-
-    files = [Path(r) for r in refs if r.endswith((".yaml", ".yml")) or os.sep in r]
-    if files:
-        missing = [str(f) for f in files if not f.is_file()]
-        if missing:
-            raise UsageProblem(f"no such lab file: {', '.join(missing)}")
-        dirs = {f.resolve().parent for f in files}
-        if len(dirs) > 1:
-            raise UsageProblem("lab files given together must be in one directory")
-        labs_dir = dirs.pop()
-    else:
-        labs_dir = find_labs_dir(labs_option)
-    result = _load_dir(labs_dir, _registry())
-    if result.workshop is None and files:
-        # Errors only in labs the user did not name must not block the ones named:
-        # load the directory again without the broken files, and say so.
-        wanted = {f.resolve() for f in files}
-        broken = {p.file for p in result.errors}
-        if broken and not broken & wanted and labs_dir not in broken:
-            from labrunner.lab.loader import lab_files, load_workshop
-
-            rest = [p for p in lab_files(labs_dir) if p.resolve() not in broken]
-            retry = load_workshop(labs_dir, _registry(), files=rest)
-            if retry.workshop is not None:
-                names = ", ".join(sorted(p.name for p in broken))
-                click.echo(
-                    f"labrunner: warning: ignoring lab files with errors: {names} "
-                    "(run `labrunner validate` for details)",
-                    err=True,
-                )
-                result = retry
-    for problem in result.problems:
-        if not problem.is_error:
-            continue
-        click.echo(str(problem), err=True)
-    if result.workshop is None:
-        count = len(result.errors)
-        raise UsageProblem(f"{count} problem{'s' if count != 1 else ''} in lab files; see above")
-    workshop = result.workshop
-    if not refs:
-        return workshop, list(workshop.labs)
-    chosen: list[Lab] = []
-    for ref in refs:
-        lab = (
-            workshop.find(str(Path(ref).resolve()))
-            if ref in map(str, files)
-            else workshop.find(ref)
-        )
-        if lab is None:
-            ids = ", ".join(lab.id for lab in workshop.labs)
-            raise UsageProblem(f"no lab {ref!r} in {workshop.labs_dir} (labs: {ids})")
-        chosen.append(lab)
-    order = {lab.id: i for i, lab in enumerate(workshop.labs)}
-    return workshop, sorted(chosen, key=lambda lab: order[lab.id])
+# They live in labrunner.headless, click-free, so the console script can run a plain
+# `check` without importing click; every command here uses them under these names.
+_say = headless.say
+_fail = headless.fail
+_cache_dir = headless.cache_dir
+_registry = headless.registry
+_load_dir = headless.load_dir
+_load = headless.load
+_store = headless.store
+_guard = headless.guard
+_install_signal_handlers = headless.install_signal_handlers
 
 
 def _context(explicit: str | None) -> str | None:
@@ -145,41 +55,12 @@ def _context(explicit: str | None) -> str | None:
     return explicit or current_context(os.environ)
 
 
-def _store(workshop: Workshop, context: str | None) -> ProgressStore:
-    """The workshop's progress (and, for its cluster labs, that of ``context``'s cluster)."""
-    from labrunner.cluster.kubeconfig import server_for
-    from labrunner.state import ProgressStore
-
-    server = server_for(os.environ, context) if context else None
-    return ProgressStore.for_workshop(workshop, context=context, server=server)
-
-
 def _store_news(store: ProgressStore) -> None:
     """Say what opening the progress found: warnings, and one-line notices."""
     for warning in store.warnings:
         _say(f"warning: {warning}")
     for notice in store.notices:
         _say(notice)
-
-
-def _guard(workshop: Workshop, labs: Sequence[Lab], run: PreparedRun) -> None:
-    """Judge and pin the cluster of every lab that acts on one, before anything runs.
-
-    Each lab's own kubeconfig is judged (a lab or the workshop may set
-    KUBECONFIG in its env); a refusal stops the whole run with exit 3, an
-    approval pins that cluster for the lab's shells and checks.
-    """
-    said: set[str] = set()
-    for lab in labs:
-        if not lab.needs_cluster:
-            continue
-        decision = run.decide(workshop, lab)
-        if not decision.allowed:
-            raise EnvironmentProblem(decision.reason)
-        run.approve(workshop, lab)
-        if decision.reason not in said:
-            said.add(decision.reason)
-            _say(decision.reason)
 
 
 # --------------------------------------------------------------------------- the group
@@ -645,29 +526,6 @@ def _identify(
     return identify
 
 
-def _install_signal_handlers(engine: Any) -> threading.Event:
-    """Ctrl-C cancels the running command (a second one exits at once); SIGTERM and
-    SIGHUP exit cleanly. Either way the lab shells and all they started are killed
-    on the way out. Returns the event set by SIGINT: the run then exits 130."""
-    interrupted = threading.Event()
-    import signal
-
-    def on_int(signum: int, frame: Any) -> None:
-        if interrupted.is_set():
-            raise SystemExit(int(ExitCode.INTERRUPTED))
-        interrupted.set()
-        engine.interrupt()
-
-    def on_term(signum: int, frame: Any) -> None:
-        engine.interrupt()
-        raise SystemExit(128 + signum)
-
-    signal.signal(signal.SIGINT, on_int)
-    signal.signal(signal.SIGTERM, on_term)
-    signal.signal(signal.SIGHUP, on_term)
-    return interrupted
-
-
 # --------------------------------------------------------------------------- check
 
 
@@ -683,59 +541,7 @@ def check(
     ctx: click.Context, lab: str, step: str | None, context_option: str | None, wait: bool
 ) -> None:
     """Run only the checks of LAB (or of one STEP), no commands."""
-    from labrunner.engine import Engine, RunOptions, UsageError, select_steps
-    from labrunner.engine import events as ev
-    from labrunner.engine.events import StepStatus
-    from labrunner.engine.prepare import prepare_run
-    from labrunner.ui_text import Printer
-
-    run = prepare_run(context_option)
-    try:
-        registry = _registry()
-        workshop, (chosen,) = _load(ctx.obj.get("labs"), [lab])
-        steps = select_steps(chosen, from_step=None, only_step=step)
-        _guard(workshop, [chosen], run)
-    except UsageError as exc:
-        run.close()
-        _fail(UsageProblem(str(exc)))
-    except LabrunnerError as exc:
-        run.close()
-        _fail(exc)
-    printer = Printer(quiet=True)
-    engine = Engine(
-        workshop,
-        registry=registry,
-        store=_store(workshop, run.context),
-        emit=printer,
-        options=RunOptions(kube_context=context_option, save=False, shell_free_checks=True),
-        run=run,
-    )
-    interrupted = _install_signal_handlers(engine)
-    worst = StepStatus.PASSED
-    try:
-        with engine.session(chosen) as session:
-            for item in steps:
-                printer(ev.StepStarted(chosen.id, item.id, chosen.index(item.id), item.title))
-                # only the checks: a lab service that is down is reported, not started
-                result = session.check(item, within=None if wait else 0.0, services=False)
-                printer(
-                    ev.StepFinished(
-                        chosen.id, item.id, result.status, result.message, result.details
-                    )
-                )
-                if (
-                    not result.ok and worst is StepStatus.PASSED
-                ) or result.status is StepStatus.ERROR:
-                    worst = result.status
-                if interrupted.is_set() or session.halted is not None:
-                    break
-    finally:
-        run.close()
-    if interrupted.is_set():
-        sys.exit(int(ExitCode.INTERRUPTED))
-    if worst is StepStatus.ERROR:
-        sys.exit(int(ExitCode.ENVIRONMENT))
-    sys.exit(int(ExitCode.OK if worst.ok else ExitCode.FAILED))
+    headless.check(ctx.obj.get("labs"), lab, step, context_option=context_option, wait=wait)
 
 
 # --------------------------------------------------------------------------- new

@@ -10,10 +10,14 @@ terminal width click wraps to, and the size and modification time of the
 modules that define the commands (so an edited checkout never shows stale
 help). While the key stands, the cached text is written as it is, byte for
 byte what click printed; otherwise click renders it, and the result is kept.
-A cache that cannot be read or written is ignored. Every other command line
-goes to :func:`labrunner.cli.main` untouched.
+A cache that cannot be read or written is ignored.
 
-This module imports only ``os`` and ``sys`` on that path: a test holds it to it.
+A plain ``labrunner check LAB [STEP]`` (what CI jobs and other platforms'
+check scripts run, once per step) skips click too: :mod:`labrunner.headless`
+parses it and runs the same function click's ``check`` runs. Every other
+command line goes to :func:`labrunner.cli.main` untouched.
+
+This module imports only ``os`` and ``sys`` on the ``--help`` path: a test holds it to it.
 """
 
 from __future__ import annotations
@@ -121,6 +125,13 @@ def main() -> None:
         sys.stdout.write(text)
         sys.stdout.flush()
         return
+    args = sys.argv[1:]
+    if args and (args[0] in ("check", "--labs") or args[0].startswith("--labs=")):
+        # a plain `labrunner check …` runs without click (see labrunner.headless);
+        # this returns only for other command lines
+        from labrunner import headless
+
+        headless.plain_check(args)
     from labrunner.cli import main as cli_main
 
     cli_main()

@@ -142,6 +142,11 @@ def in_session(procs: dict[int, ProcInfo], sid: int, *, since: int = 0) -> set[i
     return {p.pid for p in procs.values() if p.sid == sid and not p.zombie and p.start >= since}
 
 
+def session_pids(sid: int) -> list[int]:
+    """Every live process whose session id is ``sid``."""
+    return sorted(in_session(table(), sid))
+
+
 def _environ_has(pid: int, needles: Collection[bytes]) -> bool:
     try:
         with open(f"/proc/{pid}/environ", "rb") as fh:

@@ -13,12 +13,11 @@ import os
 import sys
 from typing import IO, TYPE_CHECKING
 
-from labrunner.ansi import strip_ansi
+from labrunner.ansi import clip, strip_ansi
 from labrunner.durations import format_duration
 from labrunner.engine import events as ev
 from labrunner.engine.events import StepStatus
 from labrunner.redact import LineRedactor, redact
-from labrunner.reports.collector import clip
 from labrunner.state.rules import LOOKS, StepState
 from labrunner.verify.outcome import Status
 

@@ -40,6 +40,7 @@ import traceback
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from labrunner import procs
 from labrunner.durations import format_duration
@@ -51,8 +52,7 @@ from labrunner.engine.services import ServiceProcess, ServiceState
 from labrunner.lab.expand import UnsetVariable, expand, with_env
 from labrunner.lab.model import Check, Command, Lab, Service, Step, Workshop
 from labrunner.redact import mask_values, redact
-from labrunner.shell import CommandResult, Shell, ShellError
-from labrunner.shell.pane import PaneShell
+from labrunner.shell import CommandResult, ShellError
 from labrunner.state import ProgressStore, StateError
 from labrunner.state.rules import (
     StaleCause,
@@ -63,6 +63,9 @@ from labrunner.state.rules import (
 from labrunner.verify.context import CheckContext, RunResources
 from labrunner.verify.outcome import Outcome, Status
 from labrunner.verify.registry import Registry
+
+if TYPE_CHECKING:
+    from labrunner.shell.session import Shell
 
 Emit = Callable[[ev.Event], None]
 
@@ -234,7 +237,13 @@ class LabSession:
         if self._shell is None or self._shell.pid is None:
             env = self.engine.lab_environment(self.lab)
             directory = self.engine.run.directory if self.engine.run is not None else None
-            kind = PaneShell if self.engine.options.pane else Shell
+            # lazy: pexpect and the terminal modules load only when a shell starts, so a
+            # check that needs none (`labrunner check` of a cluster step) starts without them
+            kind: type[Shell]
+            if self.engine.options.pane:
+                from labrunner.shell.pane import PaneShell as kind
+            else:
+                from labrunner.shell.session import Shell as kind
             shell = kind(env=env, cwd=self.engine.workshop.root, directory=directory)
             shell.start()
             self._shell = shell

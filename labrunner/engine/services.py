@@ -35,7 +35,6 @@ from labrunner import proctree
 from labrunner.ansi import strip_ansi
 from labrunner.procs import kill_group
 from labrunner.redact import redact
-from labrunner.shell.session import session_pids
 
 TAIL_LINES = 20
 STOP_GRACE = 2.0
@@ -62,10 +61,10 @@ def stop_process_group(proc: subprocess.Popen[bytes], *, grace: float = STOP_GRA
     while time.monotonic() < end:
         with contextlib.suppress(subprocess.TimeoutExpired):
             proc.wait(0.02)
-        if not session_pids(sid):
+        if not proctree.session_pids(sid):
             break
     kill_group(sid, signal.SIGKILL)
-    for pid in session_pids(sid):
+    for pid in proctree.session_pids(sid):
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.kill(pid, signal.SIGKILL)
     proc.wait()

@@ -13,22 +13,23 @@ from __future__ import annotations
 import json
 import re
 import time
-import xml.etree.ElementTree as ET
 from collections import deque
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from labrunner import __version__
-from labrunner.ansi import strip_ansi
+from labrunner.ansi import clip, clip_line, strip_ansi
 from labrunner.engine import events as ev
 from labrunner.fsutil import write_atomic
 from labrunner.redact import LineRedactor, redact
 from labrunner.verify.evidence import Section, render
 
+if TYPE_CHECKING:
+    import xml.etree.ElementTree as ET
+
 OUTPUT_TAIL = 200
-MAX_LINE = 2000
 _XML_BAD = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\ufffe\uffff]")
 
 
@@ -43,21 +44,6 @@ def _xml_safe(text: str) -> str:
     prompts went unanswered) as they came: redacting them again would mask what a
     second look without that knowledge takes for a secret."""
     return clip(_XML_BAD.sub("", strip_ansi(text)))
-
-
-def clip(text: str) -> str:
-    """``text`` with every line longer than ``MAX_LINE`` characters cut, saying by how much
-    (the terminal log clips messages the same way as the reports)."""
-    if len(text) <= MAX_LINE:
-        return text
-    return "\n".join(_clip_line(line) for line in text.split("\n"))
-
-
-def _clip_line(line: str) -> str:
-    if len(line) <= MAX_LINE:
-        return line
-    keep = MAX_LINE - 40  # room for the note, so a clipped line is not clipped again
-    return f"{line[:keep]}… [{len(line) - keep} more characters]"
 
 
 @dataclass
@@ -160,7 +146,7 @@ class ReportCollector:
             if event.refused:
                 self._redactor.unanswered(event.prompt)
         elif isinstance(event, ev.OutputLine):
-            line = _clip_line(self._redactor(strip_ansi(event.text)))
+            line = clip_line(self._redactor(strip_ansi(event.text)))
             target = (
                 lab.steps[event.step_id].output if event.step_id in lab.steps else lab.phase_output
             )
@@ -292,6 +278,8 @@ class ReportCollector:
 
     def as_junit(self) -> ET.Element:
         """The run as a JUnit ``<testsuites>`` element: one suite per lab, one case per step."""
+        import xml.etree.ElementTree as ET  # lazy: only runs that write JUnit pay for it
+
         root = ET.Element("testsuites", name=f"labrunner {self.workshop}".strip())
         totals = {"tests": 0, "failures": 0, "errors": 0, "skipped": 0}
         total_time = 0.0
@@ -342,6 +330,8 @@ class ReportCollector:
 
     def write_junit(self, path: Path) -> None:
         """Write the JUnit XML report atomically."""
+        import xml.etree.ElementTree as ET  # lazy: see as_junit
+
         root = self.as_junit()
         ET.indent(root)
         data = ET.tostring(root, encoding="utf-8", xml_declaration=True)

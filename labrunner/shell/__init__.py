@@ -1,5 +1,26 @@
-"""The persistent lab shell."""
+"""The persistent lab shell.
 
-from labrunner.shell.session import CommandResult, Shell, ShellError, ShellState
+``Shell`` and ``ShellState`` load the session module (pexpect, terminal
+handling) on first use, so code that only names a command's result or the
+shell's error does not pay for it: a check that starts no shell starts faster.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from labrunner.shell.result import CommandResult, ShellError
+
+if TYPE_CHECKING:
+    from labrunner.shell.session import Shell, ShellState
 
 __all__ = ["CommandResult", "Shell", "ShellError", "ShellState"]
+
+
+def __getattr__(name: str) -> Any:
+    """``Shell`` and ``ShellState``, imported from the session module when first asked for."""
+    if name in ("Shell", "ShellState"):
+        from labrunner.shell import session
+
+        return getattr(session, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

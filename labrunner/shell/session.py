@@ -72,6 +72,7 @@ from labrunner.ansi import strip_ansi
 from labrunner.lab.model import Expect
 from labrunner.redact import MASK, mask_values, split_point
 from labrunner.shell.bashquote import parse_exports, unquote
+from labrunner.shell.result import CommandResult, ShellError
 
 LineCallback = Callable[[str], None]
 
@@ -111,32 +112,6 @@ PS1='' PS2='' PS4='+ '
 )
 
 
-class ShellError(Exception):
-    """The shell could not be started or talked to."""
-
-
-@dataclass(frozen=True)
-class CommandResult:
-    """How one command ended."""
-
-    exit_code: int | None
-    duration: float
-    timed_out: bool = False
-    cancelled: bool = False
-    restarted: bool = False
-    prompt: str | None = None
-    tail: tuple[str, ...] = ()
-    input_wanted: str | None = None
-    """Headless only: the prompt shown when the command waited for input ("" for none)."""
-    input_stopped: bool = False
-    """Headless only: the command read keys one at a time, so it was interrupted."""
-
-    @property
-    def ok(self) -> bool:
-        """True when the command ran to completion with exit status 0."""
-        return self.exit_code == 0
-
-
 @dataclass(frozen=True)
 class ShellState:
     """The shell's exported environment and working directory at one moment."""
@@ -173,11 +148,6 @@ def _close_all() -> None:
 
 
 atexit.register(_close_all)
-
-
-def session_pids(sid: int) -> list[int]:
-    """Every live process whose session id is ``sid``."""
-    return sorted(proctree.in_session(proctree.table(), sid))
 
 
 def _kill_session(child: pexpect.spawn, marks: tuple[str, ...] = ()) -> None:

@@ -21,10 +21,10 @@ from pathlib import Path
 
 import pexpect
 
+from labrunner.proctree import session_pids
 from labrunner.shell.integration import ShellTracker, hook_snippet
 from labrunner.shell.pty_pump import PtyPump
 from labrunner.shell.scrollback import Scrollback
-from labrunner.shell.session import session_pids
 
 DEADLINE = 20.0
 PROMPT = "lab$ "

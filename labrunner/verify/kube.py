@@ -28,16 +28,18 @@ import base64
 import binascii
 import functools
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from labrunner import procs
 from labrunner.cluster.client import Kube, kubeconfig_stamp, resolve_context
 from labrunner.cluster.errors import ClusterError, ErrorKind, NotFound
 from labrunner.cluster.objects import Reader
-from labrunner.cluster.portforward import ServiceForward
 from labrunner.cluster.resources import SECRETS
 from labrunner.verify.context import CheckContext
 from labrunner.verify.outcome import Outcome, Waiter
+
+if TYPE_CHECKING:
+    from labrunner.cluster.portforward import ServiceForward
 
 INSTALL_HINTS = {
     "kubectl": "install kubectl or add it to PATH",
@@ -213,6 +215,9 @@ def service_endpoint(
     kube = connection(ctx)
 
     def start() -> ServiceForward:
+        # lazy: only checks that reach a Service load the port-forward's module
+        from labrunner.cluster.portforward import ServiceForward
+
         return ServiceForward(kube, namespace=namespace, service=service, port=port)
 
     forward = ctx.resources.get(key, start)

@@ -10,11 +10,12 @@ from pathlib import Path
 
 import pytest
 
+from labrunner.ansi import MAX_LINE
 from labrunner.engine import events as ev
 from labrunner.engine.events import Phase, StepStatus
 from labrunner.redact import LineRedactor, redact
 from labrunner.reports import ReportCollector, clean
-from labrunner.reports.collector import MAX_LINE, OUTPUT_TAIL
+from labrunner.reports.collector import OUTPUT_TAIL
 from labrunner.verify.outcome import Status
 
 TOKEN = "abc123SECRETtokenVALUE987"

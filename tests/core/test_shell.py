@@ -13,9 +13,10 @@ import pytest
 
 from labrunner import proctree
 from labrunner.lab.model import Expect
+from labrunner.proctree import session_pids
 from labrunner.shell import CommandResult, Shell, ShellError
 from labrunner.shell import session as session_module
-from labrunner.shell.session import MAX_LINE, session_pids
+from labrunner.shell.session import MAX_LINE
 from labrunner.testing.waiting import wait_for
 
 from .conftest import pid_alive, read_pids

@@ -10,7 +10,9 @@ compiled-lab cache), and reports which heavy packages it loaded:
   pointing at a live API server (``list`` reads it for the context, ``check``
   asks the server);
 - a warm ``list`` or ``check`` does not even import the loader: the workshop
-  comes from the cache.
+  comes from the cache;
+- a plain ``check`` command line never loads click (``labrunner.headless``
+  runs it) nor, for a cluster-only step, the lab shell's module with pexpect.
 
 bench/whole_process.py measures what these choices are worth in wall time.
 """
@@ -43,7 +45,7 @@ except SystemExit:
     pass
 roots = {name.split(".")[0] for name in sys.modules}
 print("LOADED:" + json.dumps({
-    "roots": sorted(roots & {"textual", "jsonschema", "kubernetes", "yaml", "click"}),
+    "roots": sorted(roots & {"textual", "jsonschema", "kubernetes", "yaml", "click", "pexpect"}),
     "loader": "labrunner.lab.loader" in sys.modules,
     "cli": "labrunner.cli" in sys.modules,
 }))
@@ -104,7 +106,10 @@ def cluster_labs(tmp_path: Path, fake_cluster: FakeClusterHandle) -> Path:
     [
         (["--help"], {"textual", "jsonschema", "kubernetes", "yaml"}),
         (["--labs", "{labs}", "list"], {"textual", "jsonschema", "kubernetes"}),
-        (["--labs", "{labs}", "check", "carry-over", "prepare"], {"textual", "jsonschema"}),
+        (
+            ["--labs", "{labs}", "check", "carry-over", "prepare"],
+            {"textual", "jsonschema", "click"},
+        ),
     ],
     ids=["help", "list", "check"],
 )
@@ -143,7 +148,12 @@ def test_list_and_check_of_a_cluster_lab(cluster_labs: Path) -> None:
         listing = loaded(["--labs", str(cluster_labs), "list"], cluster_labs.parent)
         assert not {"textual", "jsonschema", "kubernetes"} & listing.roots, (run, listing)
         check = loaded(["--labs", str(cluster_labs), "check", "shop", "ready"], cluster_labs.parent)
-        assert not {"textual", "jsonschema", "kubernetes"} & check.roots, (run, check)
+        assert not {"textual", "jsonschema", "kubernetes", "click", "pexpect"} & check.roots, (
+            run,
+            check,
+        )
+        assert check.cli is False, (run, check)
+        assert "PASS ready" in check.output, (run, check)
     # the second time, the workshop came from the compiled-lab cache
     assert listing.loader is False
     assert check.loader is False

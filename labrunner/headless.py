@@ -1,0 +1,386 @@
+"""What the headless commands share, without click: loading the workshop, the guard, ``check``.
+
+``labrunner check LAB STEP`` is what CI jobs and other platforms' check scripts
+start as a process, so its start-up is its cost: click alone takes longer to
+import than the check takes to run. The console script
+(:mod:`labrunner.launch`) therefore hands a plain ``check`` command line
+straight to :func:`check` here, and :mod:`labrunner.cli` uses the same
+function and helpers for every other spelling, so both roads run one code
+path. Diagnostics go to stderr as ``labrunner: …`` lines, redacted; data goes
+to stdout; exit codes come from :class:`labrunner.errors.ExitCode`.
+
+Every import below the standard library is inside the function that needs it:
+a command pays only for what it uses.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import threading
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, NoReturn
+
+from labrunner.errors import EnvironmentProblem, ExitCode, LabrunnerError, UsageProblem
+
+if TYPE_CHECKING:
+    from labrunner.engine.prepare import PreparedRun
+    from labrunner.lab.model import Lab, Workshop
+    from labrunner.lab.problems import LoadResult
+    from labrunner.state import ProgressStore
+    from labrunner.verify.registry import Registry
+
+
+def echo_err(text: str) -> None:
+    """One line on stderr (whatever stream is stderr at the time, as click's ``echo``)."""
+    stream = sys.stderr
+    stream.write(text + "\n")
+    stream.flush()
+
+
+def say(message: str) -> None:
+    """A ``labrunner: …`` diagnostic on stderr, redacted like everything else that leaves."""
+    # imported here, not at the top: only runs that have something to say pay for it
+    from labrunner.redact import redact
+
+    echo_err(f"labrunner: {redact(message)}")
+
+
+def fail(error: LabrunnerError) -> NoReturn:
+    """Say ``error`` and exit with its code."""
+    say(error.message)
+    sys.exit(int(error.exit_code))
+
+
+def cache_dir() -> Path:
+    """Where start-up caches live: the entry-point list and loaded workshops."""
+    from labrunner.state.store import state_dir
+
+    return state_dir() / "cache"
+
+
+def registry() -> Registry:
+    """The installed verifiers (each module imported only when a lab names it)."""
+    from labrunner.lab.catalog import VerifierUnavailable
+    from labrunner.verify.registry import builtin_registry
+
+    try:
+        return builtin_registry(cache_dir=cache_dir())
+    except VerifierUnavailable as exc:
+        raise EnvironmentProblem(str(exc)) from None
+
+
+def load_dir(labs_dir: Path, verifiers: Registry) -> LoadResult:
+    """Every lab of ``labs_dir``, from the compiled-lab cache while it is current."""
+    from labrunner.lab.cache import WorkshopCache, load_workshop_cached
+
+    key = verifiers.fingerprint()
+    cache = WorkshopCache(cache_dir(), key) if key is not None else None
+    return load_workshop_cached(labs_dir, verifiers, cache=cache)
+
+
+def load(labs_option: str | None, refs: Sequence[str] = ()) -> tuple[Workshop, list[Lab]]:
+    """The workshop and the labs named by ``refs`` (ids or files; all labs if none)."""
+    from labrunner.lab.locate import find_labs_dir
+
+    files = [Path(r) for r in refs if r.endswith((".yaml", ".yml")) or os.sep in r]
+    if files:
+        missing = [str(f) for f in files if not f.is_file()]
+        if missing:
+            raise UsageProblem(f"no such lab file: {', '.join(missing)}")
+        dirs = {f.resolve().parent for f in files}
+        if len(dirs) > 1:
+            raise UsageProblem("lab files given together must be in one directory")
+        labs_dir = dirs.pop()
+    else:
+        labs_dir = find_labs_dir(labs_option)
+    result = load_dir(labs_dir, registry())
+    if result.workshop is None and files:
+        # Errors only in labs the user did not name must not block the ones named:
+        # load the directory again without the broken files, and say so.
+        wanted = {f.resolve() for f in files}
+        broken = {p.file for p in result.errors}
+        if broken and not broken & wanted and labs_dir not in broken:
+            from labrunner.lab.loader import lab_files, load_workshop
+
+            rest = [p for p in lab_files(labs_dir) if p.resolve() not in broken]
+            retry = load_workshop(labs_dir, registry(), files=rest)
+            if retry.workshop is not None:
+                names = ", ".join(sorted(p.name for p in broken))
+                echo_err(
+                    f"labrunner: warning: ignoring lab files with errors: {names} "
+                    "(run `labrunner validate` for details)"
+                )
+                result = retry
+    for problem in result.problems:
+        if not problem.is_error:
+            continue
+        echo_err(str(problem))
+    if result.workshop is None:
+        count = len(result.errors)
+        raise UsageProblem(f"{count} problem{'s' if count != 1 else ''} in lab files; see above")
+    workshop = result.workshop
+    if not refs:
+        return workshop, list(workshop.labs)
+    chosen: list[Lab] = []
+    for ref in refs:
+        lab = (
+            workshop.find(str(Path(ref).resolve()))
+            if ref in map(str, files)
+            else workshop.find(ref)
+        )
+        if lab is None:
+            ids = ", ".join(lab.id for lab in workshop.labs)
+            raise UsageProblem(f"no lab {ref!r} in {workshop.labs_dir} (labs: {ids})")
+        chosen.append(lab)
+    order = {lab.id: i for i, lab in enumerate(workshop.labs)}
+    return workshop, sorted(chosen, key=lambda lab: order[lab.id])
+
+
+def store(workshop: Workshop, context: str | None) -> ProgressStore:
+    """The workshop's progress (and, for its cluster labs, that of ``context``'s cluster)."""
+    from labrunner.cluster.kubeconfig import server_for
+    from labrunner.state import ProgressStore
+
+    server = server_for(os.environ, context) if context else None
+    return ProgressStore.for_workshop(workshop, context=context, server=server)
+
+
+def guard(workshop: Workshop, labs: Sequence[Lab], run: PreparedRun) -> None:
+    """Judge and pin the cluster of every lab that acts on one, before anything runs.
+
+    Each lab's own kubeconfig is judged (a lab or the workshop may set
+    KUBECONFIG in its env); a refusal stops the whole run with exit 3, an
+    approval pins that cluster for the lab's shells and checks.
+    """
+    said: set[str] = set()
+    for lab in labs:
+        if not lab.needs_cluster:
+            continue
+        decision = run.decide(workshop, lab)
+        if not decision.allowed:
+            raise EnvironmentProblem(decision.reason)
+        run.approve(workshop, lab)
+        if decision.reason not in said:
+            said.add(decision.reason)
+            say(decision.reason)
+
+
+def install_signal_handlers(engine: Any) -> threading.Event:
+    """Ctrl-C cancels the running command (a second one exits at once); SIGTERM and
+    SIGHUP exit cleanly. Either way the lab shells and all they started are killed
+    on the way out. Returns the event set by SIGINT: the run then exits 130."""
+    interrupted = threading.Event()
+    import signal
+
+    def on_int(signum: int, frame: Any) -> None:
+        if interrupted.is_set():
+            raise SystemExit(int(ExitCode.INTERRUPTED))
+        interrupted.set()
+        engine.interrupt()
+
+    def on_term(signum: int, frame: Any) -> None:
+        engine.interrupt()
+        raise SystemExit(128 + signum)
+
+    signal.signal(signal.SIGINT, on_int)
+    signal.signal(signal.SIGTERM, on_term)
+    signal.signal(signal.SIGHUP, on_term)
+    return interrupted
+
+
+# --------------------------------------------------------------------------- check
+
+
+def check(
+    labs_option: str | None,
+    lab: str,
+    step: str | None,
+    *,
+    context_option: str | None,
+    wait: bool,
+) -> NoReturn:
+    """``labrunner check``: run only the checks of ``lab`` (or of one ``step``), no commands."""
+    from labrunner.engine import Engine, RunOptions, UsageError, select_steps
+    from labrunner.engine import events as ev
+    from labrunner.engine.events import StepStatus
+    from labrunner.engine.prepare import prepare_run
+    from labrunner.ui_text import Printer
+
+    run = prepare_run(context_option)
+    try:
+        verifiers = registry()
+        workshop, (chosen,) = load(labs_option, [lab])
+        steps = select_steps(chosen, from_step=None, only_step=step)
+        guard(workshop, [chosen], run)
+    except UsageError as exc:
+        run.close()
+        fail(UsageProblem(str(exc)))
+    except LabrunnerError as exc:
+        run.close()
+        fail(exc)
+    printer = Printer(quiet=True)
+    engine = Engine(
+        workshop,
+        registry=verifiers,
+        store=store(workshop, run.context),
+        emit=printer,
+        options=RunOptions(kube_context=context_option, save=False, shell_free_checks=True),
+        run=run,
+    )
+    interrupted = install_signal_handlers(engine)
+    worst = StepStatus.PASSED
+    try:
+        with engine.session(chosen) as session:
+            for item in steps:
+                printer(ev.StepStarted(chosen.id, item.id, chosen.index(item.id), item.title))
+                # only the checks: a lab service that is down is reported, not started
+                result = session.check(item, within=None if wait else 0.0, services=False)
+                printer(
+                    ev.StepFinished(
+                        chosen.id, item.id, result.status, result.message, result.details
+                    )
+                )
+                if (
+                    not result.ok and worst is StepStatus.PASSED
+                ) or result.status is StepStatus.ERROR:
+                    worst = result.status
+                if interrupted.is_set() or session.halted is not None:
+                    break
+    finally:
+        run.close()
+    if interrupted.is_set():
+        sys.exit(int(ExitCode.INTERRUPTED))
+    if worst is StepStatus.ERROR:
+        sys.exit(int(ExitCode.ENVIRONMENT))
+    sys.exit(int(ExitCode.OK if worst.ok else ExitCode.FAILED))
+
+
+def plain_check(argv: Sequence[str]) -> None:
+    """Run ``argv`` when it is a plain ``check`` command line (never returns then); return
+    at once for anything else, which is click's to parse.
+
+    A Ctrl-C before the check's own handler is in place, or a closed stdout,
+    ends the process as click would end it.
+    """
+    arguments = parse_check(argv, os.environ)
+    if arguments is None:
+        return
+    status = end_after_atexit()
+    try:
+        check(**arguments)
+    except SystemExit as exc:
+        status.append(exc.code)
+        raise
+    except (EOFError, KeyboardInterrupt):
+        echo_err("\nAborted!")
+        status.append(1)
+        sys.exit(1)
+    except BrokenPipeError:
+        # `labrunner check … | head -0`: point stdout at /dev/null so the exit's flush is quiet
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        status.append(1)
+        sys.exit(1)
+
+
+def end_after_atexit() -> list[object]:
+    """Make the process end right after its last ``atexit`` handler; returns the list to
+    append the exit status (``SystemExit.code``) to.
+
+    After the ``atexit`` handlers, an interpreter's teardown only frees memory:
+    it clears every module and collects every object, which costs a short
+    command like ``check`` about a seventh of its run (some 25 ms). Everything
+    labrunner must do on the way out is an ``atexit`` handler or happens
+    before: the run's directory and what its shells left (``weakref.finalize``
+    runs at exit), progress (written with ``os.write`` and synced when
+    recorded), the class publisher. The handler registered here runs last
+    (handlers run in reverse order), after Python has joined the non-daemon
+    threads; it flushes stdout and stderr and ends the process with the
+    status, as CPython would (1 after an uncaught exception, 120 when stdout
+    cannot be flushed). Where something registered a handler before this
+    (a coverage tool, say), it would run after ours, so the teardown is kept.
+    """
+    import atexit
+
+    status: list[object] = []
+    count = getattr(atexit, "_ncallbacks", None)
+    if count is None or count() != 0:
+        return status
+
+    def leave() -> None:
+        code = status[-1] if status else 1
+        exit_code = 0 if code is None else code if isinstance(code, int) else 1
+        try:
+            sys.stdout.flush()
+        except (OSError, ValueError):
+            exit_code = 120
+        try:
+            sys.stderr.flush()
+        except (OSError, ValueError):
+            pass
+        os._exit(exit_code)
+
+    atexit.register(leave)
+    return status
+
+
+def parse_check(argv: Sequence[str], env: Mapping[str, str]) -> dict[str, Any] | None:
+    """The arguments of a plain ``check`` command line, or None for anything else.
+
+    Plain means: ``[--labs DIR] check LAB [STEP] [--context CTX] [--wait]``,
+    options in either ``--opt value`` or ``--opt=value`` form, each at most
+    once. Anything else (help, version, ``--``, an unknown or repeated option,
+    a missing or extra argument) returns None and goes to click, which
+    parses it the same way or says what is wrong.
+    """
+    args = list(argv)
+    labs: str | None = None
+    if args and (args[0] == "--labs" or args[0].startswith("--labs=")):
+        if args[0] == "--labs":
+            if len(args) < 2:
+                return None
+            labs, args = args[1], args[2:]
+        else:
+            labs, args = args[0].removeprefix("--labs="), args[1:]
+    if not args or args[0] != "check":
+        return None
+    positional: list[str] = []
+    context: str | None = None
+    seen: set[str] = set()
+    wait = False
+    rest = args[1:]
+    i = 0
+    while i < len(rest):
+        word = rest[i]
+        i += 1
+        if not word.startswith("-") or word == "-":
+            positional.append(word)
+            continue
+        name, eq, value = word.partition("=")
+        if name in seen:
+            return None
+        seen.add(name)
+        if name == "--wait" and not eq:
+            wait = True
+        elif name == "--context":
+            if not eq:
+                if i >= len(rest) or rest[i].startswith("-"):
+                    return None  # click's to judge: a value that looks like an option
+                value = rest[i]
+                i += 1
+            context = value
+        else:
+            return None
+    if not 1 <= len(positional) <= 2:
+        return None
+    if labs is None:
+        labs = env.get("LABRUNNER_LABS") or None
+    return {
+        "labs_option": labs,
+        "lab": positional[0],
+        "step": positional[1] if len(positional) > 1 else None,
+        "context_option": context,
+        "wait": wait,
+    }

@@ -1,0 +1,166 @@
+"""The console script's click-free ``check``: which command lines it takes, and that it
+answers them as click's ``check`` does."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from labrunner.headless import parse_check
+
+from .conftest import assert_clean, cli_env, run_cli
+
+Make = Callable[..., Path]
+
+
+def _args(
+    labs: str | None = None,
+    lab: str = "lab",
+    step: str | None = None,
+    context: str | None = None,
+    wait: bool = False,
+) -> dict[str, Any]:
+    return {
+        "labs_option": labs,
+        "lab": lab,
+        "step": step,
+        "context_option": context,
+        "wait": wait,
+    }
+
+
+@pytest.mark.parametrize(
+    ("argv", "expected"),
+    [
+        (["check", "lab"], _args()),
+        (["check", "lab", "step"], _args(step="step")),
+        (["--labs", "d", "check", "lab", "s"], _args(labs="d", step="s")),
+        (["--labs=d", "check", "lab"], _args(labs="d")),
+        (["check", "--context", "c", "lab", "s"], _args(step="s", context="c")),
+        (["check", "lab", "--context=c", "--wait"], _args(context="c", wait=True)),
+        (["check", "lab", "--context="], _args(context="")),
+        (["check", "-", "s"], _args(lab="-", step="s")),
+    ],
+)
+def test_plain_check_lines_are_parsed_as_click_would(
+    argv: list[str], expected: dict[str, Any]
+) -> None:
+    assert parse_check(argv, {}) == expected
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["check"],  # a missing LAB: click says so
+        ["check", "a", "b", "c"],  # one argument too many
+        ["check", "--help"],
+        ["check", "lab", "-h"],
+        ["check", "lab", "--wait", "--wait"],
+        ["check", "lab", "--context"],  # no value
+        ["check", "lab", "--context", "--wait"],  # a value that looks like an option
+        ["check", "lab", "--wait=yes"],
+        ["check", "lab", "--labs", "d"],  # a group option after the command
+        ["check", "lab", "--", "step"],
+        ["--labs", "d", "list"],
+        ["--labs"],
+        ["-V"],
+        ["verify", "lab"],
+    ],
+)
+def test_other_command_lines_are_left_to_click(argv: list[str]) -> None:
+    assert parse_check(argv, {}) is None
+
+
+def test_the_labs_directory_comes_from_the_environment_as_clicks_envvar() -> None:
+    assert parse_check(["check", "lab"], {"LABRUNNER_LABS": "/w/labs"}) == _args(labs="/w/labs")
+    assert parse_check(["check", "lab"], {"LABRUNNER_LABS": ""}) == _args()
+    explicit = parse_check(["--labs", "mine", "check", "lab"], {"LABRUNNER_LABS": "/w/labs"})
+    assert explicit == _args(labs="mine")
+
+
+CLICK_ONLY = """
+import sys
+from labrunner.cli import main
+main(sys.argv[1:], prog_name="labrunner")
+"""
+
+
+@pytest.mark.parametrize(
+    "tail",
+    [
+        ["hints", "fine"],  # passes once made.txt is there, fails before
+        ["hints", "nope"],  # no such step: a usage error
+        ["nope"],  # no such lab
+    ],
+)
+def test_the_console_script_answers_a_plain_check_as_click_does(
+    workshop: Make, tail: list[str]
+) -> None:
+    labs = workshop("hints")
+    argv = ["--labs", str(labs), "check", *tail]
+    ours = run_cli(*argv, cwd=labs.parent)
+    clicks = subprocess.run(
+        [sys.executable, "-c", CLICK_ONLY, *argv],
+        cwd=labs.parent,
+        env=cli_env(),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        stdin=subprocess.DEVNULL,
+    )
+    assert_clean(ours, clicks.returncode)
+    assert (_timeless(ours.stdout), ours.stderr) == (_timeless(clicks.stdout), clicks.stderr)
+
+
+def _timeless(text: str) -> str:
+    """``text`` without the step durations, which differ from run to run."""
+    return re.sub(r"\(\d+(?:\.\d+)?(?:ms|s|m)[^)]*\)", "(…)", text)
+
+
+ENDING = """
+import atexit, sys
+from labrunner import headless
+if "early" in sys.argv:
+    atexit.register(lambda: print("early handler ran", flush=True))
+status = headless.end_after_atexit()
+atexit.register(lambda: print("late handler ran"))
+sys.stdout.write("unflushed ")
+if "boom" in sys.argv:
+    raise RuntimeError("boom")
+status.append(int(sys.argv[1]))
+sys.exit(int(sys.argv[1]))
+"""
+
+
+@pytest.mark.parametrize("code", [0, 3, 130])
+def test_a_check_ends_after_its_atexit_handlers_with_its_status(code: int) -> None:
+    proc = subprocess.run(
+        [sys.executable, "-c", ENDING, str(code)], capture_output=True, text=True, timeout=60
+    )
+    assert proc.returncode == code
+    # every handler ran, and what was written is out
+    assert proc.stdout == "unflushed late handler ran\n"
+
+
+def test_an_uncaught_error_still_exits_1_with_its_traceback() -> None:
+    proc = subprocess.run(
+        [sys.executable, "-c", ENDING, "0", "boom"], capture_output=True, text=True, timeout=60
+    )
+    assert proc.returncode == 1
+    assert "RuntimeError: boom" in proc.stderr
+    assert proc.stdout == "unflushed late handler ran\n"
+
+
+def test_a_handler_registered_before_keeps_the_normal_teardown() -> None:
+    # it would run after ours: so ours is not installed, and both handlers run
+    proc = subprocess.run(
+        [sys.executable, "-c", ENDING, "4", "early"], capture_output=True, text=True, timeout=60
+    )
+    assert proc.returncode == 4
+    assert proc.stdout == "unflushed late handler ran\nearly handler ran\n"
