@@ -41,8 +41,8 @@ from labrunner.redact import mask_values
 from labrunner.shell.bashquote import parse_exports, unquote
 from labrunner.shell.integration import Phase, ShellTracker, hook_snippet
 from labrunner.shell.pty_pump import ByteQueue, PtyPump
-from labrunner.shell.scrollback import Scrollback
 from labrunner.shell.result import CommandResult, ShellError
+from labrunner.shell.scrollback import Scrollback
 from labrunner.shell.session import (
     _SAVE,
     PROMPT_IDLE,
