@@ -175,6 +175,47 @@ def test_validate_prints_file_line_message_and_exits_2(tmp_path: Path) -> None:
     assert proc.stderr.strip() == "1 lab file checked: 1 error, 0 warnings"
 
 
+def test_validate_warns_when_the_context_guard_would_accept_any_cluster(tmp_path: Path) -> None:
+    labs = tmp_path / "labs"
+    write_lab(
+        labs,
+        "one.yaml",
+        """\
+        apiVersion: labrunner/v1
+        id: one
+        title: One
+        steps:
+          - id: a
+            title: A
+            run: [echo]
+            check:
+              - command: {run: "true"}
+        """,
+    )
+    workshop = labs / "workshop.yaml"
+    workshop.write_text(
+        textwrap.dedent(
+            """\
+            apiVersion: labrunner/v1
+            kind: Workshop
+            title: Anywhere
+            labs: [one.yaml]
+            contexts:
+              - kind-*
+              - "*"
+            """
+        )
+    )
+    proc = run_cli("--labs", labs, "validate")
+    assert_clean(proc, 0)
+    assert proc.stdout.splitlines() == [
+        f"{workshop.resolve()}:7: warning: contexts: '*' matches every context name, so the "
+        "context guard would act on any cluster, production included; name your workshop "
+        "clusters instead (e.g. '*istio-workshop*')"
+    ]
+    assert_clean(run_cli("--labs", labs, "validate", "--strict"), 2)
+
+
 def test_validate_warnings_only_exit_0_unless_strict(tmp_path: Path) -> None:
     labs = tmp_path / "labs"
     path = write_lab(
