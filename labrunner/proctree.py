@@ -72,6 +72,20 @@ class ProcInfo:
         return self.state in ("Z", "X")
 
 
+def default_signals() -> None:
+    """In a child about to exec: give it the signal dispositions a terminal's shell has.
+
+    A labrunner started as a background job of a script (``labrunner verify &``) or
+    under ``nohup`` inherits SIGINT, SIGQUIT or SIGHUP ignored, and ignored signals
+    stay ignored across ``exec``: the lab shell's commands could then neither trap
+    Ctrl-C nor be interrupted by it, so cancelling a step would always escalate to
+    SIGKILL. Blocked signals are unblocked for the same reason.
+    """
+    for sig in (signal.SIGINT, signal.SIGQUIT, signal.SIGHUP, signal.SIGTERM):
+        signal.signal(sig, signal.SIG_DFL)
+    signal.pthread_sigmask(signal.SIG_SETMASK, ())
+
+
 def read_stat(pid: int) -> ProcInfo | None:
     """The process table entry of ``pid``, or None when it is gone."""
     try:

@@ -138,6 +138,7 @@ class PaneShell(Shell):
                 cwd=self._cwd,
                 dimensions=self._size,
                 encoding=None,
+                preexec_fn=proctree.default_signals,
             )
         except pexpect.ExceptionPexpect as exc:
             raise ShellError(f"cannot start bash: {exc}") from exc

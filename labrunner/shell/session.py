@@ -316,6 +316,7 @@ class Shell:
                 echo=False,
                 dimensions=self._size,
                 encoding=None,
+                preexec_fn=proctree.default_signals,
             )
         except pexpect.ExceptionPexpect as exc:
             raise ShellError(f"cannot start bash: {exc}") from exc

@@ -121,7 +121,16 @@ def test_served_hides_the_terminal_key(tmp_path: Path) -> None:
             opened.append("shell")
             return 0
 
-        app = make_app(workshop, doctor=lambda: list(FINDINGS), served=served, shell_runner=shell)
+        def attach(*args: object) -> None:
+            opened.append("attach")
+
+        app = make_app(
+            workshop,
+            doctor=lambda: list(FINDINGS),
+            served=served,
+            shell_runner=shell,
+            attacher=attach,
+        )
         async with app.run_test(size=(160, 30)) as pilot:
             await pilot.press("enter")
             screen = lab_screen(app)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import shlex
 import signal
+import textwrap
 import threading
 import time
 from pathlib import Path
@@ -605,3 +606,47 @@ def test_a_subreaper_reaps_orphans_that_exit(
         assert wait_for(lambda: proctree.read_stat(pid) is None, 20), "left as a zombie"
     finally:
         sh.close()
+
+
+@pytest.mark.parametrize("kind", ["headless", "pane"])
+def test_commands_can_trap_ctrl_c_when_labrunner_was_started_with_it_ignored(
+    tmp_path: Path, kind: str
+) -> None:
+    """A background job of a script (`labrunner verify &`) starts with SIGINT ignored, and an
+    ignored signal stays ignored across exec: the lab shell must hand its commands the
+    dispositions of a terminal's shell, or Ctrl-C and cancelling could never reach them."""
+    import subprocess
+    import sys
+
+    probe = textwrap.dedent(
+        f"""
+        import signal
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        signal.signal(signal.SIGQUIT, signal.SIG_IGN)
+        signal.pthread_sigmask(signal.SIG_BLOCK, {{signal.SIGINT}})
+        from labrunner.shell.{"pane" if kind == "pane" else "session"} import {
+            "PaneShell" if kind == "pane" else "Shell"
+        } as Kind
+        shell = Kind(env={{"PATH": "/usr/bin:/bin"}}, cwd={str(tmp_path)!r})
+        shell.start()
+        try:
+            lines = []
+            result = shell.run(
+                "bash -c 'trap \\"echo got-sigint\\" INT; kill -INT $$; echo after'",
+                timeout=20,
+                on_line=lines.append,
+            )
+            print("RESULT", result.exit_code, [line for line in lines if line])
+        finally:
+            shell.close()
+        """
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", probe],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=tmp_path,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert "RESULT 0 ['got-sigint', 'after']" in proc.stdout, proc.stdout + proc.stderr
