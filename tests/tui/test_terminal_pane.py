@@ -16,6 +16,7 @@ from typing import Any
 
 import pytest
 from textual.pilot import Pilot
+from textual.widgets import Static
 
 from labrunner.lab.model import Workshop
 from labrunner.shell.integration import Integration, Phase
@@ -263,6 +264,34 @@ def test_q_in_the_focused_pane_is_typed_not_quit(
             assert shows(pane, "q-stays") and pane.focused
             assert app.is_running and isinstance(app.screen, LabScreen)  # not quit, not asked
             await pilot.press("ctrl+right_square_bracket", "q")  # the lab's keys again
+            await wait_for(pilot, lambda: not app.is_running, "q to quit")
+
+    asyncio.run(scenario())
+
+
+def test_q_asks_first_while_a_command_typed_in_the_pane_runs(
+    build: Callable[..., LabrunnerApp], typing: Workshop
+) -> None:
+    async def scenario() -> None:
+        app = build(workshop=typing, lab="typing")
+        async with app.run_test(size=(120, 35)) as pilot:
+            pane = await ready(pilot, app)
+            shell = pane.shell
+            assert shell is not None and shell.tracker is not None
+            tracker = shell.tracker
+            await pilot.press("i")
+            await pilot.press(*"sleep 30", "enter")
+            await wait_for(pilot, lambda: tracker.phase is Phase.RUNNING, "the typed sleep")
+            await pilot.press("ctrl+right_square_bracket", "q")
+            await wait_for(pilot, lambda: app.screen.id == "quit-dialog", "the question")
+            said = " ".join(str(s.render()) for s in app.screen.query(Static))
+            assert "A command you typed is running in the terminal." in said
+            await pilot.press("escape")  # keep working: the command goes on
+            await wait_for(pilot, lambda: isinstance(app.screen, LabScreen), "the lab screen")
+            assert tracker.phase is Phase.RUNNING
+            await pilot.press("i", "ctrl+c")
+            await wait_for(pilot, lambda: tracker.phase is Phase.PROMPT, "the sleep to stop")
+            await pilot.press("ctrl+right_square_bracket", "q")  # nothing runs: no question
             await wait_for(pilot, lambda: not app.is_running, "q to quit")
 
     asyncio.run(scenario())
