@@ -21,6 +21,7 @@ from pathlib import Path
 
 import pexpect
 
+from labrunner import proctree
 from labrunner.proctree import session_pids
 from labrunner.shell.integration import ShellTracker, hook_snippet
 from labrunner.shell.pty_pump import PtyPump
@@ -82,6 +83,7 @@ def live_shell(
         cwd=str(workdir),
         dimensions=(rows, columns),
         encoding=None,
+        preexec_fn=proctree.default_signals,
     )
     child.delaybeforesend = None
     pump = PtyPump(child.child_fd, name="live-shell")

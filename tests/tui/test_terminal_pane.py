@@ -297,24 +297,41 @@ def test_q_asks_first_while_a_command_typed_in_the_pane_runs(
     asyncio.run(scenario())
 
 
-def test_slash_shows_the_output_log_over_the_terminal_while_searching(
+def test_slash_searches_the_terminal_what_was_typed_and_what_keys_ran(
     build: Callable[..., LabrunnerApp], typing: Workshop
 ) -> None:
     async def scenario() -> None:
         app = build(workshop=typing, lab="typing")
         async with app.run_test(size=(120, 35)) as pilot:
-            await ready(pilot, app)
+            pane = await ready(pilot, app)
             screen = app.screen
             assert isinstance(screen, LabScreen)
+            view = pane.view
+            assert view is not None
             log = screen.query_one(OutputPane)
             title = screen.query_one("#output-title")
-            assert not log.display and "/: search" in str(title.render())
+            assert not log.display and "/: search the terminal" in str(title.render())
             await pilot.press("r")
             await wait_for(pilot, lambda: screen.job is None, "the run")
-            await pilot.press("slash", *"run-by-key", "enter")
-            await wait_for(pilot, lambda: log.marked is not None, "the match")
-            assert log.display and log.size.height > 0
+            await pilot.press("i")
+            await type_line(pilot, pane, "echo needle-$((6*7))")
+            await type_line(pilot, pane, "seq 80")  # push both out of the live screen
+            await pilot.press("ctrl+right_square_bracket")
+            label = screen.query_one("#search-label")
+
+            await pilot.press("slash", *"needle-42", "enter")
+            await wait_for(pilot, lambda: view.scrolled_back > 0, "the typed command's output")
+            assert not log.display  # the terminal stays; its scrollback is shown
+            assert str(label.render()) == "Match 1 of 1:"
             await pilot.press("escape")
-            await wait_for(pilot, lambda: not log.display, "the log to hide again")
+            await wait_for(pilot, lambda: view.scrolled_back == 0, "the live screen again")
+
+            await pilot.press("slash", *"run-by-key", "enter")
+            await wait_for(pilot, lambda: view.scrolled_back > 0, "what the key ran")
+            assert str(label.render()).startswith("Match ")
+            await pilot.press("escape")
+            await pilot.press("slash", *"no-such-text", "enter")
+            await wait_for(pilot, lambda: str(label.render()) == "No match:", "no match")
+            assert view.scrolled_back == 0
 
     asyncio.run(scenario())

@@ -212,7 +212,7 @@ class LabScreen(Screen[None]):
             "slash",
             "search",
             "Search",
-            "Search the output (Enter: the next older match, Esc: close)",
+            "Search the terminal's scrollback or the output (Enter: older match, Esc: close)",
             "Search the output",
             footer=False,
             key_display="/",
@@ -277,6 +277,8 @@ class LabScreen(Screen[None]):
         self.prompt: str | None = None
         self.output_source: OutputBuffer | None = None
         self.search_query = ""
+        self._terminal_hit: tuple[int, int] | None = None
+        """Where the last terminal search hit was (line, column); Enter looks older."""
         self.what_next: Callable[[str], str] | None = None
         """Says what comes after this lab (the app knows the workshop and the cluster)."""
 
@@ -470,9 +472,10 @@ class LabScreen(Screen[None]):
         busy = f"  ·  {self.job.value}… (x cancels)" if self.job else ""
         pane = self.query_one(OutputPane)
         how = "none yet" if pane.has_class("-empty") else f"f: follow {'on' if follow else 'off'}"
-        searching = self.query_one("#search-row").has_class("-shown")
-        if self._terminal_attached and not searching:  # the terminal shows what commands print
-            self.query_one("#output-title", Static).update(f"Output log  (/: search it){busy}")
+        if self._terminal_attached:  # the terminal shows what commands print
+            self.query_one("#output-title", Static).update(
+                f"Output log  (/: search the terminal){busy}"
+            )
             return
         self.query_one("#output-title", Static).update(f"Output  ({how}){busy}")
 
@@ -848,26 +851,30 @@ class LabScreen(Screen[None]):
         self.notify(f"Copied: {first}", title="Clipboard", timeout=2, markup=False)
 
     def action_search(self) -> None:
-        """Open the search line under the output (shown over the terminal meanwhile)."""
+        """Open the search line: it searches the terminal's raw scrollback (what the learner
+        typed and what keys ran, all printed by the one lab shell), else the output log."""
         self.query_one("#search-row").add_class("-shown")
-        self._show_log(True)
+        if self._terminal_attached:
+            self.query_one("#search-label", Static).update("Search the terminal:")
+        self._show_output_title()
         self.query_one("#search-input", Input).focus()
+
+    def _terminal_view(self) -> TerminalView | None:
+        return self.query_one(TerminalPane).view if self._terminal_attached else None
 
     @property
     def _terminal_attached(self) -> bool:
         """True when the terminal pane shows the lab's shell in place of the output log."""
         return self.terminal_pane and self.query_one(TerminalPane).shell is not None
 
-    def _show_log(self, shown: bool) -> None:
-        """Show or hide the output log; it stays hidden behind an attached terminal."""
-        if self._terminal_attached:
-            self.query_one("#output").display = shown
-            self._show_output_title()
-
     @on(Input.Submitted, "#search-input")
     def _search(self, event: Input.Submitted) -> None:
         event.stop()
         query = event.value
+        view = self._terminal_view()
+        if view is not None:
+            self._search_terminal(view, query)
+            return
         pane = self.query_one(OutputPane)
         label = self.query_one("#search-label", Static)
         if not query:
@@ -885,11 +892,40 @@ class LabScreen(Screen[None]):
         else:
             label.update(f"Line {found + 1} of {pane.line_count}:")
 
+    def _search_terminal(self, view: TerminalView, query: str) -> None:
+        """Enter: the newest hit in the terminal's scrollback, then each older one, wrapping."""
+        label = self.query_one("#search-label", Static)
+        if not query:
+            self._terminal_hit = None
+            view.scroll_to_live()
+            label.update("Search the terminal:")
+            return
+        hits = view.search(query)
+        if not hits:
+            self._terminal_hit = None
+            view.scroll_to_live()
+            label.update("No match:")
+            return
+        index = len(hits) - 1
+        previous = self._terminal_hit
+        if self.search_query == query and previous is not None:
+            older = [i for i, hit in enumerate(hits) if (hit.line, hit.start) < previous]
+            index = older[-1] if older else len(hits) - 1  # wrap around to the newest
+        self.search_query = query
+        hit = hits[index]
+        self._terminal_hit = (hit.line, hit.start)
+        view.reveal(hit)
+        label.update(f"Match {index + 1} of {len(hits)}:")
+
     def _close_search(self) -> None:
         self.query_one("#search-row").remove_class("-shown")
         self.query_one(OutputPane).mark(None)
         self.query_one("#search-label", Static).update("Search output:")
-        self._show_log(False)
+        view = self._terminal_view()
+        if view is not None:
+            view.scroll_to_live()
+        self._terminal_hit = None
+        self._show_output_title()
         self.query_one(StepList).focus()
 
     # ------------------------------------------------------------------ navigation
