@@ -92,7 +92,8 @@ def _tokenish(value: str) -> bool:
 
 
 def _b64_decode(text: str) -> bytes | None:
-    import base64  # only lines that look base64-encoded pay for it
+    # lazy: only lines that look base64-encoded pay for these
+    import base64
     import binascii
 
     try:

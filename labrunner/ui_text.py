@@ -55,6 +55,7 @@ class Printer:
 
     def _out(self, text: str, style: str | None = None) -> None:
         if self._console is not None:
+            # lazy: Rich loads only when coloured output is printed (start-up speed)
             from rich.text import Text
 
             self._console.print(Text(text, style=style or ""))
@@ -64,6 +65,7 @@ class Printer:
 
     def _ansi_line(self, text: str) -> None:
         if self._console is not None:
+            # lazy: Rich loads only when coloured output is printed (start-up speed)
             from rich.text import Text
 
             line = Text("  │ ", style="dim")

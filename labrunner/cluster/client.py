@@ -89,6 +89,7 @@ _request = threading.local()
 def _shutdown(conn: Any) -> None:
     sock = getattr(conn, "sock", None)
     if sock is not None:
+        # lazy: only a shutdown needs it (start-up speed)
         import socket
 
         try:
@@ -122,6 +123,7 @@ _POOLS: dict[str, Any] = {}
 
 def _pool_classes() -> dict[str, Any]:
     if not _POOLS:
+        # lazy: urllib3's pools load when the first request is made (start-up speed)
         from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 
         _POOLS["http"] = _deadline_pool(HTTPConnectionPool)
@@ -199,6 +201,7 @@ def _cluster_info(cluster: Mapping[str, Any]) -> dict[str, Any]:
         info["certificate-authority-data"] = cluster["certificate-authority-data"]
     elif cluster.get("certificate-authority"):
         try:
+            # lazy: only inline certificate data needs it (start-up speed)
             import base64
 
             data = Path(str(cluster["certificate-authority"])).read_bytes()
@@ -314,6 +317,7 @@ class Kube:
                 manager = urllib3.ProxyManager(self.proxy_url, num_pools=4, **options)
             elif scheme.startswith("socks"):
                 try:
+                    # lazy: only a socks5 proxy-url needs it (and its optional dependency)
                     from urllib3.contrib.socks import SOCKSProxyManager
                 except ImportError:
                     raise ClusterError(

@@ -80,6 +80,7 @@ class ClassFeed:
     def _event(
         self, kind: str, lab_id: str, step_id: str, *, message: str = "", hint: int = 0
     ) -> dict[str, Any]:
+        # lazy: class documents load only when a class was joined (start-up speed)
         from labrunner.classroom import document
 
         found = self._labs.get(lab_id)
@@ -109,6 +110,7 @@ def finish(grace: float | None = None) -> str:
     if "labrunner.classroom.publisher" not in sys.modules:
         return ""  # nothing was published: no classroom code to load at exit
     try:
+        # lazy: the publisher loads only when a class was joined (start-up speed)
         from labrunner.classroom import publisher as class_publisher
 
         wait = class_publisher.EXIT_GRACE if grace is None else grace
@@ -126,6 +128,7 @@ def tap(emit: Emit, workshop: Workshop) -> Emit:
             and not (class_directory() / JOIN_FILE).is_file()
         ):
             return emit  # no class joined: one stat, and no classroom code loaded
+        # lazy: the publisher loads only when a class was joined (start-up speed)
         from labrunner.classroom import publisher as class_publisher
 
         publisher = class_publisher.active(class_directory())

@@ -782,7 +782,7 @@ class LabSession:
         the lab works on a cluster (never raises: evidence must not fail a run)."""
         if not self.engine.options.forensics or not self.lab.needs_cluster:
             return
-        # lazy: only a failed cluster step pays for the cluster client
+        # lazy: only a failed cluster step pays for the cluster client and its evidence
         from labrunner.verify import forensics
         from labrunner.verify.evidence import Section
 

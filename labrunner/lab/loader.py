@@ -719,6 +719,7 @@ class _WorkshopFile:
 
 
 def _workshop_file(path: Path, problems: list[Problem]) -> _WorkshopFile | None:
+    # lazy: the YAML reader loads only when files are read, not from the cache
     from labrunner.lab.yamlsrc import SourceError, load_file
 
     try:
@@ -932,6 +933,7 @@ def _unknown_kept(path: Path, meta: _WorkshopFile, by_id: Mapping[str, Lab]) -> 
 
 
 def _requires_line(lab: Lab) -> int:
+    # lazy: the YAML reader loads only when files are read, not from the cache
     from labrunner.lab.yamlsrc import SourceError, load_file
 
     try:

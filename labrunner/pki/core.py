@@ -733,6 +733,7 @@ def _library_check(
 ) -> None:
     """Path validation by cryptography's verifier, when this version has the policy API."""
     try:
+        # lazy: the verification module loads only for a library-level chain check
         from cryptography.x509 import verification as v
     except ImportError:
         return

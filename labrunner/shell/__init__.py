@@ -20,6 +20,7 @@ __all__ = ["CommandResult", "Shell", "ShellError", "ShellState"]
 def __getattr__(name: str) -> Any:
     """``Shell`` and ``ShellState``, imported from the session module when first asked for."""
     if name in ("Shell", "ShellState"):
+        # lazy: the session module (pexpect) loads only when a shell starts
         from labrunner.shell import session
 
         return getattr(session, name)

@@ -386,6 +386,7 @@ def attach_terminal(
     prompt and what came before show), then keys go to the shell as typed and
     output is copied as it arrives. No second shell is ever started.
     """
+    # lazy: only attaching the real terminal (`t`) needs these
     import select
     import termios
     import tty

@@ -859,6 +859,7 @@ class LabrunnerApp(App[int]):
 
     def _reload_work(self, path: Path) -> None:
         """Read a changed lab file again (worker thread): the new lab, or its problems."""
+        # lazy: the loader's checks load only when a watched file changed
         from labrunner.lab.loader import check_lab_file, cross_lab_problems
 
         old = next((lab for lab in self.workshop.labs if lab.path == path), None)
