@@ -51,7 +51,9 @@ def test_slash_searches_the_whole_output_scrollback(
 ) -> None:
     async def scenario() -> None:
         given_progress(workshop, "basics", at="hello")
-        app = build()
+        # the output log's search; with the terminal pane, `/` searches the terminal's
+        # scrollback instead (tests/tui/test_terminal_pane.py)
+        app = build(terminal_pane=False)
         async with app.run_test(size=(100, 30)) as pilot:
             await idle(pilot, app)
             screen = lab_screen(app)
