@@ -213,6 +213,12 @@ class PaneShell(Shell):
         tracker = self.tracker
         return self._busy or (tracker is not None and tracker.phase is Phase.RUNNING)
 
+    @property
+    def learner_running(self) -> bool:
+        """True while a command the learner typed runs (not one labrunner sent)."""
+        tracker = self.tracker
+        return not self._busy and tracker is not None and tracker.phase is Phase.RUNNING
+
     def send(self, text: str) -> None:
         """Type ``text`` into the terminal (an answer to a prompt)."""
         if self.pump is not None:

@@ -967,7 +967,7 @@ class LabrunnerApp(App[int]):
         if busy is not None and busy is not msg.JobKind.SHELL:
             parts.append(f"labrunner is {busy.value}")
         shell = driver.attached_shell() if driver is not None else None
-        if busy is None and shell is not None and shell.busy:
+        if busy is None and shell is not None and shell.learner_running:
             parts.append("a command you typed is running in the terminal")
         if len(services) == 1:
             parts.append(f"the lab service {services[0]} is running")
