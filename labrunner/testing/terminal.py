@@ -21,8 +21,7 @@ from pathlib import Path
 
 import pexpect
 
-from labrunner import proctree
-from labrunner.proctree import session_pids
+from labrunner.proctree import default_signals, session_pids
 from labrunner.shell.integration import ShellTracker, hook_snippet
 from labrunner.shell.pty_pump import PtyPump
 from labrunner.shell.scrollback import Scrollback
@@ -83,7 +82,7 @@ def live_shell(
         cwd=str(workdir),
         dimensions=(rows, columns),
         encoding=None,
-        preexec_fn=proctree.default_signals,
+        preexec_fn=default_signals,
     )
     child.delaybeforesend = None
     pump = PtyPump(child.child_fd, name="live-shell")
