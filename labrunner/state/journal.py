@@ -294,13 +294,49 @@ class Journal:
         self._box: list[int | None] = [None, 0]
         """The open descriptor and whether it has unsynced appends (1), for the finalizer."""
         self._finalizer = weakref.finalize(self, _close_fd, self._box)
+        self._lock_box: list[int | None] = [None, None]
+        """The lock file's open descriptor and its inode."""
+        weakref.finalize(self, _close_lock, self._lock_box)
         self._synced_at = 0.0
 
     # ------------------------------------------------------------------ locking
 
-    def _locked(self, kind: int) -> contextlib.AbstractContextManager[None]:
+    @contextlib.contextmanager
+    def _locked(self, kind: int) -> Iterator[None]:
+        """Hold the directory's lock, on a descriptor kept open between appends.
+
+        Opening the lock file (and making its folder) for every step cost as much
+        as the append itself; the descriptor is reopened when the lock file was
+        removed or replaced, so a writer never locks a file nobody else sees."""
+        fd = self._lock_fd_now()
+        try:
+            fcntl.flock(fd, kind)
+        except OSError as exc:
+            raise StateError(f"cannot lock progress in {self.lock_path}: {exc.strerror}") from exc
+        try:
+            yield
+        finally:
+            fcntl.flock(fd, fcntl.LOCK_UN)
+
+    def _lock_fd_now(self) -> int:
         assert self.lock_path is not None
-        return locked(self.lock_path, kind)
+        box = self._lock_box
+        if box[0] is not None:
+            try:
+                if os.stat(self.lock_path).st_ino == box[1]:
+                    return box[0]
+            except OSError:
+                pass
+            _close_lock(box)
+        try:
+            self.lock_path.parent.mkdir(parents=True, exist_ok=True)
+            fd = os.open(self.lock_path, os.O_RDWR | os.O_CREAT, 0o600)
+        except OSError as exc:
+            raise StateError(
+                f"cannot save progress in {self.lock_path.parent}: {exc.strerror or exc}"
+            ) from exc
+        box[0], box[1] = fd, os.fstat(fd).st_ino
+        return fd
 
     @contextlib.contextmanager
     def exclusive(self) -> Iterator[None]:
@@ -637,6 +673,7 @@ class Journal:
         """Close the journal's file descriptor (reopened on the next use)."""
         with self._mutex:
             self._drop_fd()
+            _close_lock(self._lock_box)
             self._opened = False
 
 
@@ -647,5 +684,14 @@ def _close_fd(box: list[int | None]) -> None:
         if unsynced:
             with contextlib.suppress(OSError):
                 os.fdatasync(fd)
+        with contextlib.suppress(OSError):
+            os.close(fd)
+
+
+def _close_lock(box: list[int | None]) -> None:
+    """Close a journal's lock descriptor (which also lets go of any lock it holds)."""
+    fd = box[0]
+    box[0] = box[1] = None
+    if fd is not None:
         with contextlib.suppress(OSError):
             os.close(fd)

@@ -42,7 +42,6 @@ import threading
 import time
 from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -100,8 +99,8 @@ def cluster_key(context: str | None, server: str | None) -> str:
     return f"cluster-{context_slug(context)}-{digest}"
 
 
-def _now() -> str:
-    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+def _now(stamp: float | None = None) -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(stamp))
 
 
 def _uid_part(uid: str) -> str:
@@ -154,6 +153,7 @@ class ProgressStore:
         self._ready = False
         self._described = False
         self._archived: dict[str, JournalState] = {}
+        self._cwd_seen: dict[str, tuple[tuple[int, int], str]] = {}
         self.local = self._journal("local", {"scope": "local"})
         self.cluster = self._journal(
             cluster_key(context, server),
@@ -229,8 +229,14 @@ class ProgressStore:
             self._ready = False
             self._ensure()
 
-    def _ensure(self) -> None:
+    def _ensure(self, *, refresh: bool = True) -> None:
+        """Open the journals once; later, take in what other processes appended.
+
+        A writer passes ``refresh=False``: the journal it appends to reads what
+        others appended under its lock anyway, and the other journal is not used."""
         if self._ready:
+            if not refresh:
+                return
             self.local.refresh()
             self.cluster.refresh()
             return
@@ -285,13 +291,26 @@ class ProgressStore:
         """A directory as stored: relative to the workshop root when inside it."""
         if not cwd or self.root is None or not os.path.isabs(cwd):
             return cwd
+        # Steps mostly run in the same folder: resolving it again costs more than
+        # saving the step, so the answer is kept while the folder is the same one.
+        try:
+            info = os.stat(cwd)
+        except OSError:
+            return cwd
+        known = self._cwd_seen.get(cwd)
+        if known is not None and known[0] == (info.st_dev, info.st_ino):
+            return known[1]
         try:
             resolved = Path(cwd).resolve()
         except OSError:
             return cwd
+        stored = cwd
         if resolved == self.root or self.root in resolved.parents:
-            return resolved.relative_to(self.root).as_posix() or "."
-        return cwd
+            stored = resolved.relative_to(self.root).as_posix() or "."
+        if len(self._cwd_seen) > 64:
+            self._cwd_seen.clear()
+        self._cwd_seen[cwd] = ((info.st_dev, info.st_ino), stored)
+        return stored
 
     def steps(self, lab_id: str) -> dict[str, StepRecord]:
         """Records for every step of ``lab_id`` that has one."""
@@ -351,13 +370,14 @@ class ProgressStore:
         cwd: str | None = None,
     ) -> None:
         """Remember how ``step_id`` ended; raises StateError if it cannot be saved."""
+        stamp = time.time()
         entry: dict[str, Any] = {
             "op": "step",
             "lab": lab_id,
             "step": step_id,
             "status": status,
-            "at": _now(),
-            "t": time.time(),
+            "at": _now(stamp),
+            "t": stamp,
         }
         if exports:
             entry["exports"] = dict(exports)
@@ -366,7 +386,7 @@ class ProgressStore:
         if cwd:
             entry["cwd"] = self._cwd_in(cwd)
         with self._lock:
-            self._ensure()
+            self._ensure(refresh=False)
             self._write(self._route(lab_id), [entry])
 
     def mark_stale(self, lab_id: str, step_id: str, message: str | None) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import random
@@ -127,6 +128,24 @@ def test_a_directory_inside_the_workshop_is_stored_relative_to_it(root: Path) ->
     assert steps["outside"].cwd == "/tmp"
 
 
+def test_a_remembered_directory_follows_a_link_that_now_points_elsewhere(root: Path) -> None:
+    """Steps in the same folder reuse its resolved path, but never after the folder changed."""
+    (root / "one").mkdir()
+    outside = root.parent / "elsewhere"
+    outside.mkdir()
+    link = root / "here"
+    link.symlink_to(root / "one")
+    store = open_store(root)
+    store.record("lab", "first", "passed", cwd=str(link))
+    store.record("lab", "again", "passed", cwd=str(link))
+    link.unlink()
+    link.symlink_to(outside)
+    store.record("lab", "moved", "passed", cwd=str(link))
+    assert store.local.path is not None
+    stored = {r.get("step"): r.get("cwd") for r in lines(store.local.path)[1:]}
+    assert stored == {"first": "one", "again": "one", "moved": str(link)}
+
+
 def test_context_names_map_to_distinct_safe_file_names() -> None:
     names = ["a/b", "a_b", "a b", "user@cluster:6443/ns", "../../etc", "x" * 300]
     slugs = [context_slug(n) for n in names]
@@ -233,6 +252,34 @@ def test_the_sync_interval_bounds_what_a_power_cut_could_cost(
     for i in range(5):
         store.record("lab", f"s{i}", "passed")
     assert len(synced) == 5
+
+
+def _lock_is_free(lock: Path) -> bool:
+    fd = os.open(lock, os.O_RDWR)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return False
+    finally:
+        os.close(fd)
+    return True
+
+
+def test_the_lock_kept_open_between_appends_is_the_one_others_see(root: Path) -> None:
+    """The journal keeps its lock file open, yet always locks the file on disk, even a new one."""
+    store = open_store(root)
+    store.record("lab", "s0", "passed")
+    lock = store.local.lock_path
+    assert lock is not None and lock.exists()
+    assert _lock_is_free(lock), "the lock is let go between appends"
+    with store.local.exclusive():
+        assert not _lock_is_free(lock), "another process is kept out while it is held"
+    lock.unlink()  # someone tidied the state folder
+    store.record("lab", "s1", "passed")
+    assert lock.exists(), "the lock file is made again"
+    with store.local.exclusive():
+        assert not _lock_is_free(lock), "the new lock file is the one held"
+    assert open_store(root).completed("lab") == {"s0", "s1"}
 
 
 def test_opening_compacts_a_journal_that_grew(root: Path) -> None:
