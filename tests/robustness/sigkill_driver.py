@@ -12,7 +12,10 @@ random moments. So kills land before the first write, inside ``record``
 (while the line is written, before the sync, while the other writer holds
 the lock) and between writes. After every round the journal is opened by a
 fresh store, as the next ``labrunner`` would (which compacts it when
-worthwhile), and every confirmed step must be there.
+worthwhile), and every confirmed step must be there. Every ``ROUNDS_PER_JOURNAL``
+rounds the writers move on to a fresh journal, so that the work of a round
+(each writer and the check replay the journal) stays the same from the first
+round to the last instead of growing with every step confirmed before it.
 
 Prints one JSON object: kills, rounds, confirmed steps, lost steps, store
 warnings, corrupt copies, and whether every line of the journal is a record.
@@ -29,6 +32,8 @@ import signal
 import sys
 import time
 from pathlib import Path
+
+ROUNDS_PER_JOURNAL = 10
 
 
 def writer(path: Path, name: str, confirm_fd: int) -> None:
@@ -67,7 +72,14 @@ def main() -> None:
     lost: list[str] = []
     warnings: list[str] = []
     kills = 0
+    total = 0
+    parts = [path]
     for round_no in range(rounds):
+        if round_no and round_no % ROUNDS_PER_JOURNAL == 0:
+            total += sum(len(s) for s in confirmed.values())
+            confirmed = {}
+            parts.append(path / f"part-{round_no // ROUNDS_PER_JOURNAL:03d}")
+        journal_dir = parts[-1]
         children: list[tuple[int, int]] = []
         for side in "ab":
             read_fd, write_fd = os.pipe()
@@ -75,7 +87,7 @@ def main() -> None:
             if pid == 0:
                 os.close(read_fd)
                 try:
-                    writer(path, f"r{round_no:03d}{side}", write_fd)
+                    writer(journal_dir, f"r{round_no:03d}{side}", write_fd)
                 finally:
                     os._exit(0)
             os.close(write_fd)
@@ -95,21 +107,28 @@ def main() -> None:
                 for line in pipe.read().decode().splitlines():
                     lab, step = line.split()
                     confirmed.setdefault(lab, set()).add(step)
-        store = ProgressStore(path, context="kind-sigkill")
+        store = ProgressStore(journal_dir, context="kind-sigkill")
         store.load()
         warnings += store.warnings
         for lab, steps in confirmed.items():
             missing = steps - store.completed(lab)
             lost += sorted(f"{lab}/{s}" for s in missing)
-    corrupt = sorted(p.name for p in path.glob("*.corrupt-*"))
-    lines = (path / "local.jsonl").read_text().splitlines()
+    total += sum(len(s) for s in confirmed.values())
+    corrupt = sorted(p.name for part in parts for p in part.glob("*.corrupt-*"))
+    lines = [
+        line
+        for part in parts
+        if (part / "local.jsonl").exists()
+        for line in (part / "local.jsonl").read_text().splitlines()
+    ]
     print(
         json.dumps(
             {
                 "rounds": rounds,
                 "kills": kills,
                 "write_ms": round(write_time * 1000, 3),
-                "confirmed": sum(len(s) for s in confirmed.values()),
+                "confirmed": total,
+                "journals": len(parts),
                 "lost": lost,
                 "warnings": warnings,
                 "corrupt": corrupt,
