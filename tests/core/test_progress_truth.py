@@ -88,6 +88,41 @@ def test_two_clones_with_one_home_never_share_progress(tmp_path: Path) -> None:
     assert not (clone_a / "made" / "two.txt").exists()
 
 
+def test_list_shows_a_stale_step_as_stale_and_does_not_count_it(tmp_path: Path) -> None:
+    root = tmp_path / "workshop"
+    write(root / "labs" / "simple.yaml", SIMPLE)
+    assert_clean(run_cli("verify", "-q", cwd=root), 0)
+    assert "2/2 steps" in run_cli("list", cwd=root).stdout
+    (root / "made" / "two.txt").unlink()
+    # a re-check (as the TUI makes on resume) finds step two no longer passes
+    loaded = load_workshop(root / "labs", builtin_registry())
+    assert loaded.workshop is not None
+    store = ProgressStore.for_workshop(loaded.workshop, context=None)
+    engine = _engine(root, store, cli_env())
+    lab = engine.workshop.lab("simple")
+    with engine.session(lab) as session:
+        assert session.recheck(lab.step("two")).status.value == "failed"
+    shown = run_cli("list", cwd=root, env=cli_env(NO_COLOR="1"))
+    assert_clean(shown, 0)
+    assert "1/2 steps" in shown.stdout, shown.stdout
+    two = next(line for line in shown.stdout.splitlines() if " two " in line)
+    assert two.split()[0] == "⚠", two
+    assert "(stale: a file this lab made is gone: made/two.txt)" in two
+    data = json.loads(run_cli("list", "--json", cwd=root).stdout)
+    (simple,) = data["labs"]
+    assert simple["done"] == 1
+    assert [(s["id"], s["state"]) for s in simple["steps"]] == [
+        ("one", "passed"),
+        ("two", "stale"),
+    ]
+    assert simple["steps"][1]["stale"] == "a file this lab made is gone: made/two.txt"
+    # `check` only reports: it neither flags nor clears progress
+    assert_clean(run_cli("check", "simple", "two", cwd=root), 1)
+    (root / "made" / "two.txt").write_text("two\n")
+    assert_clean(run_cli("check", "simple", "two", cwd=root), 0)
+    assert "1/2 steps" in run_cli("list", cwd=root).stdout
+
+
 CLUSTER_LAB = """\
     apiVersion: labrunner/v1
     id: on-the-cluster
