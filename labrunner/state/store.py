@@ -62,6 +62,8 @@ if TYPE_CHECKING:
     from labrunner.lab.model import Workshop
 
 V1_VERSION = 1
+V1_CHECKED = "first-format-read.json"
+"""Which first-format files this workshop already read (see ``_v1_checked``)."""
 UID_SAFE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9-]{0,63}\Z")
 
 
@@ -509,50 +511,96 @@ class ProgressStore:
         """Move this workshop's labs out of a first-format file of the current context, once."""
         assert self.legacy_dir is not None
         path = self.legacy_dir / f"{context_slug(self.context)}.json"
-        if not path.is_file() or self.known_labs is None:
+        if self.known_labs is None:
+            return
+        seen = self._v1_signature(path)
+        if seen is None or self._v1_checked().get(path.name) == seen:
             return
         # the lock the first format's writers took: an older labrunner never writes in between
         with locked(self.legacy_dir / ".lock"):
-            if not path.is_file():
-                return
-            data = self._read_v1(path)
-            if data is None:
-                return
-            labs: dict[str, Any] = data["labs"]
-            moved: list[str] = []
-            rejected = 0
-            for lab_id in sorted(labs):
-                if lab_id not in self.known_labs or not isinstance(labs[lab_id], dict):
-                    continue
-                steps = labs[lab_id].get("steps")
-                if not isinstance(steps, dict):
-                    continue
-                if self._done_elsewhere(steps):
-                    continue
-                records, bad = self._v1_records(lab_id, steps)
-                rejected += bad
-                journal = self._route(lab_id)
-                have = journal.state.steps.get(lab_id, {})
-                fresh = [r for r in records if r["step"] not in have]
-                if fresh:
-                    self._write(journal, fresh)
-                moved.append(lab_id)
-                labs.pop(lab_id)
-            if not moved:
-                return
-            position = data.get("position")
-            if isinstance(position, dict) and position.get("lab") in moved:
-                step = position.get("step")
-                record = {
-                    "op": "position",
-                    "lab": position["lab"],
-                    "step": step if isinstance(step, str) else None,
-                    "t": time.time(),
-                }
-                if check_record(record) is None:
-                    self._write(self._route(position["lab"]), [record])
-                data["position"] = None
-            self._finish_v1(path, data)
+            if self._migrate_v1_locked(path):
+                self._remember_v1(path)
+
+    def _v1_signature(self, path: Path) -> list[object] | None:
+        """What identifies this first-format file as it is now, for this workshop's labs."""
+        try:
+            info = path.stat()
+        except OSError:
+            return None
+        labs = hashlib.sha256("\n".join(sorted(self.known_labs or ())).encode()).hexdigest()
+        return [info.st_ino, info.st_size, info.st_mtime_ns, labs[:16]]
+
+    def _v1_checked(self) -> dict[str, Any]:
+        """First-format files this workshop already took its labs from, as they were then.
+
+        A file of the first format holds every workshop's labs and stays behind for
+        the others; reading it again on every start (tens of MB for a busy machine)
+        would cost seconds, so each workshop remembers what it already read."""
+        if self.directory is None:
+            return {}
+        try:
+            data = json.loads((self.directory / V1_CHECKED).read_text())
+        except (OSError, ValueError):
+            return {}
+        return data if isinstance(data, dict) else {}
+
+    def _remember_v1(self, path: Path) -> None:
+        seen = self._v1_signature(path)
+        if self.directory is None or seen is None:
+            return
+        checked = self._v1_checked()
+        checked[path.name] = seen
+        try:
+            self._describe()
+            write_atomic(
+                self.directory / V1_CHECKED, (json.dumps(checked) + "\n").encode(), mode=0o600
+            )
+        except (OSError, StateError):
+            pass  # only a saving of time is lost: the file is read again next time
+
+    def _migrate_v1_locked(self, path: Path) -> bool:
+        """Move the labs; True when the file was read (whether or not anything moved)."""
+        if not path.is_file():
+            return False
+        data = self._read_v1(path)
+        if data is None:
+            return False
+        labs: dict[str, Any] = data["labs"]
+        known = self.known_labs or frozenset()
+        moved: list[str] = []
+        rejected = 0
+        for lab_id in sorted(labs):
+            if lab_id not in known or not isinstance(labs[lab_id], dict):
+                continue
+            steps = labs[lab_id].get("steps")
+            if not isinstance(steps, dict):
+                continue
+            if self._done_elsewhere(steps):
+                continue
+            records, bad = self._v1_records(lab_id, steps)
+            rejected += bad
+            journal = self._route(lab_id)
+            have = journal.state.steps.get(lab_id, {})
+            fresh = [r for r in records if r["step"] not in have]
+            if fresh:
+                self._write(journal, fresh)
+            moved.append(lab_id)
+            labs.pop(lab_id)
+        if not moved:
+            return True
+        position = data.get("position")
+        if isinstance(position, dict) and position.get("lab") in moved:
+            step = position.get("step")
+            record = {
+                "op": "position",
+                "lab": position["lab"],
+                "step": step if isinstance(step, str) else None,
+                "t": time.time(),
+            }
+            if check_record(record) is None:
+                self._write(self._route(position["lab"]), [record])
+            data["position"] = None
+        self._finish_v1(path, data)
         count = len(moved)
         self.notices.append(
             f"moved the progress of {count} lab{'s' if count != 1 else ''} from {path} "
@@ -563,6 +611,7 @@ class ProgressStore:
                 f"progress file {path}: ignored {rejected} record{'s' if rejected != 1 else ''} "
                 "that were not valid progress (they stay in the file's copy)"
             )
+        return True
 
     def _read_v1(self, path: Path) -> dict[str, Any] | None:
         try:

@@ -569,6 +569,38 @@ def test_a_first_format_file_is_migrated_once(root: Path, isolated_env: Path) ->
     assert open_store(root, "kind-old").completed("lab") == {"one"}
 
 
+def test_a_first_format_file_left_for_others_is_read_once_per_workshop(
+    root: Path, isolated_env: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Labs of other workshops stay in the old file; this workshop does not read it every start."""
+    content: dict[str, Any] = {
+        "version": 1,
+        "labs": {"someone-elses": {"steps": {"x": {"status": "passed"}}}},
+    }
+    old = write_v1(isolated_env / "state", "kind-old", content)
+    reads: list[Path] = []
+    real = ProgressStore._read_v1
+
+    def counting(self: ProgressStore, path: Path) -> dict[str, Any] | None:
+        reads.append(path)
+        return real(self, path)
+
+    monkeypatch.setattr(ProgressStore, "_read_v1", counting)
+    assert open_store(root, "kind-old").completed("lab") == set()
+    assert open_store(root, "kind-old").completed("lab") == set()
+    assert reads == [old], "an unchanged old file was read again"
+    # an older labrunner adds this workshop's lab to it: the change is seen and moved
+    content["labs"]["lab"] = {"steps": {"one": {"status": "passed"}}}
+    old.write_text(json.dumps(content))
+    assert open_store(root, "kind-old").completed("lab") == {"one"}
+    assert len(reads) == 2
+    # a workshop that gained a lab looks again, for that lab
+    assert open_store(root, "kind-old", known_labs=["lab", "someone-elses"]).completed(
+        "someone-elses"
+    ) == {"x"}
+    assert len(reads) == 3
+
+
 def test_a_first_format_file_done_in_another_checkout_stays_there(
     tmp_path: Path, isolated_env: Path
 ) -> None:
