@@ -30,6 +30,7 @@ Layout, under the state directory (``LABRUNNER_STATE_DIR`` or the platform's)::
     progress/<root-name>-<hash>/local.jsonl      labs that need no cluster
     progress/<root-name>-<hash>/cluster-<context>-<server hash>.jsonl
     progress/<root-name>-<hash>/cluster-…@<uid>.jsonl   another cluster, kept aside
+    progress/<root-name>-<hash>/first-format-read.json  first-format files already read
 """
 
 from __future__ import annotations
