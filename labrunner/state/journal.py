@@ -24,7 +24,7 @@ strings. A line that is not valid is moved aside into ``<file>.rejected``
 with the reason, and a warning says so; nothing is ever executed or trusted
 because it is in the file, and nothing raises a traceback. A last line cut
 short by a crash is ignored with a warning and never costs an earlier
-record: the next writer ends it with a newline before it appends. A file
+record: the next writer cuts it off before it appends. A file
 written by a newer labrunner (an unknown version) is refused, and left as it
 is, so an older labrunner can never destroy a newer one's progress.
 
@@ -397,7 +397,7 @@ class Journal:
                 return
             except OSError as exc:
                 raise StateError(f"cannot read progress file {self.path}: {exc.strerror}") from exc
-            if info.st_ino == self._ino and info.st_size == self._seen:
+            if info.st_ino == self._ino and info.st_size == self._seen and not self._torn:
                 return
             with self._locked(fcntl.LOCK_SH):
                 self._sync_locked()
@@ -452,8 +452,8 @@ class Journal:
             self._drop_fd()
             self._load_locked()
             return
-        if size == self._seen:
-            return
+        if size == self._seen and not self._torn:
+            return  # (a torn tail may have been cut and replaced by as many bytes)
         data = self._read_from(self._fd, self._offset)
         parsed = _parse(data, first_line=self._line)
         self._take(parsed, moved=False)
@@ -618,15 +618,30 @@ class Journal:
                 if self._fd is None:
                     self._create_locked()
                 assert self._fd is not None
-                data = b"".join(encode(item) for item in items)
-                if self._torn:  # end a crashed writer's last line, so ours stays whole
-                    data = b"\n" + data
-                self._write_all(data)
+                if self._torn:
+                    self._drop_torn_tail()
+                self._write_all(b"".join(encode(item) for item in items))
                 self._offset = self._seen = os.fstat(self._fd).st_size
-                self._line += len(items) + (1 if self._torn else 0)
-                self._torn = False
+                self._line += len(items)
                 for item in items:
                     self.state.apply(item)
+
+    def _drop_torn_tail(self) -> None:
+        """With the lock held: cut off a last line that a writer never finished.
+
+        Every writer appends under the lock, so an unfinished line seen under it
+        belongs to a writer that died mid-``write`` (a SIGKILL can cut a write at
+        a page boundary) or failed (a full disk): its record was never confirmed
+        to anyone. Ending it with a newline instead would leave an invalid line
+        in the middle of the journal, for the next start to reject with a
+        warning; cutting it leaves a journal of whole records only."""
+        assert self._fd is not None and self.path is not None
+        try:
+            os.ftruncate(self._fd, self._offset)
+        except OSError as exc:
+            raise StateError(f"cannot save progress to {self.path}: {exc.strerror or exc}") from exc
+        self._seen = self._offset
+        self._torn = False
 
     def _create_locked(self) -> None:
         assert self.path is not None

@@ -35,7 +35,10 @@ def test_two_hundred_random_sigkills_lose_no_completed_step(tmp_path: Path) -> N
     result = json.loads(proc.stdout)
     assert result["kills"] >= 200
     assert result["lost"] == [], f"completed steps lost: {result['lost'][:20]}"
-    assert result["warnings"] == [], "the store had to recover from a damaged file"
+    # A kill can cut a write short (at a page boundary): the next start may say that the
+    # last, unconfirmed record was cut short. Anything else means damage it had to repair.
+    damage = [w for w in result["warnings"] if "its last record was cut short" not in w]
+    assert damage == [], "the store had to recover from a damaged file"
     assert result["corrupt"] == []
     assert result["valid_lines"]
     assert result["confirmed"] > ROUNDS, "too few writes completed to mean anything"
