@@ -484,7 +484,10 @@ def test_sigkill_at_random_points_never_loses_a_completed_step(tmp_path: Path) -
         proc.stdout.close()
         store = ProgressStore(path, context="kind-atomic")
         store.load()
-        assert store.warnings == []
+        # the kill may cut the write in flight short: that unconfirmed record is dropped with
+        # a notice; any other warning means the store had to repair damage
+        damage = [w for w in store.warnings if "its last record was cut short" not in w]
+        assert damage == []
         done = store.completed("lab")
         missing = {f"step-{i:05d}" for i in confirmed} - done
         assert not missing, f"completed steps lost: {sorted(missing)}"
