@@ -9,8 +9,9 @@ connection pool behind them.
 No ``kubernetes`` package here: the kubeconfig is read by
 ``labrunner.cluster.kubeconfig`` (kubectl's own rules), credentials come from
 ``labrunner.cluster.auth`` (tokens, client certificates, exec plugins), TLS
-from the standard library, and requests go through one urllib3 pool as plain
-JSON. That keeps ``labrunner check`` on a token or client-certificate
+from the standard library, and requests go as plain JSON over kept-alive
+``http.client`` connections (``labrunner.cluster.connection``; urllib3 only
+behind a ``proxy-url``). That keeps ``labrunner check`` on a token or client-certificate
 kubeconfig free of the client's third of a second of imports, and a check at
 about a millisecond: no typed models, one code path for every kind, CRDs
 included. (The port-forward websocket still uses the official client; see
@@ -28,17 +29,17 @@ from __future__ import annotations
 
 import json
 import os
-import ssl
 import tempfile
 import threading
 import time
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import quote, urlencode, urlsplit
 
 from labrunner import __version__, deadlines
 from labrunner.cluster.auth import ClientCert, UserAuth, auth_provider_token, decode_data
+from labrunner.cluster.connection import Connections, DeadlinePassed
 from labrunner.cluster.errors import (
     RETRYABLE_STATUS,
     ClusterError,
@@ -55,6 +56,9 @@ from labrunner.cluster.kubeconfig import (
     pinned_config,
 )
 from labrunner.cluster.kubeconfig import resolve_context as _resolve
+
+if TYPE_CHECKING:
+    import ssl
 
 USER_AGENT = f"labrunner/{__version__}"
 CONNECT_TIMEOUT = 5.0
@@ -80,10 +84,11 @@ def resolve_context(
     return _resolve(load(env, cwd), explicit, env_value=env.get("KUBECONFIG") or "")
 
 
-# --------------------------------------------------------------------------- deadlines
+# --------------------------------------------------------------------------- proxies
 
 _request = threading.local()
-"""The deadline of the request this thread is making (read by the pools below)."""
+"""The deadline of the request this thread is making through a proxy (read by the pools
+below)."""
 
 
 def _shutdown(conn: Any) -> None:
@@ -123,12 +128,60 @@ _POOLS: dict[str, Any] = {}
 
 def _pool_classes() -> dict[str, Any]:
     if not _POOLS:
-        # lazy: urllib3's pools load when the first request is made (start-up speed)
+        # lazy: urllib3 loads only for a kubeconfig with a proxy-url (start-up speed)
         from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 
         _POOLS["http"] = _deadline_pool(HTTPConnectionPool)
         _POOLS["https"] = _deadline_pool(HTTPSConnectionPool)
     return _POOLS
+
+
+class _Proxied:
+    """Requests through the kubeconfig's ``proxy-url``: urllib3's proxy managers (http,
+    https, SOCKS) behind the interface of ``Connections``."""
+
+    def __init__(self, manager: Any, origin: str) -> None:
+        self.manager = manager
+        self.origin = origin
+
+    def clear(self) -> None:
+        """Close every pooled connection."""
+        self.manager.clear()
+
+    def request(
+        self,
+        method: str,
+        target: str,
+        *,
+        body: bytes | None,
+        headers: dict[str, str],
+        connect_timeout: float,
+        read_timeout: float,
+        deadline: float,
+        stream: bool,
+    ) -> Any:
+        """As ``Connections.request``; the response is urllib3's."""
+        import urllib3  # lazy: see _pool_classes
+
+        _request.deadline = deadline
+        _request.fired = False
+        try:
+            return self.manager.request(
+                method,
+                self.origin + target,
+                body=body,
+                headers=headers,
+                timeout=urllib3.Timeout(connect=connect_timeout, read=read_timeout),
+                retries=False,
+                preload_content=not stream,
+                redirect=False,
+            )
+        except Exception:
+            if getattr(_request, "fired", False):
+                raise DeadlinePassed from None
+            raise
+        finally:
+            _request.deadline = None
 
 
 # --------------------------------------------------------------------------- TLS
@@ -137,6 +190,8 @@ def _pool_classes() -> dict[str, Any]:
 def _load_cert(context: ssl.SSLContext, cert: ClientCert | tuple[str, str]) -> None:
     """Load a client certificate into ``context`` (inline data goes through a private
     temporary file, removed at once: the ssl module reads certificates only from files)."""
+    import ssl  # lazy: only https servers need it (start-up speed)
+
     try:
         if isinstance(cert, tuple):
             context.load_cert_chain(cert[0], cert[1])
@@ -166,6 +221,8 @@ def _ssl_context(cluster: Mapping[str, Any], cert: ClientCert | tuple[str, str] 
             "which kubectl refuses too; remove one",
             kind=ErrorKind.KUBECONFIG,
         )
+    import ssl  # lazy: only https servers need it (start-up speed)
+
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
     context.minimum_version = ssl.TLSVersion.TLSv1_2
     if insecure:
@@ -240,6 +297,8 @@ class Kube:
                 kind=ErrorKind.KUBECONFIG,
             )
         self.server: str = server
+        parts = urlsplit(server)
+        self._origin = f"{parts.scheme}://{parts.netloc}"
         self.cluster = cluster
         self.config_dict = pinned_config(config, context)
         """The one-context kubeconfig this connection was built from (for the port-forward)."""
@@ -293,11 +352,20 @@ class Kube:
         return self._pool
 
     def _make_pool(self, cert: ClientCert | tuple[str, str] | None) -> Any:
-        import urllib3  # lazy: the CLI's start-up path imports this module
+        context = _ssl_context(self.cluster, cert) if self.server.startswith("https") else None
+        if not self.proxy_url:
+            parts = urlsplit(self.server)
+            return Connections(
+                parts.hostname or "",
+                parts.port,
+                tls=context,
+                server_hostname=self.tls_server_name,
+            )
+        import urllib3  # lazy: see _pool_classes
 
         options: dict[str, Any] = {"maxsize": 8, "block": False, "retries": False}
-        if self.server.startswith("https"):
-            options["ssl_context"] = _ssl_context(self.cluster, cert)
+        if context is not None:
+            options["ssl_context"] = context
             if self.tls_server_name:
                 options["server_hostname"] = self.tls_server_name
             if self.insecure:
@@ -311,35 +379,32 @@ class Kube:
                     "ignore", category=urllib3.exceptions.InsecureRequestWarning
                 )
         manager: Any
-        if self.proxy_url:
-            scheme = urlsplit(self.proxy_url).scheme
-            if scheme in ("http", "https"):
-                manager = urllib3.ProxyManager(self.proxy_url, num_pools=4, **options)
-            elif scheme.startswith("socks"):
-                try:
-                    # lazy: only a socks5 proxy-url needs it (and its optional dependency)
-                    from urllib3.contrib.socks import SOCKSProxyManager
-                except ImportError:
-                    raise ClusterError(
-                        f"the kubeconfig's proxy-url {self.proxy_url} is a SOCKS proxy, which "
-                        "needs the PySocks package (pip install pysocks)",
-                        kind=ErrorKind.KUBECONFIG,
-                    ) from None
-                manager = SOCKSProxyManager(self.proxy_url, num_pools=4, **options)
-            else:
+        scheme = urlsplit(self.proxy_url).scheme
+        if scheme in ("http", "https"):
+            manager = urllib3.ProxyManager(self.proxy_url, num_pools=4, **options)
+        elif scheme.startswith("socks"):
+            try:
+                # lazy: only a socks5 proxy-url needs it (and its optional dependency)
+                from urllib3.contrib.socks import SOCKSProxyManager
+            except ImportError:
                 raise ClusterError(
-                    f"the kubeconfig's proxy-url {self.proxy_url} is not an http, https or "
-                    "socks5 URL",
+                    f"the kubeconfig's proxy-url {self.proxy_url} is a SOCKS proxy, which "
+                    "needs the PySocks package (pip install pysocks)",
                     kind=ErrorKind.KUBECONFIG,
-                )
+                ) from None
+            manager = SOCKSProxyManager(self.proxy_url, num_pools=4, **options)
         else:
-            manager = urllib3.PoolManager(num_pools=4, **options)
+            raise ClusterError(
+                f"the kubeconfig's proxy-url {self.proxy_url} is not an http, https or socks5 URL",
+                kind=ErrorKind.KUBECONFIG,
+            )
         manager.pool_classes_by_scheme = _pool_classes()
-        return manager
+        parts = urlsplit(self.server)
+        return _Proxied(manager, f"{parts.scheme}://{parts.netloc}")
 
     @property
     def pool(self) -> Any:
-        """The urllib3 pool manager (None before the first request of an exec-plugin user)."""
+        """The connections (None before the first request of an exec-plugin user)."""
         return self._pool
 
     def close(self) -> None:
@@ -380,47 +445,41 @@ class Kube:
         body: bytes | None = None,
         content_type: str = "application/json",
     ) -> Any:
-        """Send a request (a GET unless told) and return the urllib3 response (status not
-        checked; the caller reads it). ``body`` goes out as ``content_type``.
+        """Send a request (a GET unless told) and return the response (status not checked;
+        the caller reads it: ``status``, ``headers``, ``data`` or ``read``/``read1`` when
+        ``stream``, then ``release_conn``). ``body`` goes out as ``content_type``.
 
         The whole request (connect, TLS, headers and, unless ``stream``, the
         body) ends within ``timeout`` seconds, however slowly the server
         answers.
         """
-        import urllib3  # lazy: see _make_pool
-
         timeout = max(timeout, 0.05)
         deadline = time.monotonic() + timeout
         connect = min(timeout, CONNECT_TIMEOUT)
-        limit = urllib3.Timeout(
-            connect=connect,
-            read=max(read_timeout if read_timeout is not None else timeout, 0.05),
-        )
-        url = self.url(path, query)
+        read = max(read_timeout if read_timeout is not None else timeout, 0.05)
+        target = self.url(path, query)[len(self._origin) :]
         headers, pool = self._prepare(accept, deadline)
         if body is not None:
             headers = {**headers, "Content-Type": content_type}
         for attempt in (1, 2):
-            _request.deadline = deadline
-            _request.fired = False
             try:
                 return pool.request(
                     method,
-                    url,
+                    target,
                     body=body,
                     headers=headers,
-                    timeout=limit,
-                    retries=False,
-                    preload_content=not stream,
-                    redirect=False,
+                    connect_timeout=connect,
+                    read_timeout=read,
+                    deadline=deadline,
+                    stream=stream,
                 )
+            except DeadlinePassed:
+                raise timed_out(
+                    f"the API server at {self.server} did not answer",
+                    timeout,
+                    "it answers too slowly or not at all",
+                ) from None
             except Exception as exc:
-                if getattr(_request, "fired", False):
-                    raise timed_out(
-                        f"the API server at {self.server} did not answer",
-                        timeout,
-                        "it answers too slowly or not at all",
-                    ) from None
                 error = transport_error(
                     exc, server=self.server, timeout=timeout, connect_timeout=connect
                 )
@@ -429,8 +488,6 @@ class Kube:
                 if attempt == 1 and error.kind is ErrorKind.RESET and time.monotonic() < deadline:
                     continue
                 raise error from None
-            finally:
-                _request.deadline = None
         raise AssertionError("unreachable")  # pragma: no cover
 
     def get(

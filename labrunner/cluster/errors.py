@@ -21,8 +21,9 @@ ready pod) is a ``ClusterError`` with its own kind. The cluster layer never
 decides what a check makes of them: ``labrunner.verify.kube`` maps kinds to
 outcomes, the doctor maps them to fixes.
 
-This module does not import ``kubernetes`` or ``urllib3``; it recognises their
-exceptions by walking the exception chain for the standard-library causes.
+This module does not import ``kubernetes``, ``urllib3`` or ``ssl``; it recognises
+their exceptions by walking the exception chain for the standard-library
+causes (TLS errors only when ``ssl`` was loaded: without it there are none).
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ import enum
 import json
 import re
 import socket
-import ssl
+import sys
 from dataclasses import dataclass
 
 _FORBIDDEN = re.compile(
@@ -241,7 +242,12 @@ def transport_error(
             "check the server address in the kubeconfig",
             kind=ErrorKind.UNREACHABLE,
         )
-    verify = next((e for e in chain if isinstance(e, ssl.SSLCertVerificationError)), None)
+    ssl = sys.modules.get("ssl")  # not loaded: no TLS, so no TLS error (start-up speed)
+    verify = (
+        next((e for e in chain if isinstance(e, ssl.SSLCertVerificationError)), None)
+        if ssl is not None
+        else None
+    )
     if verify is not None or "CERTIFICATE_VERIFY_FAILED" in text:
         return ClusterError(
             f"cannot trust the API server at {server}: {certificate_problem(verify, text)}",
@@ -250,9 +256,8 @@ def transport_error(
     handshake_timeout = "handshake operation timed out" in text or (
         "SSLError" in names and "timed out" in text
     )
-    if (any(isinstance(e, ssl.SSLError) for e in chain) or "SSLError" in names) and not (
-        handshake_timeout
-    ):
+    tls_error = ssl is not None and any(isinstance(e, ssl.SSLError) for e in chain)
+    if (tls_error or "SSLError" in names) and not (handshake_timeout):
         return ClusterError(
             f"TLS handshake with {server} failed: {_last_line(text)}", kind=ErrorKind.TLS
         )
@@ -271,7 +276,13 @@ def transport_error(
         or "timed out" in text
     ):
         return timed_out(f"the API server at {server} did not answer", timeout)
-    if any(isinstance(e, ConnectionError) for e in chain) or "ProtocolError" in names:
+    # http.client: a body cut short (IncompleteRead) or no status line (BadStatusLine);
+    # urllib3 wraps both in a ProtocolError
+    if any(isinstance(e, ConnectionError) for e in chain) or names & {
+        "ProtocolError",
+        "IncompleteRead",
+        "BadStatusLine",
+    }:
         return ClusterError(
             f"the connection to the API server at {server} broke: {_last_line(text)}",
             transient=True,
@@ -285,7 +296,7 @@ _WRONG_NAME = (62, 64)  # X509_V_ERR_HOSTNAME_MISMATCH, X509_V_ERR_IP_ADDRESS_MI
 _UNTRUSTED = (2, 18, 19, 20, 21, 24, 27, 28)
 
 
-def certificate_problem(exc: ssl.SSLCertVerificationError | None, text: str = "") -> str:
+def certificate_problem(exc: BaseException | None, text: str = "") -> str:
     """What is wrong with a server certificate, named as a cause a user can act on."""
     code = getattr(exc, "verify_code", None)
     said = str(getattr(exc, "verify_message", "") or "")
