@@ -83,6 +83,7 @@ def main(ctx: click.Context, labs_dir: str | None) -> None:
     """
     ctx.ensure_object(dict)
     ctx.obj["labs"] = labs_dir
+    headless.use_caches()
     if ctx.invoked_subcommand is None:
         ctx.invoke(run)
 

@@ -60,6 +60,13 @@ def cache_dir() -> Path:
     return state_dir() / "cache"
 
 
+def use_caches() -> None:
+    """Keep parsed kubeconfigs in the cache directory (see ``labrunner.cluster.yamlcache``)."""
+    from labrunner.cluster import yamlcache
+
+    yamlcache.enable(cache_dir())
+
+
 def registry() -> Registry:
     """The installed verifiers (each module imported only when a lab names it)."""
     from labrunner.lab.catalog import VerifierUnavailable
@@ -208,6 +215,7 @@ def check(
     from labrunner.engine.prepare import prepare_run
     from labrunner.ui_text import Printer
 
+    use_caches()
     run = prepare_run(context_option)
     try:
         verifiers = registry()

@@ -35,6 +35,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from labrunner.cluster import yamlcache
 from labrunner.cluster.errors import ClusterError, ErrorKind
 
 NO_CLUSTER_SERVER = "https://no-cluster.invalid"
@@ -122,9 +123,11 @@ class KubeConfig:
 
 
 def _read(path: Path) -> dict[str, Any] | None:
-    """One kubeconfig file's mapping; None when it does not exist. Raises ClusterError."""
-    import yaml  # lazy: `labrunner --help` must not pay for the YAML parser
+    """One kubeconfig file's mapping; None when it does not exist. Raises ClusterError.
 
+    Parsed by PyYAML, or rebuilt from ``yamlcache`` when this exact content was
+    parsed before (a ``check`` then starts without importing PyYAML).
+    """
     try:
         raw = path.read_bytes()
     except FileNotFoundError:
@@ -135,13 +138,12 @@ def _read(path: Path) -> dict[str, Any] | None:
         ) from None
     if not raw.strip():
         return {}
-    try:
-        data = yaml.load(raw, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))  # noqa: S506
-    except yaml.YAMLError as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else "invalid YAML"
-        raise ClusterError(
-            f"kubeconfig {path} is not valid YAML: {first}", kind=ErrorKind.KUBECONFIG
-        ) from None
+    found, data = _json_document(raw)
+    if not found:
+        found, data = yamlcache.lookup(path, raw)
+    if not found:
+        data = _parse(path, raw)
+        yamlcache.keep(path, raw, data)
     if data is None:
         return {}
     if not isinstance(data, dict):
@@ -149,6 +151,35 @@ def _read(path: Path) -> dict[str, Any] | None:
             f"kubeconfig {path} is not a kubeconfig (not a mapping)", kind=ErrorKind.KUBECONFIG
         )
     return data
+
+
+def _no_constant(name: str) -> Any:
+    raise ValueError(name)
+
+
+def _json_document(raw: bytes) -> tuple[bool, Any]:
+    """``(True, data)`` for a JSON object (labrunner's own pinned kubeconfigs are JSON;
+    JSON is YAML, so PyYAML would read the same), else ``(False, None)``."""
+    if raw.lstrip()[:1] != b"{":
+        return False, None
+    try:
+        # NaN and Infinity are JavaScript, not JSON: leave them to PyYAML
+        return True, json.loads(raw, parse_constant=_no_constant)
+    except (ValueError, UnicodeDecodeError, RecursionError):
+        return False, None
+
+
+def _parse(path: Path, raw: bytes) -> Any:
+    """PyYAML's reading of ``raw`` (safe loader). Raises ClusterError."""
+    import yaml  # lazy: `labrunner --help` must not pay for the YAML parser
+
+    try:
+        return yaml.load(raw, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))  # noqa: S506
+    except yaml.YAMLError as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else "invalid YAML"
+        raise ClusterError(
+            f"kubeconfig {path} is not valid YAML: {first}", kind=ErrorKind.KUBECONFIG
+        ) from None
 
 
 def _absolute(inner: dict[str, Any], keys: tuple[str, ...], base: Path) -> dict[str, Any]:

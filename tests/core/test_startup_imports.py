@@ -12,7 +12,10 @@ compiled-lab cache), and reports which heavy packages it loaded:
 - a warm ``list`` or ``check`` does not even import the loader: the workshop
   comes from the cache;
 - a plain ``check`` command line never loads click (``labrunner.headless``
-  runs it) nor, for a cluster-only step, the lab shell's module with pexpect.
+  runs it) nor, for a cluster-only step, the lab shell's module with pexpect;
+- ``check`` of a cluster step, with a token or a client-certificate
+  kubeconfig over HTTPS, loads neither urllib3 (``cluster.connection`` speaks
+  HTTP) nor, once the kubeconfig was parsed, PyYAML (``cluster.yamlcache``).
 
 bench/whole_process.py measures what these choices are worth in wall time.
 """
@@ -28,6 +31,8 @@ from pathlib import Path
 
 import pytest
 
+from labrunner.testing.fakecluster import FakeCluster
+from labrunner.testing.fakecluster.kubeconfig import render_entries, write
 from labrunner.testing.fixtures import FakeClusterHandle
 
 from .conftest import cli_env
@@ -45,7 +50,9 @@ except SystemExit:
     pass
 roots = {name.split(".")[0] for name in sys.modules}
 print("LOADED:" + json.dumps({
-    "roots": sorted(roots & {"textual", "jsonschema", "kubernetes", "yaml", "click", "pexpect"}),
+    "roots": sorted(roots & {
+        "textual", "jsonschema", "kubernetes", "yaml", "click", "pexpect", "urllib3"
+    }),
     "loader": "labrunner.lab.loader" in sys.modules,
     "cli": "labrunner.cli" in sys.modules,
 }))
@@ -169,3 +176,25 @@ def test_the_probe_sees_jsonschema_when_a_problem_needs_explaining(workshop: Mak
     found = loaded(["--labs", str(labs), "validate"], labs.parent)
     assert "jsonschema" in found.roots
     assert found.loader is True
+
+
+@pytest.mark.parametrize("credential", ["token", "client-certificate"])
+def test_check_over_https_needs_neither_urllib3_nor_yaml(tmp_path: Path, credential: str) -> None:
+    labs = tmp_path / "ws" / "labs"
+    labs.mkdir(parents=True)
+    (labs / "shop.yaml").write_text(CLUSTER_LAB)
+    with FakeCluster(https=True, token="the-token", client_certs=True) as server:
+        if credential == "token":
+            kubeconfig = server.write_kubeconfig(tmp_path / "config", token="the-token")
+        else:
+            cert = server.issue_client_cert("kubernetes-admin", "system:masters")
+            entry = server.kubeconfig_entry("kind-shop", token=None, client_cert=cert)
+            kubeconfig = write(tmp_path / "config", render_entries([entry]))
+        argv = ["--labs", str(labs), "check", "shop", "ready"]
+        cold = loaded(argv, labs.parent, KUBECONFIG=str(kubeconfig))
+        warm = loaded(argv, labs.parent, KUBECONFIG=str(kubeconfig))
+    assert "PASS ready" in cold.output and "PASS ready" in warm.output, (cold, warm)
+    forbidden = {"textual", "jsonschema", "kubernetes", "click", "pexpect", "urllib3"}
+    assert not forbidden & cold.roots, cold
+    assert "yaml" in cold.roots  # the first start parses the kubeconfig
+    assert not (forbidden | {"yaml"}) & warm.roots, warm
