@@ -36,7 +36,6 @@ import shutil
 import sys
 import threading
 import time
-import traceback
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -1180,6 +1179,8 @@ def _call(
     except procs.CannotStart as exc:  # the lab's environment, not the verifier, is at fault
         return Outcome.error(str(exc))
     except Exception as exc:  # a verifier bug must not take the run down
+        import traceback  # lazy: only a crash needs it (start-up speed)
+
         return Outcome.error(
             f"verifier {name} crashed: {type(exc).__name__}: {exc}",
             traceback.format_exc(limit=8),
