@@ -30,7 +30,6 @@ if TYPE_CHECKING:
     from labrunner.engine.prepare import PreparedRun
     from labrunner.lab.model import Lab, Workshop
     from labrunner.lab.problems import Problem
-    from labrunner.state import ProgressStore
 
 CONTEXT_SETTINGS = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
 
@@ -49,18 +48,8 @@ _guard = headless.guard
 _install_signal_handlers = headless.install_signal_handlers
 
 
-def _context(explicit: str | None) -> str | None:
-    from labrunner.cluster.kubeconfig import current_context
-
-    return explicit or current_context(os.environ)
-
-
-def _store_news(store: ProgressStore) -> None:
-    """Say what opening the progress found: warnings, and one-line notices."""
-    for warning in store.warnings:
-        _say(f"warning: {warning}")
-    for notice in store.notices:
-        _say(notice)
+_context = headless.context_of
+_store_news = headless.store_news
 
 
 # --------------------------------------------------------------------------- the group
@@ -221,76 +210,11 @@ def serve(
 def list_(ctx: click.Context, context_option: str | None, as_json: bool, steps: bool) -> None:
     """Labs, their steps and your progress."""
     try:
-        workshop, labs = _load(ctx.obj.get("labs"))
+        headless.list_labs(
+            ctx.obj.get("labs"), context_option=context_option, as_json=as_json, steps=steps
+        )
     except LabrunnerError as exc:
         _fail(exc)
-    from labrunner.state.rules import StepState, lab_progress, step_states
-
-    context = _context(context_option)
-    store = _store(workshop, context)
-    try:
-        records = {lab.id: store.steps(lab.id) for lab in labs}
-    except Exception as exc:  # an unreadable store must not hide the labs
-        _say(f"warning: progress unavailable: {exc}")
-        records = {lab.id: {} for lab in labs}
-    progress = lab_progress(workshop, records)
-    states = {lab.id: step_states(lab, records[lab.id]) for lab in labs}
-    _store_news(store)
-    if as_json:
-        data = {
-            "workshop": workshop.title,
-            "labs_dir": str(workshop.labs_dir),
-            "context": context,
-            "labs": [
-                {
-                    "id": lab.id,
-                    "title": lab.title,
-                    "file": lab.path.name,
-                    "requires": list(lab.requires),
-                    "needs_cluster": lab.needs_cluster,
-                    "locked": progress[lab.id].locked,
-                    "done": progress[lab.id].done,
-                    "steps": [
-                        {
-                            "id": s.id,
-                            "title": s.title,
-                            "status": records[lab.id][s.id].status
-                            if s.id in records[lab.id]
-                            else None,
-                            "state": states[lab.id][s.id].value,
-                            "stale": records[lab.id][s.id].stale if s.id in records[lab.id] else "",
-                        }
-                        for s in lab.steps
-                    ],
-                }
-                for lab in labs
-            ],
-        }
-        import json  # lazy, like every import a command alone needs
-
-        click.echo(json.dumps(data, indent=2))
-        return
-    click.echo(f"{workshop.title}  ({workshop.labs_dir}; context: {context or 'none'})")
-    for lab in labs:
-        locked = progress[lab.id].missing
-        state = "locked (needs " + ", ".join(locked) + ")" if locked else ""
-        where = "cluster" if lab.needs_cluster else "no cluster needed"
-        click.echo(
-            f"  {lab.id:<28} {progress[lab.id].label}  [{where}]  {lab.title}  {state}".rstrip()
-        )
-        if steps:
-            for step in lab.steps:
-                record = records[lab.id].get(step.id)
-                look = states[lab.id][step.id].look
-                # a step nobody has touched shows a dot: "to do" and "locked" are the
-                # lab's order, not something the learner did
-                mark = look.glyph if record is not None else "·"
-                line = f"      {mark} {step.id:<26} {step.title}"
-                if states[lab.id][step.id] is StepState.STALE and record is not None:
-                    line += f"  ({look.word}: {record.stale})"
-                elif states[lab.id][step.id] is StepState.FAILED and record is not None:
-                    line += f"  ({look.word})"
-                click.echo(line)
 
 
 # --------------------------------------------------------------------------- verify

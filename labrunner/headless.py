@@ -18,7 +18,7 @@ from __future__ import annotations
 import os
 import sys
 import threading
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn
 
@@ -154,6 +154,21 @@ def store(workshop: Workshop, context: str | None) -> ProgressStore:
     return ProgressStore.for_workshop(workshop, context=context, server=server)
 
 
+def context_of(explicit: str | None) -> str | None:
+    """The kube context a command shows progress for: ``explicit``, else the current one."""
+    from labrunner.cluster.kubeconfig import current_context
+
+    return explicit or current_context(os.environ)
+
+
+def store_news(store: ProgressStore) -> None:
+    """Say what opening the progress found: warnings, and one-line notices."""
+    for warning in store.warnings:
+        say(f"warning: {warning}")
+    for notice in store.notices:
+        say(notice)
+
+
 def guard(workshop: Workshop, labs: Sequence[Lab], run: PreparedRun) -> None:
     """Judge and pin the cluster of every lab that acts on one, before anything runs.
 
@@ -195,6 +210,97 @@ def install_signal_handlers(engine: Any) -> threading.Event:
     signal.signal(signal.SIGTERM, on_term)
     signal.signal(signal.SIGHUP, on_term)
     return interrupted
+
+
+# --------------------------------------------------------------------------- list
+
+
+def echo(text: str) -> None:
+    """One line of data on stdout."""
+    sys.stdout.write(text + "\n")
+
+
+def list_labs(
+    labs_option: str | None, *, context_option: str | None, as_json: bool, steps: bool
+) -> None:
+    """``labrunner list``: the labs, their steps and the progress (raises LabrunnerError)."""
+    use_caches()
+    workshop, labs = load(labs_option)
+    from labrunner.state.rules import StepState, lab_progress, step_states
+
+    context = context_of(context_option)
+    progress_store = store(workshop, context)
+    try:
+        records = {lab.id: progress_store.steps(lab.id) for lab in labs}
+    except Exception as exc:  # an unreadable store must not hide the labs
+        say(f"warning: progress unavailable: {exc}")
+        records = {lab.id: {} for lab in labs}
+    progress = lab_progress(workshop, records)
+    states = {lab.id: step_states(lab, records[lab.id]) for lab in labs}
+    store_news(progress_store)
+    if as_json:
+        data = {
+            "workshop": workshop.title,
+            "labs_dir": str(workshop.labs_dir),
+            "context": context,
+            "labs": [
+                {
+                    "id": lab.id,
+                    "title": lab.title,
+                    "file": lab.path.name,
+                    "requires": list(lab.requires),
+                    "needs_cluster": lab.needs_cluster,
+                    "locked": progress[lab.id].locked,
+                    "done": progress[lab.id].done,
+                    "steps": [
+                        {
+                            "id": s.id,
+                            "title": s.title,
+                            "status": records[lab.id][s.id].status
+                            if s.id in records[lab.id]
+                            else None,
+                            "state": states[lab.id][s.id].value,
+                            "stale": records[lab.id][s.id].stale if s.id in records[lab.id] else "",
+                        }
+                        for s in lab.steps
+                    ],
+                }
+                for lab in labs
+            ],
+        }
+        import json  # lazy, like every import a command alone needs
+
+        echo(json.dumps(data, indent=2))
+        return
+    echo(f"{workshop.title}  ({workshop.labs_dir}; context: {context or 'none'})")
+    for lab in labs:
+        locked = progress[lab.id].missing
+        state = "locked (needs " + ", ".join(locked) + ")" if locked else ""
+        where = "cluster" if lab.needs_cluster else "no cluster needed"
+        echo(f"  {lab.id:<28} {progress[lab.id].label}  [{where}]  {lab.title}  {state}".rstrip())
+        if steps:
+            for step in lab.steps:
+                record = records[lab.id].get(step.id)
+                look = states[lab.id][step.id].look
+                # a step nobody has touched shows a dot: "to do" and "locked" are the
+                # lab's order, not something the learner did
+                mark = look.glyph if record is not None else "·"
+                line = f"      {mark} {step.id:<26} {step.title}"
+                if states[lab.id][step.id] is StepState.STALE and record is not None:
+                    line += f"  ({look.word}: {record.stale})"
+                elif states[lab.id][step.id] is StepState.FAILED and record is not None:
+                    line += f"  ({look.word})"
+                echo(line)
+
+
+def plain_list(argv: Sequence[str]) -> None:
+    """Run ``argv`` when it is a plain ``list`` command line (never returns then); return
+    at once for anything else, which is click's to parse."""
+    arguments = parse_list(argv, os.environ)
+    if arguments is None:
+        return
+    status = end_after_atexit()
+    _run_plain(status, lambda: list_labs(**arguments))
 
 
 # --------------------------------------------------------------------------- check
@@ -276,8 +382,19 @@ def plain_check(argv: Sequence[str]) -> None:
     if arguments is None:
         return
     status = end_after_atexit()
+    _run_plain(status, lambda: check(**arguments))
+
+
+def _run_plain(status: list[object], command: Callable[[], None]) -> NoReturn:
+    """Run a click-free command as click would: its exit code, a LabrunnerError said with
+    its code, "Aborted!" after a Ctrl-C before the command's own handler, a quiet exit when
+    stdout was closed. ``status`` gets the exit status (see ``end_after_atexit``)."""
     try:
-        check(**arguments)
+        try:
+            command()
+        except LabrunnerError as exc:
+            fail(exc)
+        sys.exit(0)
     except SystemExit as exc:
         status.append(exc.code)
         raise
@@ -343,22 +460,14 @@ def parse_check(argv: Sequence[str], env: Mapping[str, str]) -> dict[str, Any] |
     a missing or extra argument) returns None and goes to click, which
     parses it the same way or says what is wrong.
     """
-    args = list(argv)
-    labs: str | None = None
-    if args and (args[0] == "--labs" or args[0].startswith("--labs=")):
-        if args[0] == "--labs":
-            if len(args) < 2:
-                return None
-            labs, args = args[1], args[2:]
-        else:
-            labs, args = args[0].removeprefix("--labs="), args[1:]
-    if not args or args[0] != "check":
+    head = _command_line(argv, env, "check")
+    if head is None:
         return None
+    labs, rest = head
     positional: list[str] = []
     context: str | None = None
     seen: set[str] = set()
     wait = False
-    rest = args[1:]
     i = 0
     while i < len(rest):
         word = rest[i]
@@ -383,8 +492,6 @@ def parse_check(argv: Sequence[str], env: Mapping[str, str]) -> dict[str, Any] |
             return None
     if not 1 <= len(positional) <= 2:
         return None
-    if labs is None:
-        labs = env.get("LABRUNNER_LABS") or None
     return {
         "labs_option": labs,
         "lab": positional[0],
@@ -392,3 +499,63 @@ def parse_check(argv: Sequence[str], env: Mapping[str, str]) -> dict[str, Any] |
         "context_option": context,
         "wait": wait,
     }
+
+
+def _command_line(
+    argv: Sequence[str], env: Mapping[str, str], command: str
+) -> tuple[str | None, list[str]] | None:
+    """``(labs directory, the words after command)`` for ``[--labs DIR] COMMAND ...``, the
+    directory from ``LABRUNNER_LABS`` when not given (as click's envvar); None for a line
+    that does not run ``command``."""
+    args = list(argv)
+    labs: str | None = None
+    if args and (args[0] == "--labs" or args[0].startswith("--labs=")):
+        if args[0] == "--labs":
+            if len(args) < 2:
+                return None
+            labs, args = args[1], args[2:]
+        else:
+            labs, args = args[0].removeprefix("--labs="), args[1:]
+    if not args or args[0] != command:
+        return None
+    if labs is None:
+        labs = env.get("LABRUNNER_LABS") or None
+    return labs, args[1:]
+
+
+def parse_list(argv: Sequence[str], env: Mapping[str, str]) -> dict[str, Any] | None:
+    """The arguments of a plain ``list`` command line, or None for anything else.
+
+    Plain means: ``[--labs DIR] list [--context CTX] [--json] [--steps|--no-steps]``,
+    each option at most once (anything else is click's to parse or refuse).
+    """
+    head = _command_line(argv, env, "list")
+    if head is None:
+        return None
+    labs, rest = head
+    seen: set[str] = set()
+    context: str | None = None
+    as_json = False
+    steps = True
+    i = 0
+    while i < len(rest):
+        name, eq, value = rest[i].partition("=")
+        i += 1
+        key = "--steps" if name == "--no-steps" else name
+        if key in seen:
+            return None
+        seen.add(key)
+        if name == "--context":
+            if not eq:
+                if i >= len(rest) or rest[i].startswith("-"):
+                    return None
+                value = rest[i]
+                i += 1
+            context = value
+        elif name == "--json" and not eq:
+            as_json = True
+        elif name in ("--steps", "--no-steps") and not eq:
+            steps = name == "--steps"
+        else:
+            return None
+    return {"labs_option": labs, "context_option": context, "as_json": as_json, "steps": steps}

@@ -13,8 +13,9 @@ byte what click printed; otherwise click renders it, and the result is kept.
 A cache that cannot be read or written is ignored.
 
 A plain ``labrunner check LAB [STEP]`` (what CI jobs and other platforms'
-check scripts run, once per step) skips click too: :mod:`labrunner.headless`
-parses it and runs the same function click's ``check`` runs. Every other
+check scripts run, once per step) and a plain ``labrunner list`` skip click
+too: :mod:`labrunner.headless` parses them and runs the same functions
+click's ``check`` and ``list`` run. Every other
 command line goes to :func:`labrunner.cli.main` untouched.
 
 This module imports only ``os`` and ``sys`` on the ``--help`` path: a test holds it to it.
@@ -126,12 +127,13 @@ def main() -> None:
         sys.stdout.flush()
         return
     args = sys.argv[1:]
-    if args and (args[0] in ("check", "--labs") or args[0].startswith("--labs=")):
-        # a plain `labrunner check …` runs without click (see labrunner.headless);
-        # this returns only for other command lines
+    if args and (args[0] in ("check", "list", "--labs") or args[0].startswith("--labs=")):
+        # a plain `labrunner check …` or `labrunner list …` runs without click (see
+        # labrunner.headless); these return only for other command lines
         from labrunner import headless
 
         headless.plain_check(args)
+        headless.plain_list(args)
     from labrunner.cli import main as cli_main
 
     cli_main()

@@ -1,5 +1,5 @@
-"""The console script's click-free ``check``: which command lines it takes, and that it
-answers them as click's ``check`` does."""
+"""The console script's click-free ``check`` and ``list``: which command lines they take, and
+that they answer them as click's ``check`` and ``list`` do."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from labrunner.headless import parse_check
+from labrunner.headless import parse_check, parse_list
 
 from .conftest import assert_clean, cli_env, run_cli
 
@@ -164,3 +164,71 @@ def test_a_handler_registered_before_keeps_the_normal_teardown() -> None:
     )
     assert proc.returncode == 4
     assert proc.stdout == "unflushed late handler ran\nearly handler ran\n"
+
+
+def _list_args(
+    labs: str | None = None, context: str | None = None, as_json: bool = False, steps: bool = True
+) -> dict[str, Any]:
+    return {"labs_option": labs, "context_option": context, "as_json": as_json, "steps": steps}
+
+
+@pytest.mark.parametrize(
+    ("argv", "expected"),
+    [
+        (["list"], _list_args()),
+        (["--labs", "d", "list", "--json"], _list_args(labs="d", as_json=True)),
+        (["--labs=d", "list", "--no-steps"], _list_args(labs="d", steps=False)),
+        (["list", "--context", "c", "--steps"], _list_args(context="c")),
+        (["list", "--context=c"], _list_args(context="c")),
+    ],
+)
+def test_plain_list_lines_are_parsed_as_click_would(
+    argv: list[str], expected: dict[str, Any]
+) -> None:
+    assert parse_list(argv, {}) == expected
+    assert parse_list(["list"], {"LABRUNNER_LABS": "/w"}) == _list_args(labs="/w")
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["list", "lab"],  # list takes no argument: click says so
+        ["list", "--help"],
+        ["list", "--json", "--json"],
+        ["list", "--steps", "--no-steps"],  # click: the last wins; left to it
+        ["list", "--context"],
+        ["list", "--json=yes"],
+        ["list", "--bogus"],
+        ["check", "lab"],
+    ],
+)
+def test_other_list_lines_are_left_to_click(argv: list[str]) -> None:
+    assert parse_list(argv, {}) is None
+
+
+@pytest.mark.parametrize(
+    "tail",
+    [[], ["--json"], ["--no-steps", "--context", "elsewhere"], ["--labs-missing"]],
+)
+def test_the_console_script_answers_a_plain_list_as_click_does(
+    workshop: Make, tail: list[str], tmp_path: Path
+) -> None:
+    labs = workshop("hints")
+    if tail == ["--labs-missing"]:
+        argv = ["--labs", str(tmp_path / "missing"), "list"]
+    else:
+        argv = ["--labs", str(labs), "list", *tail]
+    ours = run_cli(*argv, cwd=labs.parent)
+    clicks = subprocess.run(
+        [sys.executable, "-c", CLICK_ONLY, *argv],
+        cwd=labs.parent,
+        env=cli_env(),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        stdin=subprocess.DEVNULL,
+    )
+    assert ours.returncode == clicks.returncode
+    assert (ours.stdout, ours.stderr) == (clicks.stdout, clicks.stderr)
+    if tail != ["--labs-missing"]:
+        assert ours.returncode == 0 and "hints" in ours.stdout

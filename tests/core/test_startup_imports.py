@@ -11,8 +11,9 @@ compiled-lab cache), and reports which heavy packages it loaded:
   asks the server);
 - a warm ``list`` or ``check`` does not even import the loader: the workshop
   comes from the cache;
-- a plain ``check`` command line never loads click (``labrunner.headless``
-  runs it) nor, for a cluster-only step, the lab shell's module with pexpect;
+- a plain ``check`` or ``list`` command line never loads click
+  (``labrunner.headless`` runs it), and ``check`` of a cluster-only step
+  does not load the lab shell's module with pexpect;
 - ``check`` of a cluster step, with a token or a client-certificate
   kubeconfig over HTTPS, loads neither urllib3 (``cluster.connection`` speaks
   HTTP) nor, once the kubeconfig was parsed, PyYAML (``cluster.yamlcache``).
@@ -112,7 +113,7 @@ def cluster_labs(tmp_path: Path, fake_cluster: FakeClusterHandle) -> Path:
     ("args", "forbidden"),
     [
         (["--help"], {"textual", "jsonschema", "kubernetes", "yaml"}),
-        (["--labs", "{labs}", "list"], {"textual", "jsonschema", "kubernetes"}),
+        (["--labs", "{labs}", "list"], {"textual", "jsonschema", "kubernetes", "click"}),
         (
             ["--labs", "{labs}", "check", "carry-over", "prepare"],
             {"textual", "jsonschema", "click"},
@@ -161,7 +162,10 @@ def test_list_and_check_of_a_cluster_lab(cluster_labs: Path) -> None:
         )
         assert check.cli is False, (run, check)
         assert "PASS ready" in check.output, (run, check)
-    # the second time, the workshop came from the compiled-lab cache
+    # the second time, the workshop came from the compiled-lab cache and the kubeconfig
+    # from its parse cache, and list too ran without click
+    assert not {"click", "yaml", "urllib3"} & listing.roots, listing
+    assert listing.cli is False
     assert listing.loader is False
     assert check.loader is False
 
