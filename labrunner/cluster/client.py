@@ -10,12 +10,12 @@ No ``kubernetes`` package here: the kubeconfig is read by
 ``labrunner.cluster.kubeconfig`` (kubectl's own rules), credentials come from
 ``labrunner.cluster.auth`` (tokens, client certificates, exec plugins), TLS
 from the standard library, and requests go as plain JSON over kept-alive
-``http.client`` connections (``labrunner.cluster.connection``; urllib3 only
-behind a ``proxy-url``). That keeps ``labrunner check`` on a token or client-certificate
-kubeconfig free of the client's third of a second of imports, and a check at
-about a millisecond: no typed models, one code path for every kind, CRDs
-included. (The port-forward websocket still uses the official client; see
-``portforward``.)
+HTTP/1.1 connections of our own (``labrunner.cluster.connection``, sockets
+and ``ssl``; urllib3 only behind a ``proxy-url``). That keeps ``labrunner
+check`` on a token or client-certificate kubeconfig free of the client's
+third of a second of imports, and a check at about a millisecond: no typed
+models, one code path for every kind, CRDs included. (The port-forward
+websocket still uses the official client; see ``portforward``.)
 
 Every request has a *whole-request* deadline (connect, TLS, headers and
 body: the caller passes what is left of the check's budget): socket timeouts

@@ -276,7 +276,8 @@ def transport_error(
         or "timed out" in text
     ):
         return timed_out(f"the API server at {server} did not answer", timeout)
-    # http.client: a body cut short (IncompleteRead) or no status line (BadStatusLine);
+    # cluster.connection (as http.client): a body cut short (IncompleteRead) or an answer
+    # that is not HTTP (BadStatusLine);
     # urllib3 wraps both in a ProtocolError
     if any(isinstance(e, ConnectionError) for e in chain) or names & {
         "ProtocolError",

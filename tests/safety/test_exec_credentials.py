@@ -312,5 +312,5 @@ def test_check_does_not_import_kubernetes(
     code, modules, output = imports_during_check(env, root)
     assert code == 0, output
     assert "kubernetes" not in modules, "labrunner check imported the kubernetes package"
-    assert "labrunner" in modules and "http" in modules  # the check did reach the cluster
+    assert "labrunner" in modules and "ssl" in modules  # the check did reach the cluster (TLS)
     assert "urllib3" not in modules, "labrunner check imported urllib3 (no proxy-url here)"
