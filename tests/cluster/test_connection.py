@@ -12,6 +12,7 @@ import socket
 import threading
 import time
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 
@@ -71,15 +72,21 @@ def serve() -> Iterator[type[RawServer]]:
         server.close()
 
 
-def _get(pool: Connections, path: str = "/api", *, stream: bool = False) -> object:
+def _get(
+    pool: Connections,
+    *,
+    stream: bool = False,
+    headers: dict[str, str] | None = None,
+    within: float = 5.0,
+) -> Any:
     return pool.request(
         "GET",
-        path,
+        "/api",
         body=None,
-        headers={"Accept": "application/json"},
+        headers=headers if headers is not None else {"Accept": "application/json"},
         connect_timeout=5,
         read_timeout=5,
-        deadline=time.monotonic() + 5,
+        deadline=time.monotonic() + within,
         stream=stream,
     )
 
@@ -137,15 +144,9 @@ def test_not_http_and_header_smuggling_are_refused(serve: type[RawServer]) -> No
     with pytest.raises(ConnectionError, match="not an HTTP status line"):
         _get(Connections("127.0.0.1", server.port))
     with pytest.raises(ValueError, match="line break"):
-        Connections("127.0.0.1", server.port).request(
-            "GET",
-            "/api",
-            body=None,
+        _get(
+            Connections("127.0.0.1", server.port),
             headers={"Authorization": "Bearer x\r\nX-Evil: 1"},
-            connect_timeout=5,
-            read_timeout=5,
-            deadline=time.monotonic() + 5,
-            stream=False,
         )
 
 
@@ -170,16 +171,7 @@ def test_the_deadline_ends_a_trickled_answer(serve: type[RawServer]) -> None:
     started = time.monotonic()
     try:
         with pytest.raises(DeadlinePassed):
-            pool.request(
-                "GET",
-                "/api",
-                body=None,
-                headers={},
-                connect_timeout=5,
-                read_timeout=5,
-                deadline=time.monotonic() + 0.5,
-                stream=False,
-            )
+            _get(pool, within=0.5)
         assert time.monotonic() - started < 3
     finally:
         stop.set()

@@ -91,6 +91,19 @@ main(sys.argv[1:], prog_name="labrunner")
 """
 
 
+def clicks_answer(argv: list[str], cwd: Path) -> subprocess.CompletedProcess[str]:
+    """What click's own command line (no console script) answers to ``argv``."""
+    return subprocess.run(
+        [sys.executable, "-c", CLICK_ONLY, *argv],
+        cwd=cwd,
+        env=cli_env(),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        stdin=subprocess.DEVNULL,
+    )
+
+
 @pytest.mark.parametrize(
     "tail",
     [
@@ -105,15 +118,7 @@ def test_the_console_script_answers_a_plain_check_as_click_does(
     labs = workshop("hints")
     argv = ["--labs", str(labs), "check", *tail]
     ours = run_cli(*argv, cwd=labs.parent)
-    clicks = subprocess.run(
-        [sys.executable, "-c", CLICK_ONLY, *argv],
-        cwd=labs.parent,
-        env=cli_env(),
-        capture_output=True,
-        text=True,
-        timeout=60,
-        stdin=subprocess.DEVNULL,
-    )
+    clicks = clicks_answer(argv, labs.parent)
     assert_clean(ours, clicks.returncode)
     assert (_timeless(ours.stdout), ours.stderr) == (_timeless(clicks.stdout), clicks.stderr)
 
@@ -219,15 +224,7 @@ def test_the_console_script_answers_a_plain_list_as_click_does(
     else:
         argv = ["--labs", str(labs), "list", *tail]
     ours = run_cli(*argv, cwd=labs.parent)
-    clicks = subprocess.run(
-        [sys.executable, "-c", CLICK_ONLY, *argv],
-        cwd=labs.parent,
-        env=cli_env(),
-        capture_output=True,
-        text=True,
-        timeout=60,
-        stdin=subprocess.DEVNULL,
-    )
+    clicks = clicks_answer(argv, labs.parent)
     assert ours.returncode == clicks.returncode
     assert (ours.stdout, ours.stderr) == (clicks.stdout, clicks.stderr)
     if tail != ["--labs-missing"]:
