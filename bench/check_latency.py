@@ -6,7 +6,8 @@ is checked two ways, side by side:
 * labrunner: the ``pods_ready`` verifier as the engine calls it, with the
   run's warm client (median and p95 of many evaluations), plus the cold first
   call of a run (the client built from the kubeconfig; the very first call in
-  a process also imports urllib3 and ssl — no ``kubernetes`` package);
+  a process also imports the cluster client, its HTTP/1.1 connections and,
+  for an https server, ssl — no ``kubernetes`` package);
 * the script way: ``bash -c 'kubectl get pods -o json | jq -e ...'``, what
   Killercoda and Instruqt check scripts do, with a warm kubectl cache.
 
@@ -85,7 +86,7 @@ def context(env: dict[str, str], directory: Path) -> CheckContext:
 
 def measure() -> dict[str, Any]:
     """All figures, in milliseconds, as plain data."""
-    first_in_process = "urllib3" not in sys.modules
+    first_in_process = "labrunner.cluster.connection" not in sys.modules
     spec = builtin_registry().get("pods_ready")
     assert spec is not None
     params = {"namespace": NAMESPACE, "selector": "bench=yes", "count": len(APPS) * REPLICAS}
@@ -136,7 +137,9 @@ def run() -> list[Figure]:
     """The figures for the combined benchmark table."""
     m = measure()
     cold_note = (
-        "includes importing urllib3 and ssl" if m["cold_first_imports_client"] else "client build"
+        "includes importing the cluster client"
+        if m["cold_first_imports_client"]
+        else "client build"
     )
     figures = [
         Figure(
