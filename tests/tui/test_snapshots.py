@@ -12,6 +12,7 @@ Regenerate after an intended change with ``pytest tests/tui --snapshot-update``.
 from __future__ import annotations
 
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -23,7 +24,7 @@ from labrunner.tui.app import LabrunnerApp
 from labrunner.tui.screens.lab import LabScreen
 from labrunner.tui.widgets.terminal_pane import TerminalPane
 
-from .helpers import wait_for
+from .helpers import REPO_LABS, copy_workshop, load, wait_for
 
 SnapCompare = Callable[..., bool]
 
@@ -141,6 +142,8 @@ def test_lab_terminal_pane(snap_compare: SnapCompare, build: Callable[..., Labru
 
         await wait_for(pilot, echoed, "the echo")
         await wait_for(pilot, lambda: terminal_settled(app), "the prompt")
+        status = screen.query_one("#terminal-status")
+        await wait_for(pilot, lambda: "✔ exit 0" in str(status.render()), "the status row")
         await pilot.pause()
 
     assert snap_compare(app, terminal_size=(120, 35), run_before=typed)
@@ -178,3 +181,21 @@ def test_failed_check_with_hint_small(
     """80×24 after a failed run: output shown, the hint in view, Help and Quit in the footer."""
     app = build(store=midway_store())
     assert snap_compare(app, terminal_size=(80, 24), run_before=settled("r", "h", until=hint_shown))
+
+
+MESH_LAB = REPO_LABS / "00-mesh-security-basics.yaml"
+
+
+@pytest.mark.skipif(not MESH_LAB.is_file(), reason="the bundled cluster-free lab is not here")
+@pytest.mark.parametrize("size", [(120, 35), (80, 24)], ids=["wide", "small"])
+def test_lab_six_commands(
+    snap_compare: SnapCompare,
+    build: Callable[..., LabrunnerApp],
+    tmp_path: Path,
+    size: tuple[int, int],
+) -> None:
+    """The bundled lab's first step: six commands (one row each but the current one), two
+    checks and the idle terminal, together on one screen."""
+    workshop = load(copy_workshop(tmp_path / "mesh", MESH_LAB))
+    app = build(workshop=workshop, lab="mesh-security-basics", store=ProgressStore.memory())
+    assert snap_compare(app, terminal_size=size, run_before=settled())

@@ -309,8 +309,9 @@ def test_slash_searches_the_terminal_what_was_typed_and_what_keys_ran(
             view = pane.view
             assert view is not None
             log = screen.query_one(OutputPane)
-            title = screen.query_one("#output-title")
-            assert not log.display and "/: search the terminal" in str(title.render())
+            status = pane.query_one("#terminal-status")
+            assert not log.display and not screen.query_one("#output-title").display
+            assert "/: search" in str(status.render())  # the terminal's row says how
             await pilot.press("r")
             await wait_for(pilot, lambda: screen.job is None, "the run")
             await pilot.press("i")

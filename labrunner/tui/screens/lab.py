@@ -66,6 +66,8 @@ CHECK_CLASS = {
     "failed": "-failed",
     "error": "-error",
 }
+SHORT = 30
+"""Terminals with fewer rows than this get the compact vertical layout."""
 SECRET_WORDS = ("password", "passphrase", "token", "secret", "pin")
 NARROW_FOOTER = (
     "run_step",
@@ -344,6 +346,7 @@ class LabScreen(Screen[None]):
 
     def on_resize(self) -> None:
         self.set_class(self.size.width < NARROW, "-narrow")  # the compact layout (80×24)
+        self.set_class(self.size.height < SHORT, "-short")
 
     def _initial_step(self, start: str | None) -> Step:
         if start is not None:
@@ -401,6 +404,7 @@ class LabScreen(Screen[None]):
         if self._composed:
             self._terminal_pending = None
             self.query_one("#output").display = False
+            self.query_one("#output-title").display = False  # the terminal's row says it all
             self.query_one(TerminalPane).attach(shell)
             self._show_output_title()
 
@@ -441,6 +445,12 @@ class LabScreen(Screen[None]):
         """Start the lab's shell again (after ``exec bash`` took its marks away)."""
         if self._idle():
             self.post_message(msg.TerminalRequested(restart=True))
+
+    def _terminal_busy(self) -> None:
+        """Open the terminal pane while a key's commands run in it (their output shows)."""
+        if self.terminal_pane:
+            running = self.job is not None and self.job is not msg.JobKind.CHECK
+            self.query_one(TerminalPane).set_busy(running)
 
     @on(TerminalView.Escaped)
     def _terminal_escaped(self) -> None:
@@ -530,6 +540,7 @@ class LabScreen(Screen[None]):
         self.block_states = {}
         if step.run:
             commands.mount_all(CommandBlock(i, c.cmd) for i, c in enumerate(step.run))
+            self._show_current_block()
             self.query_one("#commands-title", Static).update(
                 "Commands  (r: all · e: next · 1-9: one)"
             )
@@ -640,6 +651,14 @@ class LabScreen(Screen[None]):
         blocks = self._blocks()
         if 0 <= index < len(blocks):
             blocks[index].show(state, detail)
+        self._show_current_block()
+
+    def _show_current_block(self) -> None:
+        """Show the current command (the one ``e`` runs, ``y`` copies) in full; the others
+        take one line each, so a step's every command and check fit beside the terminal."""
+        current = self._current_index()
+        for block in self._blocks():
+            block.set_class(block.index != current, "-collapsed")
 
     def on_job_started(self, message: msg.JobStarted) -> None:
         if message.kind.background:
@@ -648,12 +667,14 @@ class LabScreen(Screen[None]):
         self.running_step = message.step_id
         self._refresh_states()
         self._show_output_title()
+        self._terminal_busy()
 
     def on_job_done(self, message: msg.JobDone) -> None:
         if not message.kind.background:
             self.job = None
             self.running_step = None
             self._hide_prompt()
+            self._terminal_busy()
         was_stale = set(self.stale)
         self.records = message.records
         self._refresh_states()
@@ -832,13 +853,17 @@ class LabScreen(Screen[None]):
 
     # ------------------------------------------------------------------ copy and search
 
+    def _current_index(self) -> int | None:
+        run = self.selected.run
+        for index in range(len(run)):
+            if self.block_states.get(index, ("", ""))[0] != "-ok":
+                return index
+        return len(run) - 1 if run else None
+
     def current_command(self) -> str | None:
         """The command the learner is at: the first block that has not succeeded yet."""
-        run = self.selected.run
-        for index, command in enumerate(run):
-            if self.block_states.get(index, ("", ""))[0] != "-ok":
-                return command.cmd.strip()
-        return run[-1].cmd.strip() if run else None
+        index = self._current_index()
+        return None if index is None else self.selected.run[index].cmd.strip()
 
     def action_copy_command(self) -> None:
         """Copy the current command to the clipboard (OSC 52, through the terminal)."""

@@ -109,6 +109,8 @@ class TerminalView(Widget, can_focus=True):
         self._redraw_posted = False
         self._cache: dict[int, tuple[Line, int, int, Strip]] = {}
         self._highlight: ScrollbackMatch | None = None
+        self._pty_size: tuple[int, int] | None = None
+        self._hold_rows = False
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -142,13 +144,47 @@ class TerminalView(Widget, can_focus=True):
         self.refresh()
 
     def on_resize(self, event: events.Resize) -> None:
+        self._fit_pty()
+
+    @property
+    def hold_rows(self) -> bool:
+        """True while a shorter view keeps the PTY's height (showing its rows to the cursor)."""
+        return self._hold_rows
+
+    @hold_rows.setter
+    def hold_rows(self, hold: bool) -> None:
+        if hold != self._hold_rows:
+            self._hold_rows = hold
+            self._fit_pty()
+
+    def _fit_pty(self) -> None:
         width, height = self.size
         if width > 0 and height > 0:
-            self.pump.resize(height, width)
-            self.emulator.resize(height, width)
+            rows = height
+            if self._hold_rows and self._pty_size is not None:
+                rows = max(height, self._pty_size[0])
+            if (rows, width) != self._pty_size:
+                self._pty_size = (rows, width)
+                self.pump.resize(rows, width)
+                self.emulator.resize(rows, width)
             if self._queue is None and self.is_attached:
                 self._start_emulator()
         self._cache.clear()
+        self.refresh()
+
+    def _top(self, frame: Frame) -> int:
+        """The first emulator row shown: 0, or more when the view is shorter than the
+        screen (held rows), so that the cursor's row (or the last written one) is the last."""
+        height = self.size.height
+        extra = len(frame.lines) - height
+        if extra <= 0:
+            return 0
+        if frame.cursor is not None:
+            anchor = frame.cursor[1]
+        else:
+            rows = frame.text()
+            anchor = max((y for y, row in enumerate(rows) if row), default=0)
+        return max(0, min(extra, anchor - height + 1))
 
     def on_focus(self) -> None:
         self.refresh()
@@ -274,6 +310,7 @@ class TerminalView(Widget, can_focus=True):
         if self.scrolled_back and self.scrollback is not None:
             return self._scrollback_line(y, width, base)
         frame = self.frame
+        y += self._top(frame)
         if y >= len(frame.lines):
             return Strip.blank(width, base)
         line = frame.lines[y]

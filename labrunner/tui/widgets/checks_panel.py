@@ -39,6 +39,8 @@ class CheckRow(Static):
         self.update(self._text())
 
     def _text(self) -> str:
+        if self.state == "-unknown":  # the · says it; a row per check stays one line
+            return f"{CHECK_ICONS[self.state]} {self.label}"
         message = f"not yet: {self.message}" if self.state == "-notyet" else self.message
         text = f"{CHECK_ICONS[self.state]} {self.label}: {message}"
         if self.state == "-failed" and self.check.hint:  # no hint fixes an environment error

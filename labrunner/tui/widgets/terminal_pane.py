@@ -12,6 +12,13 @@ replaced PROMPT_COMMAND), that labrunner lost track of the shell and how to
 restart it. The focus key (shown in the footer) moves the keyboard here; the
 escape key (Ctrl+] by default) gives it back to the lab, whose single-letter
 keys work only then.
+
+The pane takes room only while it is in use. Idle, it is a few rows high (the
+prompt and the last lines printed) so the step's instructions, commands and
+checks fit beside it; it opens (class ``-open``, sized in the stylesheet) while
+it has the keyboard, while a command runs in it (typed or run by a key), and
+while its scrollback is shown. The shell's PTY keeps its open height when the
+pane shrinks, so nothing is redrawn or lost.
 """
 
 from __future__ import annotations
@@ -26,6 +33,8 @@ from labrunner.shell.integration import Integration, Phase
 from labrunner.shell.pane import PaneShell
 from labrunner.tui.terminal import TerminalView
 
+WIDE_STATUS = 60
+"""A status row at least this wide also says how to search the terminal."""
 POLL_INTERVAL = 0.25
 """Seconds between looks at the marks' state (cheap: a few attributes, one /proc read)."""
 
@@ -43,6 +52,9 @@ class TerminalPane(Vertical):
 
     DEFAULT_CSS = """
     TerminalPane {
+        height: 5;
+    }
+    TerminalPane.-open {
         height: 1fr;
         min-height: 6;
     }
@@ -91,6 +103,8 @@ class TerminalPane(Vertical):
         self.integration = Integration.PENDING
         self.reason = ""
         self._lost_told = False
+        self.busy = False
+        """Set by the screen while a job (a key's run, a check) works in the shell."""
 
     def compose(self) -> ComposeResult:
         yield Static("Terminal  ·  starting the lab shell…", id="terminal-status", markup=False)
@@ -150,7 +164,44 @@ class TerminalPane(Vertical):
     def on_descendant_blur(self) -> None:
         self._poll()
 
+    def set_busy(self, busy: bool) -> None:
+        """A job started or ended in the shell: open the pane while it runs."""
+        self.busy = busy
+        self._fit()
+
+    @property
+    def in_use(self) -> bool:
+        """True while the pane should be open: focused, running, or showing scrollback."""
+        view = self.view
+        if view is None:
+            return False
+        tracker = self.shell.tracker if self.shell is not None else None
+        running = tracker is not None and tracker.phase is Phase.RUNNING
+        return view.has_focus or self.busy or running or view.scrolled_back > 0
+
+    def _fit(self) -> None:
+        """Open the pane while it is in use, shrink it to its last rows when not."""
+        view = self.view
+        opening = self.in_use
+        if opening == self.has_class("-open"):
+            return
+        if view is None:
+            self.set_class(opening, "-open")
+            return
+        if opening:
+            self.add_class("-open")
+
+            def release() -> None:
+                if self.has_class("-open"):
+                    view.hold_rows = False  # the PTY takes the opened size
+
+            self.call_after_refresh(release)
+        else:
+            view.hold_rows = True  # shrink the pane, not the PTY
+            self.remove_class("-open")
+
     def _poll(self) -> None:
+        self._fit()
         shell = self.shell
         if shell is None:
             return
@@ -190,5 +241,7 @@ class TerminalPane(Vertical):
             parts.append(f"{key_label(self.escape_key)}: back to the lab")
         else:
             parts.append(f"{self.focus_key}: type here")
+            if self.size.width >= WIDE_STATUS:
+                parts.append("/: search")
         self.show_message("  ·  ".join(parts))
         self.query_one("#terminal-status").set_class(focused, "-focused")
