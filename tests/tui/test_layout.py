@@ -16,14 +16,26 @@ from pathlib import Path
 import pytest
 from textual.widget import Widget
 from textual.widgets import Footer
+from textual.widgets._footer import FooterKey
 
+from labrunner.lab.model import Workshop
 from labrunner.tui.app import LabrunnerApp
 from labrunner.tui.screens.lab import LabScreen
 from labrunner.tui.widgets.checks_panel import ChecksPanel
 from labrunner.tui.widgets.command_block import CommandBlock
 from labrunner.tui.widgets.terminal_pane import TerminalPane
 
-from .helpers import REPO_LABS, copy_workshop, lab_screen, load, wait_for
+from .helpers import (
+    REPO_LABS,
+    copy_workshop,
+    find_pids,
+    given_progress,
+    idle,
+    lab_screen,
+    load,
+    notified,
+    wait_for,
+)
 
 MESH_LAB = REPO_LABS / "00-mesh-security-basics.yaml"
 needs_mesh_lab = pytest.mark.skipif(
@@ -96,5 +108,35 @@ def test_every_command_check_and_the_terminal_fit_together(
             await pilot.pause()
             for widget in [*blocks, *rows, pane]:
                 assert fully_shown(screen, widget), widget
+
+    asyncio.run(scenario())
+
+
+def footer_actions(screen: LabScreen) -> list[str]:
+    """The actions the footer shows now."""
+    return [key.action for key in screen.query_one(Footer).query(FooterKey)]
+
+
+def test_the_footer_offers_cancel_only_while_a_command_runs(
+    build: Callable[..., LabrunnerApp], workshop: Workshop, reap: list[int]
+) -> None:
+    given_progress(workshop, "basics", "hello", "fix-me", "ask", at="slow")
+
+    async def scenario() -> None:
+        app = build()
+        async with app.run_test(size=(120, 35)) as pilot:
+            screen = lab_screen(app)
+            await idle(pilot, app)
+            assert "run_step" in footer_actions(screen)
+            assert "cancel" not in footer_actions(screen)
+            await pilot.press("r")
+            await wait_for(pilot, lambda: find_pids("sleep 600"), "sleep to start")
+            reap.extend(find_pids("sleep 600"))
+            await wait_for(pilot, lambda: "cancel" in footer_actions(screen), "x Cancel")
+            await pilot.press("x")
+            await wait_for(pilot, lambda: screen.job is None, "the job to end")
+            await wait_for(pilot, lambda: "cancel" not in footer_actions(screen), "no Cancel")
+            await pilot.press("ctrl+c")  # nothing runs: Ctrl+C says so
+            await notified(pilot, app, "Nothing is running.")
 
     asyncio.run(scenario())

@@ -4,7 +4,8 @@ Everything else in this suite drives the app headless; this test checks what
 a person would see in an actual terminal (a 100×30 tmux pane): the lab list
 comes up, Enter opens the first lab, ``r`` runs its step and the step shows
 as passed, ``t`` attaches the real terminal to the lab's own shell (whose work
-passes the next step and stays in the shell the pane shows), and ``q`` quits
+passes the next step and stays in the shell the pane shows: an export and a
+``cd`` typed there are what the step's checks see on return), and ``q`` quits
 cleanly. tmux runs on a private socket with its own
 HOME and state directory, and the server is always killed at the end.
 """
@@ -27,6 +28,7 @@ from labrunner.testing import detaching
 from labrunner.testing.detaching import alive, pids_in
 
 from .helpers import copy_workshop
+from .test_terminal_pane import typing_workshop
 
 DEADLINE = 20.0
 
@@ -137,6 +139,33 @@ def test_a_learner_runs_a_step_in_a_real_terminal(tmux: Tmux, tmp_path: Path) ->
     tmux.keys("greet $TYPED", "Enter")
     tmux.wait(tmux.shows("hi-yes"), "the function and the export, typed in the pane")
     tmux.keys("C-]")
+
+    tmux.keys("q")
+    tmux.wait(lambda: not tmux.running(), "labrunner to quit")
+
+
+def test_what_is_typed_after_t_is_what_the_checks_see(tmux: Tmux, tmp_path: Path) -> None:
+    """``t`` hands the real terminal to the lab's shell: an export and a ``cd`` typed there
+    stay in that shell, and coming back with Ctrl+] re-checks the step (no key pressed),
+    whose ``env`` and working-directory checks then pass."""
+    labs = typing_workshop(tmp_path)
+    command = f"{sys.executable} -m labrunner --labs {labs} run typing"
+    tmux("new-session", "-d", "-x", "120", "-y", "35", "-s", "lab", command)
+    tmux.wait(tmux.shows("Step 1 of 1: Export and move"), "the lab screen")
+    tmux.wait(tmux.shows("i: type here"), "the lab shell in the pane")
+    tmux.keys("c")  # before: neither check passes
+    tmux.wait(tmux.shows("○ TYPED is exported: not yet"), "the first check")
+    assert "[passed]" not in tmux.screen()
+
+    tmux.keys("t")
+    tmux.wait(tmux.shows("labrunner: this is the lab's shell"), "the attached shell")
+    tmux.keys("export TYPED=yes; cd /tmp", "Enter")
+    tmux.wait(tmux.shows("tmp $"), "the prompt in /tmp")
+    tmux.keys("C-]")
+    tmux.wait(tmux.shows("✔ TYPED is exported"), "the env check to pass on return")
+    tmux.wait(tmux.shows("✔ the shell is in /tmp"), "the working-directory check to pass")
+    tmux.wait(tmux.shows("[passed]"), "the step to pass")
+    assert "✔ 1. Export and move" in tmux.screen()
 
     tmux.keys("q")
     tmux.wait(lambda: not tmux.running(), "labrunner to quit")

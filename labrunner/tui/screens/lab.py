@@ -74,14 +74,15 @@ NARROW_FOOTER = (
     "check",
     "hint",
     "next_step",
+    "cancel",
     "focus_terminal",
     "back",
     "app.help",
     "quit",
     "app.quit",
 )
-"""The keys an 80-column footer keeps: doing the step, typing into the terminal pane
-(when there is one), moving on, Help and Quit."""
+"""The keys an 80-column footer keeps: doing the step, cancelling it (only while it
+runs), typing into the terminal pane (when there is one), moving on, Help and Quit."""
 
 
 class LabScreen(Screen[None]):
@@ -144,7 +145,12 @@ class LabScreen(Screen[None]):
         ),
         Action("x", "cancel", "Cancel", "Stop the running command", "Cancel the command"),
         Action(
-            "ctrl+c", "cancel", "Cancel", "Stop the running command", footer=False, priority=True
+            "ctrl+c",
+            "interrupt",
+            "Cancel",
+            "Stop the running command",
+            footer=False,
+            priority=True,
         ),
         Action("s", "solution", "Solution", "Show the solution (asks first)", "Show the solution"),
         Action(
@@ -382,11 +388,14 @@ class LabScreen(Screen[None]):
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         """Hide what needs a real terminal when there is none (served to a browser), and
-        what needs the terminal pane without one; let Ctrl+C reach a focused pane."""
+        what needs the terminal pane without one; let Ctrl+C reach a focused pane; offer
+        x Cancel only while a job runs (Ctrl+C still says that nothing does)."""
         if action in PANE_ACTIONS and not self.terminal_pane:
             return False
-        if action == "cancel" and self.terminal_focused:
+        if action in ("cancel", "interrupt") and self.terminal_focused:
             return False
+        if action == "cancel" and self.job is None:
+            return False  # the footer offers x Cancel only while something runs
         return self.real_terminal or action not in TERMINAL_ACTIONS
 
     # ------------------------------------------------------------------ terminal pane
@@ -668,6 +677,7 @@ class LabScreen(Screen[None]):
         self._refresh_states()
         self._show_output_title()
         self._terminal_busy()
+        self.refresh_bindings()
 
     def on_job_done(self, message: msg.JobDone) -> None:
         if not message.kind.background:
@@ -675,6 +685,7 @@ class LabScreen(Screen[None]):
             self.running_step = None
             self._hide_prompt()
             self._terminal_busy()
+            self.refresh_bindings()
         was_stale = set(self.stale)
         self.records = message.records
         self._refresh_states()
@@ -1067,6 +1078,10 @@ class LabScreen(Screen[None]):
     def action_toggle_live(self) -> None:
         """Keep re-checking the step while you work in your own terminal."""
         self.post_message(msg.LiveRequested(self.selected.id, not self.live))
+
+    def action_interrupt(self) -> None:
+        """Ctrl+C: stop the running command (or say that nothing runs)."""
+        self.action_cancel()
 
     def action_cancel(self) -> None:
         """Stop the running command."""
