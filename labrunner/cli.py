@@ -85,9 +85,23 @@ def main(ctx: click.Context, labs_dir: str | None) -> None:
     is_flag=True,
     help="Reload a lab file when you save it (for authors), keeping your place and progress.",
 )
+@click.option(
+    "--detach-key",
+    metavar="KEY",
+    envvar="LABRUNNER_DETACH_KEY",
+    show_envvar=True,
+    help="The key that gives the keyboard back from the lab's shell (default ctrl+]).",
+)
 @click.pass_context
-def run(ctx: click.Context, lab: str | None, context_option: str | None, watch: bool) -> None:
+def run(
+    ctx: click.Context,
+    lab: str | None,
+    context_option: str | None,
+    watch: bool,
+    detach_key: str | None,
+) -> None:
     """Open the TUI (on LAB if given)."""
+    escape = _detach_key(detach_key)
     if not (sys.stdin.isatty() and sys.stdout.isatty()):
         _fail(
             UsageProblem(
@@ -95,7 +109,18 @@ def run(ctx: click.Context, lab: str | None, context_option: str | None, watch: 
                 "for a headless run use `labrunner verify`, or `labrunner list` to see the labs"
             )
         )
-    _open_tui(ctx, lab, context_option, served=False, watch=watch)
+    _open_tui(ctx, lab, context_option, served=False, watch=watch, detach_key=escape)
+
+
+def _detach_key(option: str | None) -> str:
+    """The detach key as Textual names it, from --detach-key or LABRUNNER_DETACH_KEY
+    (``labrunner`` alone invokes ``run`` without click reading the environment)."""
+    keys = importlib.import_module("labrunner.tui.terminal.keys")
+    text = option or os.environ.get("LABRUNNER_DETACH_KEY") or "ctrl+]"
+    try:
+        return str(keys.detach_key(text))
+    except ValueError as exc:
+        _fail(UsageProblem(f"--detach-key (LABRUNNER_DETACH_KEY): {exc}"))
 
 
 @main.command("served", hidden=True)
@@ -114,6 +139,7 @@ def _open_tui(
     *,
     served: bool,
     watch: bool = False,
+    detach_key: str | None = None,
 ) -> None:
     try:
         run_app = importlib.import_module("labrunner.tui.app").run_app
@@ -123,7 +149,14 @@ def _open_tui(
         workshop, _ = _load(ctx.obj.get("labs"))
         if lab is not None and workshop.find(lab) is None:
             raise UsageProblem(f"no lab {lab!r} in {workshop.labs_dir}")
-        code = run_app(workshop, lab=lab, context=context_option, watch=watch, served=served)
+        code = run_app(
+            workshop,
+            lab=lab,
+            context=context_option,
+            watch=watch,
+            served=served,
+            **({"detach_key": detach_key} if detach_key else {}),
+        )
     except LabrunnerError as exc:
         _fail(exc)
     _class_note()

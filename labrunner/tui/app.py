@@ -1043,6 +1043,7 @@ def make_app(
     served: bool = False,
     terminal_pane: bool = True,
     attacher: Attacher | None = None,
+    terminal_escape: str = TERMINAL_ESCAPE,
 ) -> LabrunnerApp:
     """Build the app; ``context`` is an explicit --context, the rest default to real things."""
     run = prepare_run(context, base_env=base_env)
@@ -1078,6 +1079,7 @@ def make_app(
         served=served,
         terminal_pane=terminal_pane,
         attacher=attacher or attach_learner_terminal,
+        terminal_escape=terminal_escape,
     )
     return LabrunnerApp(workshop, settings, start_lab=lab)
 
@@ -1089,9 +1091,17 @@ def run_app(
     context: str | None = None,
     watch: bool = False,
     served: bool = False,
+    detach_key: str = TERMINAL_ESCAPE,
 ) -> int:
     """Run the TUI until the learner quits; returns the process exit code."""
-    app = make_app(workshop, lab=lab, context=context, watch=watch, served=served)
+    app = make_app(
+        workshop,
+        lab=lab,
+        context=context,
+        watch=watch,
+        served=served,
+        terminal_escape=detach_key,
+    )
     try:
         app.run()
     finally:

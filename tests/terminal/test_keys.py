@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import pytest
+from click.testing import CliRunner
 
-from labrunner.tui.terminal.keys import encode_key
+from labrunner.cli import main
+from labrunner.tui.terminal.keys import detach_key, encode_key
 
 
 @pytest.mark.parametrize(
@@ -62,3 +64,44 @@ def test_keys_are_encoded_like_xterm(
     key: str, character: str | None, app_cursor: bool, expected: bytes | None
 ) -> None:
     assert encode_key(key, character, app_cursor=app_cursor) == expected
+
+
+@pytest.mark.parametrize(
+    ("spelled", "key"),
+    [
+        ("ctrl+]", "ctrl+right_square_bracket"),
+        ("C-]", "ctrl+right_square_bracket"),
+        ("^T", "ctrl+t"),
+        ("ctrl-\\", "ctrl+backslash"),
+        ("ctrl+right_square_bracket", "ctrl+right_square_bracket"),
+    ],
+)
+def test_a_detach_key_is_read_the_ways_people_write_it(spelled: str, key: str) -> None:
+    assert detach_key(spelled) == key
+    assert encode_key(key) is not None and len(encode_key(key) or b"") == 1
+
+
+@pytest.mark.parametrize(
+    ("spelled", "why"),
+    [
+        ("ctrl+c", "interrupts a command"),
+        ("ctrl+d", "ends input"),
+        ("ctrl+[", "cannot be told apart"),
+        ("q", "is not a Ctrl key"),
+        ("ctrl+f5", "cannot be told apart"),
+    ],
+)
+def test_a_detach_key_the_shell_needs_is_refused(spelled: str, why: str) -> None:
+    with pytest.raises(ValueError, match=why):
+        detach_key(spelled)
+
+
+def test_run_refuses_a_detach_key_the_shell_needs(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Usage errors (exit 2) name the option and say why, from the option or the variable."""
+    result = CliRunner().invoke(main, ["run", "--detach-key", "ctrl+c"])
+    assert result.exit_code == 2
+    assert "--detach-key (LABRUNNER_DETACH_KEY): ctrl+c interrupts a command" in result.output
+    monkeypatch.setenv("LABRUNNER_DETACH_KEY", "F5")
+    result = CliRunner().invoke(main, ["run"])
+    assert result.exit_code == 2
+    assert "'F5' is not a Ctrl key" in result.output

@@ -336,3 +336,25 @@ def test_slash_searches_the_terminal_what_was_typed_and_what_keys_ran(
             assert view.scrolled_back == 0
 
     asyncio.run(scenario())
+
+
+def test_a_configured_detach_key_gives_the_keyboard_back(
+    build: Callable[..., LabrunnerApp], typing: Workshop
+) -> None:
+    """With the detach key set to Ctrl+T, Ctrl+T leaves the pane and Ctrl+] is typed."""
+
+    async def scenario() -> None:
+        app = build(workshop=typing, lab="typing", terminal_escape="ctrl+t")
+        async with app.run_test(size=(120, 35)) as pilot:
+            pane = await ready(pilot, app)
+            await pilot.press("i")
+            assert pane.focused
+            assert "ctrl+t: back to the lab" in status(pane)
+            await pilot.press("ctrl+right_square_bracket")  # an ordinary key now: the shell's
+            assert pane.focused
+            await pilot.press("ctrl+t")
+            assert not pane.focused
+            assert isinstance(app.focused, StepList)
+            await wait_for(pilot, lambda: "i: type here" in status(pane), "the status row")
+
+    asyncio.run(scenario())

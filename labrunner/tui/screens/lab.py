@@ -107,14 +107,16 @@ class LabScreen(Screen[None]):
             "i",
             "focus_terminal",
             "Type",
-            "Type into the lab's shell in the terminal pane (ctrl+] comes back)",
+            "Type into the lab's shell in the terminal pane (ctrl+], or your detach key, "
+            "comes back)",
             "Focus the terminal",
         ),
         Action(
             "t",
             "shell",
             "Shell",
-            "The lab's shell full screen in your terminal (ctrl+] comes back); "
+            "The lab's shell full screen in your terminal (ctrl+], or your detach key, "
+            "comes back); "
             "the step is checked when you return",
             "Open a shell",
             needs_terminal=True,

@@ -108,3 +108,43 @@ def encode_key(key: str, character: str | None = None, *, app_cursor: bool = Fal
 def _key_character(name: str) -> str | None:
     """The character a key name stands for (``a``, ``full_stop`` → ``.``)."""
     return name if len(name) == 1 else key_to_character(name)
+
+
+_DETACH_SYMBOLS = {
+    "]": "right_square_bracket",
+    "\\": "backslash",
+    "^": "circumflex_accent",
+    "_": "underscore",
+}
+_SHELL_NEEDS = {
+    "c": "interrupts a command",
+    "d": "ends input",
+    "z": "suspends a command",
+    "h": "is Backspace",
+    "i": "is Tab",
+    "j": "is Enter",
+    "m": "is Enter",
+}
+
+
+def detach_key(text: str) -> str:
+    """The Textual key name for a learner's detach key (``ctrl+]``, ``C-\\``, ``^t``,
+    ``ctrl+right_square_bracket``); ValueError says why one cannot be used.
+
+    It must be a control key (one byte, so the real terminal attached by ``t`` can
+    watch for it too), and not one the shell needs."""
+    spelled = text.strip().lower()
+    for prefix in ("ctrl+", "ctrl-", "c-", "^"):
+        if spelled.startswith(prefix) and len(spelled) > len(prefix):
+            base = spelled[len(prefix) :]
+            break
+    else:
+        raise ValueError(f"{text!r} is not a Ctrl key; write it like ctrl+] or ctrl+t")
+    base = _DETACH_SYMBOLS.get(base, base)
+    if base in _SHELL_NEEDS:
+        raise ValueError(f"ctrl+{base} {_SHELL_NEEDS[base]} in the shell; choose another")
+    key = f"ctrl+{base}"
+    code = encode_key(key)
+    if code is None or len(code) != 1 or code == b"\x1b":
+        raise ValueError(f"{text!r} cannot be told apart in a terminal; try ctrl+] or ctrl+t")
+    return key

@@ -33,6 +33,13 @@ from labrunner.shell.integration import Integration, Phase
 from labrunner.shell.pane import PaneShell
 from labrunner.tui.terminal import TerminalView
 
+SYMBOLS = {
+    "right_square_bracket": "]",
+    "left_square_bracket": "[",
+    "backslash": "\\",
+    "circumflex_accent": "^",
+    "underscore": "_",
+}
 WIDE_STATUS = 60
 """A status row at least this wide also says how to search the terminal."""
 POLL_INTERVAL = 0.25
@@ -44,7 +51,9 @@ def key_label(key: str) -> str:
     ``Shift+T``)."""
     if len(key) == 1 and key.isupper():
         return f"Shift+{key}"
-    return key.replace("right_square_bracket", "]").replace("left_square_bracket", "[")
+    for name, symbol in SYMBOLS.items():
+        key = key.replace(name, symbol)
+    return key
 
 
 class TerminalPane(Vertical):
