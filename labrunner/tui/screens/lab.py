@@ -640,7 +640,11 @@ class LabScreen(Screen[None]):
             state = CHECK_CLASS.get(event.status.value, "-unknown")
             if state == "-failed" and self._first_look(event.step_id):
                 state = "-notyet"  # nothing was tried yet: not a failure, just not done
-            outcome = (state, event.message, event.label)
+            said = event.message
+            if state == "-error":  # the environment is broken: say what fixes it, not "hint"
+                fix = environment_fix(said, getattr(self.app, "findings", ()))
+                said += f"\n   Fix: {fix}" if fix else ""
+            outcome = (state, said, event.label)
             self.outcomes.setdefault(event.step_id, {})[event.index] = outcome
             if event.step_id == self.selected.id:
                 self.query_one(ChecksPanel).show_outcome(event.index, *outcome)
