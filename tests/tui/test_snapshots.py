@@ -73,7 +73,14 @@ def terminal_settled(app: LabrunnerApp) -> bool:
     if view is None or shell is None or shell.tracker is None:
         return False
     lines = [line.rstrip() for line in view.frame.text() if line.strip()]
-    return shell.tracker.at_empty_prompt and bool(lines) and lines[-1].endswith("$")
+    shown = str(pane.query_one("#terminal-status").render())
+    return (
+        shell.tracker.at_empty_prompt
+        and bool(lines)
+        and lines[-1].endswith("$")
+        and "running" not in shown  # the status row caught up with the shell
+        and pane.has_class("-open") == pane.in_use  # and the pane's size with its use
+    )
 
 
 def midway_store() -> ProgressStore:

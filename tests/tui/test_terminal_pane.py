@@ -311,7 +311,8 @@ def test_slash_searches_the_terminal_what_was_typed_and_what_keys_ran(
             log = screen.query_one(OutputPane)
             status = pane.query_one("#terminal-status")
             assert not log.display and not screen.query_one("#output-title").display
-            assert "/: search" in str(status.render())  # the terminal's row says how
+            # the terminal's row says how to search
+            await wait_for(pilot, lambda: "/: search" in str(status.render()), "the hint")
             await pilot.press("r")
             await wait_for(pilot, lambda: screen.job is None, "the run")
             await pilot.press("i")

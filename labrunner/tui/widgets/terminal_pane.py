@@ -173,6 +173,9 @@ class TerminalPane(Vertical):
     def on_descendant_blur(self) -> None:
         self._poll()
 
+    def on_resize(self) -> None:
+        self._poll()  # the status row says more when it is wider
+
     def set_busy(self, busy: bool) -> None:
         """A job started or ended in the shell: open the pane while it runs."""
         self.busy = busy
