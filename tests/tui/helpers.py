@@ -21,6 +21,8 @@ from labrunner.verify.registry import builtin_registry
 
 LABS = Path(__file__).parent / "labs"
 REPO_LABS = Path(__file__).resolve().parents[2] / "labs"
+MESH_LAB = REPO_LABS / "00-mesh-security-basics.yaml"
+"""The bundled cluster-free lab: its first step has six commands and two checks."""
 DEADLINE = 20.0
 
 
@@ -47,6 +49,11 @@ def copy_workshop(dest: Path, *extra: Path) -> Path:
     for path in extra:
         shutil.copy(path, labs / path.name)
     return labs
+
+
+def mesh_workshop(tmp_path: Path) -> Workshop:
+    """The test labs plus the bundled cluster-free lab, in a private folder."""
+    return load(copy_workshop(tmp_path / "mesh", MESH_LAB))
 
 
 def load(labs: Path) -> Workshop:

@@ -24,12 +24,11 @@ from labrunner.tui.dialogs.confirm import ConfirmDialog
 from labrunner.tui.widgets.checks_panel import ChecksPanel
 
 from .helpers import (
-    REPO_LABS,
-    copy_workshop,
     find_pids,
     idle,
     lab_screen,
     load,
+    mesh_workshop,
     wait_for,
 )
 from .test_layout import terminal_ready
@@ -164,11 +163,9 @@ def test_an_environment_error_shows_its_fix_in_the_checks_not_a_hint(
 def test_a_hint_shows_its_backticks_as_inline_code(
     build: Callable[..., LabrunnerApp], tmp_path: Path
 ) -> None:
-    mesh = REPO_LABS / "00-mesh-security-basics.yaml"
-    workshop = load(copy_workshop(tmp_path / "mesh", mesh))
+    app = build(workshop=mesh_workshop(tmp_path), lab="mesh-security-basics")
 
     async def scenario() -> None:
-        app = build(workshop=workshop, lab="mesh-security-basics")
         async with app.run_test(size=(120, 35)) as pilot:
             screen = lab_screen(app)
             await wait_for(pilot, lambda: terminal_ready(screen), "the lab shell")
@@ -196,11 +193,9 @@ def test_a_hint_shows_its_backticks_as_inline_code(
 
 
 def test_the_solution_scrolls_into_view(build: Callable[..., LabrunnerApp], tmp_path: Path) -> None:
-    mesh = REPO_LABS / "00-mesh-security-basics.yaml"
-    workshop = load(copy_workshop(tmp_path / "mesh", mesh))
+    app = build(workshop=mesh_workshop(tmp_path), lab="mesh-security-basics")
 
     async def scenario() -> None:
-        app = build(workshop=workshop, lab="mesh-security-basics")
         async with app.run_test(size=(80, 24)) as pilot:
             screen = lab_screen(app)
             await wait_for(pilot, lambda: terminal_ready(screen), "the lab shell")

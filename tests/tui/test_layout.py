@@ -26,18 +26,16 @@ from labrunner.tui.widgets.command_block import CommandBlock
 from labrunner.tui.widgets.terminal_pane import TerminalPane
 
 from .helpers import (
-    REPO_LABS,
-    copy_workshop,
+    MESH_LAB,
     find_pids,
     given_progress,
     idle,
     lab_screen,
-    load,
+    mesh_workshop,
     notified,
     wait_for,
 )
 
-MESH_LAB = REPO_LABS / "00-mesh-security-basics.yaml"
 needs_mesh_lab = pytest.mark.skipif(
     not MESH_LAB.is_file(), reason="the bundled cluster-free lab is not here"
 )
@@ -73,7 +71,7 @@ def terminal_ready(screen: LabScreen) -> bool:
 def test_every_command_check_and_the_terminal_fit_together(
     build: Callable[..., LabrunnerApp], tmp_path: Path, size: tuple[int, int]
 ) -> None:
-    workshop = load(copy_workshop(tmp_path / "mesh", MESH_LAB))
+    workshop = mesh_workshop(tmp_path)
     step = workshop.lab("mesh-security-basics").steps[0]
     assert len(step.run) == 6 and len(step.check) == 2  # the step this test is about
 

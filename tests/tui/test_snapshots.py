@@ -24,7 +24,7 @@ from labrunner.tui.app import LabrunnerApp
 from labrunner.tui.screens.lab import LabScreen
 from labrunner.tui.widgets.terminal_pane import TerminalPane
 
-from .helpers import REPO_LABS, copy_workshop, load, wait_for
+from .helpers import MESH_LAB, mesh_workshop, wait_for
 
 SnapCompare = Callable[..., bool]
 
@@ -190,9 +190,6 @@ def test_failed_check_with_hint_small(
     assert snap_compare(app, terminal_size=(80, 24), run_before=settled("r", "h", until=hint_shown))
 
 
-MESH_LAB = REPO_LABS / "00-mesh-security-basics.yaml"
-
-
 @pytest.mark.skipif(not MESH_LAB.is_file(), reason="the bundled cluster-free lab is not here")
 @pytest.mark.parametrize("size", [(120, 35), (80, 24)], ids=["wide", "small"])
 def test_lab_six_commands(
@@ -203,6 +200,7 @@ def test_lab_six_commands(
 ) -> None:
     """The bundled lab's first step: six commands (one row each but the current one), two
     checks and the idle terminal, together on one screen."""
-    workshop = load(copy_workshop(tmp_path / "mesh", MESH_LAB))
-    app = build(workshop=workshop, lab="mesh-security-basics", store=ProgressStore.memory())
+    app = build(
+        workshop=mesh_workshop(tmp_path), lab="mesh-security-basics", store=ProgressStore.memory()
+    )
     assert snap_compare(app, terminal_size=size, run_before=settled())
