@@ -212,6 +212,35 @@ async def test_the_pty_follows_the_widget_size(tmp_path: Path) -> None:
 
 
 @sync
+async def test_a_held_view_shrinks_without_the_pty_and_shows_the_rows_to_the_cursor(
+    tmp_path: Path,
+) -> None:
+    """An idle pane is short: with ``hold_rows`` the PTY keeps its height (no resize for the
+    shell), the view paints the rows that end at the prompt, and the whole screen is there
+    again when the view grows back."""
+    with live_shell(tmp_path) as shell:
+        app = demo(shell)
+        async with app.run_test(size=SIZE) as pilot:
+            view = app.terminal
+            await until(pilot, lambda: shell.pump.size == (view.size.height, 100), "the pty")
+            full = view.size.height
+            await type_line(pilot, "seq 5")
+            await until(pilot, lambda: cursor_row(app).startswith("lab$"), "the prompt after")
+            view.hold_rows = True
+            view.styles.height = 3
+            await until(pilot, lambda: view.size.height == 3, "the short view")
+            assert shell.pump.size == (full, 100)  # the shell saw no resize
+            await until(pilot, lambda: painted(app)[-1].startswith("lab$"), "the prompt")
+            assert [row.strip() for row in painted(app)[:2]] == ["4", "5"]
+            view.styles.height = full
+            await until(pilot, lambda: view.size.height == full, "the view grown back")
+            assert any(row.strip() == "1" for row in painted(app))  # nothing was lost
+            view.hold_rows = False
+            view.styles.height = 5
+            await until(pilot, lambda: shell.pump.size == (5, 100), "a pty that follows again")
+
+
+@sync
 async def test_scrollback_view_and_search_over_the_raw_buffer(tmp_path: Path) -> None:
     with live_shell(tmp_path) as shell:
         app = demo(shell)

@@ -110,6 +110,7 @@ class TerminalView(Widget, can_focus=True):
         self._cache: dict[int, tuple[Line, int, int, Strip]] = {}
         self._highlight: ScrollbackMatch | None = None
         self._pty_size: tuple[int, int] | None = None
+        self._anchor: tuple[Frame, int] | None = None
         self._hold_rows = False
 
     # ------------------------------------------------------------------ lifecycle
@@ -181,9 +182,12 @@ class TerminalView(Widget, can_focus=True):
             return 0
         if frame.cursor is not None:
             anchor = frame.cursor[1]
-        else:
-            rows = frame.text()
-            anchor = max((y for y, row in enumerate(rows) if row), default=0)
+        else:  # once per frame, not once per painted row
+            if self._anchor is None or self._anchor[0] is not frame:
+                rows = frame.text()
+                last = max((y for y, row in enumerate(rows) if row), default=0)
+                self._anchor = (frame, last)
+            anchor = self._anchor[1]
         return max(0, min(extra, anchor - height + 1))
 
     def on_focus(self) -> None:
