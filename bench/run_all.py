@@ -129,7 +129,7 @@ def _redaction(quick: bool) -> list[Figure]:
 def _progress_writes(quick: bool) -> list[Figure]:
     import progress_writes
 
-    return progress_writes.run(steps=1000, repeat=1 if quick else 3)
+    return progress_writes.run(steps=1000, repeat=1 if quick else 5)
 
 
 def _class(quick: bool) -> list[Figure]:
