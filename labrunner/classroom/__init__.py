@@ -10,3 +10,8 @@ queue, outbox and background sender). It talks to the cluster only through
 the faces are ``labrunner class`` (``classcmd.py``) and the Textual view
 (``tui/classwatch.py``).
 """
+
+JOIN_FILE = "join.yaml"
+"""The join file in a learner's class directory (``class join`` writes it); whether it is
+there is the one question every engine asks, so it is answered here, without ``names``
+(its name rules and ``unicodedata``) or the publisher loaded."""

@@ -15,8 +15,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from labrunner.classroom import document, joinfile
-from labrunner.classroom.names import JOIN_FILE, PROGRESS_KEY
+from labrunner.classroom import JOIN_FILE, document, joinfile
+from labrunner.classroom.names import PROGRESS_KEY
 from labrunner.classroom.publisher import (
     LOCK_FILE,
     OUTBOX_FILE,

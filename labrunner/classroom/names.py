@@ -19,10 +19,6 @@ import unicodedata
 from dataclasses import dataclass
 from pathlib import Path
 
-JOIN_FILE = "join.yaml"
-"""The join file in a learner's class directory (``class join`` writes it); whether it is
-there is the one question every engine asks, so it is answered without the publisher."""
-
 CLASS_PATTERN = re.compile(r"[a-z0-9](?:[-a-z0-9]{0,28}[a-z0-9])?")
 LEARNER_PATTERN = re.compile(r"[a-z0-9](?:[-a-z0-9]{0,38}[a-z0-9])?")
 RESERVED = frozenset({"default"})

@@ -41,8 +41,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from labrunner.classroom import document, joinfile
-from labrunner.classroom.names import JOIN_FILE, PROGRESS_KEY
+from labrunner.classroom import JOIN_FILE, document, joinfile
+from labrunner.classroom.names import PROGRESS_KEY
 from labrunner.cluster import writes
 from labrunner.cluster.client import Kube
 from labrunner.cluster.errors import ClusterError, ErrorKind

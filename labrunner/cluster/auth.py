@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import datetime as dt
 import json
 import os
 import signal
@@ -88,6 +87,8 @@ class ExecCredential:
 def _parse_expiry(value: Any, plugin: str) -> float | None:
     if value in (None, ""):
         return None
+    import datetime as dt  # lazy: only exec plugins' credentials carry an expiry
+
     try:
         when = dt.datetime.fromisoformat(str(value).replace("Z", "+00:00"))
     except ValueError:

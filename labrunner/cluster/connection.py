@@ -73,6 +73,23 @@ class Headers:
         return self._index.get(name.lower(), default)
 
 
+def _address_host(host: str) -> str | bytes:
+    """``host`` as ``getaddrinfo`` would get it from the ``idna`` codec, without loading it.
+
+    A ``str`` host is encoded with ``idna`` (which imports ``stringprep``: a millisecond
+    of a ``check``'s start-up). For an ASCII host that codec only checks each label's
+    length; a host that passes gets the same bytes here, any other stays ``str`` and
+    meets the codec (and its error) as before.
+    """
+    if not host.isascii():
+        return host
+    raw = host.encode("ascii")
+    labels = raw.split(b".")
+    if all(0 < len(label) < 64 for label in labels[:-1]) and len(labels[-1]) < 64:
+        return raw
+    return host
+
+
 def _shutdown_socket(sock: Any) -> None:
     try:
         sock.shutdown(socket.SHUT_RDWR)
@@ -103,7 +120,9 @@ class _Connection:
     def connect(self, connect_timeout: float, read_timeout: float) -> Any:
         """Open the connection (and shake hands) within ``connect_timeout``; returns the
         socket, whose later reads wait at most ``read_timeout``."""
-        sock = socket.create_connection((self.host, self.port), connect_timeout)
+        # bytes are a host too (typeshed says str only): getaddrinfo takes them as they are
+        address: tuple[Any, int] = (_address_host(self.host), self.port)
+        sock = socket.create_connection(address, connect_timeout)
         try:
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             if self.tls is not None:

@@ -22,7 +22,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from labrunner.classroom.names import JOIN_FILE
+from labrunner.classroom import JOIN_FILE
 from labrunner.engine import events as ev
 from labrunner.lab.model import Lab, Workshop
 from labrunner.redact import redact

@@ -24,7 +24,6 @@ from __future__ import annotations
 import enum
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from itertools import pairwise
 
 from labrunner.lab.model import Lab, Step, Workshop
@@ -341,6 +340,9 @@ def workshop_progress(
 
 
 def _timestamp(at: str) -> float | None:
+    # lazy: only the workshop's summary reads timestamps, and ``check`` never asks for it
+    from datetime import UTC, datetime
+
     try:
         return datetime.strptime(at, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC).timestamp()
     except ValueError:

@@ -16,8 +16,8 @@ from pathlib import Path
 
 import pytest
 
-from labrunner.classroom import document, learner, publisher
-from labrunner.classroom.names import JOIN_FILE, PROGRESS_KEY
+from labrunner.classroom import JOIN_FILE, document, learner, publisher
+from labrunner.classroom.names import PROGRESS_KEY
 from labrunner.engine.classfeed import class_directory
 from labrunner.testing.fixtures import FakeClusterHandle
 from labrunner.testing.waiting import wait_for
