@@ -75,13 +75,35 @@ class Printer:
             self.stream.write("  | " + strip_ansi(text) + "\n")
 
     def __call__(self, event: ev.Event) -> None:
-        if isinstance(event, ev.LabStarted):
+        # a check's events first: the others are defined on first use (engine.runevents)
+        if isinstance(event, ev.StepStarted):
+            self._checks = {}
+            self._out(f"-- {event.step_id}: {event.title}", "bold cyan")
+        elif isinstance(event, ev.CheckResult):
+            self._checks[event.index] = event
+        elif isinstance(event, ev.StepFinished):
+            for _, check in sorted(self._checks.items()):
+                style = "green" if check.status is Status.PASSED else "red"
+                label, message = clip(redact(check.label)), clip(redact(check.message))
+                self._out(f"  {_CHECK[check.status]} {label}: {message}", style)
+            word, mark, style = _MARK[event.status]
+            text = f"{mark} {word} {event.step_id} ({format_duration(event.duration)})"
+            if event.message and event.status is not StepStatus.PASSED:
+                shown = [c.message for _, c in sorted(self._checks.items())]
+                text += f": {clip(redact(_verdict(event.message, shown)))}"
+            self._out(text, f"bold {style}")
+            if event.details and event.status in (StepStatus.FAILED, StepStatus.ERROR):
+                # Redact the whole block first: a tail may start in the middle of a key.
+                for line in redact(event.details).splitlines()[-15:]:
+                    self._out(f"    {line}", "dim")
+            for hint in event.hints[:1]:
+                self._out(f"  hint: {redact(hint.strip())}", "yellow")
+        elif isinstance(event, ev.Notice):
+            sys.stderr.write(f"labrunner: warning: {redact(event.message)}\n")
+        elif isinstance(event, ev.LabStarted):
             self._out(f"== {event.lab_id}: {event.title}", "bold")
         elif isinstance(event, ev.PhaseStarted):
             self._out(f"-- {event.phase.value}", "bold cyan")
-        elif isinstance(event, ev.StepStarted):
-            self._checks = {}
-            self._out(f"-- {event.step_id}: {event.title}", "bold cyan")
         elif isinstance(event, ev.CommandStarted):
             self._redact.reset()
             if not self.quiet:
@@ -111,25 +133,6 @@ class Printer:
                 self._out(f"  ⏱ timed out after {format_duration(event.duration)}", "red")
             elif event.exit_code not in (0, None) and not self.quiet:
                 self._out(f"  exit {event.exit_code}", "red")
-        elif isinstance(event, ev.CheckResult):
-            self._checks[event.index] = event
-        elif isinstance(event, ev.StepFinished):
-            for _, check in sorted(self._checks.items()):
-                style = "green" if check.status is Status.PASSED else "red"
-                label, message = clip(redact(check.label)), clip(redact(check.message))
-                self._out(f"  {_CHECK[check.status]} {label}: {message}", style)
-            word, mark, style = _MARK[event.status]
-            text = f"{mark} {word} {event.step_id} ({format_duration(event.duration)})"
-            if event.message and event.status is not StepStatus.PASSED:
-                shown = [c.message for _, c in sorted(self._checks.items())]
-                text += f": {clip(redact(_verdict(event.message, shown)))}"
-            self._out(text, f"bold {style}")
-            if event.details and event.status in (StepStatus.FAILED, StepStatus.ERROR):
-                # Redact the whole block first: a tail may start in the middle of a key.
-                for line in redact(event.details).splitlines()[-15:]:
-                    self._out(f"    {line}", "dim")
-            for hint in event.hints[:1]:
-                self._out(f"  hint: {redact(hint.strip())}", "yellow")
         elif isinstance(event, ev.LabFinished):
             word, mark, style = _MARK[event.status]
             counts = ", ".join(f"{v} {k}" for k, v in sorted(event.counts.items()))
@@ -150,8 +153,6 @@ class Printer:
         elif isinstance(event, ev.Forensics):
             names = ", ".join(section.name for section in event.sections)
             self._out(f"  forensics collected: {names}", "dim")
-        elif isinstance(event, ev.Notice):
-            sys.stderr.write(f"labrunner: warning: {redact(event.message)}\n")
 
     def heading(self, text: str) -> None:
         """A heading line between parts of a run (``run 2/3`` of a ``--repeat``)."""

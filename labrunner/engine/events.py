@@ -4,15 +4,38 @@ The engine never knows who listens. The CLI prints them, the report writers
 collect them, and the TUI turns them into Textual messages; tests assert on
 them. Events carry ids, not model objects, so they can be logged or sent
 across threads without dragging the lab along.
+
+Creating a frozen dataclass costs about half a millisecond, and ``labrunner
+check`` is a process whose start-up is its cost, yet it emits only step and
+check events. The events of running commands and whole labs, and the TUI's
+own, are therefore defined in ``labrunner.engine.runevents`` and loaded on
+first use; they are reached here all the same (``events.OutputLine``).
 """
 
 from __future__ import annotations
 
 import enum
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
-from labrunner.verify.evidence import Section
 from labrunner.verify.outcome import Status
+
+if TYPE_CHECKING:
+    from labrunner.engine.runevents import (
+        CleanupPlanned,
+        CommandFinished,
+        CommandStarted,
+        Forensics,
+        HintShown,
+        LabFinished,
+        LabStarted,
+        OutputLine,
+        PhaseStarted,
+        PromptWaiting,
+        ServiceChanged,
+        StepRecorded,
+        StepViewed,
+    )
 
 
 class StepStatus(enum.Enum):
@@ -47,73 +70,12 @@ class Event:
 
 
 @dataclass(frozen=True)
-class LabStarted(Event):
-    """A lab run began; ``step_ids`` are the steps it will run."""
-
-    title: str
-    step_ids: tuple[str, ...]
-
-
-@dataclass(frozen=True)
-class PhaseStarted(Event):
-    """Setup or cleanup commands are about to run."""
-
-    phase: Phase
-
-
-@dataclass(frozen=True)
 class StepStarted(Event):
     """A step began."""
 
     step_id: str
     index: int
     title: str
-
-
-@dataclass(frozen=True)
-class CommandStarted(Event):
-    """A command was sent to the lab shell."""
-
-    step_id: str | None
-    phase: Phase
-    index: int
-    command: str
-
-
-@dataclass(frozen=True)
-class OutputLine(Event):
-    """One line of a command's output (ANSI codes kept)."""
-
-    step_id: str | None
-    text: str
-
-
-@dataclass(frozen=True)
-class PromptWaiting(Event):
-    """A command seems to wait for input at ``prompt``.
-
-    ``refused`` in a headless run: nobody can type, so the command was given
-    end-of-file (or stopped); an ``expect`` answer is what it lacks.
-    """
-
-    step_id: str | None
-    prompt: str
-    refused: bool = False
-
-
-@dataclass(frozen=True)
-class CommandFinished(Event):
-    """A command ended (exit code None when it timed out or was cancelled)."""
-
-    step_id: str | None
-    phase: Phase
-    index: int
-    command: str
-    exit_code: int | None
-    duration: float
-    timed_out: bool = False
-    cancelled: bool = False
-    prompt: str | None = None
 
 
 @dataclass(frozen=True)
@@ -145,72 +107,60 @@ class StepFinished(Event):
 
 
 @dataclass(frozen=True)
-class Forensics(Event):
-    """What the cluster looked like when a step failed (events, pods, logs), redacted."""
-
-    step_id: str
-    sections: tuple[Section, ...]
-
-
-@dataclass(frozen=True)
-class LabFinished(Event):
-    """A lab run ended."""
-
-    status: StepStatus
-    counts: dict[str, int] = field(default_factory=dict)
-    duration: float = 0.0
-    message: str = ""
-
-
-@dataclass(frozen=True)
 class Notice(Event):
     """Something the learner should know that does not stop the run."""
 
     message: str
 
 
-@dataclass(frozen=True)
-class ServiceChanged(Event):
-    """A lab service was found running or stopped, was started again, or failed to start.
+__all__ = [
+    "CheckResult",
+    "CleanupPlanned",
+    "CommandFinished",
+    "CommandStarted",
+    "Event",
+    "Forensics",
+    "HintShown",
+    "LabFinished",
+    "LabStarted",
+    "Notice",
+    "OutputLine",
+    "Phase",
+    "PhaseStarted",
+    "PromptWaiting",
+    "ServiceChanged",
+    "StepFinished",
+    "StepRecorded",
+    "StepStarted",
+    "StepStatus",
+    "StepViewed",
+]
 
-    ``state`` is one of stopped, starting, running, failed; ``output`` holds
-    the last lines of a service the runner started (redacted).
-    """
-
-    service_id: str
-    label: str
-    state: str
-    message: str
-    output: tuple[str, ...] = ()
-
-
-@dataclass(frozen=True)
-class CleanupPlanned(Event):
-    """``--cleanup`` is about to run these labs' cleanups, in this order (``lab_id``: the first)."""
-
-    order: tuple[str, ...]
-
-
-@dataclass(frozen=True)
-class StepRecorded(Event):
-    """A step's result was saved to progress: ``status`` is what the progress file says
-    (passed, failed, error, skipped); ``message`` is redacted."""
-
-    step_id: str
-    status: str
-    message: str = ""
+_LATER = frozenset(
+    {
+        "LabStarted",
+        "PhaseStarted",
+        "CommandStarted",
+        "OutputLine",
+        "PromptWaiting",
+        "CommandFinished",
+        "Forensics",
+        "LabFinished",
+        "ServiceChanged",
+        "CleanupPlanned",
+        "StepRecorded",
+        "StepViewed",
+        "HintShown",
+    }
+)
 
 
-@dataclass(frozen=True)
-class StepViewed(Event):
-    """The learner settled on a step in the TUI (read it, before or without running it)."""
+def __getattr__(name: str) -> Any:
+    # the events a check never emits, defined on first use (see the module's docstring)
+    if name in _LATER:
+        from labrunner.engine import runevents
 
-    step_id: str
-
-
-@dataclass(frozen=True)
-class HintShown(Event):
-    """The learner revealed hint number ``number`` of a step."""
-
-    step_id: str
-    number: int
+        value = getattr(runevents, name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

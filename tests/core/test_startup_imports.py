@@ -57,7 +57,8 @@ print("LOADED:" + json.dumps({
     "loader": "labrunner.lab.loader" in sys.modules,
     "cli": "labrunner.cli" in sys.modules,
     "modules": sorted(set(sys.modules) & {
-        "datetime", "encodings.idna", "labrunner.classroom.names"
+        "datetime", "encodings.idna", "labrunner.classroom.names",
+        "labrunner.engine.runevents",
     }),
 }))
 """
@@ -175,7 +176,7 @@ def test_list_and_check_of_a_cluster_lab(cluster_labs: Path) -> None:
         assert "PASS ready" in check.output, (run, check)
         # nor what only other commands use: the class's name rules (one stat says no
         # class was joined), datetime (exec plugins' expiries, progress summaries), the
-        # idna codec (an ASCII server name needs none)
+        # idna codec (an ASCII server name needs none), the events of commands and labs
         assert not check.modules, (run, check)
     # the second time, the workshop came from the compiled-lab cache and the kubeconfig
     # from its parse cache, and list too ran without click
