@@ -16,7 +16,10 @@ compiled-lab cache), and reports which heavy packages it loaded:
   does not load the lab shell's module with pexpect;
 - ``check`` of a cluster step, with a token or a client-certificate
   kubeconfig over HTTPS, loads neither urllib3 (``cluster.connection`` speaks
-  HTTP) nor, once the kubeconfig was parsed, PyYAML (``cluster.yamlcache``).
+  HTTP) nor, once the kubeconfig was parsed, PyYAML (``cluster.yamlcache``);
+- nor does it load what only other commands use: ``datetime``, the ``idna``
+  codec, the class's name rules, the events of commands and whole labs
+  (``engine.runevents``).
 
 bench/whole_process.py measures what these choices are worth in wall time.
 """
