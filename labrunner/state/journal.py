@@ -199,18 +199,23 @@ def _stamp() -> str:
 @contextlib.contextmanager
 def locked(lock_path: Path, kind: int = fcntl.LOCK_EX) -> Iterator[None]:
     """Hold ``flock`` on ``lock_path`` (created 0600 if needed); raises StateError."""
-    try:
-        lock_path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o600)
-    except OSError as exc:
-        raise StateError(
-            f"cannot save progress in {lock_path.parent}: {exc.strerror or exc}"
-        ) from exc
+    fd = _open_lock(lock_path)
     try:
         fcntl.flock(fd, kind)
         yield
     finally:
         os.close(fd)
+
+
+def _open_lock(lock_path: Path) -> int:
+    """A descriptor of ``lock_path``, made 0600 (with its folder) if needed; raises StateError."""
+    try:
+        lock_path.parent.mkdir(parents=True, exist_ok=True)
+        return os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o600)
+    except OSError as exc:
+        raise StateError(
+            f"cannot save progress in {lock_path.parent}: {exc.strerror or exc}"
+        ) from exc
 
 
 def move_aside(path: Path, suffix: str) -> Path:
@@ -328,13 +333,7 @@ class Journal:
             except OSError:
                 pass
             _close_lock(box)
-        try:
-            self.lock_path.parent.mkdir(parents=True, exist_ok=True)
-            fd = os.open(self.lock_path, os.O_RDWR | os.O_CREAT, 0o600)
-        except OSError as exc:
-            raise StateError(
-                f"cannot save progress in {self.lock_path.parent}: {exc.strerror or exc}"
-            ) from exc
+        fd = _open_lock(self.lock_path)
         box[0], box[1] = fd, os.fstat(fd).st_ino
         return fd
 
