@@ -136,23 +136,8 @@ __all__ = [
     "StepViewed",
 ]
 
-_LATER = frozenset(
-    {
-        "LabStarted",
-        "PhaseStarted",
-        "CommandStarted",
-        "OutputLine",
-        "PromptWaiting",
-        "CommandFinished",
-        "Forensics",
-        "LabFinished",
-        "ServiceChanged",
-        "CleanupPlanned",
-        "StepRecorded",
-        "StepViewed",
-        "HintShown",
-    }
-)
+_LATER = frozenset(__all__) - frozenset(globals())
+"""The names of ``__all__`` defined in ``runevents``: every one not defined above."""
 
 
 def __getattr__(name: str) -> Any:
