@@ -399,8 +399,7 @@ class Kube:
                 kind=ErrorKind.KUBECONFIG,
             )
         manager.pool_classes_by_scheme = _pool_classes()
-        parts = urlsplit(self.server)
-        return _Proxied(manager, f"{parts.scheme}://{parts.netloc}")
+        return _Proxied(manager, self._origin)
 
     @property
     def pool(self) -> Any:
