@@ -29,6 +29,8 @@ from labrunner.state.rules import StepState
 from labrunner.testing.fixtures import FakeClusterHandle, running_fake_cluster
 from labrunner.tui.app import LabrunnerApp
 from labrunner.tui.screens.home import HomeScreen
+from labrunner.tui.widgets.checks_panel import CheckRow
+from labrunner.tui.widgets.output_pane import OutputPane
 
 from .helpers import (
     REPO_LABS,
@@ -77,8 +79,19 @@ async def run_steps(pilot: Any, app: LabrunnerApp, step_ids: list[str]) -> None:
         screen.select(step_id)
         await pilot.pause()
         await pilot.press("r")
-        await wait_for(pilot, lambda s=step_id: screen.states[s] is StepState.PASSED, step_id, 90)
+        await wait_for(
+            pilot,
+            lambda s=step_id: screen.states[s] in (StepState.PASSED, StepState.FAILED),
+            step_id,
+            90,
+        )
         await idle(pilot, app)
+        assert screen.states[step_id] is StepState.PASSED, (
+            step_id,
+            [str(row.render()) for row in app.screen.query(CheckRow)],
+            app.screen.query_one(OutputPane).plain_lines()[-20:],
+            text(app, "#services"),
+        )
 
 
 def free_port() -> int:
