@@ -41,6 +41,9 @@ MAX_IDLE = 8
 MAX_LINE = 65536
 """The longest status, header or chunk-size line accepted."""
 MAX_HEADERS = 200
+MAX_BODY = 512 * 1024 * 1024
+"""The largest whole body read into memory (a list of ~100,000 pods is about a quarter of it);
+a server that sends more, or announces more, is refused rather than allowed to fill memory."""
 
 
 class RemoteDisconnected(ConnectionResetError):
@@ -53,6 +56,10 @@ class IncompleteRead(ConnectionError):
 
 class BadStatusLine(ConnectionError):
     """The server answered something that is not HTTP."""
+
+
+class BodyTooLarge(Exception):
+    """The server sent (or announced) a body larger than labrunner reads into memory."""
 
 
 class DeadlinePassed(Exception):
@@ -335,15 +342,27 @@ class Response:
             return data
         parts: list[bytes] = []
         wanted = amt if amt is not None else -1
+        total = 0
         while wanted != 0:
             if not self._chunked and self._left is not None and amt is None:
                 if not self._done:  # a known length: one read
+                    if self._left > MAX_BODY:
+                        raise BodyTooLarge(
+                            f"the server announced a body of {self._left} bytes; labrunner "
+                            f"reads at most {MAX_BODY} bytes of one answer"
+                        )
                     parts.append(self._exact(self._left))
                     self._left, self._done = 0, True
                 break
             data = self.read1(wanted if wanted > 0 else 65536)
             if not data:
                 break
+            total += len(data)
+            if amt is None and total > MAX_BODY:
+                raise BodyTooLarge(
+                    f"the server sent more than {MAX_BODY} bytes in one answer; labrunner "
+                    "reads at most that much"
+                )
             parts.append(data)
             if wanted > 0:
                 wanted -= len(data)

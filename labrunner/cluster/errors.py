@@ -276,6 +276,13 @@ def transport_error(
         or "timed out" in text
     ):
         return timed_out(f"the API server at {server} did not answer", timeout)
+    if "BodyTooLarge" in names:  # cluster.connection refuses to fill memory with one answer
+        return ClusterError(
+            f"the API server at {server} sent too much: {_last_line(text)}; is the kubeconfig "
+            "pointing at a Kubernetes API server? (a list this large needs a label selector "
+            "or a namespace)",
+            kind=ErrorKind.SERVER,
+        )
     # cluster.connection (as http.client): a body cut short (IncompleteRead) or an answer
     # that is not HTTP (BadStatusLine);
     # urllib3 wraps both in a ProtocolError

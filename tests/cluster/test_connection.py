@@ -16,7 +16,14 @@ from typing import Any
 
 import pytest
 
-from labrunner.cluster.connection import Connections, DeadlinePassed, IncompleteRead
+from labrunner.cluster import connection
+from labrunner.cluster.connection import (
+    BodyTooLarge,
+    Connections,
+    DeadlinePassed,
+    IncompleteRead,
+)
+from labrunner.cluster.errors import ErrorKind, transport_error
 
 
 class RawServer:
@@ -176,3 +183,44 @@ def test_the_deadline_ends_a_trickled_answer(serve: type[RawServer]) -> None:
     finally:
         stop.set()
         listener.close()
+
+
+def test_an_announced_body_too_large_is_refused_before_it_is_read(
+    serve: type[RawServer],
+) -> None:
+    server = serve([b"HTTP/1.1 200 OK\r\nContent-Length: 1000000000000\r\n\r\n{"])
+    started = time.monotonic()
+    with pytest.raises(BodyTooLarge, match="announced a body of 1000000000000 bytes"):
+        _get(Connections("127.0.0.1", server.port), within=30.0)
+    assert time.monotonic() - started < 20  # refused at the headers, not at the deadline
+
+
+@pytest.mark.parametrize(
+    "head",
+    [
+        b"HTTP/1.0 200 OK\r\n\r\n",
+        b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n",
+    ],
+    ids=["until-close", "chunked"],
+)
+def test_a_body_that_grows_past_the_limit_is_refused(
+    serve: type[RawServer], head: bytes, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(connection, "MAX_BODY", 100_000)
+    body = b"x" * 150_000
+    if b"chunked" in head:
+        body = b"".join(b"%x\r\n%s\r\n" % (len(part), part) for part in (body[:75_000],) * 2)
+        body += b"0\r\n\r\n"
+    server = serve([head + body])
+    with pytest.raises(BodyTooLarge, match="more than 100000 bytes"):
+        _get(Connections("127.0.0.1", server.port))
+
+
+def test_a_body_too_large_reads_as_a_server_problem() -> None:
+    error = transport_error(
+        BodyTooLarge("the server sent more than 10 bytes in one answer"),
+        server="https://127.0.0.1:6443",
+    )
+    assert error.kind is ErrorKind.SERVER
+    assert str(error).startswith("the API server at https://127.0.0.1:6443 sent too much: ")
+    assert "more than 10 bytes" in str(error)
