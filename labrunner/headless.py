@@ -396,6 +396,9 @@ def _run_plain(status: list[object], command: Callable[[], None]) -> NoReturn:
             fail(exc)
         sys.exit(0)
     except SystemExit as exc:
+        from labrunner import codecache  # the command's modules are in: keep their code
+
+        codecache.save()
         status.append(exc.code)
         raise
     except (EOFError, KeyboardInterrupt):

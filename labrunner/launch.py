@@ -19,6 +19,8 @@ click's ``check`` and ``list`` run. Every other
 command line goes to :func:`labrunner.cli.main` untouched.
 
 This module imports only ``os`` and ``sys`` on the ``--help`` path: a test holds it to it.
+Every other command line first installs :mod:`labrunner.codecache`, so the dataclasses the
+command defines reuse the code an earlier run compiled for them.
 """
 
 from __future__ import annotations
@@ -46,8 +48,8 @@ def _columns() -> int:
     return columns or 80
 
 
-def _cache_file() -> str:
-    """Where the rendered help is kept (the state directory's cache)."""
+def _cache_dir() -> str:
+    """The state directory's cache (as ``labrunner.headless.cache_dir``)."""
     override = os.environ.get("LABRUNNER_STATE_DIR")
     if override:
         base = os.path.expanduser(override)
@@ -55,7 +57,12 @@ def _cache_file() -> str:
         from platformdirs import user_state_dir
 
         base = user_state_dir("labrunner", appauthor=False)
-    return os.path.join(base, "cache", HELP_FILE)
+    return os.path.join(base, "cache")
+
+
+def _cache_file() -> str:
+    """Where the rendered help is kept (the state directory's cache)."""
+    return os.path.join(_cache_dir(), HELP_FILE)
 
 
 def help_key() -> str:
@@ -126,14 +133,21 @@ def main() -> None:
         sys.stdout.write(text)
         sys.stdout.flush()
         return
+    from labrunner import codecache
+
+    codecache.install(_cache_dir())
     args = sys.argv[1:]
     if args and (args[0] in ("check", "list", "--labs") or args[0].startswith("--labs=")):
         # a plain `labrunner check …` or `labrunner list …` runs without click (see
-        # labrunner.headless); these return only for other command lines
+        # labrunner.headless, which keeps the code cache on the way out); these return only
+        # for other command lines
         from labrunner import headless
 
         headless.plain_check(args)
         headless.plain_list(args)
     from labrunner.cli import main as cli_main
 
-    cli_main()
+    try:
+        cli_main()
+    finally:
+        codecache.save()

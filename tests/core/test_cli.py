@@ -767,9 +767,13 @@ def test_context_overlay_does_not_litter_the_state_directory(
     proc = run_cli("--labs", labs, "verify", "-q", "--context", "kind-x", cwd=labs.parent)
     assert_clean(proc, 0)
     state = isolated_env / "state"
-    # progress, and the start-up caches (entry points, compiled labs); nothing else
+    # progress, and the start-up caches (dataclass code, entry points, compiled labs); nothing else
     assert sorted(p.name for p in state.iterdir()) == ["cache", "progress"]
-    assert sorted(p.name for p in (state / "cache").iterdir()) == ["entry-points.json", "workshops"]
+    assert sorted(p.name for p in (state / "cache").iterdir()) == [
+        f"dataclass-code-{sys.implementation.cache_tag}.marshal",
+        "entry-points.json",
+        "workshops",
+    ]
 
 
 # --------------------------------------------------------------------------- terminal output

@@ -1,0 +1,124 @@
+"""Compiled code for the methods ``dataclasses`` writes, kept between runs.
+
+Every ``@dataclass`` writes the source of its ``__init__``, ``__repr__``,
+``__eq__``, ``__hash__`` (and, frozen, ``__setattr__``/``__delattr__``) and
+compiles it with ``exec``. Compiling is most of what a dataclass costs to
+create: about half a millisecond each, and a ``labrunner check`` defines about
+fifty of them before it sends its first request. Python's bytecode cache keeps
+the compiled modules, but not code made at run time.
+
+:func:`install` gives the ``dataclasses`` module an ``exec`` that looks the
+source text up in a table of code objects compiled by an earlier run, and
+compiles (and remembers) only what is not there. The source text is the key, so
+a changed dataclass simply misses; the code run is what ``compile`` makes of
+that very text, so the methods are the same as without the table. The table is
+one ``marshal`` file in the state directory's cache, headed by the
+interpreter's bytecode magic number: another Python's file is ignored, as is
+one that cannot be read. It is written (atomically, private to the user, as
+Python writes ``__pycache__``) only by a run that compiled something new, so
+the common run only reads it.
+
+Imports nothing but built-in modules: it runs before everything else.
+"""
+
+from __future__ import annotations
+
+import marshal
+import os
+import sys
+from typing import Any
+
+FILE_PREFIX = "dataclass-code"
+HEADER = b"labrunner dataclass code 1\n"
+MAX_ENTRIES = 4000
+"""A table grown past this (old labrunner versions' methods) starts again from this run's."""
+
+_table: dict[str, Any] = {}
+_used: set[str] = set()
+_path: str | None = None
+_dirty = False
+misses = 0
+"""Sources compiled in this process (none in a run after a run of the same code)."""
+
+
+def _magic() -> bytes:
+    external = sys.modules.get("_frozen_importlib_external")
+    magic = getattr(external, "MAGIC_NUMBER", None)
+    if isinstance(magic, bytes):
+        return magic
+    from importlib.util import MAGIC_NUMBER
+
+    return MAGIC_NUMBER
+
+
+def _load(path: str) -> dict[str, Any]:
+    try:
+        with open(path, "rb") as handle:
+            if handle.read(len(HEADER)) != HEADER or handle.read(4) != _magic():
+                return {}
+            # trusted as Python trusts __pycache__: a private file in the user's own state
+            table = marshal.load(handle)  # noqa: S302
+    except (OSError, EOFError, ValueError, TypeError):
+        return {}
+    if not isinstance(table, dict):
+        return {}
+    code_type = type(_load.__code__)
+    return {k: v for k, v in table.items() if type(k) is str and type(v) is code_type}
+
+
+def _exec(source: Any, globals: Any = None, locals: Any = None, /) -> None:
+    """``exec`` for the ``dataclasses`` module: source text runs from the table."""
+    global _dirty, misses
+    if type(source) is str:
+        code = _table.get(source)
+        if code is None:
+            code = compile(source, "<string>", "exec")
+            _table[source] = code
+            _dirty = True
+            misses += 1
+        _used.add(source)
+        source = code
+    exec(source, globals, locals)  # noqa: S102 - it stands in for exec in dataclasses
+
+
+def install(cache_dir: str) -> None:
+    """Use (and keep) the table in ``cache_dir``; call before modules define dataclasses."""
+    global _path, _table
+    import dataclasses
+
+    _path = os.path.join(cache_dir, f"{FILE_PREFIX}-{sys.implementation.cache_tag}.marshal")
+    _table = _load(_path)
+    dataclasses.exec = _exec  # type: ignore[attr-defined]
+
+
+def uninstall() -> None:
+    """Give ``dataclasses`` the built-in ``exec`` back (tests)."""
+    global _path, _dirty
+    import dataclasses
+
+    dataclasses.__dict__.pop("exec", None)
+    _table.clear()
+    _used.clear()
+    _path, _dirty = None, False
+
+
+def save() -> None:
+    """Write the table if this run compiled something new (a failure costs the next run only)."""
+    global _dirty
+    if not _dirty or _path is None:
+        return
+    _dirty = False
+    table = _table if len(_table) <= MAX_ENTRIES else {k: _table[k] for k in _used}
+    temp = f"{_path}.{os.getpid()}.tmp"
+    try:
+        os.makedirs(os.path.dirname(_path), mode=0o700, exist_ok=True)
+        fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with open(fd, "wb") as handle:
+            handle.write(HEADER + _magic())
+            marshal.dump(table, handle)
+        os.replace(temp, _path)
+    except (OSError, ValueError):
+        try:
+            os.unlink(temp)
+        except OSError:
+            pass

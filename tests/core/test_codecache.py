@@ -1,0 +1,127 @@
+"""The compiled code of dataclass methods, kept between runs (``labrunner.codecache``).
+
+Each case runs in a fresh interpreter, as a command does: the first run
+compiles and keeps the methods' code, the next compiles nothing and gets
+methods that behave exactly the same; a table that is corrupt, from another
+Python or not there at all is ignored; the CLI itself writes the table once
+and then only reads it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from labrunner import codecache
+
+from .conftest import cli_env, run_cli
+
+REPO_LABS = Path(__file__).resolve().parents[2] / "labs"
+
+PROBE = r"""
+import dataclasses, json, sys
+from labrunner import codecache
+
+codecache.install(sys.argv[1])
+
+@dataclasses.dataclass(frozen=True)
+class Point:
+    "A point."
+    x: int
+    y: int = 2
+    tags: tuple[str, ...] = ()
+    seen: list[int] = dataclasses.field(default_factory=list, compare=False)
+
+@dataclasses.dataclass(order=True)
+class Box:
+    "A box."
+    size: int
+    label: str = "box"
+
+p = Point(1, tags=("a",))
+try:
+    p.x = 5
+    frozen = "assigned"
+except dataclasses.FrozenInstanceError as exc:
+    frozen = type(exc).__name__
+codecache.save()
+print(json.dumps({
+    "misses": codecache.misses,
+    "repr": repr(p),
+    "eq": p == Point(1, 2, ("a",), [9]),
+    "hash": hash(p) == hash(Point(1, tags=("a",))),
+    "frozen": frozen,
+    "order": sorted([Box(3), Box(1, "z"), Box(1, "a")]) == [Box(1, "a"), Box(1, "z"), Box(3)],
+    "init_name": Point.__init__.__qualname__,
+}))
+"""
+
+
+def probe(cache: Path) -> dict[str, object]:
+    proc = subprocess.run(
+        [sys.executable, "-c", PROBE, str(cache)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=cli_env(),
+        check=True,
+    )
+    return json.loads(proc.stdout)
+
+
+def table(cache: Path) -> Path:
+    (found,) = cache.glob(f"{codecache.FILE_PREFIX}-*.marshal")
+    return found
+
+
+def test_a_second_run_compiles_nothing_and_gets_the_same_methods(tmp_path: Path) -> None:
+    cache = tmp_path / "cache"
+    first = probe(cache)
+    second = probe(cache)
+    assert first["misses"] >= 8  # Point's and Box's methods were compiled and kept
+    assert second["misses"] == 0
+    assert {k: v for k, v in first.items() if k != "misses"} == {
+        "repr": "Point(x=1, y=2, tags=('a',), seen=[])",
+        "eq": True,
+        "hash": True,
+        "frozen": "FrozenInstanceError",
+        "order": True,
+        "init_name": "Point.__init__",
+    }
+    assert {k: v for k, v in second.items() if k != "misses"} == {
+        k: v for k, v in first.items() if k != "misses"
+    }
+    assert table(cache).stat().st_mode & 0o777 == 0o600
+
+
+def test_a_corrupt_or_foreign_table_is_ignored_and_replaced(tmp_path: Path) -> None:
+    cache = tmp_path / "cache"
+    probe(cache)
+    kept = table(cache)
+    good = kept.read_bytes()
+    for bad in (
+        b"not a table",
+        good[: len(codecache.HEADER)] + b"\0\0\r\n" + good[len(codecache.HEADER) + 4 :],
+        good[: len(good) // 2],
+    ):
+        kept.write_bytes(bad)
+        result = probe(cache)
+        assert result["misses"] >= 8, bad[:40]
+        assert result["repr"] == "Point(x=1, y=2, tags=('a',), seen=[])"
+        assert kept.read_bytes() == good  # rewritten whole
+    assert probe(cache)["misses"] == 0
+
+
+def test_the_cli_writes_the_table_once_then_only_reads_it(isolated_env: Path) -> None:
+    env = cli_env()
+    first = run_cli("--labs", REPO_LABS, "list", env=env)
+    assert first.returncode == 0, first.stderr
+    kept = table(Path(os.environ["LABRUNNER_STATE_DIR"]) / "cache")
+    stamp = kept.stat().st_mtime_ns, kept.stat().st_ino
+    again = run_cli("--labs", REPO_LABS, "list", env=env)
+    assert again.returncode == 0, again.stderr
+    assert again.stdout == first.stdout
+    assert (kept.stat().st_mtime_ns, kept.stat().st_ino) == stamp
