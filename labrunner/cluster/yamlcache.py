@@ -28,11 +28,12 @@ when the file changes; written atomically, owner-only.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import math
 from pathlib import Path
 from typing import Any
+
+from labrunner.fsutil import sha256_hex
 
 FORMAT = 1
 _directory: Path | None = None
@@ -47,7 +48,7 @@ def enable(directory: Path | None) -> None:
 def _entry(path: Path) -> Path | None:
     if _directory is None:
         return None
-    name = hashlib.sha256(str(path).encode()).hexdigest()[:32]
+    name = sha256_hex(str(path).encode())[:32]
     return _directory / "kubeconfig" / f"{name}.json"
 
 
@@ -71,7 +72,7 @@ def lookup(path: Path, raw: bytes) -> tuple[bool, Any]:
         return False, None
     try:
         stored = json.loads(entry.read_bytes())
-        if stored["format"] != FORMAT or stored["sha256"] != hashlib.sha256(raw).hexdigest():
+        if stored["format"] != FORMAT or stored["sha256"] != sha256_hex(raw):
             return False, None
         return True, _decode(stored["doc"], raw.decode("utf-8"))
     except (OSError, ValueError, KeyError, TypeError, IndexError, UnicodeDecodeError):
@@ -130,7 +131,7 @@ def keep(path: Path, raw: bytes, data: Any) -> None:
             return
     except (_NotVerbatim, yaml.YAMLError, UnicodeDecodeError, RecursionError, TypeError):
         return
-    record = {"format": FORMAT, "sha256": hashlib.sha256(raw).hexdigest(), "doc": doc}
+    record = {"format": FORMAT, "sha256": sha256_hex(raw), "doc": doc}
     # lazy: only a cache miss writes (start-up speed)
     from labrunner.fsutil import write_atomic
 

@@ -37,7 +37,6 @@ their files removed — while a run whose owner still lives (a TUI beside a
 
 from __future__ import annotations
 
-import hashlib
 import os
 import shutil
 import tempfile
@@ -58,6 +57,7 @@ from labrunner.cluster.kubeconfig import (
     resolve_context,
     write_kubeconfig,
 )
+from labrunner.fsutil import sha256_hex
 from labrunner.lab.expand import with_env
 from labrunner.lab.model import Lab, Workshop
 
@@ -202,7 +202,7 @@ class PreparedRun:
             return None
         pinned = self._pinned.get(target.key)
         if pinned is None:
-            name = hashlib.sha256(target.key.encode()).hexdigest()[:12]
+            name = sha256_hex(target.key.encode())[:12]
             pinned = write_kubeconfig(
                 self.directory / f"kubeconfig-{name}.json",
                 pinned_config(target.config, target.context),
@@ -227,7 +227,7 @@ class PreparedRun:
         A command that names a kubectl by its full path is not covered (as one
         that names its own ``--kubeconfig``).
         """
-        name = hashlib.sha256(str(kubeconfig).encode()).hexdigest()[:12]
+        name = sha256_hex(str(kubeconfig).encode())[:12]
         folder = self.directory / f"guard-{name}"
         script = folder / "kubectl"
         if not script.exists():

@@ -32,7 +32,6 @@ from __future__ import annotations
 import dataclasses
 import enum
 import functools
-import hashlib
 import json
 import sys
 import types
@@ -42,7 +41,7 @@ from pathlib import Path
 from typing import Any
 
 import labrunner
-from labrunner.fsutil import source_stamp, write_atomic
+from labrunner.fsutil import sha256_hex, source_stamp, write_atomic
 from labrunner.lab.catalog import Catalog
 from labrunner.lab.locate import WORKSHOP_FILE, lab_files
 from labrunner.lab.model import Workshop
@@ -266,7 +265,7 @@ def _dataclass_decoder(cls: type) -> Decoder:
 
 def _digest(path: Path) -> str | None:
     try:
-        return hashlib.sha256(path.read_bytes()).hexdigest()
+        return sha256_hex(path.read_bytes())
     except OSError:
         return None
 
@@ -294,7 +293,7 @@ class WorkshopCache:
 
     def file_for(self, labs_dir: Path) -> Path:
         """The cache file of one labs directory."""
-        name = hashlib.sha256(str(labs_dir).encode()).hexdigest()[:24]
+        name = sha256_hex(str(labs_dir).encode())[:24]
         return self.directory / SUBDIR / f"{name}.json"
 
     def _key(self, labs_dir: Path) -> dict[str, Any]:

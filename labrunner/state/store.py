@@ -35,7 +35,6 @@ Layout, under the state directory (``LABRUNNER_STATE_DIR`` or the platform's)::
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import re
@@ -46,7 +45,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from labrunner.fsutil import write_atomic
+from labrunner.fsutil import sha256_hex, write_atomic
 from labrunner.state.journal import (
     COMPLETE,
     MESSAGE_LIMIT,
@@ -83,7 +82,7 @@ def context_slug(context: str | None) -> str:
     if not context:
         return "no-context"
     safe = re.sub(r"[^A-Za-z0-9._-]+", "_", context)[:60].lstrip(".") or "_"
-    digest = hashlib.sha256(context.encode()).hexdigest()[:8]
+    digest = sha256_hex(context.encode())[:8]
     return f"{safe}-{digest}"
 
 
@@ -91,14 +90,14 @@ def workshop_key(root: Path) -> str:
     """The folder name of a workshop's progress: its root's name and a hash of its full path."""
     resolved = str(root.resolve())
     name = re.sub(r"[^A-Za-z0-9._-]+", "_", Path(resolved).name)[:40].lstrip(".") or "_"
-    return f"{name}-{hashlib.sha256(resolved.encode()).hexdigest()[:12]}"
+    return f"{name}-{sha256_hex(resolved.encode())[:12]}"
 
 
 def cluster_key(context: str | None, server: str | None) -> str:
     """The journal name (without suffix) of a kube context and the server it points at."""
     if not context:
         return "cluster-no-context"
-    digest = hashlib.sha256((server or "").encode()).hexdigest()[:8]
+    digest = sha256_hex((server or "").encode())[:8]
     return f"cluster-{context_slug(context)}-{digest}"
 
 
@@ -107,7 +106,7 @@ def _now(stamp: float | None = None) -> str:
 
 
 def _uid_part(uid: str) -> str:
-    return uid if UID_SAFE.match(uid) else hashlib.sha256(uid.encode()).hexdigest()[:16]
+    return uid if UID_SAFE.match(uid) else sha256_hex(uid.encode())[:16]
 
 
 @dataclass(frozen=True)
@@ -528,7 +527,7 @@ class ProgressStore:
             info = path.stat()
         except OSError:
             return None
-        labs = hashlib.sha256("\n".join(sorted(self.known_labs or ())).encode()).hexdigest()
+        labs = sha256_hex("\n".join(sorted(self.known_labs or ())).encode())
         return [info.st_ino, info.st_size, info.st_mtime_ns, labs[:16]]
 
     def _v1_checked(self) -> dict[str, Any]:

@@ -33,7 +33,6 @@ installed verifiers are, so a cache of loaded labs can tell when it is stale.
 
 from __future__ import annotations
 
-import hashlib
 import importlib
 import json
 import os
@@ -47,7 +46,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from labrunner import __version__
-from labrunner.fsutil import source_stamp, write_atomic
+from labrunner.fsutil import sha256_hex, source_stamp, write_atomic
 from labrunner.lab.catalog import ParamProblem, VerifierUnavailable
 
 if TYPE_CHECKING:
@@ -276,7 +275,7 @@ class Registry:
                 # so which labs are valid) without changing the version
                 "code": source_stamp(Path(__file__).parent),
             }
-        return hashlib.sha256(json.dumps(basis, sort_keys=True).encode()).hexdigest()
+        return sha256_hex(json.dumps(basis, sort_keys=True).encode())
 
     def verifier(
         self,

@@ -125,3 +125,12 @@ def test_the_cli_writes_the_table_once_then_only_reads_it(isolated_env: Path) ->
     assert again.returncode == 0, again.stderr
     assert again.stdout == first.stdout
     assert (kept.stat().st_mtime_ns, kept.stat().st_ino) == stamp
+
+
+def test_sha256_hex_is_hashlibs_digest() -> None:
+    import hashlib
+
+    from labrunner.fsutil import sha256_hex
+
+    for data in (b"", b"abc", bytes(range(256)) * 4099):
+        assert sha256_hex(data) == hashlib.sha256(data).hexdigest()

@@ -17,7 +17,8 @@ compiled-lab cache), and reports which heavy packages it loaded:
 - ``check`` of a cluster step, with a token or a client-certificate
   kubeconfig over HTTPS, loads neither urllib3 (``cluster.connection`` speaks
   HTTP) nor, once the kubeconfig was parsed, PyYAML (``cluster.yamlcache``);
-- nor does it load what only other commands use: ``datetime``, the ``idna``
+- nor does it load ``hashlib`` (``fsutil.sha256_hex`` names files and caches) nor
+  what only other commands use: ``datetime``, the ``idna``
   codec, the class's name rules, the events of commands and whole labs
   (``engine.runevents``).
 
@@ -61,7 +62,7 @@ print("LOADED:" + json.dumps({
     "cli": "labrunner.cli" in sys.modules,
     "modules": sorted(set(sys.modules) & {
         "datetime", "encodings.idna", "labrunner.classroom.names",
-        "labrunner.engine.runevents",
+        "labrunner.engine.runevents", "hashlib",
     }),
 }))
 """
@@ -179,7 +180,8 @@ def test_list_and_check_of_a_cluster_lab(cluster_labs: Path) -> None:
         assert "PASS ready" in check.output, (run, check)
         # nor what only other commands use: the class's name rules (one stat says no
         # class was joined), datetime (exec plugins' expiries, progress summaries), the
-        # idna codec (an ASCII server name needs none), the events of commands and labs
+        # idna codec (an ASCII server name needs none), the events of commands and labs,
+        # hashlib with OpenSSL's digests (file and cache names need only SHA-256)
         assert not check.modules, (run, check)
     # the second time, the workshop came from the compiled-lab cache and the kubeconfig
     # from its parse cache, and list too ran without click
