@@ -161,3 +161,34 @@ def test_the_rule_set_is_a_library_module_that_imports_nothing_of_labrunner() ->
     )
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert proc.stdout.strip() == "['labrunner', 'labrunner.redact']"
+
+
+def test_the_substring_scan_and_the_gate_regex_agree(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The first lines of a process are tested with substring scans, later ones with the
+    gate regex: both say the same of every secret and every ordinary line."""
+    import labrunner.redact as module
+
+    texts = [case.make()[0] for case in CASES] + list(SAFE)
+    texts.append("using context 'kind-x' at https://127.0.0.1:6443 (user: me@example.com)")
+    monkeypatch.setattr(module, "_GATE_AFTER", 10**9)  # always the scan
+    scanned = [redact(text) for text in texts]
+    monkeypatch.setattr(module, "_GATE_AFTER", 0)  # always the regex
+    assert [redact(text) for text in texts] == scanned
+
+
+def test_a_message_with_a_plain_url_compiles_next_to_nothing() -> None:
+    """``check`` prints the cluster's URL: no gate regex, no URL credential pattern."""
+    code = (
+        "import re, labrunner.redact as r\n"
+        "made = []\n"
+        "compile = re.compile\n"
+        "re.compile = lambda p, *a: made.append(p) or compile(p, *a)\n"
+        "said = r.redact(\"using context 'kind-x' at https://127.0.0.1:6443\")\n"
+        "print(len(made), said)\n"
+        "print(r.redact('https://me:hunter2@example.com'))\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    count, said = proc.stdout.splitlines()[0].split(" ", 1)
+    assert said == "using context 'kind-x' at https://127.0.0.1:6443"
+    assert int(count) <= 2  # the dump and base64-value tests, both a fraction of a millisecond
+    assert proc.stdout.splitlines()[1] == "https://me:[REDACTED]@example.com"
