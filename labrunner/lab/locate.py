@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import sysconfig
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -36,8 +35,13 @@ WORKSHOP_FILE = "workshop.yaml"
 PACKAGE_DIR = Path(labrunner.__file__).resolve().parent
 CHECKOUT_LABS = PACKAGE_DIR.parent / "labs"
 """The bundled workshop's labs in a source checkout (or an editable install)."""
-PACKAGED_WORKSHOP = Path(sysconfig.get_path("data")) / "share" / "labrunner" / "workshop"
-"""Where a wheel installs the bundled workshop: ``labs/``, ``manifests/``, ``certs/``."""
+
+
+def packaged_workshop_dir() -> Path:
+    """Where a wheel installs the bundled workshop: ``labs/``, ``manifests/``, ``certs/``."""
+    import sysconfig  # lazy: only copying the workshop needs it (start-up speed)
+
+    return Path(sysconfig.get_path("data")) / "share" / "labrunner" / "workshop"
 
 
 class BundledReadOnly(UsageProblem):
@@ -58,8 +62,9 @@ def bundled_labs_dir() -> Path | None:
 
 def packaged_workshop() -> Path | None:
     """The bundled workshop to copy: the wheel's installed copy, else the checkout's."""
-    if (PACKAGED_WORKSHOP / "labs" / WORKSHOP_FILE).is_file():
-        return PACKAGED_WORKSHOP
+    installed = packaged_workshop_dir()
+    if (installed / "labs" / WORKSHOP_FILE).is_file():
+        return installed
     checkout = bundled_labs_dir()
     return checkout.parent if checkout is not None else None
 
