@@ -140,26 +140,39 @@ def _scan(group: str) -> tuple[EntrySource, ...]:
     return tuple(EntrySource.of(ep) for ep in metadata.entry_points(group=group))
 
 
+ENTRY_RECORDS = 8
+"""Import paths remembered at once: ``labrunner`` and ``python -m labrunner`` (run from
+different folders) see different paths, and each would otherwise replace the other's list."""
+
+
 def installed_entries(
     group: str = ENTRY_POINT_GROUP, *, cache_dir: Path | None = None
 ) -> tuple[EntrySource, ...]:
     """Every entry point in ``group``; from ``cache_dir`` while the import path is unchanged.
 
-    A cache that is missing, unreadable or stale is ignored and replaced; one
-    that cannot be written is simply not kept.
+    The cache keeps the lists of the last few import paths it saw. A cache
+    that is missing, unreadable or stale is ignored and replaced; one that
+    cannot be written is simply not kept.
     """
     if cache_dir is None:
         return _scan(group)
     path = cache_dir / ENTRY_POINTS_FILE
-    key = {"format": 1, "labrunner": __version__, "group": group, "path": _path_stamp()}
+    key = {"labrunner": __version__, "group": group, "path": _path_stamp()}
+    records: list[Any] = []
     try:
         data = json.loads(path.read_bytes())
-        if data["key"] == key:
-            return tuple(EntrySource(*(str(part) for part in item)) for item in data["entries"])
+        if data["format"] == 2:
+            records = [r for r in data["records"] if isinstance(r, dict)]
+        for record in records:
+            if record["key"] == key:
+                return tuple(
+                    EntrySource(*(str(part) for part in item)) for item in record["entries"]
+                )
     except (OSError, ValueError, KeyError, TypeError):
-        pass
+        records = []
     entries = _scan(group)
-    text = json.dumps({"key": key, "entries": [[e.name, e.value, e.dist] for e in entries]})
+    mine = {"key": key, "entries": [[e.name, e.value, e.dist] for e in entries]}
+    text = json.dumps({"format": 2, "records": [mine, *records[: ENTRY_RECORDS - 1]]})
     try:
         cache_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
         write_atomic(path, text.encode(), mode=0o600)  # it names modules to import

@@ -24,6 +24,7 @@ from typing import Any
 import pytest
 
 import labrunner
+import labrunner.verify.registry as registry_module
 from labrunner.lab import loader as loader_module
 from labrunner.lab.cache import (
     Unrepresentable,
@@ -410,7 +411,36 @@ def test_a_corrupt_entry_point_list_is_scanned_again(tmp_path: Path) -> None:
     (tmp_path / ENTRY_POINTS_FILE).write_text('{"key": 1, "entries": [["x"')
     entries = installed_entries(cache_dir=tmp_path)
     assert any(e.name == "command" for e in entries)
-    assert json.loads((tmp_path / ENTRY_POINTS_FILE).read_text())["entries"]
+    assert json.loads((tmp_path / ENTRY_POINTS_FILE).read_text())["records"][0]["entries"]
+
+
+def test_two_import_paths_keep_their_lists_side_by_side(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``labrunner`` and ``python -m labrunner`` see different import paths; alternating
+    them scans the entry points once for each, not at every start."""
+    scans: list[str] = []
+    scan = registry_module._scan
+
+    def counted(group: str) -> tuple[EntrySource, ...]:
+        scans.append(group)
+        return scan(group)
+
+    monkeypatch.setattr(registry_module, "_scan", counted)
+    first_path = [str(tmp_path / "bin"), *sys.path]
+    second_path = [str(tmp_path / "elsewhere"), *sys.path]
+    for _ in range(3):
+        for path in (first_path, second_path):
+            monkeypatch.setattr(sys, "path", path)
+            assert any(e.name == "pods_ready" for e in installed_entries(cache_dir=tmp_path))
+    assert len(scans) == 2
+    # the oldest of more paths than it keeps is dropped; the newest stay
+    for n in range(registry_module.ENTRY_RECORDS + 1):
+        monkeypatch.setattr(sys, "path", [str(tmp_path / f"p{n}"), *sys.path[1:]])
+        installed_entries(cache_dir=tmp_path)
+    kept = json.loads((tmp_path / ENTRY_POINTS_FILE).read_text())["records"]
+    assert len(kept) == registry_module.ENTRY_RECORDS
+    assert kept[0]["key"]["path"][0][0] == str(tmp_path / f"p{registry_module.ENTRY_RECORDS}")
 
 
 def test_only_a_registry_of_entry_points_has_a_fingerprint() -> None:
