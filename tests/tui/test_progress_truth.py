@@ -72,6 +72,32 @@ def test_two_clones_do_not_see_each_others_progress_in_the_tui(
     assert saved(clone_b).completed("basics") == {"hello", "fix-me"}
 
 
+def where_it_stands(app: LabrunnerApp, step_id: str) -> str:
+    """What the app shows and holds about ``step_id``: enough to tell a run that never
+    started (refused, dropped) from one that hangs in a command or in its checks."""
+    screen = lab_screen(app)
+    driver = app.driver
+    shell = driver.attached_shell() if driver is not None else None
+    tracker = shell.tracker if shell is not None else None
+    lines = [
+        f"state {screen.states[step_id].name}, record {screen.records.get(step_id)}",
+        f"screen job {screen.job}, running step {screen.running_step}, "
+        f"driver job {driver.busy if driver else None}",
+        f"workers {[(w.name, w.state.name) for w in app.workers]}",
+        f"notifications {[n.message for n in list(app.notices)[-8:]]}",
+        f"checks {[str(row.render()) for row in screen.query(CheckRow)]}",
+        f"output {[line[:160] for line in screen.query_one(OutputPane).plain_lines()[-20:]]}",
+        f"services {text(app, '#services')!r}",
+    ]
+    if tracker is not None and shell is not None:
+        lines.append(
+            f"shell phase {tracker.phase.name}, at empty prompt {tracker.at_empty_prompt}, "
+            f"finished {tracker.commands_finished}, "
+            f"terminal {[line[:160] for line in shell.scrollback.tail(12)]}"
+        )
+    return "\n".join(lines)
+
+
 async def run_steps(pilot: Any, app: LabrunnerApp, step_ids: list[str]) -> None:
     """Run each step with `r` and wait for it to pass."""
     screen = lab_screen(app)
@@ -79,19 +105,17 @@ async def run_steps(pilot: Any, app: LabrunnerApp, step_ids: list[str]) -> None:
         screen.select(step_id)
         await pilot.pause()
         await pilot.press("r")
-        await wait_for(
-            pilot,
-            lambda s=step_id: screen.states[s] in (StepState.PASSED, StepState.FAILED),
-            step_id,
-            90,
-        )
+        try:
+            await wait_for(
+                pilot,
+                lambda s=step_id: screen.states[s] in (StepState.PASSED, StepState.FAILED),
+                step_id,
+                90,
+            )
+        except AssertionError as exc:
+            raise AssertionError(f"{exc}\n{where_it_stands(app, step_id)}") from None
         await idle(pilot, app)
-        assert screen.states[step_id] is StepState.PASSED, (
-            step_id,
-            [str(row.render()) for row in app.screen.query(CheckRow)],
-            app.screen.query_one(OutputPane).plain_lines()[-20:],
-            text(app, "#services"),
-        )
+        assert screen.states[step_id] is StepState.PASSED, where_it_stands(app, step_id)
 
 
 def free_port() -> int:
