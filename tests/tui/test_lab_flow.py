@@ -12,9 +12,11 @@ from collections.abc import Callable
 
 from textual.widgets import Markdown
 
+from labrunner.engine import events as ev
 from labrunner.engine.events import StepStatus
 from labrunner.lab.model import Workshop
 from labrunner.state.rules import StepState
+from labrunner.tui import messages as msg
 from labrunner.tui.app import LabrunnerApp
 from labrunner.tui.dialogs.confirm import ConfirmDialog
 from labrunner.tui.messages import JobKind
@@ -140,6 +142,32 @@ def test_a_prompt_is_answered_through_the_input_line(
             assert not screen.query_one("#prompt-row").has_class("-shown")
             record = app.settings.store.steps("basics")["ask"]
             assert record.exports == {"LEARNER": "ada"}
+
+    asyncio.run(scenario())
+
+
+def test_a_job_that_ends_as_its_prompt_shows_leaves_the_keys_to_the_lab(
+    build: Callable[..., LabrunnerApp],
+) -> None:
+    """A line left unfinished for a moment (a progress line) shows the answer line, which
+    takes the focus on Textual's next turn; when the job's end is handled before that turn
+    (both messages were waiting), the focus must not land in the hidden line afterwards,
+    where the next `r` would be typed instead of running the step."""
+
+    async def scenario() -> None:
+        app = build(lab="basics")
+        async with app.run_test(size=(100, 30)) as pilot:
+            screen = lab_screen(app)
+            assert screen.selected.id == "hello"
+            await idle(pilot, app)
+            # one turn of the screen, as when both messages are queued
+            screen.on_engine_event(msg.EngineEvent(ev.PromptWaiting("basics", "hello", "50%")))
+            screen.on_job_done(msg.JobDone(JobKind.RUN, "hello", None, screen.records))
+            await pilot.pause()
+            assert not screen.query_one("#prompt-row").has_class("-shown")
+            assert app.focused is screen.query_one(StepList)
+            await pilot.press("r")
+            await wait_for(pilot, lambda: screen.states["hello"] is StepState.PASSED, "pass")
 
     asyncio.run(scenario())
 

@@ -843,7 +843,9 @@ class LabScreen(Screen[None]):
         self.query_one("#prompt-row").add_class("-shown")
         field = self.query_one("#prompt-input", Input)
         field.password = any(word in prompt.lower() for word in SECRET_WORDS)
-        field.focus()
+        # now, not on Textual's next turn (``focus()``): the job's end may be handled first,
+        # and would then find the line unfocused and leave the keys to land in it, hidden
+        self.set_focus(field)
 
     def _hide_prompt(self) -> None:
         if self.prompt is None:
@@ -852,8 +854,8 @@ class LabScreen(Screen[None]):
         self.query_one("#prompt-row").remove_class("-shown")
         field = self.query_one("#prompt-input", Input)
         field.value = ""
-        if field.has_focus:
-            self.query_one(StepList).focus()
+        if self.focused is field:  # (``has_focus`` follows only once the Focus event is handled)
+            self.set_focus(self.query_one(StepList))
 
     @on(Input.Submitted, "#prompt-input")
     def _send_answer(self, event: Input.Submitted) -> None:
