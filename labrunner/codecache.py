@@ -56,8 +56,9 @@ def _load(path: str) -> dict[str, Any]:
         with open(path, "rb") as handle:
             if handle.read(len(HEADER)) != HEADER or handle.read(4) != _magic():
                 return {}
-            # trusted as Python trusts __pycache__: a private file in the user's own state
-            table = marshal.load(handle)  # noqa: S302
+            data = handle.read()
+        # trusted as Python trusts __pycache__: a private file in the user's own state
+        table = marshal.loads(data)  # noqa: S302 (one read: marshal.load reads in pieces)
     except (OSError, EOFError, ValueError, TypeError):
         return {}
     if not isinstance(table, dict):
