@@ -30,7 +30,7 @@ from typing import Any
 
 FILE_PREFIX = "dataclass-code"
 HEADER = b"labrunner dataclass code 1\n"
-MAX_ENTRIES = 4000
+MAX_ENTRIES = 2000
 """A table grown past this (old labrunner versions' methods) starts again from this run's."""
 
 _table: dict[str, Any] = {}
