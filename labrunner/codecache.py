@@ -73,7 +73,9 @@ def _exec(source: Any, globals: Any = None, locals: Any = None, /) -> None:
     if type(source) is str:
         code = _table.get(source)
         if code is None:
-            code = compile(source, "<string>", "exec")
+            # as exec compiles it in dataclasses, which has no __future__ imports (inheriting
+            # this module's would turn the methods' annotations into strings)
+            code = compile(source, "<string>", "exec", dont_inherit=True)
             _table[source] = code
             _dirty = True
             misses += 1
