@@ -30,6 +30,7 @@ from typing import ClassVar
 
 from textual.app import App
 from textual.binding import Binding, BindingType
+from textual.driver import Driver
 from textual.notifications import Notification, Notify
 from textual.worker import Worker, get_current_worker
 
@@ -54,6 +55,7 @@ from labrunner.state.rules import (
     steps_to_recheck,
     workshop_progress,
 )
+from labrunner.tui import hangup
 from labrunner.tui import messages as msg
 from labrunner.tui.commands import Action, ScreenActions, bindings
 from labrunner.tui.dialogs.confirm import ConfirmDialog, GuardDialog
@@ -225,6 +227,10 @@ class LabrunnerApp(App[int]):
         self.notices.append(event.notification)
         self._notifications.clear()
         super()._on_notify(event)
+
+    def get_driver_class(self) -> type[Driver]:
+        """Textual's driver, made to survive the terminal going away (see ``hangup``)."""
+        return hangup.driver_class(super().get_driver_class())
 
     def on_ready(self) -> None:
         self.ready.set()

@@ -27,7 +27,7 @@ import pytest
 from labrunner.testing import detaching
 from labrunner.testing.detaching import alive, pids_in
 
-from .helpers import copy_workshop
+from .helpers import REPO_LABS, copy_workshop
 from .test_terminal_pane import typing_workshop
 
 DEADLINE = 20.0
@@ -201,3 +201,33 @@ def test_closing_the_terminal_leaves_nothing_running(tmux: Tmux, tmp_path: Path,
         for pid in pids_in(pids_file):
             if alive(pid):
                 os.kill(pid, signal.SIGKILL)
+
+
+def test_a_terminal_closed_as_the_first_screen_paints_never_leaves_labrunner_running(
+    tmux: Tmux, tmp_path: Path
+) -> None:
+    """Textual's writer thread ends at its first write to a hung-up terminal; the frames
+    drawn after that filled its queue and the exit blocked on it for ever (one close in
+    four, right after the first paint). labrunner's driver drops output once the terminal
+    is gone, so every close ends labrunner (tried eight times). A checkout run without
+    bytecode and unbuffered, as here, starts slowly enough to be drawing still when the
+    terminal goes: without the fix, this test failed in every run tried."""
+    labs = REPO_LABS
+    tmux.env.update(PYTHONDONTWRITEBYTECODE="1", PYTHONUNBUFFERED="1")
+    command = f"exec {sys.executable} -m labrunner --labs {labs}"
+    for attempt in range(8):
+        tmux("new-session", "-d", "-x", "100", "-y", "30", "-s", "lab", command)
+        pane = int(tmux("list-panes", "-t", "lab", "-F", "#{pane_pid}").stdout.split()[0])
+        try:
+            tmux.wait(tmux.shows("Mesh security"), "the lab list")
+            tmux("kill-server")  # the terminal goes away as the app goes on drawing
+            deadline = time.monotonic() + DEADLINE
+            while alive(pane):
+                assert time.monotonic() < deadline, (
+                    f"labrunner still runs {DEADLINE:.0f}s after its terminal closed "
+                    f"(attempt {attempt + 1})"
+                )
+                time.sleep(0.05)
+        finally:
+            if alive(pane):
+                os.kill(pane, signal.SIGKILL)
