@@ -292,13 +292,21 @@ class ProcessIdentity:
 
     @classmethod
     def of(cls, pid: int) -> ProcessIdentity | None:
-        """Read the identity of ``pid`` from /proc; None if it is gone or unreadable."""
+        """Read the identity of ``pid`` from /proc; None if it is gone or unreadable.
+
+        An empty argv is unreadable too: a zombie shows none, and so does a
+        process in the middle of ``execve`` (the kernel closes the
+        close-on-exec descriptors, which is what tells pexpect the exec
+        happened, before it fills in the new program's argv and environment).
+        """
         try:
             with open(f"/proc/{pid}/cmdline", "rb") as fh:
                 cmdline = fh.read()
             with open(f"/proc/{pid}/environ", "rb") as fh:
                 environ = fh.read()
         except OSError:
+            return None
+        if not cmdline:
             return None
         return cls(cmdline, environ)
 
@@ -359,11 +367,13 @@ class ShellTracker:
     def attach(self, pump: PtyPump, *, shell_pid: int | None = None) -> Callable[[], None]:
         """Listen to ``pump``'s output and input; returns a function that detaches.
 
-        With ``shell_pid``, remember that process's identity now, so a later
-        ``exec`` is recognised for certain (see :meth:`check`).
+        With ``shell_pid``, remember that process's identity when its first
+        prompt mark arrives (by then bash runs its rc file, long past its own
+        ``execve``), so a later ``exec`` is recognised for certain (see
+        :meth:`check`).
         """
         if shell_pid is not None:
-            self.remember_process(shell_pid)
+            self._pid = shell_pid
         remove_output = pump.add_listener(self.feed)
         remove_input = pump.add_input_listener(self.note_input)
 
@@ -372,11 +382,6 @@ class ShellTracker:
             remove_input()
 
         return detach
-
-    def remember_process(self, pid: int) -> None:
-        """Record the shell's argv and environment, to tell later if it was replaced."""
-        self._pid = pid
-        self._identity = ProcessIdentity.of(pid)
 
     def feed(self, data: bytes) -> None:
         """Take a chunk of raw PTY output."""
@@ -420,6 +425,8 @@ class ShellTracker:
             self._started = None
             return ShellEvent(mark.kind, self.phase, mark.status, end)
         if mark.kind is MarkKind.PROMPT:
+            if self._identity is None and self._pid is not None:
+                self._identity = ProcessIdentity.of(self._pid)
             new_prompt = self.phase is not Phase.PROMPT
             self.phase = Phase.PROMPT
             self.prompts += 1

@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+import os
+import shlex
+import subprocess
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import cast
 
 import pytest
 
@@ -22,6 +27,7 @@ from labrunner.shell.integration import (
     paste_command,
     process_name,
 )
+from labrunner.shell.pty_pump import PtyPump
 from labrunner.testing.waiting import wait_for
 
 from .helpers import DEADLINE, LiveShell, live_shell
@@ -199,6 +205,47 @@ def test_exec_bash_is_seen_as_lost_integration(tmp_path: Path) -> None:
         assert shell.tracker.wait(lambda t: t.phase is Phase.RUNNING, DEADLINE)
         report = shell.tracker.check(shell.pump, shell_pid=shell.pid)
         assert "replaced" in report.reason
+
+
+class _NoPump:
+    """Enough of a PtyPump for :meth:`ShellTracker.attach`: the test feeds the marks itself."""
+
+    def add_listener(self, listener: object) -> Callable[[], None]:
+        return lambda: None
+
+    add_input_listener = add_listener
+
+
+def _runs(pid: int, program: bytes) -> bool:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().startswith(program)
+    except OSError:
+        return False
+
+
+def test_the_shell_is_known_by_what_it_runs_at_its_first_prompt(tmp_path: Path) -> None:
+    # The lab shell is attached the moment pexpect returns, which can be in the middle of
+    # the kernel's execve (argv and environment not yet there) or, on a loaded machine, of a
+    # wrapper's exec: what runs then is not what to compare with later. What runs at the
+    # first prompt is; an exec after that prompt is a replacement.
+    go = tmp_path / "go"
+    os.mkfifo(go)
+    stage2 = f"read _ < {go}; exec sleep 60"
+    proc = subprocess.Popen(["bash", "-c", f"read _ < {go}; exec bash -c {shlex.quote(stage2)}"])
+    try:
+        tracker = ShellTracker("n0nce")
+        tracker.attach(cast(PtyPump, _NoPump()), shell_pid=proc.pid)
+        go.write_text("\n")
+        assert wait_for(lambda: _runs(proc.pid, b"bash\0-c\0" + stage2.encode()), DEADLINE)
+        assert not tracker.process_replaced()
+        tracker.feed(b"\x1b]133;A;lr=n0nce\x07")
+        assert not tracker.process_replaced()
+        go.write_text("\n")
+        assert wait_for(lambda: _runs(proc.pid, b"sleep"), DEADLINE)
+        assert tracker.process_replaced()
+    finally:
+        proc.kill()
+        proc.wait()
 
 
 def test_a_prompt_without_marks_is_seen_as_lost_integration(tmp_path: Path) -> None:
