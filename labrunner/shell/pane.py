@@ -204,20 +204,28 @@ class PaneShell(Shell):
     def alive(self) -> bool:
         """True while bash runs; false as soon as its terminal closed (it is exiting, even
         if the kernel has not reported it yet), so the next command restarts it."""
+        return super().alive and not self.ended
+
+    @property
+    def ended(self) -> bool:
+        """True once the shell's terminal closed: ``exit``, Ctrl+D, a kill. Its last
+        command (the ``exit``) was marked as started and will never be marked done."""
         pump = self.pump
-        return super().alive and not (pump is not None and pump.eof)
+        return pump is not None and pump.eof
+
+    def _typed_command_runs(self) -> bool:
+        tracker = self.tracker
+        return tracker is not None and tracker.phase is Phase.RUNNING and not self.ended
 
     @property
     def busy(self) -> bool:
         """True while a command runs in the shell, whoever typed it."""
-        tracker = self.tracker
-        return self._busy or (tracker is not None and tracker.phase is Phase.RUNNING)
+        return self._busy or self._typed_command_runs()
 
     @property
     def learner_running(self) -> bool:
         """True while a command the learner typed runs (not one labrunner sent)."""
-        tracker = self.tracker
-        return not self._busy and tracker is not None and tracker.phase is Phase.RUNNING
+        return not self._busy and self._typed_command_runs()
 
     def send(self, text: str) -> None:
         """Type ``text`` into the terminal (an answer to a prompt)."""

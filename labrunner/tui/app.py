@@ -688,8 +688,11 @@ class LabrunnerApp(App[int]):
             markup=False,
         )
 
-    def _open_terminal(self, driver: LabDriver, *, restart: bool = False) -> None:
-        """Start the lab's shell in a worker and show it in the lab screen's pane."""
+    def _open_terminal(
+        self, driver: LabDriver, *, restart: bool = False, attach_for: str | None = None
+    ) -> None:
+        """Start the lab's shell in a worker and show it in the lab screen's pane; with
+        ``attach_for`` (a step id), then give it the real terminal, as ``t`` does."""
 
         def work() -> None:
             shell = driver.terminal(restart=restart)
@@ -698,8 +701,18 @@ class LabrunnerApp(App[int]):
                 return
             if isinstance(shell, str):
                 self.call_from_thread(screen.terminal_failed, shell)
-            else:
-                self.call_from_thread(screen.attach_terminal, shell)
+                if attach_for is not None:
+                    self.call_from_thread(
+                        self.notify,
+                        shell.capitalize() + ".",
+                        title="Shell",
+                        severity="error",
+                        markup=False,
+                    )
+                return
+            self.call_from_thread(screen.attach_terminal, shell)
+            if attach_for is not None:
+                self.call_from_thread(self._attach_shell, driver, attach_for, shell)
 
         self.run_worker(work, thread=True, group="terminal", exit_on_error=False)
 
@@ -714,6 +727,11 @@ class LabrunnerApp(App[int]):
         shell = driver.attached_shell() if driver is not None else None
         if driver is not None and shell is not None:
             self._attach_shell(driver, message.step_id, shell)
+            return
+        if driver is not None and self.settings.terminal_pane:
+            # never a second shell: start the lab's own (after the cluster check), then attach
+            attach = partial(self._open_terminal, driver, attach_for=message.step_id)
+            self._guarded(driver, attach)
             return
         self._request(
             msg.JobKind.SHELL,

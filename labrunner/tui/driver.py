@@ -374,6 +374,9 @@ class LabDriver:
         """Start (or, with ``restart``, start again) the lab's shell for the terminal pane;
         returns it, or why it could not start. Waits for a running job to finish."""
         with self._engine_lock:
+            current = self.session.current_shell
+            if isinstance(current, PaneShell) and current.ended:
+                restart = True  # the learner typed exit: a new shell with what it saved
             try:
                 shell = self.session.restart_shell() if restart else self.session.shell
             except ShellError as exc:
@@ -385,7 +388,9 @@ class LabDriver:
     def attached_shell(self) -> PaneShell | None:
         """The lab's shell if it runs and has a terminal (``t`` attaches to it)."""
         shell = self.session.current_shell
-        return shell if isinstance(shell, PaneShell) and shell.pump is not None else None
+        if isinstance(shell, PaneShell) and shell.pump is not None and not shell.ended:
+            return shell
+        return None
 
     def recheck(self, steps: list[Step]) -> None:
         """Re-check completed steps once (background), with their services brought back;

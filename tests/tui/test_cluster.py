@@ -12,10 +12,12 @@ from typing import Any
 import pytest
 
 from labrunner.lab.model import Workshop
+from labrunner.shell.pane import PaneShell
 from labrunner.state.rules import StepState
 from labrunner.testing.fakecluster import FakeCluster
 from labrunner.tui.app import LabrunnerApp, make_app
 from labrunner.tui.dialogs.confirm import GuardDialog
+from labrunner.tui.widgets.terminal_pane import TerminalPane
 
 from .helpers import (
     copy_workshop,
@@ -87,6 +89,37 @@ def test_the_guard_asks_before_acting_on_a_context_that_is_not_disposable(
             await pilot.pause()
             assert not isinstance(app.screen, GuardDialog)
             await wait_for(pilot, lambda: screen.job is None, "the run to end")
+
+    asyncio.run(scenario())
+
+
+def test_t_before_the_lab_shell_started_starts_it_past_the_guard_and_attaches_it(
+    build: Callable[..., LabrunnerApp], tmp_path: Path
+) -> None:
+    # On a context that is not disposable the lab shell waits for the guard; `t` then
+    # asks, starts the lab's own shell and gives the terminal to it: never a second shell.
+    env = {"KUBECONFIG": str(kubeconfig(tmp_path / "kubeconfig", "prod-cluster"))}
+    attached: list[PaneShell] = []
+
+    def attacher(shell: PaneShell, escape: str, banner: str) -> None:
+        attached.append(shell)
+
+    def second_shell(env: dict[str, str], cwd: Path, banner: str) -> int:
+        raise AssertionError("t opened a shell other than the lab's")
+
+    async def scenario() -> None:
+        app = build(base_env={**_path_env(), **env}, attacher=attacher, shell_runner=second_shell)
+        async with app.run_test(size=(120, 35)) as pilot:
+            await open_cluster_lab(pilot, app)
+            pane = lab_screen(app).query_one(TerminalPane)
+            assert pane.shell is None
+            await pilot.press("t")
+            await wait_for(pilot, lambda: isinstance(app.screen, GuardDialog), "the guard")
+            await pilot.press("y")
+            await wait_for(pilot, lambda: bool(attached), "the terminal to be attached")
+            assert attached == [pane.shell]
+            assert attached[0].alive
+            assert app.driver is not None and app.driver.attached_shell() is attached[0]
 
     asyncio.run(scenario())
 

@@ -251,6 +251,33 @@ def test_exec_bash_is_reported_and_a_restart_brings_the_exports_back(
     asyncio.run(scenario())
 
 
+def test_exit_in_the_pane_ends_the_shell_and_i_brings_it_back_with_its_exports(
+    build: Callable[..., LabrunnerApp], typing: Workshop
+) -> None:
+    async def scenario() -> None:
+        app = build(workshop=typing, lab="typing")
+        async with app.run_test(size=(120, 35)) as pilot:
+            pane = await ready(pilot, app)
+            await pilot.press("i")
+            await type_line(pilot, pane, "export TYPED=before-exit")
+            first = pane.shell
+            assert first is not None
+            await pilot.press(*"exit", "enter")
+            await wait_for(pilot, lambda: "the lab shell ended" in status(pane), "the end")
+            assert "running" not in status(pane)
+            assert not pane.focused  # the lab's keys work again
+            assert not first.busy and not first.learner_running
+            assert app.running_work() is None  # q would not ask about a typed command
+            await pilot.press("i")
+            await wait_for(pilot, lambda: pane.shell is not first, "a new lab shell")
+            await ready(pilot, app)
+            shell = pane.shell
+            assert shell is not None and shell.alive
+            assert shell.snapshot().env.get("TYPED") == "before-exit"
+
+    asyncio.run(scenario())
+
+
 def test_q_in_the_focused_pane_is_typed_not_quit(
     build: Callable[..., LabrunnerApp], typing: Workshop
 ) -> None:

@@ -159,9 +159,9 @@ class TerminalPane(Vertical):
         status.update(text)
 
     def focus_terminal(self) -> bool:
-        """Give the keyboard to the shell; False when there is no shell yet."""
+        """Give the keyboard to the shell; False when there is no shell yet or it ended."""
         view = self.view
-        if view is None:
+        if view is None or (self.shell is not None and self.shell.ended):
             return False
         view.focus()
         self._poll()
@@ -187,8 +187,8 @@ class TerminalPane(Vertical):
         view = self.view
         if view is None:
             return False
-        tracker = self.shell.tracker if self.shell is not None else None
-        running = tracker is not None and tracker.phase is Phase.RUNNING
+        shell = self.shell
+        running = shell is not None and shell.busy
         return view.has_focus or self.busy or running or view.scrolled_back > 0
 
     def _fit(self) -> None:
@@ -223,6 +223,16 @@ class TerminalPane(Vertical):
         tracker, pump, pid = shell.tracker, shell.pump, shell.pid
         if tracker is None or pump is None or pid is None:
             self.show_message("Terminal  ·  the lab shell has stopped", error=True)
+            return
+        if shell.ended:
+            self.show_message(
+                f"Terminal  ·  the lab shell ended (exit). Press {self.focus_key} to start it "
+                "again; your exports and directory come back.",
+                error=True,
+            )
+            view = self.view
+            if view is not None and view.has_focus:  # the lab's keys work again
+                view.post_message(TerminalView.Escaped(view))
             return
         report = tracker.check(pump, shell_pid=pid)
         self.integration, self.reason = report.state, report.reason
