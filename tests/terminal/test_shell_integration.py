@@ -200,7 +200,8 @@ def test_exec_bash_is_seen_as_lost_integration(tmp_path: Path) -> None:
         # the same argv as the original: only the environment tells them apart
         shell.pump.send("exec bash --norc --noprofile -i\r")
         assert wait_for(lambda: _state(shell) is Integration.LOST, DEADLINE)
-        assert shell.tracker.process_replaced()
+        # the new bash may still be inside execve (no argv yet) when LOST is first seen
+        assert wait_for(shell.tracker.process_replaced, DEADLINE)
         # PS0 still marked the start of `exec bash`; its end never comes
         assert shell.tracker.wait(lambda t: t.phase is Phase.RUNNING, DEADLINE)
         report = shell.tracker.check(shell.pump, shell_pid=shell.pid)
