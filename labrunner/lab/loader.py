@@ -376,20 +376,12 @@ class _LabChecker:
         )
 
     def _imports(self, raw: dict[str, list[str]]) -> tuple[Import, ...]:
-        """The ``import`` mapping; which labs and names are valid is checked workshop-wide."""
-        requires = set(self.data.get("requires") or [])
+        """The ``import`` mapping; which labs and names are valid is checked workshop-wide
+        (a lab may import from one it requires only through another)."""
         out = []
         for lab_id, names in raw.items():
             if lab_id == self.data.get("id"):
                 self.problem(("import", lab_id), "a lab cannot import from itself", key=True)
-                continue
-            if lab_id not in requires:
-                self.problem(
-                    ("import", lab_id),
-                    f"imports from {lab_id!r}, which is not in requires; a lab imports only "
-                    "from labs it requires (add it there)",
-                    key=True,
-                )
                 continue
             out.append(Import(lab_id, tuple(names), self.where(("import", lab_id))))
         return tuple(out)
@@ -899,8 +891,19 @@ def _import_problems(lab: Lab, by_id: Mapping[str, Lab]) -> list[Problem]:
     for item in lab.imports:
         where = item.where or Where(lab.path, 1)
         source = by_id.get(item.lab)
-        if source is None or item.lab not in _required(lab, by_id):
+        if source is None and item.lab in lab.requires:
             continue  # reported as an unknown requirement already
+        if source is None or item.lab not in _required(lab, by_id):
+            problems.append(
+                Problem(
+                    where.file,
+                    where.line,
+                    f"imports from {item.lab!r}, which it does not require, directly or through "
+                    "the labs it requires; a lab imports only from labs done before it "
+                    f"(add {item.lab!r} to requires)",
+                )
+            )
+            continue
         exported = {name for step in source.steps for name in step.exports}
         for name in item.names:
             if name not in exported:

@@ -261,12 +261,44 @@ def test_a_lab_imports_exports_from_a_lab_it_requires(tmp_path: Path) -> None:
     assert "$GATEWAY_IP from first is not known yet" in missing.stderr
 
 
+THIRD = """\
+    apiVersion: labrunner/v1
+    id: third
+    title: Third
+    requires: [second]
+    import:
+      first: [GATEWAY_IP]
+    steps:
+      - id: reuse-gateway
+        title: Reuse the gateway
+        run: ['echo "again $GATEWAY_IP" > again.txt']
+        check:
+          - file: {path: again.txt, contains: again 10.9.8.7}
+"""
+
+
+def test_a_lab_imports_from_a_lab_it_requires_through_another(tmp_path: Path) -> None:
+    root = tmp_path / "workshop"
+    for name, text in IMPORTS.items():
+        write(root / "labs" / name, text)
+    write(root / "labs" / "third.yaml", THIRD)
+    assert_clean(run_cli("validate", cwd=root), 0)
+    assert_clean(run_cli("verify", "-q", "--no-save", cwd=root), 0)
+    assert (root / "again.txt").read_text() == "again 10.9.8.7\n"
+    # in a new process, from what the first lab saved
+    assert_clean(run_cli("verify", "-q", "first", cwd=root), 0)
+    (root / "again.txt").unlink()
+    assert_clean(run_cli("verify", "-q", "third", cwd=root), 0)
+    assert (root / "again.txt").read_text() == "again 10.9.8.7\n"
+
+
 @pytest.mark.parametrize(
     ("second", "message"),
     [
         (
             IMPORTS["second.yaml"].replace("requires: [first]", "requires: []"),
-            "imports from 'first', which is not in requires",
+            "imports from 'first', which it does not require, directly or through the labs "
+            "it requires",
         ),
         (
             IMPORTS["second.yaml"].replace("first: [GATEWAY_IP]", "first: [GATEWAY_PORT]"),
