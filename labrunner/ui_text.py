@@ -18,7 +18,7 @@ from labrunner.durations import format_duration
 from labrunner.engine import events as ev
 from labrunner.engine.events import StepStatus
 from labrunner.redact import LineRedactor, redact
-from labrunner.state.rules import LOOKS, StepState
+from labrunner.state.rules import RUN_LOOKS
 from labrunner.verify.outcome import Status
 
 if TYPE_CHECKING:
@@ -28,11 +28,11 @@ REPEAT_LIMIT = 200
 """A check message longer than this is not repeated in its step's verdict line."""
 
 _MARK = {
-    StepStatus.PASSED: ("PASS", LOOKS[StepState.PASSED].glyph, "green"),
-    StepStatus.FAILED: ("FAIL", LOOKS[StepState.FAILED].glyph, "red"),
-    StepStatus.ERROR: ("ERROR", "!", "magenta"),
-    StepStatus.SKIPPED: ("SKIP", LOOKS[StepState.SKIPPED].glyph, "yellow"),
-    StepStatus.CANCELLED: ("CANCEL", "■", "yellow"),
+    StepStatus.PASSED: ("PASS", RUN_LOOKS["passed"].glyph, "green"),
+    StepStatus.FAILED: ("FAIL", RUN_LOOKS["failed"].glyph, "red"),
+    StepStatus.ERROR: ("ERROR", RUN_LOOKS["error"].glyph, "magenta"),
+    StepStatus.SKIPPED: ("SKIP", RUN_LOOKS["skipped"].glyph, "yellow"),
+    StepStatus.CANCELLED: ("CANCEL", RUN_LOOKS["cancelled"].glyph, "yellow"),
 }
 _SERVICE = {"running": "green", "starting": "cyan", "stopped": "yellow", "failed": "red"}
 _CHECK = {Status.PASSED: "✔", Status.PENDING: "…", Status.FAILED: "✘", Status.ERROR: "!"}

@@ -27,18 +27,11 @@ from labrunner.engine import events as ev
 from labrunner.engine.events import StepStatus
 from labrunner.lab.model import Lab, Workshop
 from labrunner.redact import redact
+from labrunner.state.rules import RUN_LOOKS
 
 MAX_MESSAGE = 4000
 DETAIL_LINES = 10
 SUMMARY_MESSAGE = 300
-_MARK = {
-    "passed": "✅ passed",
-    "failed": "❌ failed",
-    "error": "⛔ error",
-    "skipped": "⏭️ skipped",
-    "cancelled": "⏹️ cancelled",
-    "not-run": "· not run",
-}
 
 
 def escape_data(text: str) -> str:
@@ -181,10 +174,16 @@ class GitHubActions:
         lines = summary_head(title)
         for row in self.rows:
             lines.append(
-                f"| {cell(row.lab)} | {cell(row.step)} | {_MARK.get(row.status, row.status)} "
+                f"| {cell(row.lab)} | {cell(row.step)} | {_mark(row.status)} "
                 f"| {format_duration(row.duration)} | {cell(row.message, SUMMARY_MESSAGE)} |"
             )
         return "\n".join(lines) + "\n"
+
+
+def _mark(status: str) -> str:
+    """A step summary's outcome cell: the run log's glyph and word for it."""
+    look = RUN_LOOKS.get(status)
+    return str(look) if look is not None else status
 
 
 def summary_head(title: str) -> list[str]:

@@ -79,6 +79,17 @@ LOOKS: Mapping[StepState, Look] = {
 }
 """The one table of step states: the TUI, ``labrunner list`` and the run log use it."""
 
+RUN_LOOKS: Mapping[str, Look] = {
+    "passed": LOOKS[StepState.PASSED],
+    "failed": LOOKS[StepState.FAILED],
+    "error": Look("!", "error"),
+    "skipped": LOOKS[StepState.SKIPPED],
+    "cancelled": Look("■", "cancelled"),
+    "not-run": Look("·", "not run"),
+}
+"""How a run's step outcomes show in the run log and the reports: the step states' own
+looks where an outcome is one, so a report never marks a step as the TUI would not."""
+
 
 def recorded_state(record: StepRecord | None) -> StepState | None:
     """The state a record alone gives a step (None when it says nothing final)."""

@@ -130,7 +130,7 @@ def test_verify_on_actions_annotates_the_failing_step_and_writes_a_summary(tmp_p
     assert re.fullmatch(r"\|(---:?\|)+", table[1].replace("---:", "---"))
     rows = [[c.strip() for c in x.strip("|").split("|")] for x in table[2:]]
     assert [r[1] for r in rows] == ["fine", "far-away", "broken", "after"]
-    assert [r[2] for r in rows] == ["✅ passed", "⏭️ skipped", "❌ failed", "⏭️ skipped"]
+    assert [r[2] for r in rows] == ["✔ passed", "↷ skipped", "✘ failed", "↷ skipped"]
     assert all(len(r) == 5 for r in rows)
     assert "ghp_" not in text
 
