@@ -38,6 +38,7 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import json
+import math
 import os
 import re
 import threading
@@ -302,7 +303,7 @@ class Journal:
         self._lock_box: list[int | None] = [None, None]
         """The lock file's open descriptor and its inode."""
         weakref.finalize(self, _close_lock, self._lock_box)
-        self._synced_at = 0.0
+        self._synced_at = -math.inf  # the first record syncs at once (even soon after boot)
 
     # ------------------------------------------------------------------ locking
 
