@@ -231,8 +231,8 @@ class TerminalPane(Vertical):
                 error=True,
             )
             view = self.view
-            if view is not None and view.has_focus:  # the lab's keys work again
-                view.post_message(TerminalView.Escaped(view))
+            if view is not None and view.has_focus:  # the lab's keys work again, now
+                view.action_release()
             return
         report = tracker.check(pump, shell_pid=pid)
         self.integration, self.reason = report.state, report.reason
