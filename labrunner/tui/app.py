@@ -943,6 +943,15 @@ class LabrunnerApp(App[int]):
 
     # ------------------------------------------------------------------ app-wide actions
 
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        """While the keyboard is in the terminal pane, q, ? and Ctrl+P are the shell's: the
+        footer does not offer them then, and Ctrl+P (a priority binding) reaches readline
+        instead of opening the palette. Ctrl+Q still quits."""
+        screen = self.screen
+        if action in ("quit", "help", "command_palette") and isinstance(screen, LabScreen):
+            return not screen.terminal_focused
+        return True
+
     def action_help(self) -> None:
         """Show every key binding."""
         if isinstance(self.screen, HelpScreen):

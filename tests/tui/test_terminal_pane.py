@@ -17,6 +17,7 @@ from typing import Any
 import pytest
 from textual.pilot import Pilot
 from textual.widgets import Static
+from textual.widgets._footer import FooterKey
 
 from labrunner.lab.model import Workshop
 from labrunner.shell.integration import Integration, Phase
@@ -296,6 +297,33 @@ def test_q_in_the_focused_pane_is_typed_not_quit(
     asyncio.run(scenario())
 
 
+def _footer(app: LabrunnerApp) -> list[str]:
+    return [str(key.description) for key in app.screen.query(FooterKey)]
+
+
+def test_the_footer_offers_only_the_way_back_while_the_pane_has_the_keyboard(
+    build: Callable[..., LabrunnerApp], typing: Workshop
+) -> None:
+    async def scenario() -> None:
+        app = build(workshop=typing, lab="typing")
+        async with app.run_test(size=(120, 35)) as pilot:
+            pane = await ready(pilot, app)
+            await wait_for(pilot, lambda: "Quit" in _footer(app), "the lab's footer")
+            assert "Back to lab" not in _footer(app)
+            await pilot.press("i")
+            assert pane.focused
+            # every key goes to the shell now: q, ? and r are not the lab's to offer
+            await wait_for(pilot, lambda: "Back to lab" in _footer(app), "the pane's footer")
+            assert not {"Quit", "Help", "Check", "Run"} & set(_footer(app)), _footer(app)
+            # clicking it gives the keyboard back, as Ctrl+] does
+            await pilot.click(FooterKey)
+            await wait_for(pilot, lambda: not pane.focused, "the keyboard back")
+            await wait_for(pilot, lambda: "Quit" in _footer(app), "the lab's footer again")
+            assert "Back to lab" not in _footer(app)
+
+    asyncio.run(scenario())
+
+
 def test_q_asks_first_while_a_command_typed_in_the_pane_runs(
     build: Callable[..., LabrunnerApp], typing: Workshop
 ) -> None:
@@ -384,5 +412,34 @@ def test_a_configured_detach_key_gives_the_keyboard_back(
             assert not pane.focused
             assert isinstance(app.focused, StepList)
             await wait_for(pilot, lambda: "i: type here" in status(pane), "the status row")
+
+    asyncio.run(scenario())
+
+
+
+def test_ctrl_p_in_the_focused_pane_is_readline_not_the_palette(
+    build: Callable[..., LabrunnerApp], typing: Workshop
+) -> None:
+    async def scenario() -> None:
+        app = build(workshop=typing, lab="typing")
+        async with app.run_test(size=(120, 35)) as pilot:
+            pane = await ready(pilot, app)
+            await pilot.press("i")
+            await type_line(pilot, pane, "echo probe-$((40+2))")
+            shell = pane.shell
+            assert shell is not None and shell.tracker is not None
+            done = shell.tracker.commands_finished
+            # Ctrl+P is readline's previous line: the command runs again
+            await pilot.press("ctrl+p", "enter")
+            await wait_for(
+                pilot, lambda: shell.tracker.commands_finished > done, "the recalled command"
+            )
+            assert isinstance(app.screen, LabScreen) and pane.focused  # no palette
+            view = pane.view
+            assert view is not None
+            assert sum(row.strip() == "probe-42" for row in view.frame.text()) == 2
+            # with the keyboard back at the lab, Ctrl+P opens the palette as everywhere else
+            await pilot.press("ctrl+right_square_bracket", "ctrl+p")
+            await wait_for(pilot, lambda: not isinstance(app.screen, LabScreen), "the palette")
 
     asyncio.run(scenario())

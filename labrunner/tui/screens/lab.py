@@ -391,10 +391,12 @@ class LabScreen(Screen[None]):
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         """Hide what needs a real terminal when there is none (served to a browser), and
         what needs the terminal pane without one; let Ctrl+C reach a focused pane; offer
-        x Cancel only while a job runs (Ctrl+C still says that nothing does)."""
+        x Cancel only while a job runs (Ctrl+C still says that nothing does). While the
+        keyboard is in the pane every key goes to the shell, so the footer offers none of
+        the lab's keys then, only the way back."""
         if action in PANE_ACTIONS and not self.terminal_pane:
             return False
-        if action in ("cancel", "interrupt") and self.terminal_focused:
+        if self.terminal_focused:
             return False
         if action == "cancel" and self.job is None:
             return False  # the footer offers x Cancel only while something runs

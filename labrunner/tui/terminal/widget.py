@@ -104,6 +104,9 @@ class TerminalView(Widget, can_focus=True):
         self.pump = pump
         self.scrollback = scrollback
         self.escape_key = escape_key
+        # The footer shows the way back while the keyboard is here. The key itself never
+        # reaches a binding (on_key takes it first); clicking the footer entry runs it.
+        self._bindings.bind(escape_key, "release", "Back to lab")
         self.emulator = Emulator(respond=pump.answer, on_frame=self._frame_ready)
         self._queue: ByteQueue | None = None
         self._redraw_posted = False
@@ -198,14 +201,18 @@ class TerminalView(Widget, can_focus=True):
 
     # ------------------------------------------------------------------ input
 
+    def action_release(self) -> None:
+        """Give the keyboard back to the lab."""
+        # at once: a key typed right after (q) must not reach the shell
+        self.screen.set_focus(None)
+        self.post_message(self.Escaped(self))
+
     def on_key(self, event: events.Key) -> None:
         key = event.key
         if key == self.escape_key:
             event.stop()
             event.prevent_default()
-            # give the keyboard up now: a key typed right after (q) must not reach the shell
-            self.screen.set_focus(None)
-            self.post_message(self.Escaped(self))
+            self.action_release()
             return
         frame = self.frame
         if not frame.alternate and self._scroll_key(key):
