@@ -416,7 +416,6 @@ def test_a_configured_detach_key_gives_the_keyboard_back(
     asyncio.run(scenario())
 
 
-
 def test_ctrl_p_in_the_focused_pane_is_readline_not_the_palette(
     build: Callable[..., LabrunnerApp], typing: Workshop
 ) -> None:
