@@ -10,7 +10,8 @@ Every wait is on a condition with a deadline.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+import contextlib
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
@@ -99,6 +100,16 @@ async def ready(pilot: Pilot[Any], app: LabrunnerApp) -> TerminalPane:
     return pane
 
 
+@contextlib.asynccontextmanager
+async def typing_pane(
+    build: Callable[..., LabrunnerApp], typing: Workshop
+) -> AsyncIterator[tuple[LabrunnerApp, Pilot[Any], TerminalPane]]:
+    """The typing lab at 120×35, its terminal at an idle prompt."""
+    app = build(workshop=typing, lab="typing")
+    async with app.run_test(size=(120, 35)) as pilot:
+        yield app, pilot, await ready(pilot, app)
+
+
 async def type_line(pilot: Pilot[Any], pane: TerminalPane, line: str) -> None:
     """Type ``line`` and Enter into the focused pane; wait for its end mark."""
     shell = pane.shell
@@ -117,9 +128,7 @@ def test_typed_export_and_cd_reach_the_checks(
     build: Callable[..., LabrunnerApp], typing: Workshop
 ) -> None:
     async def scenario() -> None:
-        app = build(workshop=typing, lab="typing")
-        async with app.run_test(size=(120, 35)) as pilot:
-            pane = await ready(pilot, app)
+        async with typing_pane(build, typing) as (app, pilot, pane):
             screen = app.screen
             assert isinstance(screen, LabScreen)
             await pilot.press("c")
@@ -149,9 +158,7 @@ def test_a_key_run_command_shows_in_the_same_terminal(
     build: Callable[..., LabrunnerApp], typing: Workshop
 ) -> None:
     async def scenario() -> None:
-        app = build(workshop=typing, lab="typing")
-        async with app.run_test(size=(120, 35)) as pilot:
-            pane = await ready(pilot, app)
+        async with typing_pane(build, typing) as (app, pilot, pane):
             screen = app.screen
             assert isinstance(screen, LabScreen)
             # a half-typed line is never mixed with a command block
@@ -180,9 +187,7 @@ def test_paste_types_the_block_for_editing_without_running_it(
     build: Callable[..., LabrunnerApp], typing: Workshop
 ) -> None:
     async def scenario() -> None:
-        app = build(workshop=typing, lab="typing")
-        async with app.run_test(size=(120, 35)) as pilot:
-            pane = await ready(pilot, app)
+        async with typing_pane(build, typing) as (_app, pilot, pane):
             shell = pane.shell
             assert shell is not None and shell.tracker is not None
             tracker = shell.tracker
@@ -201,9 +206,7 @@ def test_less_draws_in_the_pane_and_gives_the_screen_back(
     build: Callable[..., LabrunnerApp], typing: Workshop
 ) -> None:
     async def scenario() -> None:
-        app = build(workshop=typing, lab="typing")
-        async with app.run_test(size=(120, 35)) as pilot:
-            pane = await ready(pilot, app)
+        async with typing_pane(build, typing) as (_app, pilot, pane):
             view = pane.view
             assert view is not None
             await pilot.press("i", *"seq 1000 | less", "enter")
@@ -228,9 +231,7 @@ def test_exec_bash_is_reported_and_a_restart_brings_the_exports_back(
     build: Callable[..., LabrunnerApp], typing: Workshop
 ) -> None:
     async def scenario() -> None:
-        app = build(workshop=typing, lab="typing")
-        async with app.run_test(size=(120, 35)) as pilot:
-            pane = await ready(pilot, app)
+        async with typing_pane(build, typing) as (app, pilot, pane):
             await pilot.press("i")
             await type_line(pilot, pane, "export TYPED=yes")
             await pilot.press(*"exec bash --norc", "enter")
@@ -256,9 +257,7 @@ def test_exit_in_the_pane_ends_the_shell_and_i_brings_it_back_with_its_exports(
     build: Callable[..., LabrunnerApp], typing: Workshop
 ) -> None:
     async def scenario() -> None:
-        app = build(workshop=typing, lab="typing")
-        async with app.run_test(size=(120, 35)) as pilot:
-            pane = await ready(pilot, app)
+        async with typing_pane(build, typing) as (app, pilot, pane):
             await pilot.press("i")
             await type_line(pilot, pane, "export TYPED=before-exit")
             first = pane.shell
@@ -283,9 +282,7 @@ def test_q_in_the_focused_pane_is_typed_not_quit(
     build: Callable[..., LabrunnerApp], typing: Workshop
 ) -> None:
     async def scenario() -> None:
-        app = build(workshop=typing, lab="typing")
-        async with app.run_test(size=(120, 35)) as pilot:
-            pane = await ready(pilot, app)
+        async with typing_pane(build, typing) as (app, pilot, pane):
             await pilot.press("i")
             assert pane.focused
             await type_line(pilot, pane, "echo q-stays")
@@ -305,9 +302,7 @@ def test_the_footer_offers_only_the_way_back_while_the_pane_has_the_keyboard(
     build: Callable[..., LabrunnerApp], typing: Workshop
 ) -> None:
     async def scenario() -> None:
-        app = build(workshop=typing, lab="typing")
-        async with app.run_test(size=(120, 35)) as pilot:
-            pane = await ready(pilot, app)
+        async with typing_pane(build, typing) as (app, pilot, pane):
             await wait_for(pilot, lambda: "Quit" in _footer(app), "the lab's footer")
             assert "Back to lab" not in _footer(app)
             await pilot.press("i")
@@ -328,9 +323,7 @@ def test_q_asks_first_while_a_command_typed_in_the_pane_runs(
     build: Callable[..., LabrunnerApp], typing: Workshop
 ) -> None:
     async def scenario() -> None:
-        app = build(workshop=typing, lab="typing")
-        async with app.run_test(size=(120, 35)) as pilot:
-            pane = await ready(pilot, app)
+        async with typing_pane(build, typing) as (app, pilot, pane):
             shell = pane.shell
             assert shell is not None and shell.tracker is not None
             tracker = shell.tracker
@@ -356,9 +349,7 @@ def test_slash_searches_the_terminal_what_was_typed_and_what_keys_ran(
     build: Callable[..., LabrunnerApp], typing: Workshop
 ) -> None:
     async def scenario() -> None:
-        app = build(workshop=typing, lab="typing")
-        async with app.run_test(size=(120, 35)) as pilot:
-            pane = await ready(pilot, app)
+        async with typing_pane(build, typing) as (app, pilot, pane):
             screen = app.screen
             assert isinstance(screen, LabScreen)
             view = pane.view
@@ -420,19 +411,16 @@ def test_ctrl_p_in_the_focused_pane_is_readline_not_the_palette(
     build: Callable[..., LabrunnerApp], typing: Workshop
 ) -> None:
     async def scenario() -> None:
-        app = build(workshop=typing, lab="typing")
-        async with app.run_test(size=(120, 35)) as pilot:
-            pane = await ready(pilot, app)
+        async with typing_pane(build, typing) as (app, pilot, pane):
             await pilot.press("i")
             await type_line(pilot, pane, "echo probe-$((40+2))")
             shell = pane.shell
             assert shell is not None and shell.tracker is not None
-            done = shell.tracker.commands_finished
+            tracker = shell.tracker
+            done = tracker.commands_finished
             # Ctrl+P is readline's previous line: the command runs again
             await pilot.press("ctrl+p", "enter")
-            await wait_for(
-                pilot, lambda: shell.tracker.commands_finished > done, "the recalled command"
-            )
+            await wait_for(pilot, lambda: tracker.commands_finished > done, "the recalled command")
             assert isinstance(app.screen, LabScreen) and pane.focused  # no palette
             view = pane.view
             assert view is not None
