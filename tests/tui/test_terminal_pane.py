@@ -102,11 +102,11 @@ async def ready(pilot: Pilot[Any], app: LabrunnerApp) -> TerminalPane:
 
 @contextlib.asynccontextmanager
 async def typing_pane(
-    build: Callable[..., LabrunnerApp], typing: Workshop
+    build: Callable[..., LabrunnerApp], typing: Workshop, size: tuple[int, int] = (120, 35)
 ) -> AsyncIterator[tuple[LabrunnerApp, Pilot[Any], TerminalPane]]:
-    """The typing lab at 120×35, its terminal at an idle prompt."""
+    """The typing lab (at 120×35 unless told), its terminal at an idle prompt."""
     app = build(workshop=typing, lab="typing")
-    async with app.run_test(size=(120, 35)) as pilot:
+    async with app.run_test(size=size) as pilot:
         yield app, pilot, await ready(pilot, app)
 
 
@@ -298,11 +298,12 @@ def _footer(app: LabrunnerApp) -> list[str]:
     return [str(key.description) for key in app.screen.query(FooterKey)]
 
 
+@pytest.mark.parametrize("size", [(120, 35), (80, 24)], ids=["wide", "compact"])
 def test_the_footer_offers_only_the_way_back_while_the_pane_has_the_keyboard(
-    build: Callable[..., LabrunnerApp], typing: Workshop
+    build: Callable[..., LabrunnerApp], typing: Workshop, size: tuple[int, int]
 ) -> None:
     async def scenario() -> None:
-        async with typing_pane(build, typing) as (app, pilot, pane):
+        async with typing_pane(build, typing, size) as (app, pilot, pane):
             await wait_for(pilot, lambda: "Quit" in _footer(app), "the lab's footer")
             assert "Back to lab" not in _footer(app)
             await pilot.press("i")

@@ -80,9 +80,11 @@ NARROW_FOOTER = (
     "app.help",
     "quit",
     "app.quit",
+    "release",  # the terminal's own: the way back while the keyboard is in the pane
 )
 """The keys an 80-column footer keeps: doing the step, cancelling it (only while it
-runs), typing into the terminal pane (when there is one), moving on, Help and Quit."""
+runs), typing into the terminal pane (when there is one) and leaving it, moving on, Help and
+Quit."""
 
 
 class LabScreen(Screen[None]):
