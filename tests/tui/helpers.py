@@ -10,6 +10,9 @@ from pathlib import Path
 from typing import Any
 
 from textual.pilot import Pilot
+from textual.screen import Screen
+from textual.widgets import Footer
+from textual.widgets._footer import FooterKey
 
 from labrunner.doctor import Finding, Topic
 from labrunner.lab.loader import load_workshop
@@ -24,6 +27,11 @@ REPO_LABS = Path(__file__).resolve().parents[2] / "labs"
 MESH_LAB = REPO_LABS / "00-mesh-security-basics.yaml"
 """The bundled cluster-free lab: its first step has six commands and two checks."""
 DEADLINE = 20.0
+
+
+def footer_actions(screen: Screen[Any]) -> list[str]:
+    """The actions the footer shows now."""
+    return [key.action for key in screen.query_one(Footer).query(FooterKey)]
 
 
 FINDINGS = [

@@ -16,7 +16,6 @@ from pathlib import Path
 import pytest
 from textual.widget import Widget
 from textual.widgets import Footer
-from textual.widgets._footer import FooterKey
 
 from labrunner.lab.model import Workshop
 from labrunner.tui.app import LabrunnerApp
@@ -28,6 +27,7 @@ from labrunner.tui.widgets.terminal_pane import TerminalPane
 from .helpers import (
     MESH_LAB,
     find_pids,
+    footer_actions,
     given_progress,
     idle,
     lab_screen,
@@ -108,11 +108,6 @@ def test_every_command_check_and_the_terminal_fit_together(
                 assert fully_shown(screen, widget), widget
 
     asyncio.run(scenario())
-
-
-def footer_actions(screen: LabScreen) -> list[str]:
-    """The actions the footer shows now."""
-    return [key.action for key in screen.query_one(Footer).query(FooterKey)]
 
 
 def test_the_footer_offers_cancel_only_while_a_command_runs(
