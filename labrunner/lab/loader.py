@@ -847,13 +847,11 @@ def cross_lab_problems(
     for lab in labs:
         for req in lab.requires:
             if req not in by_id:
-                close = difflib.get_close_matches(req, list(by_id), n=1)
-                hint = f" (did you mean {close[0]!r}?)" if close else ""
                 problems.append(
                     Problem(
                         lab.path,
                         _requires_line(lab),
-                        f"requires {req!r}, which is not a lab here{hint}",
+                        f"requires {req!r}, {_not_a_lab(req, by_id)}",
                     )
                 )
     for lab in labs:
@@ -885,6 +883,13 @@ def _required(lab: Lab, by_id: Mapping[str, Lab]) -> set[str]:
     return seen
 
 
+def _not_a_lab(lab_id: str, by_id: Mapping[str, Lab]) -> str:
+    """The end of a message about ``lab_id``, which names no lab here."""
+    close = difflib.get_close_matches(lab_id, list(by_id), n=1)
+    hint = f" (did you mean {close[0]!r}?)" if close else ""
+    return f"which is not a lab here{hint}"
+
+
 def _import_problems(lab: Lab, by_id: Mapping[str, Lab]) -> list[Problem]:
     """What is wrong with ``lab``'s imports, seen across the workshop."""
     problems = []
@@ -893,7 +898,11 @@ def _import_problems(lab: Lab, by_id: Mapping[str, Lab]) -> list[Problem]:
         source = by_id.get(item.lab)
         if source is None and item.lab in lab.requires:
             continue  # reported as an unknown requirement already
-        if source is None or item.lab not in _required(lab, by_id):
+        if source is None:
+            why = f"imports from {item.lab!r}, {_not_a_lab(item.lab, by_id)}"
+            problems.append(Problem(where.file, where.line, why))
+            continue
+        if item.lab not in _required(lab, by_id):
             problems.append(
                 Problem(
                     where.file,

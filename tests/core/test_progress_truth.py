@@ -305,8 +305,12 @@ def test_a_lab_imports_from_a_lab_it_requires_through_another(tmp_path: Path) ->
             "imports GATEWAY_PORT from 'first', but no step of that lab exports it "
             "(it exports: GATEWAY_IP)",
         ),
+        (
+            IMPORTS["second.yaml"].replace("first: [GATEWAY_IP]", "frist: [GATEWAY_IP]"),
+            "imports from 'frist', which is not a lab here (did you mean 'first'?)",
+        ),
     ],
-    ids=["not-required", "not-exported"],
+    ids=["not-required", "not-exported", "not-a-lab"],
 )
 def test_imports_are_validated_with_file_and_line(
     tmp_path: Path, second: str, message: str
