@@ -322,7 +322,7 @@ def check(
     from labrunner.ui_text import Printer
 
     use_caches()
-    run = prepare_run(context_option)
+    run = prepare_run(context_option, reaper=False)
     try:
         verifiers = registry()
         workshop, (chosen,) = load(labs_option, [lab])

@@ -11,9 +11,7 @@ from __future__ import annotations
 
 import errno
 import os
-import selectors
 import signal
-import subprocess
 import threading
 import time
 from collections.abc import Mapping, Sequence
@@ -98,6 +96,12 @@ def run(
     short grace. Raises ToolNotFound when the program does not exist, and
     CannotStart when the kernel refuses its environment (a value over 128 KiB).
     """
+    # imported here: a command that runs no process (a `labrunner check` of cluster
+    # steps) should not pay for subprocess and selectors at start-up
+    import selectors
+    import subprocess
+
+    proctree.become_subreaper()  # what the process leaves behind comes back to us
     start = time.monotonic()
     try:
         proc = subprocess.Popen(

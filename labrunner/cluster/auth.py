@@ -33,15 +33,17 @@ import binascii
 import json
 import os
 import signal
-import subprocess
 import threading
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from labrunner.cluster.errors import ClusterError, ErrorKind
+
+if TYPE_CHECKING:
+    import subprocess
 
 EXEC_VERSIONS = ("client.authentication.k8s.io/v1", "client.authentication.k8s.io/v1beta1")
 EXEC_TIMEOUT = 60.0
@@ -183,6 +185,8 @@ class ExecPlugin:
         env["KUBERNETES_EXEC_INFO"] = self.exec_info()
         argv = [self.command, *(str(a) for a in self.config.get("args") or [])]
         timeout = min(max(deadline - time.monotonic(), 0.5), EXEC_TIMEOUT)
+        import subprocess  # only exec-plugin kubeconfigs start a process (start-up speed)
+
         try:
             proc = subprocess.Popen(
                 argv,

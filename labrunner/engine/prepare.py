@@ -314,14 +314,19 @@ def prepare_run(
     *,
     base_env: Mapping[str, str] | None = None,
     cwd: str | os.PathLike[str] | None = None,
+    reaper: bool = True,
 ) -> PreparedRun:
     """A run for the user's environment (default: this process's) and ``--context``.
 
     Also: labrunner becomes a child subreaper, and the leftovers of runs whose
-    owner died are reaped first.
+    owner died are reaped first. With ``reaper=False`` (``labrunner check``, which
+    usually starts no process) becoming the subreaper waits for the first process
+    started: the lab shell, a service and ``procs.run`` each see to it before they
+    start theirs, which spares a run that starts none loading ``ctypes``.
     """
     env = dict(base_env if base_env is not None else os.environ)
-    proctree.become_subreaper()
+    if reaper:
+        proctree.become_subreaper()
     proctree.sweep()
     directory = Path(tempfile.mkdtemp(prefix="labrunner-run-"))
     os.chmod(directory, 0o700)

@@ -31,7 +31,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import shlex
 import shutil
 import sys
 import threading
@@ -255,7 +254,9 @@ class LabSession:
                 shell.export(values)
                 self._guard_kubeconfig("the exports restored from your progress")
             if cwd and cwd != shell.cwd and Path(cwd).is_dir():
-                shell.run(f"cd -- {shlex.quote(cwd)}", timeout=5.0)
+                from shlex import quote  # with the shell's own modules, not at start-up
+
+                shell.run(f"cd -- {quote(cwd)}", timeout=5.0)
         return self._shell
 
     def _restored(self) -> tuple[dict[str, str], str]:
@@ -336,7 +337,9 @@ class LabSession:
                 shell.export(values)
                 self._guard_kubeconfig("the exports of the shell you restarted")
             if state.cwd != shell.cwd and Path(state.cwd).is_dir():
-                shell.run(f"cd -- {shlex.quote(state.cwd)}", timeout=5.0)
+                from shlex import quote
+
+                shell.run(f"cd -- {quote(state.cwd)}", timeout=5.0)
         return self.shell
 
     def _guard_kubeconfig(self, culprit: str) -> None:

@@ -23,18 +23,21 @@ import contextlib
 import enum
 import os
 import signal
-import subprocess
 import threading
 import time
 import weakref
 from collections import deque
 from collections.abc import Mapping
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from labrunner import proctree
 from labrunner.ansi import strip_ansi
 from labrunner.procs import kill_group
 from labrunner.redact import redact
+
+if TYPE_CHECKING:
+    import subprocess
 
 TAIL_LINES = 20
 STOP_GRACE = 2.0
@@ -55,6 +58,8 @@ def stop_process_group(proc: subprocess.Popen[bytes], *, grace: float = STOP_GRA
     SIGTERM first, so a server can close cleanly; SIGKILL after ``grace``
     seconds to every process still in the session; then reap.
     """
+    import subprocess  # a run that starts no service never needs it (start-up speed)
+
     sid = proc.pid
     kill_group(sid, signal.SIGTERM)
     end = time.monotonic() + grace
@@ -93,6 +98,9 @@ class ServiceProcess:
     def __init__(self, command: str, *, env: Mapping[str, str], cwd: Path) -> None:
         self.command = command
         self.tail: deque[str] = deque(maxlen=TAIL_LINES)
+        import subprocess  # here, not at the top: only a run that starts a service needs it
+
+        proctree.become_subreaper()  # what the service leaves behind comes back to us
         self.proc = subprocess.Popen(
             ["bash", "-c", command],
             stdin=subprocess.DEVNULL,

@@ -130,6 +130,7 @@ class PaneShell(Shell):
         env[proctree.MARKER] = self.id
         for name in ("PROMPT_COMMAND", "BASH_ENV", "ENV", "PS0", "PS1"):
             env.pop(name, None)
+        proctree.become_subreaper()  # what the shell leaves behind comes back to us
         try:
             child = pexpect.spawn(
                 "bash",

@@ -307,6 +307,7 @@ class Shell:
         env.pop("PROMPT_COMMAND", None)
         env.pop("BASH_ENV", None)
         env.pop("ENV", None)
+        proctree.become_subreaper()  # what the shell leaves behind comes back to us
         try:
             child = pexpect.spawn(
                 "bash",
