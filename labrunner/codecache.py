@@ -19,6 +19,15 @@ Python writes ``__pycache__``) only by a run that compiled something new, so
 the common run only reads it.
 
 Imports nothing but built-in modules: it runs before everything else.
+
+It also spares the start-up the ``inspect`` module when it can. ``dataclasses``
+imports ``inspect`` (with ``ast``, ``dis`` and ``tokenize``, some ten modules,
+the largest single share of a ``labrunner check``'s imports) only to write a
+``__doc__`` for a dataclass that has none, and labrunner's dataclasses all have
+one. When :func:`install` is the first to import ``dataclasses``, the module
+gets a stand-in for ``inspect`` that imports the real one the first time an
+attribute is asked for, and then hands the real one to ``dataclasses``; nothing
+else ever sees the stand-in.
 """
 
 from __future__ import annotations
@@ -84,14 +93,42 @@ def _exec(source: Any, globals: Any = None, locals: Any = None, /) -> None:
     exec(source, globals, locals)  # noqa: S102 - it stands in for exec in dataclasses
 
 
+class _InspectOnDemand(type(sys)):  # type: ignore[misc]
+    """``inspect`` for the ``dataclasses`` module until it is used (see the module's notes)."""
+
+    def __getattr__(self, name: str) -> Any:
+        import inspect
+
+        dataclasses = sys.modules.get("dataclasses")
+        if dataclasses is not None and vars(dataclasses).get("inspect") is self:
+            dataclasses.inspect = inspect  # type: ignore[attr-defined]
+        return getattr(inspect, name)
+
+
+def _import_dataclasses() -> Any:
+    """``dataclasses``, imported (when nothing has yet) with ``inspect`` left for later."""
+    if "dataclasses" in sys.modules or "inspect" in sys.modules:
+        import dataclasses
+
+        return dataclasses
+    stand_in = _InspectOnDemand("inspect")
+    sys.modules["inspect"] = stand_in
+    try:
+        import dataclasses
+    finally:
+        if sys.modules.get("inspect") is stand_in:
+            del sys.modules["inspect"]
+    return dataclasses
+
+
 def install(cache_dir: str) -> None:
     """Use (and keep) the table in ``cache_dir``; call before modules define dataclasses."""
     global _path, _table
-    import dataclasses
+    dataclasses = _import_dataclasses()
 
     _path = os.path.join(cache_dir, f"{FILE_PREFIX}-{sys.implementation.cache_tag}.marshal")
     _table = _load(_path)
-    dataclasses.exec = _exec  # type: ignore[attr-defined]
+    dataclasses.exec = _exec
 
 
 def uninstall() -> None:

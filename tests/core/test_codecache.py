@@ -124,6 +124,55 @@ def test_a_corrupt_or_foreign_table_is_ignored_and_replaced(tmp_path: Path) -> N
     assert probe(cache)["misses"] == 0
 
 
+INSPECT_PROBE = r"""
+import json, sys
+from labrunner import codecache
+
+codecache.install(sys.argv[1])  # the first to import dataclasses, as in a command
+import dataclasses
+
+@dataclasses.dataclass(frozen=True)
+class Documented:
+    "Has a docstring."
+    x: int
+
+before = "inspect" in sys.modules
+
+@dataclasses.dataclass
+class Bare:
+    x: int
+    y: str = "a"
+
+import inspect
+print(json.dumps({
+    "before": before,
+    "doc": Bare.__doc__,
+    "real": inspect.signature(Bare) is not None and hasattr(inspect, "getsource"),
+    "handed_over": dataclasses.inspect is inspect is sys.modules["inspect"],
+}))
+"""
+
+
+def test_dataclasses_get_inspect_only_when_a_class_needs_it(tmp_path: Path) -> None:
+    proc = subprocess.run(
+        [sys.executable, "-c", INSPECT_PROBE, str(tmp_path / "cache")],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=cli_env(),
+        check=True,
+    )
+    found = json.loads(proc.stdout)
+    # a documented dataclass costs no inspect; an undocumented one gets the very
+    # __doc__ plain dataclasses writes, and from then on everyone has the real module
+    assert found == {
+        "before": False,
+        "doc": "Bare(x: int, y: str = 'a')",
+        "real": True,
+        "handed_over": True,
+    }
+
+
 def test_the_cli_writes_the_table_once_then_only_reads_it(isolated_env: Path) -> None:
     env = cli_env()
     first = run_cli("--labs", REPO_LABS, "list", env=env)

@@ -20,7 +20,9 @@ compiled-lab cache), and reports which heavy packages it loaded:
 - nor does it load ``hashlib`` (``fsutil.sha256_hex`` names files and caches) nor
   what only other commands use: ``datetime``, the ``idna``
   codec, the class's name rules, the events of commands and whole labs
-  (``engine.runevents``).
+  (``engine.runevents``); nor, as it starts no process, ``subprocess`` and
+  ``ctypes`` (the subreaper waits for a first process); nor ``inspect``, which
+  ``dataclasses`` gets only when it needs it (``labrunner.codecache``).
 
 bench/whole_process.py measures what these choices are worth in wall time.
 """
@@ -62,7 +64,7 @@ print("LOADED:" + json.dumps({
     "cli": "labrunner.cli" in sys.modules,
     "modules": sorted(set(sys.modules) & {
         "datetime", "encodings.idna", "labrunner.classroom.names",
-        "labrunner.engine.runevents", "hashlib",
+        "labrunner.engine.runevents", "hashlib", "inspect", "subprocess", "ctypes",
     }),
 }))
 """
@@ -181,7 +183,9 @@ def test_list_and_check_of_a_cluster_lab(cluster_labs: Path) -> None:
         # nor what only other commands use: the class's name rules (one stat says no
         # class was joined), datetime (exec plugins' expiries, progress summaries), the
         # idna codec (an ASCII server name needs none), the events of commands and labs,
-        # hashlib with OpenSSL's digests (file and cache names need only SHA-256)
+        # hashlib with OpenSSL's digests (file and cache names need only SHA-256),
+        # subprocess and ctypes (no process is started), inspect (dataclasses has no use
+        # for it with labrunner's documented classes)
         assert not check.modules, (run, check)
     # the second time, the workshop came from the compiled-lab cache and the kubeconfig
     # from its parse cache, and list too ran without click
