@@ -32,7 +32,6 @@ from __future__ import annotations
 import contextlib
 import os
 import re
-import shutil
 import signal
 import threading
 import time
@@ -584,9 +583,11 @@ def sweep(parent: Path | None = None) -> list[Path]:
     without an owner record (being created right now, or not ours) and those
     whose owner runs are left alone. Returns the directories removed.
     """
-    import tempfile  # lazy: only runs that start shells pay for it
+    if parent is None:
+        import tempfile  # lazy: a caller that knows the folder spares its start-up tempfile
 
-    base = parent if parent is not None else Path(tempfile.gettempdir())
+        parent = Path(tempfile.gettempdir())
+    base = parent
     uid = os.getuid()
     removed: list[Path] = []
     try:
@@ -605,6 +606,8 @@ def sweep(parent: Path | None = None) -> list[Path]:
         if owner_alive(directory) is not False:
             continue
         end_leftovers(directory)
+        import shutil  # lazy: only a dead run's leftovers need it
+
         shutil.rmtree(directory, ignore_errors=True)
         removed.append(directory)
     return removed

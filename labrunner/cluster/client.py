@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 import threading
 import time
 from collections.abc import Iterable, Mapping, Sequence
@@ -196,6 +195,8 @@ def _load_cert(context: ssl.SSLContext, cert: ClientCert | tuple[str, str]) -> N
         if isinstance(cert, tuple):
             context.load_cert_chain(cert[0], cert[1])
             return
+        import tempfile  # only inline client certificates need it (start-up speed)
+
         with tempfile.TemporaryDirectory(prefix="labrunner-cert-") as tmp:
             os.chmod(tmp, 0o700)
             cert_path, key_path = Path(tmp) / "client.crt", Path(tmp) / "client.key"

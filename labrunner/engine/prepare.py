@@ -21,9 +21,10 @@ cluster was not approved, gets a kubeconfig whose only context points at an
 unroutable server: an *empty* kubeconfig would make kubectl try
 ``http://localhost:8080``.
 
-The directory is a fresh ``mkdtemp`` rather than a folder in the state
-directory: the state directory may be read-only, and a temporary directory
-is private from its first moment. The lab shells keep their own files in it
+The directory is a fresh private temporary folder (``fsutil.private_dir``,
+made as ``mkdtemp`` makes one) rather than a folder in the state directory:
+the state directory may be read-only, and a temporary directory is private
+from its first moment. The lab shells keep their own files in it
 (``shell-<id>/``: the saved environment, the command being run).
 
 A run also makes sure nothing it starts survives it: labrunner becomes a
@@ -38,8 +39,6 @@ their files removed — while a run whose owner still lives (a TUI beside a
 from __future__ import annotations
 
 import os
-import shutil
-import tempfile
 import weakref
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -57,7 +56,7 @@ from labrunner.cluster.kubeconfig import (
     resolve_context,
     write_kubeconfig,
 )
-from labrunner.fsutil import sha256_hex
+from labrunner.fsutil import private_dir, remove_tree, sha256_hex, temp_root
 from labrunner.lab.expand import with_env
 from labrunner.lab.model import Lab, Workshop
 
@@ -306,7 +305,7 @@ def _sh_quote(text: str) -> str:
 def _remove(directory: Path) -> None:
     """Stop what the run's shells left running, then remove the run's directory."""
     proctree.end_leftovers(directory)
-    shutil.rmtree(directory, ignore_errors=True)
+    remove_tree(directory)
 
 
 def prepare_run(
@@ -327,9 +326,8 @@ def prepare_run(
     env = dict(base_env if base_env is not None else os.environ)
     if reaper:
         proctree.become_subreaper()
-    proctree.sweep()
-    directory = Path(tempfile.mkdtemp(prefix="labrunner-run-"))
-    os.chmod(directory, 0o700)
+    proctree.sweep(Path(temp_root()))
+    directory = private_dir("labrunner-run-")
     proctree.write_owner(directory)
     return PreparedRun(
         user_env=env,

@@ -31,7 +31,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import shutil
 import sys
 import threading
 import time
@@ -47,6 +46,7 @@ from labrunner.engine import events as ev
 from labrunner.engine.events import Phase, StepStatus
 from labrunner.engine.prepare import PreparedRun
 from labrunner.engine.services import ServiceProcess, ServiceState
+from labrunner.fsutil import which
 from labrunner.lab.expand import UnsetVariable, expand, with_env
 from labrunner.lab.model import Check, Command, Lab, Service, Step, Workshop
 from labrunner.redact import mask_values, redact
@@ -167,7 +167,7 @@ def shell_environment(workshop: Workshop, lab: Lab, base: Mapping[str, str]) -> 
     env["LABRUNNER_LAB"] = lab.id
     here = Path(sys.executable).parent
     if (
-        shutil.which("labrunner", path=env.get("PATH", os.defpath)) is None
+        which("labrunner", path=env.get("PATH", os.defpath)) is None
         and (here / "labrunner").exists()
     ):
         env["PATH"] = f"{here}{os.pathsep}{env.get('PATH', os.defpath)}"
@@ -749,7 +749,7 @@ class LabSession:
             if path is None:
                 env, _ = self.environment(refresh=True)
                 path = env.get("PATH", os.defpath)
-            if shutil.which(tool, path=path) is None:
+            if which(tool, path=path) is None:
                 return f"needs {tool}, which is not on the lab shell's PATH"
         return None
 
@@ -1242,7 +1242,7 @@ class Engine:
         pinned = self.kubeconfig(lab)
         if pinned is not None and self.run is not None:
             env["KUBECONFIG"] = pinned
-            if shutil.which("kubectl", path=env.get("PATH", os.defpath)) is not None:
+            if which("kubectl", path=env.get("PATH", os.defpath)) is not None:
                 guard = self.run.kubectl_guard(Path(pinned))
                 env["PATH"] = f"{guard}{os.pathsep}{env.get('PATH', os.defpath)}"
         return env

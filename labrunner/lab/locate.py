@@ -23,7 +23,6 @@ writable with ``labrunner init DIR`` rather than run it in place
 from __future__ import annotations
 
 import os
-import shutil
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -178,6 +177,8 @@ def copy_bundled(destination: Path) -> Path:
     target = destination.expanduser().resolve()
     if (target / "labs").exists():
         raise WorkshopCopyError(f"{target / 'labs'} already exists; choose an empty directory")
+    import shutil  # only `init` copies trees: the other commands start without it
+
     try:
         target.mkdir(parents=True, exist_ok=True)
         for name in COPIED:

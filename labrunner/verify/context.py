@@ -12,7 +12,6 @@ run in ``cache`` so repeated polls reuse them; closers registered with
 from __future__ import annotations
 
 import os
-import shutil
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -21,6 +20,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from labrunner import procs
+from labrunner.fsutil import which
 
 T = TypeVar("T")
 
@@ -111,4 +111,4 @@ class CheckContext:
 
     def which(self, program: str) -> str | None:
         """Where ``program`` is on the lab shell's PATH, if anywhere."""
-        return shutil.which(program, path=self.env.get("PATH", os.defpath))
+        return which(program, path=self.env.get("PATH", os.defpath))

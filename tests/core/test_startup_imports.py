@@ -22,7 +22,9 @@ compiled-lab cache), and reports which heavy packages it loaded:
   codec, the class's name rules, the events of commands and whole labs
   (``engine.runevents``); nor, as it starts no process, ``subprocess`` and
   ``ctypes`` (the subreaper waits for a first process); nor ``inspect``, which
-  ``dataclasses`` gets only when it needs it (``labrunner.codecache``).
+  ``dataclasses`` gets only when it needs it (``labrunner.codecache``); nor
+  ``tempfile``, ``shutil`` and ``base64`` (``fsutil`` makes and removes the
+  run's folder and finds programs; kubeconfig data is decoded by ``binascii``).
 
 bench/whole_process.py measures what these choices are worth in wall time.
 """
@@ -65,6 +67,7 @@ print("LOADED:" + json.dumps({
     "modules": sorted(set(sys.modules) & {
         "datetime", "encodings.idna", "labrunner.classroom.names",
         "labrunner.engine.runevents", "hashlib", "inspect", "subprocess", "ctypes",
+        "tempfile", "shutil", "base64",
     }),
 }))
 """
@@ -185,7 +188,7 @@ def test_list_and_check_of_a_cluster_lab(cluster_labs: Path) -> None:
         # idna codec (an ASCII server name needs none), the events of commands and labs,
         # hashlib with OpenSSL's digests (file and cache names need only SHA-256),
         # subprocess and ctypes (no process is started), inspect (dataclasses has no use
-        # for it with labrunner's documented classes)
+        # for it with labrunner's documented classes), tempfile, shutil and base64
         assert not check.modules, (run, check)
     # the second time, the workshop came from the compiled-lab cache and the kubeconfig
     # from its parse cache, and list too ran without click
