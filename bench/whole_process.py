@@ -15,6 +15,9 @@ both alike:
 * ``labrunner --help``, ``list`` and ``validate`` of the bundled workshop
   against ``python -c pass``, the interpreter's own start-up.
 
+The children get a private ``HOME`` and no ``LABRUNNER_STATE_DIR``: the state
+directory (and its caches) are found the way a user's are.
+
 Every command runs once before timing, so the compiled-lab cache, the cached
 entry-point list, Python's bytecode cache and kubectl's discovery cache are
 warm, as they are from a learner's second command on. ``PYTHONDONTWRITEBYTECODE``
@@ -99,10 +102,15 @@ class Samples:
 
 
 def _environment(home: Path, kubeconfig: Path) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("LABRUNNER_", "PYTHONDONT"))}
+    """A user's environment in a private ``home``: no ``LABRUNNER_STATE_DIR``, so the state
+    directory is found as a user's is (``~/.local/state/labrunner``, the XDG rule)."""
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("LABRUNNER_", "PYTHONDONT", "XDG_"))
+    }
     env.update(
         HOME=str(home),
-        LABRUNNER_STATE_DIR=str(home / "state"),
         KUBECONFIG=str(kubeconfig),
         KUBECACHEDIR=str(home / "kube-cache"),
         NO_COLOR="1",

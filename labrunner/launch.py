@@ -50,14 +50,9 @@ def _columns() -> int:
 
 def _cache_dir() -> str:
     """The state directory's cache (as ``labrunner.headless.cache_dir``)."""
-    override = os.environ.get("LABRUNNER_STATE_DIR")
-    if override:
-        base = os.path.expanduser(override)
-    else:
-        from platformdirs import user_state_dir
+    from labrunner.statedir import state_root
 
-        base = user_state_dir("labrunner", appauthor=False)
-    return os.path.join(base, "cache")
+    return os.path.join(state_root(), "cache")
 
 
 def _cache_file() -> str:

@@ -57,6 +57,7 @@ from labrunner.state.journal import (
     locked,
     move_aside,
 )
+from labrunner.statedir import state_root
 
 if TYPE_CHECKING:
     from labrunner.lab.model import Workshop
@@ -69,12 +70,7 @@ UID_SAFE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9-]{0,63}\Z")
 
 def state_dir() -> Path:
     """The state directory: ``LABRUNNER_STATE_DIR`` or the platform's user state dir."""
-    override = os.environ.get("LABRUNNER_STATE_DIR")
-    if override:
-        return Path(override).expanduser()
-    from platformdirs import user_state_dir  # lazy: start-up speed (only without the override)
-
-    return Path(user_state_dir("labrunner", appauthor=False))
+    return Path(state_root())
 
 
 def context_slug(context: str | None) -> str:
