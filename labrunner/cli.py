@@ -29,7 +29,6 @@ from labrunner.errors import EnvironmentProblem, ExitCode, LabrunnerError, Usage
 if TYPE_CHECKING:
     from labrunner.engine.prepare import PreparedRun
     from labrunner.lab.model import Lab, Workshop
-    from labrunner.lab.problems import Problem
 
 CONTEXT_SETTINGS = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
 
@@ -616,54 +615,10 @@ def rehearse(ctx: click.Context, labs: tuple[str, ...], verbose: bool) -> None:
 @click.pass_context
 def validate(ctx: click.Context, files: tuple[Path, ...], strict: bool) -> None:
     """Lint lab files (default: the whole workshop): one `file:line: message` per problem."""
-    from labrunner.lab.locate import find_labs_dir
-
     try:
-        registry = _registry()
+        headless.validate_labs(ctx.obj.get("labs"), [str(f) for f in files], strict=strict)
     except LabrunnerError as exc:
         _fail(exc)
-    problems: list[Problem | None] = []
-    checked = 0
-    if files:
-        by_dir: dict[Path, list[Path]] = {}
-        for f in files:
-            if not f.exists():
-                click.echo(f"{f}: no such file", err=False)
-                problems.append(None)
-                continue
-            if f.is_dir():
-                by_dir.setdefault(f.resolve(), [])
-                continue
-            by_dir.setdefault(f.resolve().parent, []).append(f.resolve())
-        for directory, chosen in by_dir.items():
-            result = _load_dir(directory, registry)
-            wanted = set(chosen)
-            checked += len(chosen) if chosen else len(list(directory.glob("*.y*ml")))
-            problems.extend(
-                p for p in result.problems if not chosen or p.file in wanted or p.file == directory
-            )
-    else:
-        try:
-            labs_dir = find_labs_dir(ctx.obj.get("labs"))
-        except LabrunnerError as exc:
-            _fail(exc)
-        result = _load_dir(labs_dir, registry)
-        from labrunner.lab.locate import lab_files
-
-        checked = len(lab_files(labs_dir)) if labs_dir.is_dir() else 0
-        problems.extend(result.problems)
-    real = [p for p in problems if p is not None]
-    for problem in real:
-        click.echo(str(problem))
-    errors = sum(1 for p in problems if p is None or p.is_error or strict)
-    warnings = sum(1 for p in real if not p.is_error)
-    click.echo(
-        f"{checked} lab file{'s' if checked != 1 else ''} checked: "
-        f"{errors} error{'s' if errors != 1 else ''}, "
-        f"{warnings} warning{'s' if warnings != 1 else ''}",
-        err=True,
-    )
-    sys.exit(int(ExitCode.USAGE if errors else ExitCode.OK))
 
 
 @main.command()

@@ -27,7 +27,7 @@ from labrunner.errors import EnvironmentProblem, ExitCode, LabrunnerError, Usage
 if TYPE_CHECKING:
     from labrunner.engine.prepare import PreparedRun
     from labrunner.lab.model import Lab, Workshop
-    from labrunner.lab.problems import LoadResult
+    from labrunner.lab.problems import LoadResult, Problem
     from labrunner.state import ProgressStore
     from labrunner.verify.registry import Registry
 
@@ -301,6 +301,89 @@ def plain_list(argv: Sequence[str]) -> None:
         return
     status = end_after_atexit()
     _run_plain(status, lambda: list_labs(**arguments))
+
+
+# --------------------------------------------------------------------------- validate
+
+
+def validate_labs(labs_option: str | None, files: Sequence[str], *, strict: bool) -> NoReturn:
+    """``labrunner validate``: one ``file:line: message`` per problem in ``files`` (lab files
+    or directories; default: the workshop's), then a count on stderr; exits 2 on errors (on
+    warnings too with ``strict``). Raises LabrunnerError when there is nothing to check."""
+    from labrunner.lab.locate import find_labs_dir, lab_files
+
+    verifiers = registry()
+    problems: list[Problem | None] = []
+    checked = 0
+    if files:
+        by_dir: dict[Path, list[Path]] = {}
+        for name in files:
+            given = Path(name)
+            if not given.exists():
+                echo(f"{given}: no such file")
+                problems.append(None)
+                continue
+            if given.is_dir():
+                by_dir.setdefault(given.resolve(), [])
+                continue
+            by_dir.setdefault(given.resolve().parent, []).append(given.resolve())
+        for directory, chosen in by_dir.items():
+            result = load_dir(directory, verifiers)
+            wanted = set(chosen)
+            checked += len(chosen) if chosen else len(list(directory.glob("*.y*ml")))
+            problems.extend(
+                p for p in result.problems if not chosen or p.file in wanted or p.file == directory
+            )
+    else:
+        labs_dir = find_labs_dir(labs_option)
+        result = load_dir(labs_dir, verifiers)
+        checked = len(lab_files(labs_dir)) if labs_dir.is_dir() else 0
+        problems.extend(result.problems)
+    real = [p for p in problems if p is not None]
+    for problem in real:
+        echo(str(problem))
+    errors = sum(1 for p in problems if p is None or p.is_error or strict)
+    warnings = sum(1 for p in real if not p.is_error)
+    sys.stdout.flush()
+    echo_err(
+        f"{checked} lab file{'s' if checked != 1 else ''} checked: "
+        f"{errors} error{'s' if errors != 1 else ''}, "
+        f"{warnings} warning{'s' if warnings != 1 else ''}"
+    )
+    sys.exit(int(ExitCode.USAGE if errors else ExitCode.OK))
+
+
+def plain_validate(argv: Sequence[str]) -> None:
+    """Run ``argv`` when it is a plain ``validate`` command line (never returns then);
+    return at once for anything else, which is click's to parse."""
+    arguments = parse_validate(argv, os.environ)
+    if arguments is None:
+        return
+    status = end_after_atexit()
+    _run_plain(status, lambda: validate_labs(**arguments))
+
+
+def parse_validate(argv: Sequence[str], env: Mapping[str, str]) -> dict[str, Any] | None:
+    """The arguments of a plain ``validate`` command line, or None for anything else.
+
+    Plain means: ``[--labs DIR] validate [--strict] [FILE ...]``, ``--strict``
+    at most once and anywhere among the files. Any other option (or ``--``)
+    returns None: click parses it, or says what is wrong.
+    """
+    head = _command_line(argv, env, "validate")
+    if head is None:
+        return None
+    labs, rest = head
+    files: list[str] = []
+    strict = False
+    for word in rest:
+        if word == "--strict" and not strict:
+            strict = True
+        elif word.startswith("-") and word != "-":
+            return None
+        else:
+            files.append(word)
+    return {"labs_option": labs, "files": files, "strict": strict}
 
 
 # --------------------------------------------------------------------------- check

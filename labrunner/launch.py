@@ -13,10 +13,11 @@ byte what click printed; otherwise click renders it, and the result is kept.
 A cache that cannot be read or written is ignored.
 
 A plain ``labrunner check LAB [STEP]`` (what CI jobs and other platforms'
-check scripts run, once per step) and a plain ``labrunner list`` skip click
-too: :mod:`labrunner.headless` parses them and runs the same functions
-click's ``check`` and ``list`` run. Every other
-command line goes to :func:`labrunner.cli.main` untouched.
+check scripts run, once per step), a plain ``labrunner list`` and a plain
+``labrunner validate`` (an author's edit-and-lint loop, a CI lint job) skip
+click too: :mod:`labrunner.headless` parses them and runs the same functions
+click's ``check``, ``list`` and ``validate`` run. Every other command line
+goes to :func:`labrunner.cli.main` untouched.
 
 This module imports only ``os`` and ``sys`` on the ``--help`` path: a test holds it to it.
 Every other command line first installs :mod:`labrunner.codecache`, so the dataclasses the
@@ -132,14 +133,17 @@ def main() -> None:
 
     codecache.install(_cache_dir())
     args = sys.argv[1:]
-    if args and (args[0] in ("check", "list", "--labs") or args[0].startswith("--labs=")):
-        # a plain `labrunner check …` or `labrunner list …` runs without click (see
+    if args and (
+        args[0] in ("check", "list", "validate", "--labs") or args[0].startswith("--labs=")
+    ):
+        # a plain `labrunner check …`, `list …` or `validate …` runs without click (see
         # labrunner.headless, which keeps the code cache on the way out); these return only
         # for other command lines
         from labrunner import headless
 
         headless.plain_check(args)
         headless.plain_list(args)
+        headless.plain_validate(args)
     from labrunner.cli import main as cli_main
 
     try:

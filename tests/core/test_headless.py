@@ -1,5 +1,5 @@
-"""The console script's click-free ``check`` and ``list``: which command lines they take, and
-that they answer them as click's ``check`` and ``list`` do."""
+"""The console script's click-free ``check``, ``list`` and ``validate``: which command lines
+they take, and that they answer them as click's own commands do."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from labrunner.headless import parse_check, parse_list
+from labrunner.headless import parse_check, parse_list, parse_validate
 
 from .conftest import assert_clean, cli_env, run_cli
 
@@ -229,3 +229,69 @@ def test_the_console_script_answers_a_plain_list_as_click_does(
     assert (ours.stdout, ours.stderr) == (clicks.stdout, clicks.stderr)
     if tail != ["--labs-missing"]:
         assert ours.returncode == 0 and "hints" in ours.stdout
+
+
+@pytest.mark.parametrize(
+    ("argv", "expected"),
+    [
+        (["validate"], {"labs_option": None, "files": [], "strict": False}),
+        (["--labs", "d", "validate"], {"labs_option": "d", "files": [], "strict": False}),
+        (
+            ["validate", "a.yaml", "--strict", "b"],
+            {"labs_option": None, "files": ["a.yaml", "b"], "strict": True},
+        ),
+        (["validate", "-"], {"labs_option": None, "files": ["-"], "strict": False}),
+    ],
+)
+def test_plain_validate_lines_are_parsed_as_click_would(
+    argv: list[str], expected: dict[str, Any]
+) -> None:
+    assert parse_validate(argv, {}) == expected
+    from_env = parse_validate(["validate"], {"LABRUNNER_LABS": "/w"})
+    assert from_env is not None and from_env["labs_option"] == "/w"
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["validate", "--help"],
+        ["validate", "--strict", "--strict"],
+        ["validate", "--strict=yes"],
+        ["validate", "--", "-file.yaml"],
+        ["validate", "--bogus"],
+        ["list"],
+    ],
+)
+def test_other_validate_lines_are_left_to_click(argv: list[str]) -> None:
+    assert parse_validate(argv, {}) is None
+
+
+INVALID = Path(__file__).resolve().parent / "labs" / "invalid"
+
+
+@pytest.mark.parametrize(
+    "case", ["workshop", "strict", "one-file", "broken-file", "missing-file", "directory"]
+)
+def test_the_console_script_answers_a_plain_validate_as_click_does(
+    workshop: Make, case: str, tmp_path: Path
+) -> None:
+    labs = workshop("hints")
+    broken = tmp_path / "wrong-types.yaml"
+    broken.write_text((INVALID / "wrong-types.yaml").read_text())
+    argv = {
+        "workshop": ["--labs", str(labs), "validate"],
+        "strict": ["--labs", str(labs), "validate", "--strict"],
+        "one-file": ["validate", str(labs / "hints.yaml")],
+        "broken-file": ["validate", str(broken), str(labs / "hints.yaml")],
+        "missing-file": ["validate", str(tmp_path / "missing.yaml")],
+        "directory": ["validate", str(labs)],
+    }[case]
+    ours = run_cli(*argv, cwd=labs.parent)
+    clicks = clicks_answer(argv, labs.parent)
+    assert_clean(ours, clicks.returncode)
+    assert (ours.stdout, ours.stderr) == (clicks.stdout, clicks.stderr)
+    assert "checked:" in ours.stderr
+    if case == "broken-file":
+        assert ours.returncode == 2 and "wrong-types.yaml:" in ours.stdout
+    if case == "missing-file":
+        assert ours.returncode == 2 and "missing.yaml: no such file" in ours.stdout

@@ -11,7 +11,7 @@ compiled-lab cache), and reports which heavy packages it loaded:
   asks the server);
 - a warm ``list`` or ``check`` does not even import the loader: the workshop
   comes from the cache;
-- a plain ``check`` or ``list`` command line never loads click
+- a plain ``check``, ``list`` or ``validate`` command line never loads click
   (``labrunner.headless`` runs it), and ``check`` of a cluster-only step
   does not load the lab shell's module with pexpect;
 - ``check`` of a cluster step, with a token or a client-certificate
@@ -139,8 +139,9 @@ def cluster_labs(tmp_path: Path, fake_cluster: FakeClusterHandle) -> Path:
             ["--labs", "{labs}", "check", "carry-over", "prepare"],
             {"textual", "jsonschema", "click"},
         ),
+        (["--labs", "{labs}", "validate"], {"textual", "jsonschema", "kubernetes", "click"}),
     ],
-    ids=["help", "list", "check"],
+    ids=["help", "list", "check", "validate"],
 )
 def test_headless_commands_import_only_what_they_use(
     workshop: Make, args: list[str], forbidden: set[str]
