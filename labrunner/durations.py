@@ -5,9 +5,10 @@ from __future__ import annotations
 
 import re
 
-_PART = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d)")
+# patterns ``re`` compiles (and keeps) when a duration is first parsed: a command that
+# parses none (a ``check`` reading its labs from the compiled-lab cache) never compiles them
+_PART = r"(\d+(?:\.\d+)?)(ms|s|m|h|d)"
 PATTERN = r"^\s*(?:\d+(?:\.\d+)?(?:ms|s|m|h|d))+\s*$|^\s*\d+(?:\.\d+)?\s*$"
-_WHOLE = re.compile(PATTERN)
 _UNIT = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
 
 SCHEMA: dict[str, object] = {
@@ -27,12 +28,12 @@ def parse_duration(value: object) -> float:
         if value < 0:
             raise ValueError(f"{value} is negative; a duration must be 0 or more")
         return float(value)
-    if isinstance(value, str) and _WHOLE.match(value):
+    if isinstance(value, str) and re.match(PATTERN, value):
         text = value.strip()
         try:
             return float(text)
         except ValueError:
-            return sum(float(n) * _UNIT[u] for n, u in _PART.findall(text))
+            return sum(float(n) * _UNIT[u] for n, u in re.findall(_PART, text))
     raise ValueError(f"{value!r} is not a duration (use 90s, 2m, 1h30m or a number of seconds)")
 
 

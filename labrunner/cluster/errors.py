@@ -35,7 +35,7 @@ import socket
 import sys
 from dataclasses import dataclass
 
-_FORBIDDEN = re.compile(
+_FORBIDDEN = (  # compiled by ``re`` when a refusal is first explained, not at start-up
     r'User "(?P<user>[^"]*)" cannot (?P<verb>\S+) resource "(?P<resource>[^"]*)"'
     r'(?: in API group "(?P<group>[^"]*)")?'
     r'(?: in the namespace "(?P<namespace>[^"]*)"| at the cluster scope)?'
@@ -146,7 +146,7 @@ def _retry_after(value: str | None, body: bytes | str | None) -> float | None:
 
 def forbidden_message(message: str, *, user: str | None = None) -> str:
     """``forbidden: user X cannot list pods in istio-system`` from the API's wording."""
-    match = _FORBIDDEN.search(message)
+    match = re.search(_FORBIDDEN, message)
     if match is None:
         return f"forbidden: {message}" if message else "forbidden by the cluster's RBAC rules"
     resource = match["resource"]
