@@ -16,11 +16,30 @@ from __future__ import annotations
 import re
 
 ANSI = re.compile(r"\x1b\[[0-9;?]*[ -/]*[@-~]|\x1b\][^\x07\x1b]*(?:\x07|\x1b\\)|\x1b[()][A-Z0-9]")
+SGR = re.compile(r"\x1b\[[0-9;]*m")
+"""Select Graphic Rendition: the codes that only colour (or embolden) text."""
 
 
 def strip_ansi(text: str) -> str:
     """``text`` without terminal escape codes."""
     return ANSI.sub("", text) if "\x1b" in text else text
+
+
+_CONTROLS = dict.fromkeys(map(ord, "\x07\x08\x0b\x0c\x0d"))
+
+
+def only_colours(line: str) -> str:
+    """One line of a command's output with its colours (SGR codes) and nothing else a
+    terminal would act on: what a carriage return overwrote is dropped, as is every other
+    escape code (cursor moves, titles, charsets) and bell, backspace and form feeds."""
+    line = line.rsplit("\r", 1)[-1]
+    if "\x1b" in line:
+        line = ANSI.sub(_keep_colour, line)  # before the bells go: one ends a title (OSC)
+    return line.translate(_CONTROLS)
+
+
+def _keep_colour(match: re.Match[str]) -> str:
+    return match.group(0) if SGR.fullmatch(match.group(0)) else ""
 
 
 MAX_LINE = 2000

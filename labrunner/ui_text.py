@@ -1,7 +1,10 @@
 """The headless view: how ``labrunner verify`` and ``check`` show progress in a terminal.
 
-On a terminal it uses colour (unless ``NO_COLOR`` is set); in CI logs it
-prints plain, prefixed lines that read well when grepped. It only consumes
+On a terminal it uses colour (unless ``NO_COLOR`` is set, or ``TERM`` is
+``dumb``); in CI logs it prints plain, prefixed lines that read well when
+grepped. The colours are plain SGR codes written here (a handful of styles):
+Rich, which drew them before, took longer to import than a whole
+``labrunner check`` of a cluster step takes to run. It only consumes
 engine events, so it shows exactly what the reports record. Everything it
 prints passes through the redactor first (``labrunner.redact``), one
 command's output at a time, so an unfinished key never masks what follows.
@@ -13,7 +16,7 @@ import os
 import sys
 from typing import IO, TYPE_CHECKING
 
-from labrunner.ansi import clip, strip_ansi
+from labrunner.ansi import clip, only_colours, strip_ansi
 from labrunner.durations import format_duration
 from labrunner.engine import events as ev
 from labrunner.engine.events import StepStatus
@@ -36,6 +39,36 @@ _MARK = {
 }
 _SERVICE = {"running": "green", "starting": "cyan", "stopped": "yellow", "failed": "red"}
 _CHECK = {Status.PASSED: "✔", Status.PENDING: "…", Status.FAILED: "✘", Status.ERROR: "!"}
+_SGR = {
+    "bold": "1",
+    "dim": "2",
+    "red": "31",
+    "green": "32",
+    "yellow": "33",
+    "magenta": "35",
+    "cyan": "36",
+}
+"""The SGR code of each word a style may use (the standard colours every terminal has)."""
+RESET = "\x1b[0m"
+
+
+def styled(text: str, style: str) -> str:
+    """``text`` in ``style`` (words such as ``bold cyan``), each line on its own, as a
+    terminal shows it; unknown words are ignored."""
+    codes = ";".join(_SGR[word] for word in style.split() if word in _SGR)
+    if not codes:
+        return text
+    return "\n".join(f"\x1b[{codes}m{line}{RESET}" if line else line for line in text.split("\n"))
+
+
+def _wants_colour(stream: IO[str]) -> bool:
+    """Colour on a terminal, unless ``NO_COLOR`` is set or the terminal says it is dumb."""
+    try:
+        terminal = stream.isatty()
+    except (AttributeError, ValueError):
+        return False
+    term = os.environ.get("TERM", "").lower()
+    return terminal and not os.environ.get("NO_COLOR") and term not in ("dumb", "unknown")
 
 
 class Printer:
@@ -44,33 +77,20 @@ class Printer:
     def __init__(self, *, quiet: bool = False, stream: IO[str] | None = None) -> None:
         self.stream = stream or sys.stdout
         self.quiet = quiet
-        self.color = self.stream.isatty() and not os.environ.get("NO_COLOR")
+        self.color = _wants_colour(self.stream)
         self._checks: dict[int, ev.CheckResult] = {}
         self._redact = LineRedactor()
-        self._console = None
-        if self.color:
-            from rich.console import Console  # lazy: plain CI logs never load rich
-
-            self._console = Console(file=self.stream, highlight=False, soft_wrap=True)
 
     def _out(self, text: str, style: str | None = None) -> None:
-        if self._console is not None:
-            # lazy: Rich loads only when coloured output is printed (start-up speed)
-            from rich.text import Text
-
-            self._console.print(Text(text, style=style or ""))
-        else:
-            self.stream.write(text + "\n")
-            self.stream.flush()
+        if self.color and style:
+            text = styled(text, style)
+        self.stream.write(text + "\n")
+        self.stream.flush()
 
     def _ansi_line(self, text: str) -> None:
-        if self._console is not None:
-            # lazy: Rich loads only when coloured output is printed (start-up speed)
-            from rich.text import Text
-
-            line = Text("  │ ", style="dim")
-            line.append(Text.from_ansi(text))
-            self._console.print(line)
+        if self.color:
+            # the command's own colours stay; cursor moves, titles and the like do not
+            self.stream.write(styled("  │ ", "dim") + only_colours(text) + RESET + "\n")
         else:
             self.stream.write("  | " + strip_ansi(text) + "\n")
 

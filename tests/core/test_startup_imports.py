@@ -32,6 +32,8 @@ bench/whole_process.py measures what these choices are worth in wall time.
 from __future__ import annotations
 
 import json
+import os
+import pty
 import subprocess
 import sys
 from collections.abc import Callable
@@ -60,7 +62,7 @@ except SystemExit:
 roots = {name.split(".")[0] for name in sys.modules}
 print("LOADED:" + json.dumps({
     "roots": sorted(roots & {
-        "textual", "jsonschema", "kubernetes", "yaml", "click", "pexpect", "urllib3"
+        "textual", "jsonschema", "kubernetes", "yaml", "click", "pexpect", "urllib3", "rich"
     }),
     "loader": "labrunner.lab.loader" in sys.modules,
     "cli": "labrunner.cli" in sys.modules,
@@ -197,6 +199,41 @@ def test_list_and_check_of_a_cluster_lab(cluster_labs: Path) -> None:
     assert listing.cli is False
     assert listing.loader is False
     assert check.loader is False
+
+
+def test_check_on_a_terminal_is_coloured_without_rich(cluster_labs: Path) -> None:
+    # a learner's terminal: colour, drawn with plain SGR codes (Rich took longer to import
+    # than the check takes to run)
+    env = {**cli_env(), "TERM": "xterm-256color"}
+    env.pop("NO_COLOR", None)
+    argv = ["--labs", str(cluster_labs), "check", "shop", "ready"]
+    controller, terminal = pty.openpty()
+    proc = subprocess.Popen(
+        [sys.executable, "-c", PROBE, *argv],
+        stdout=terminal,
+        stderr=terminal,
+        stdin=subprocess.DEVNULL,
+        env=env,
+        cwd=cluster_labs.parent,
+    )
+    os.close(terminal)
+    chunks = []
+    while True:
+        try:
+            data = os.read(controller, 65536)
+        except OSError:  # EIO once the child side is closed
+            break
+        if not data:
+            break
+        chunks.append(data)
+    os.close(controller)
+    assert proc.wait(60) == 0
+    output = b"".join(chunks).decode("utf-8", "replace")
+    line = next(x for x in output.splitlines() if x.startswith("LOADED:"))
+    data = json.loads(line.removeprefix("LOADED:"))
+    assert "\x1b[1;36m-- ready: The namespace is there\x1b[0m" in output, output
+    assert "\x1b[1;32m✔ PASS ready" in output, output
+    assert not {"rich", "textual", "click", "kubernetes"} & set(data["roots"]), data
 
 
 def test_the_probe_sees_jsonschema_when_a_problem_needs_explaining(workshop: Make) -> None:

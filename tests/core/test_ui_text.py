@@ -133,3 +133,44 @@ def test_a_huge_check_message_is_clipped_as_in_reports_and_printed_once(
     assert len(clipped) < 2100 and clipped.endswith("more characters]")
     assert text.count(clipped) == 1, "the long message is printed once, clipped as in reports"
     assert "✘ FAIL one" in text and "(see the check above)" in text
+
+
+class _Terminal(io.StringIO):
+    """A stream that says it is a terminal."""
+
+    def isatty(self) -> bool:
+        return True
+
+
+def _coloured_run(monkeypatch: Any, **env: str) -> str:
+    for name in ("NO_COLOR", "TERM"):
+        monkeypatch.delenv(name, raising=False)
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    out = _Terminal()
+    printer = Printer(stream=out)
+    printer(ev.StepStarted("lab", "one", 0, "One"))
+    printer(ev.OutputLine("lab", "one", "\x1b[31mred\x1b[0m \x1b]0;title\x07\x1b[2Kok\x07"))
+    printer(ev.OutputLine("lab", "one", "10%\r50%\r100% done"))
+    printer(ev.StepFinished("lab", "one", StepStatus.FAILED, "it broke"))
+    return out.getvalue()
+
+
+def test_a_terminal_gets_sgr_colours_and_only_those(monkeypatch: Any) -> None:
+    text = _coloured_run(monkeypatch, TERM="xterm-256color")
+    lines = text.splitlines()
+    assert lines[0] == "\x1b[1;36m-- one: One\x1b[0m"
+    # the command's own colour stays; the title, the erase and the bell do not
+    assert lines[1] == "\x1b[2m  │ \x1b[0m\x1b[31mred\x1b[0m ok\x1b[0m"
+    # what a carriage return overwrote is gone, as a terminal would show it
+    assert lines[2] == "\x1b[2m  │ \x1b[0m100% done\x1b[0m"
+    assert lines[3].startswith("\x1b[1;31m✘ FAIL one (") and lines[3].endswith("\x1b[0m")
+    assert "it broke" in lines[3]
+
+
+def test_no_colour_for_no_color_or_a_dumb_terminal(monkeypatch: Any) -> None:
+    for env in ({"NO_COLOR": "1", "TERM": "xterm"}, {"TERM": "dumb"}):
+        text = _coloured_run(monkeypatch, **env)
+        assert "\x1b" not in text, env
+        # (a plain log keeps what is not an escape code, as it always did)
+        assert text.splitlines()[:2] == ["-- one: One", "  | red ok\x07"], env
