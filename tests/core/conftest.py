@@ -8,6 +8,7 @@ bounded helper (``wait_for``) that returns as soon as it holds.
 from __future__ import annotations
 
 import os
+import pty
 import shutil
 import signal
 import subprocess
@@ -62,6 +63,26 @@ def run_cli(
         timeout=timeout,
         stdin=subprocess.DEVNULL,
     )
+
+
+def run_on_terminal(argv: list[str], env: dict[str, str], cwd: Path) -> tuple[int, str]:
+    """Run ``argv`` with stdout and stderr on a pseudo-terminal; (exit code, all it wrote)."""
+    controller, terminal = pty.openpty()
+    proc = subprocess.Popen(
+        argv, stdout=terminal, stderr=terminal, stdin=subprocess.DEVNULL, env=env, cwd=cwd
+    )
+    os.close(terminal)
+    chunks = []
+    while True:
+        try:
+            data = os.read(controller, 65536)
+        except OSError:  # EIO once the child side is closed
+            break
+        if not data:
+            break
+        chunks.append(data)
+    os.close(controller)
+    return proc.wait(60), b"".join(chunks).decode("utf-8", "replace")
 
 
 def assert_clean(proc: subprocess.CompletedProcess[str], code: int) -> None:

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
-import pty
 import shutil
 import signal
 import subprocess
@@ -29,6 +27,7 @@ from .conftest import (
     pid_alive,
     read_pids,
     run_cli,
+    run_on_terminal,
 )
 
 REPO = Path(__file__).resolve().parents[2]
@@ -781,27 +780,7 @@ def test_context_overlay_does_not_litter_the_state_directory(
 
 def run_in_terminal(args: list[str], env: dict[str, str], cwd: Path) -> tuple[int, str]:
     """Run the CLI with stdout on a pseudo-terminal; returns (exit code, output)."""
-    controller, terminal = pty.openpty()
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "labrunner", *args],
-        stdout=terminal,
-        stderr=terminal,
-        stdin=subprocess.DEVNULL,
-        env=env,
-        cwd=cwd,
-    )
-    os.close(terminal)
-    chunks = []
-    while True:
-        try:
-            data = os.read(controller, 65536)
-        except OSError:  # EIO once the child side is closed
-            break
-        if not data:
-            break
-        chunks.append(data)
-    os.close(controller)
-    return proc.wait(30), b"".join(chunks).decode("utf-8", "replace")
+    return run_on_terminal([sys.executable, "-m", "labrunner", *args], env, cwd)
 
 
 def test_colour_only_on_a_terminal_without_no_color(workshop: Make) -> None:

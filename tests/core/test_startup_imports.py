@@ -32,8 +32,6 @@ bench/whole_process.py measures what these choices are worth in wall time.
 from __future__ import annotations
 
 import json
-import os
-import pty
 import subprocess
 import sys
 from collections.abc import Callable
@@ -46,7 +44,7 @@ from labrunner.testing.fakecluster import FakeCluster
 from labrunner.testing.fakecluster.kubeconfig import render_entries, write
 from labrunner.testing.fixtures import FakeClusterHandle
 
-from .conftest import cli_env
+from .conftest import cli_env, run_on_terminal
 
 Make = Callable[..., Path]
 
@@ -207,28 +205,8 @@ def test_check_on_a_terminal_is_coloured_without_rich(cluster_labs: Path) -> Non
     env = {**cli_env(), "TERM": "xterm-256color"}
     env.pop("NO_COLOR", None)
     argv = ["--labs", str(cluster_labs), "check", "shop", "ready"]
-    controller, terminal = pty.openpty()
-    proc = subprocess.Popen(
-        [sys.executable, "-c", PROBE, *argv],
-        stdout=terminal,
-        stderr=terminal,
-        stdin=subprocess.DEVNULL,
-        env=env,
-        cwd=cluster_labs.parent,
-    )
-    os.close(terminal)
-    chunks = []
-    while True:
-        try:
-            data = os.read(controller, 65536)
-        except OSError:  # EIO once the child side is closed
-            break
-        if not data:
-            break
-        chunks.append(data)
-    os.close(controller)
-    assert proc.wait(60) == 0
-    output = b"".join(chunks).decode("utf-8", "replace")
+    code, output = run_on_terminal([sys.executable, "-c", PROBE, *argv], env, cluster_labs.parent)
+    assert code == 0, output
     line = next(x for x in output.splitlines() if x.startswith("LOADED:"))
     data = json.loads(line.removeprefix("LOADED:"))
     assert "\x1b[1;36m-- ready: The namespace is there\x1b[0m" in output, output
