@@ -144,6 +144,7 @@ def private_dir(prefix: str) -> Path:
             os.mkdir(path, 0o700)
         except FileExistsError:
             continue
+        os.chmod(path, 0o700)  # whatever the umask took away, as mkdtemp's callers do
         return Path(path)
     raise FileExistsError(f"no free name for a private folder in {base}")
 

@@ -82,11 +82,13 @@ def test_private_dir_is_new_and_private_from_the_start(
 ) -> None:
     monkeypatch.setenv("TMPDIR", str(tmp_path))
     monkeypatch.delitem(sys.modules, "tempfile", raising=False)  # fsutil's own answer
-    old = os.umask(0)  # a permissive umask must not widen it
-    try:
-        made = [fsutil.private_dir("labrunner-test-") for _ in range(3)]
-    finally:
-        os.umask(old)
+    made = []
+    for mask in (0, 0o077, 0o277):  # neither widened by a permissive umask nor narrowed
+        old = os.umask(mask)
+        try:
+            made.append(fsutil.private_dir("labrunner-test-"))
+        finally:
+            os.umask(old)
     assert len(set(made)) == 3
     for folder in made:
         assert folder.parent == tmp_path and folder.name.startswith("labrunner-test-")
