@@ -587,11 +587,10 @@ def sweep(parent: Path | None = None) -> list[Path]:
         import tempfile  # lazy: a caller that knows the folder spares its start-up tempfile
 
         parent = Path(tempfile.gettempdir())
-    base = parent
     uid = os.getuid()
     removed: list[Path] = []
     try:
-        entries = list(os.scandir(base))
+        entries = list(os.scandir(parent))
     except OSError:
         return removed
     for entry in entries:
