@@ -60,7 +60,8 @@ except SystemExit:
 roots = {name.split(".")[0] for name in sys.modules}
 print("LOADED:" + json.dumps({
     "roots": sorted(roots & {
-        "textual", "jsonschema", "kubernetes", "yaml", "click", "pexpect", "urllib3", "rich"
+        "textual", "jsonschema", "kubernetes", "yaml", "click", "pexpect", "urllib3", "rich",
+        "platformdirs",
     }),
     "loader": "labrunner.lab.loader" in sys.modules,
     "cli": "labrunner.cli" in sys.modules,
@@ -212,6 +213,17 @@ def test_check_on_a_terminal_is_coloured_without_rich(cluster_labs: Path) -> Non
     assert "\x1b[1;36m-- ready: The namespace is there\x1b[0m" in output, output
     assert "\x1b[1;32m✔ PASS ready" in output, output
     assert not {"rich", "textual", "click", "kubernetes"} & set(data["roots"]), data
+
+
+def test_commands_find_the_state_dir_without_platformdirs(tmp_path: Path) -> None:
+    # no LABRUNNER_STATE_DIR (empty counts as unset), no XDG_STATE_HOME: a user's ~/.local/state
+    user = {"HOME": str(tmp_path), "LABRUNNER_STATE_DIR": "", "XDG_STATE_HOME": ""}
+    labs = Path(__file__).resolve().parents[2] / "labs"
+    for argv in (["--help"], ["--help"], ["--labs", str(labs), "list"]):
+        found = loaded(argv, tmp_path, **user)
+        assert "platformdirs" not in found.roots, (argv, found)
+    # and the state went where platformdirs would have put it
+    assert (tmp_path / ".local" / "state" / "labrunner" / "cache").is_dir()
 
 
 def test_the_probe_sees_jsonschema_when_a_problem_needs_explaining(workshop: Make) -> None:

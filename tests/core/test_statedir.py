@@ -3,14 +3,11 @@
 ``labrunner.statedir`` applies the XDG rule itself on Linux (importing
 platformdirs would cost a short command more than the rest of its start-up);
 here its answer is held to platformdirs' own under each environment a user may
-have, and the commands are shown to start without importing platformdirs.
+have (``test_startup_imports`` shows the commands start without importing it).
 """
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -56,31 +53,3 @@ def test_the_override_wins(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> N
     monkeypatch.setenv("HOME", str(tmp_path))
     monkeypatch.setenv("LABRUNNER_STATE_DIR", "~/elsewhere")
     assert statedir.state_root() == str(tmp_path / "elsewhere")
-
-
-def test_commands_start_without_platformdirs(tmp_path: Path) -> None:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("LABRUNNER_", "XDG_"))}
-    env["HOME"] = str(tmp_path)
-    probe = (
-        "import sys\n"
-        "sys.argv = ['labrunner', *sys.argv[1:]]\n"
-        "from labrunner.launch import main\n"
-        "try:\n"
-        "    main()\n"
-        "except SystemExit:\n"
-        "    pass\n"
-        "print('PLATFORMDIRS', 'platformdirs' in sys.modules)\n"
-    )
-    labs = Path(__file__).resolve().parents[2] / "labs"
-    for argv in (["--help"], ["--help"], ["--labs", str(labs), "list"]):
-        out = subprocess.run(
-            [sys.executable, "-c", probe, *argv],
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=120,
-            cwd=tmp_path,
-        ).stdout
-        assert out.strip().endswith("PLATFORMDIRS False"), (argv, out)
-    # and the state went where platformdirs would have put it
-    assert (tmp_path / ".local" / "state" / "labrunner" / "cache").is_dir()
