@@ -123,8 +123,18 @@ def read_stat(pid: int) -> ProcInfo | None:
     )
 
 
-def table() -> dict[int, ProcInfo]:
-    """Every process, by pid."""
+def table(below: int | None = None) -> dict[int, ProcInfo]:
+    """Every process, by pid; with ``below``, only that process and its descendants.
+
+    The part below a process is found from the kernel's children lists, a few
+    reads for a lab's handful of processes where the whole table is three per
+    process on the machine (hundreds on a desktop). Where the kernel keeps no
+    children lists, it is the whole table.
+    """
+    if below is not None:
+        tree = _subtree(below)
+        if tree is not None:
+            return tree
     out: dict[int, ProcInfo] = {}
     try:
         entries = os.listdir("/proc")
@@ -136,6 +146,44 @@ def table() -> dict[int, ProcInfo]:
             if info is not None:
                 out[info.pid] = info
     return out
+
+
+def own_table() -> dict[int, ProcInfo]:
+    """The part of the process table that holds what this process started, directly or not.
+
+    While this process is a subreaper, everything it started is below it, detached
+    or not (an orphan is re-parented to it), so that part is read; otherwise the
+    whole table, where a detached process may be anywhere.
+    """
+    return table(below=os.getpid() if _subreaper else None)
+
+
+def _subtree(root: int) -> dict[int, ProcInfo] | None:
+    """``root`` and its descendants, or None where the kernel keeps no children lists."""
+    if not _has_children_lists():
+        return None
+    out: dict[int, ProcInfo] = {}
+    todo = [root]
+    while todo:
+        pid = todo.pop()
+        info = read_stat(pid)
+        if info is None or pid in out:
+            continue
+        out[pid] = info
+        todo.extend(child for child in _children(pid) if child not in out)
+    return out
+
+
+_children_lists: bool | None = None
+
+
+def _has_children_lists() -> bool:
+    """True where ``/proc/PID/task/TID/children`` exists (Linux with CONFIG_PROC_CHILDREN)."""
+    global _children_lists
+    if _children_lists is None:
+        pid = os.getpid()
+        _children_lists = os.path.exists(f"/proc/{pid}/task/{pid}/children")
+    return _children_lists
 
 
 def start_time(pid: int) -> int | None:
@@ -172,9 +220,10 @@ def in_session(procs: dict[int, ProcInfo], sid: int, *, since: int = 0) -> set[i
     return {p.pid for p in procs.values() if p.sid == sid and not p.zombie and p.start >= since}
 
 
-def session_pids(sid: int) -> list[int]:
-    """Every live process whose session id is ``sid``."""
-    return sorted(in_session(table(), sid))
+def session_pids(sid: int, *, mine: bool = False) -> list[int]:
+    """Every live process whose session id is ``sid``; ``mine`` says this process started
+    the session (only :func:`own_table` is read)."""
+    return sorted(in_session(own_table() if mine else table(), sid))
 
 
 def _environ_has(pid: int, needles: Collection[bytes]) -> bool:
@@ -230,27 +279,34 @@ def kill(pids: Iterable[int], sig: int = signal.SIGKILL) -> None:
             pass
 
 
-def end(find: Callable[[dict[int, ProcInfo]], set[int]], *, rounds: int = END_ROUNDS) -> int:
+def end(
+    find: Callable[[dict[int, ProcInfo]], set[int]],
+    *,
+    rounds: int = END_ROUNDS,
+    mine: bool = False,
+) -> int:
     """SIGKILL what ``find`` names in the process table until it names nothing alive.
 
     ``find`` is asked again after each round, so a child forked while its parent
     was being killed is found in the next one. Returns how many were killed.
-    Orphans this process adopted are reaped before it returns.
+    Orphans this process adopted are reaped before it returns. With ``mine``
+    (``find`` looks for what this process's own shells started), ``find`` gets
+    :func:`own_table` rather than the whole table.
     """
     me = os.getpid()
     killed: set[int] = set()
-    mine: dict[int, int] = {}
+    adopted: dict[int, int] = {}
     for _ in range(rounds):
-        procs = table()
+        procs = own_table() if mine else table()
         targets = {pid for pid in find(procs) if pid != me and pid in procs}
         targets = {pid for pid in targets if not procs[pid].zombie}
         if not targets:
             break
         kill(targets)
         killed |= targets
-        mine.update({pid: procs[pid].start for pid in targets if procs[pid].ppid == me})
+        adopted.update({pid: procs[pid].start for pid in targets if procs[pid].ppid == me})
         _wait_gone(targets)
-    _reap(mine)
+    _reap(adopted)
     return len(killed)
 
 
@@ -439,19 +495,20 @@ def is_subreaper() -> bool:
     return _subreaper
 
 
-def _children() -> set[int]:
-    """This process's children, from the children lists of each of its threads."""
+def _children(pid: int | None = None) -> set[int]:
+    """The children of ``pid`` (this process), from the children lists of its threads
+    (a child is listed under the thread that forked it, an orphan under the one the
+    kernel re-parented it to)."""
+    where = f"/proc/{'self' if pid is None else pid}/task"
     out: set[int] = set()
     try:
-        tasks = os.listdir("/proc/self/task")
+        tasks = os.listdir(where)
     except OSError:
         return out
     for tid in tasks:
-        try:
-            with open(f"/proc/self/task/{tid}/children", "rb") as fh:
-                out.update(int(p) for p in fh.read().split())
-        except (OSError, ValueError):
-            continue
+        data = _read_proc(f"{where}/{tid}/children")
+        if data:
+            out.update(int(p) for p in data.split())
     return out
 
 
@@ -561,19 +618,20 @@ def _leftovers(directory: Path) -> tuple[set[str], list[tuple[int, int]]]:
     return marks, sessions
 
 
-def end_leftovers(directory: Path) -> int:
-    """Kill every process the shells recorded in ``directory`` left behind."""
+def end_leftovers(directory: Path, *, mine: bool = False) -> int:
+    """Kill every process the shells recorded in ``directory`` left behind; ``mine``
+    says the shells were this process's own (see :func:`end`)."""
     marks, sessions = _leftovers(directory)
 
     def find(procs: dict[int, ProcInfo]) -> set[int]:
-        found = marked(marks, procs)
+        found = marked(marks, procs, mine=mine)
         for sid, since in sessions:
             found |= in_session(procs, sid, since=since)
         return found | descendants(procs, found)
 
     if not marks and not sessions:
         return 0
-    return end(find)
+    return end(find, mine=mine)
 
 
 def sweep(parent: Path | None = None) -> list[Path]:

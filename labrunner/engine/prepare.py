@@ -304,7 +304,7 @@ def _sh_quote(text: str) -> str:
 
 def _remove(directory: Path) -> None:
     """Stop what the run's shells left running, then remove the run's directory."""
-    proctree.end_leftovers(directory)
+    proctree.end_leftovers(directory, mine=True)
     remove_tree(directory)
 
 

@@ -66,10 +66,10 @@ def stop_process_group(proc: subprocess.Popen[bytes], *, grace: float = STOP_GRA
     while time.monotonic() < end:
         with contextlib.suppress(subprocess.TimeoutExpired):
             proc.wait(0.02)
-        if not proctree.session_pids(sid):
+        if not proctree.session_pids(sid, mine=True):
             break
     kill_group(sid, signal.SIGKILL)
-    for pid in proctree.session_pids(sid):
+    for pid in proctree.session_pids(sid, mine=True):
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.kill(pid, signal.SIGKILL)
     proc.wait()

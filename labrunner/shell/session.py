@@ -166,7 +166,7 @@ def _kill_session(child: pexpect.spawn, marks: tuple[str, ...] = ()) -> None:
             found.add(bash)
         return found | proctree.descendants(procs, found)
 
-    proctree.end(find)
+    proctree.end(find, mine=True)
     try:
         if child.isalive():
             child.wait()
@@ -351,7 +351,7 @@ class Shell:
         if child is not None:
             _kill_session(child, (self.id,))
         else:
-            proctree.end(lambda procs: proctree.marked((self.id,), procs, mine=True))
+            proctree.end(lambda procs: proctree.marked((self.id,), procs, mine=True), mine=True)
         _live.discard(self)
         if self._cmd_fd >= 0:
             os.close(self._cmd_fd)
@@ -750,7 +750,7 @@ class Shell:
         if fg is None or self._tty is None:
             return False
         path, number = self._tty
-        members = [p.pid for p in proctree.table().values() if p.pgrp == fg and not p.zombie]
+        members = [p.pid for p in proctree.own_table().values() if p.pgrp == fg and not p.zombie]
         return any(proctree.reading_terminal(pid, path, number) for pid in members)
 
     def _foreground(self) -> int | None:
@@ -793,7 +793,7 @@ class Shell:
         if fg is not None and fg != shell_pid:
             # the job's whole tree, taken now: what it started in a session of its own
             # (`setsid -w …`) is out of reach of the group kill below
-            procs = proctree.table()
+            procs = proctree.own_table()
             tree = proctree.descendants(procs, [p.pid for p in procs.values() if p.pgrp == fg])
             started = {pid: procs[pid].start for pid in tree}
             try:
