@@ -18,6 +18,9 @@ one that cannot be read. It is written (atomically, private to the user, as
 Python writes ``__pycache__``) only by a run that compiled something new, so
 the common run only reads it.
 
+The same table keeps the expressions :func:`compiled` compiles: the string
+annotations the compiled-lab cache evaluates to decode the lab model.
+
 Imports nothing but built-in modules: it runs before everything else.
 
 It also spares the start-up the ``inspect`` module when it can. ``dataclasses``
@@ -39,6 +42,8 @@ from typing import Any
 
 FILE_PREFIX = "dataclass-code"
 HEADER = b"labrunner dataclass code 1\n"
+EVAL_PREFIX = "\0eval\0"
+"""Heads the key of an expression compiled by :func:`compiled` (no Python source starts so)."""
 MAX_ENTRIES = 2000
 """A table grown past this (old labrunner versions' methods) starts again from this run's."""
 
@@ -91,6 +96,25 @@ def _exec(source: Any, globals: Any = None, locals: Any = None, /) -> None:
         _used.add(source)
         source = code
     exec(source, globals, locals)  # noqa: S102 - it stands in for exec in dataclasses
+
+
+def compiled(expression: str) -> Any:
+    """``compile(expression, "<string>", "eval")``, from the table when an earlier run made it.
+
+    For the compiled-lab cache, which evaluates the string annotations of the lab
+    model's fields on every start (``typing.get_type_hints`` compiles each anew).
+    Kept under a key no ``exec`` source can have.
+    """
+    global _dirty, misses
+    key = EVAL_PREFIX + expression
+    code = _table.get(key)
+    if code is None:
+        code = compile(expression, "<string>", "eval", dont_inherit=True)
+        _table[key] = code
+        _dirty = True
+        misses += 1
+    _used.add(key)
+    return code
 
 
 class _InspectOnDemand(type(sys)):  # type: ignore[misc]

@@ -41,6 +41,7 @@ from pathlib import Path
 from typing import Any
 
 import labrunner
+from labrunner import codecache
 from labrunner.fsutil import sha256_hex, source_stamp, write_atomic
 from labrunner.lab.catalog import Catalog
 from labrunner.lab.locate import WORKSHOP_FILE, lab_files
@@ -62,8 +63,48 @@ class Unrepresentable(TypeError):
 
 
 def _hints(cls: type) -> dict[str, Any]:
+    """``typing.get_type_hints(cls, <cls's module>)``, without compiling the annotations.
+
+    The model's annotations are strings (PEP 563), and ``get_type_hints``
+    compiles each of them on every start (some 70 for the lab model, about a
+    millisecond and a half of a ``labrunner check``). Here each is evaluated
+    from the code an earlier run compiled (:func:`labrunner.codecache.compiled`)
+    in the same namespaces ``get_type_hints`` uses. Anything that is not a plain
+    type expression once evaluated (a string or forward reference inside it,
+    ``Annotated``) is left to ``get_type_hints`` itself.
+    """
     module = sys.modules.get(cls.__module__)
-    return typing.get_type_hints(cls, vars(module) if module else None)
+    globalns = vars(module) if module else None
+    hints: dict[str, Any] = {}
+    try:
+        for base in reversed(cls.__mro__):
+            localns = dict(vars(base))
+            for name, annotation in localns.get("__annotations__", {}).items():
+                hint = annotation
+                if isinstance(annotation, str):
+                    # the annotations are the model's own source text, as get_type_hints trusts
+                    hint = eval(codecache.compiled(annotation), globalns, localns)  # noqa: S307
+                if hint is None:
+                    hint = type(None)
+                if not _plain_hint(hint):
+                    raise TypeError(name)
+                hints[name] = hint
+    except (NameError, SyntaxError, TypeError):
+        return typing.get_type_hints(cls, globalns)
+    return hints
+
+
+def _plain_hint(hint: Any) -> bool:
+    """True for a type expression with nothing left to resolve (no string, forward
+    reference or ``Annotated`` anywhere in it)."""
+    if isinstance(hint, (str, typing.ForwardRef)):
+        return False
+    origin = typing.get_origin(hint)
+    if origin is typing.Literal:
+        return True  # its arguments are values, strings among them
+    if origin is typing.Annotated:
+        return False
+    return all(_plain_hint(arg) for arg in getattr(hint, "__args__", ()))
 
 
 def _plain_json(value: Any) -> Any:

@@ -41,6 +41,7 @@ class Box:
     size: int
     label: str = "box"
 
+hint = eval(codecache.compiled("tuple[Point, ...] | None"), {"Point": Point})
 p = Point(1, tags=("a",))
 try:
     p.x = 5
@@ -57,6 +58,7 @@ print(json.dumps({
     "order": sorted([Box(3), Box(1, "z"), Box(1, "a")]) == [Box(1, "a"), Box(1, "z"), Box(3)],
     "init_name": Point.__init__.__qualname__,
     "annotations": {k: repr(v) for k, v in Point.__init__.__annotations__.items()},
+    "hint": repr(hint),
 }))
 """
 
@@ -82,7 +84,7 @@ def test_a_second_run_compiles_nothing_and_gets_the_same_methods(tmp_path: Path)
     cache = tmp_path / "cache"
     first = probe(cache)
     second = probe(cache)
-    assert first["misses"] >= 8  # Point's and Box's methods were compiled and kept
+    assert first["misses"] >= 9  # Point's and Box's methods and the hint were compiled and kept
     assert second["misses"] == 0
     assert {k: v for k, v in first.items() if k != "misses"} == {
         "repr": "Point(x=1, y=2, tags=('a',), seen=[])",
@@ -99,6 +101,8 @@ def test_a_second_run_compiles_nothing_and_gets_the_same_methods(tmp_path: Path)
             "seen": "list[int]",
             "return": "None",
         },
+        # an expression from codecache.compiled evaluates as the one compile makes
+        "hint": "tuple[__main__.Point, ...] | None",
     }
     assert {k: v for k, v in second.items() if k != "misses"} == {
         k: v for k, v in first.items() if k != "misses"

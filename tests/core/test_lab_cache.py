@@ -159,6 +159,47 @@ def test_every_field_of_the_model_round_trips() -> None:
     assert_same(roundtrip(problem, Problem), problem, "Problem")
 
 
+def test_the_model_hints_are_what_get_type_hints_says() -> None:
+    from labrunner.lab.cache import _hints
+
+    for cls in [*model_classes(Workshop), *model_classes(Problem)]:
+        expected = typing.get_type_hints(cls, vars(sys.modules[cls.__module__]))
+        assert _hints(cls) == expected, cls.__name__
+
+
+@dataclasses.dataclass(frozen=True)
+class _Odd:
+    """Annotations ``_hints`` leaves to ``get_type_hints``: a forward reference inside a type,
+    ``Annotated``; and a Literal of strings, which it evaluates itself."""
+
+    kinds: list["_Odd"]  # noqa: UP037 - the quoted name inside is the point
+    size: typing.Annotated[int, "bytes"]
+    mode: typing.Literal["a", "b"]
+    nothing: None
+
+
+def test_hints_with_forward_references_inside_are_left_to_get_type_hints(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from labrunner.lab import cache as cache_module
+
+    asked: list[type] = []
+    real = typing.get_type_hints
+
+    def spy(obj: Any, *args: Any, **kwargs: Any) -> Any:
+        asked.append(obj)
+        return real(obj, *args, **kwargs)
+
+    monkeypatch.setattr(cache_module.typing, "get_type_hints", spy)
+    hints = cache_module._hints(_Odd)
+    assert asked == [_Odd]
+    assert hints == real(_Odd, vars(sys.modules[__name__]))
+    assert hints["kinds"] == list[_Odd] and hints["nothing"] is type(None)
+    asked.clear()
+    assert cache_module._hints(Workshop) == real(Workshop, vars(sys.modules[Workshop.__module__]))
+    assert asked == []  # the model's own hints never need it
+
+
 def test_the_bundled_workshop_round_trips() -> None:
     result = loader_module.load_workshop(REPO / "labs", builtin_registry())
     assert result.workshop is not None
