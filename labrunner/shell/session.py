@@ -50,12 +50,9 @@ from __future__ import annotations
 import atexit
 import os
 import re
-import secrets
 import select
 import shlex
-import shutil
 import signal
-import tempfile
 import termios
 import threading
 import time
@@ -69,6 +66,7 @@ import pexpect
 
 from labrunner import proctree
 from labrunner.ansi import strip_ansi
+from labrunner.fsutil import remove_tree, temp_root
 from labrunner.lab.model import Expect
 from labrunner.redact import MASK, mask_values, split_point
 from labrunner.shell.bashquote import parse_exports, unquote
@@ -211,7 +209,7 @@ def _private_folder(shell_id: str, parent: str | os.PathLike[str] | None) -> Pat
         folder = Path(parent) / f"shell-{shell_id}"
         folder.mkdir(mode=0o700)
         return folder
-    folder = Path(tempfile.gettempdir()) / f"labrunner-shell-{shell_id}"
+    folder = Path(temp_root()) / f"labrunner-shell-{shell_id}"
     folder.mkdir(mode=0o700)
     proctree.write_owner(folder)
     return folder
@@ -244,11 +242,11 @@ class Shell:
         self._cwd = os.fspath(cwd)
         self._size = (rows, columns)
         self._child: pexpect.spawn | None = None
-        self.id = secrets.token_hex(8)
+        self.id = os.urandom(8).hex()  # as secrets.token_hex, without loading hashlib
         """The marker value every process this shell starts inherits (``proctree.MARKER``)."""
         self._dir = _private_folder(self.id, directory)
         self._cmd_fd = os.open(self._dir / "cmd", os.O_RDWR | os.O_CREAT, 0o600)
-        self._nonce = secrets.token_hex(6)
+        self._nonce = os.urandom(6).hex()
         self._marker = b"\x1eLR" + self._nonce.encode() + b":"
         self._seq = 0
         self._lock = threading.Lock()
@@ -356,7 +354,7 @@ class Shell:
         if self._cmd_fd >= 0:
             os.close(self._cmd_fd)
             self._cmd_fd = -1
-        shutil.rmtree(self._dir, ignore_errors=True)
+        remove_tree(self._dir)
 
     @property
     def directory(self) -> Path:
