@@ -78,10 +78,15 @@ def default_signals() -> None:
     under ``nohup`` inherits SIGINT, SIGQUIT or SIGHUP ignored, and ignored signals
     stay ignored across ``exec``: the lab shell's commands could then neither trap
     Ctrl-C nor be interrupted by it, so cancelling a step would always escalate to
-    SIGKILL. Blocked signals are unblocked for the same reason.
+    SIGKILL. Blocked signals are unblocked for the same reason. Python itself
+    ignores SIGPIPE and SIGXFSZ (as ``subprocess``'s ``restore_signals`` undoes):
+    left so, ``yes | head -1`` in a lab would say "Broken pipe" and exit 1 rather
+    than end quietly with 141, as it does in a terminal.
     """
-    for sig in (signal.SIGINT, signal.SIGQUIT, signal.SIGHUP, signal.SIGTERM):
+    for sig in (signal.SIGINT, signal.SIGQUIT, signal.SIGHUP, signal.SIGTERM, signal.SIGPIPE):
         signal.signal(sig, signal.SIG_DFL)
+    if hasattr(signal, "SIGXFSZ"):
+        signal.signal(signal.SIGXFSZ, signal.SIG_DFL)
     signal.pthread_sigmask(signal.SIG_SETMASK, ())
 
 

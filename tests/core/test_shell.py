@@ -608,6 +608,20 @@ def test_a_subreaper_reaps_orphans_that_exit(
         sh.close()
 
 
+def test_a_closed_pipe_ends_a_command_quietly_as_in_a_terminal(shell: Shell) -> None:
+    # Python ignores SIGPIPE; left ignored across exec, `yes | head -1` says "Broken pipe"
+    out = Lines()
+    result = shell.run(
+        "yes | head -1; echo status=${PIPESTATUS[*]}; grep SigIgn /proc/self/status",
+        timeout=10,
+        on_line=out,
+    )
+    assert result.exit_code == 0
+    assert out.lines[:2] == ["y", "status=141 0"], out.lines
+    ignored = int(out.lines[2].split()[-1], 16)
+    assert not ignored & (1 << (signal.SIGPIPE - 1) | 1 << (signal.SIGXFSZ - 1)), out.lines
+
+
 @pytest.mark.parametrize("kind", ["headless", "pane"])
 def test_commands_can_trap_ctrl_c_when_labrunner_was_started_with_it_ignored(
     tmp_path: Path, kind: str
