@@ -701,6 +701,8 @@ def load_lab(path: Path, registry: Catalog) -> Lab:
 
 @dataclass(frozen=True)
 class _WorkshopFile:
+    """What ``workshop.yaml`` says: the title, the shared env and the labs' order."""
+
     title: str
     env: dict[str, str]
     labs: tuple[str, ...]

@@ -59,6 +59,8 @@ def wanted(option: str, env: Mapping[str, str]) -> bool:
 
 @dataclass
 class _Row:
+    """One step's line in the step summary's table."""
+
     lab: str
     step: str
     status: str

@@ -94,6 +94,8 @@ class WatchFailed(Message):
 
 @dataclass
 class _Entry:
+    """One learner as the dashboard last read them."""
+
     progress: Progress
     offset: float
     learner: LearnerView

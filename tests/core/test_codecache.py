@@ -196,3 +196,33 @@ def test_sha256_hex_is_hashlibs_digest() -> None:
 
     for data in (b"", b"abc", bytes(range(256)) * 4099):
         assert sha256_hex(data) == hashlib.sha256(data).hexdigest()
+
+
+def test_every_dataclass_of_labrunner_has_a_docstring_of_its_own() -> None:
+    """A dataclass without one makes ``dataclasses`` load ``inspect`` (some ten modules) to
+    write ``Name(field, ...)`` as its ``__doc__``, in every command that defines it."""
+    import dataclasses
+    import importlib
+    import pkgutil
+
+    import labrunner
+
+    missing = []
+    count = 0
+    for info in pkgutil.walk_packages(labrunner.__path__, "labrunner."):
+        if info.name.endswith("__main__"):
+            continue
+        module = importlib.import_module(info.name)
+        for value in vars(module).values():
+            if not (
+                isinstance(value, type)
+                and dataclasses.is_dataclass(value)
+                and value.__module__ == module.__name__
+            ):
+                continue
+            count += 1
+            doc = value.__doc__
+            if doc is None or doc.startswith(f"{value.__name__}("):
+                missing.append(f"{module.__name__}.{value.__qualname__}")
+    assert count > 100  # the control: the walk found labrunner's dataclasses
+    assert missing == []

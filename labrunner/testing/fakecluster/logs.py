@@ -24,6 +24,8 @@ def _stamp(epoch: float) -> str:
 
 @dataclass
 class _Run:
+    """The log lines of one run of a container."""
+
     lines: list[tuple[float, str]] = field(default_factory=list)
 
     def add(self, text: str, at: float) -> None:
@@ -39,6 +41,8 @@ class _Run:
 
 @dataclass
 class _Container:
+    """A container's current run and the one before it (``--previous``)."""
+
     current: _Run = field(default_factory=_Run)
     previous: _Run | None = None
 

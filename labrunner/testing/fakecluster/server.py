@@ -197,6 +197,8 @@ class RequestRecord:
 
 @dataclass(frozen=True)
 class _Route:
+    """What a request path names: the resource type, version, namespace and name."""
+
     rt: ResourceType
     version: str
     namespace: str

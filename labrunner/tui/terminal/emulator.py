@@ -323,6 +323,8 @@ class EmulatorStats:
 
 @dataclass
 class _Pending:
+    """Output read but not yet fed to the screen."""
+
     data: bytearray = field(default_factory=bytearray)
     newlines: int = 0
 
