@@ -15,9 +15,7 @@ from __future__ import annotations
 import importlib
 import os
 import sys
-from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
 
 import click
 
@@ -25,10 +23,6 @@ from labrunner import __version__, headless
 from labrunner.certs.cli import certs_command, mtls_server_group
 from labrunner.classcmd import class_group
 from labrunner.errors import EnvironmentProblem, ExitCode, LabrunnerError, UsageProblem
-
-if TYPE_CHECKING:
-    from labrunner.engine.prepare import PreparedRun
-    from labrunner.lab.model import Lab, Workshop
 
 CONTEXT_SETTINGS = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
 
@@ -49,6 +43,7 @@ _install_signal_handlers = headless.install_signal_handlers
 
 _context = headless.context_of
 _store_news = headless.store_news
+_class_note = headless.class_note
 
 
 # --------------------------------------------------------------------------- the group
@@ -160,15 +155,6 @@ def _open_tui(
         _fail(exc)
     _class_note()
     sys.exit(int(code))
-
-
-def _class_note() -> None:
-    """End class publishing for this process; say so when events are left waiting."""
-    from labrunner.engine.classfeed import finish as finish_class
-
-    note = finish_class()
-    if note:
-        _say(note)
 
 
 @main.command()
@@ -328,159 +314,23 @@ def verify(
     repeat: int,
 ) -> None:
     """Run labs headless: each step's commands, then its checks (the CI smoke test)."""
-    from dataclasses import replace
-
-    from labrunner.engine import Engine, RunOptions, UsageError
-    from labrunner.engine.events import StepStatus
-    from labrunner.engine.prepare import prepare_run
-    from labrunner.reports import ReportCollector
-    from labrunner.reports.github import wanted as wanted_annotations
-    from labrunner.ui_text import Printer
-
-    run = prepare_run(context_option)
-    try:
-        registry = _registry()
-        workshop, chosen = _load(ctx.obj.get("labs"), labs)
-        if (from_step or only_step) and len(chosen) != 1:
-            raise UsageProblem("--from and --only need exactly one lab")
-        if from_step and only_step:
-            raise UsageProblem("use --from or --only, not both")
-        _guard(workshop, chosen, run)
-    except LabrunnerError as exc:
-        run.close()
-        _fail(exc)
-    context = run.context
-    options = RunOptions(
+    headless.verify_labs(
+        ctx.obj.get("labs"),
+        labs,
         from_step=from_step,
         only_step=only_step,
+        junit=junit,
+        json_path=json_path,
+        context_option=context_option,
         setup=setup,
         cleanup=cleanup,
-        skip_needs=frozenset(n.strip() for n in skip_needs.split(",") if n.strip()),
-        kube_context=context_option,
-        save=not no_save,
-        # the JUnit report carries forensics too, so a CI run that keeps one collects them
-        forensics=forensics_dir is not None or junit is not None,
+        skip_needs=skip_needs,
+        no_save=no_save,
+        quiet=quiet,
+        annotations=annotations,
+        forensics_dir=forensics_dir,
+        repeat=repeat,
     )
-    collector = ReportCollector(workshop=workshop.title, context=context)
-    writer = None
-    if forensics_dir is not None:
-        from labrunner.reports.forensics import ForensicsWriter
-
-        writer = ForensicsWriter(forensics_dir)
-    printer = Printer(quiet=quiet)
-    log: Any = printer
-    github = None
-    if wanted_annotations(annotations, os.environ):
-        from labrunner.reports.github import GitHubActions
-
-        github = GitHubActions(
-            workshop,
-            inner=printer,
-            stream=sys.stdout,
-            workspace=os.environ.get("GITHUB_WORKSPACE"),
-        )
-        log = github
-
-    stats = None
-    if repeat > 1:
-        from labrunner.reports.repeat import RepeatStats
-
-        stats = RepeatStats(repeat)
-        collector.repeat = stats
-
-    def emit(event: Any) -> None:
-        collector(event)
-        if stats is not None:
-            stats(event)
-        if writer is not None:
-            try:
-                writer(event)
-            except OSError as exc:
-                _say(f"warning: cannot write forensics: {exc.strerror or exc}")
-        log(event)
-
-    store = _store(workshop, run.context)
-    engine = Engine(
-        workshop,
-        registry=registry,
-        store=store,
-        emit=emit,
-        options=options,
-        run=run,
-        identify=_identify(run, workshop, chosen),
-    )
-    interrupted = _install_signal_handlers(engine)
-    broken = failed = False
-    try:
-        for index in range(1, repeat + 1):
-            if stats is not None:
-                printer.heading(f"run {index}/{repeat}")
-                stats.start_run(index)
-                collector.start_run(index, repeat)
-                if writer is not None:
-                    writer.start_run(index, repeat)
-                if github is not None:
-                    github.label = f"run {index}/{repeat} · "
-                # cleanup between runs, so each run starts where the first did
-                engine.options = replace(options, cleanup=cleanup or index < repeat)
-            summary = engine.verify(chosen)
-            broken = broken or summary.environment_broken
-            failed = failed or not summary.ok
-            if interrupted.is_set() or any(
-                s is StepStatus.CANCELLED for s in summary.lab_status.values()
-            ):
-                break
-    except UsageError as exc:
-        _fail(UsageProblem(str(exc)))
-    finally:
-        run.close()
-        _store_news(store)
-    _class_note()
-    printer.summary(collector)
-    if stats is not None:
-        click.echo(stats.table())
-    if writer is not None and writer.written:
-        _say(f"forensics of {len(writer.written)} failed step(s) in {forensics_dir}")
-    try:
-        if junit:
-            collector.write_junit(junit)
-        if json_path:
-            collector.write_json(json_path)
-        if github is not None:
-            from labrunner.reports.github import write_summary
-
-            title = f"labrunner verify: {workshop.title}"
-            write_summary(stats.markdown(title) if stats else github.summary(title))
-    except OSError as exc:
-        _fail(EnvironmentProblem(f"cannot write report: {exc.strerror or exc}"))
-    if interrupted.is_set():
-        sys.exit(int(ExitCode.INTERRUPTED))
-    if broken:
-        sys.exit(int(ExitCode.ENVIRONMENT))
-    sys.exit(int(ExitCode.FAILED if failed else ExitCode.OK))
-
-
-def _identify(
-    run: PreparedRun, workshop: Workshop, labs: Sequence[Lab]
-) -> Callable[[], str] | None:
-    """How the engine learns which cluster answers for the run (None without one).
-
-    It asks through the kubeconfig the run pinned for its first cluster lab, so the
-    identity comes from the approved cluster and nothing else.
-    """
-    lab = next((lab for lab in labs if lab.needs_cluster), None)
-    if not run.context or lab is None:
-        return None
-    context = run.context
-
-    def identify() -> str:
-        from labrunner.cluster.identity import cluster_uid
-
-        env = dict(run.env)
-        env["KUBECONFIG"] = str(run.kubeconfig_for(workshop, lab))
-        return cluster_uid(env, context)
-
-    return identify
 
 
 # --------------------------------------------------------------------------- check

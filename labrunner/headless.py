@@ -1,10 +1,11 @@
-"""What the headless commands share, without click: loading the workshop, the guard, ``check``.
+"""The headless commands without click: loading the workshop, the guard, ``check``, ``verify``.
 
 ``labrunner check LAB STEP`` is what CI jobs and other platforms' check scripts
 start as a process, so its start-up is its cost: click alone takes longer to
 import than the check takes to run. The console script
 (:mod:`labrunner.launch`) therefore hands a plain ``check`` command line
-straight to :func:`check` here, and :mod:`labrunner.cli` uses the same
+straight to :func:`check` here (and a plain ``verify``, ``list`` or
+``validate`` to theirs), and :mod:`labrunner.cli` uses the same
 function and helpers for every other spelling, so both roads run one code
 path. Diagnostics go to stderr as ``labrunner: …`` lines, redacted; data goes
 to stdout; exit codes come from :class:`labrunner.errors.ExitCode`.
@@ -384,6 +385,268 @@ def parse_validate(argv: Sequence[str], env: Mapping[str, str]) -> dict[str, Any
         else:
             files.append(word)
     return {"labs_option": labs, "files": files, "strict": strict}
+
+
+# --------------------------------------------------------------------------- verify
+
+
+def verify_labs(
+    labs_option: str | None,
+    refs: Sequence[str],
+    *,
+    from_step: str | None = None,
+    only_step: str | None = None,
+    junit: Path | None = None,
+    json_path: Path | None = None,
+    context_option: str | None = None,
+    setup: bool | None = None,
+    cleanup: bool = False,
+    skip_needs: str = "",
+    no_save: bool = False,
+    quiet: bool = False,
+    annotations: str = "auto",
+    forensics_dir: Path | None = None,
+    repeat: int = 1,
+) -> NoReturn:
+    """``labrunner verify``: run labs headless, each step's commands, then its checks."""
+    use_caches()
+    from dataclasses import replace
+
+    from labrunner.engine import Engine, RunOptions, UsageError
+    from labrunner.engine.events import StepStatus
+    from labrunner.engine.prepare import prepare_run
+    from labrunner.reports import ReportCollector
+    from labrunner.reports.github import wanted as wanted_annotations
+    from labrunner.ui_text import Printer
+
+    run = prepare_run(context_option)
+    try:
+        verifiers = registry()
+        workshop, chosen = load(labs_option, refs)
+        if (from_step or only_step) and len(chosen) != 1:
+            raise UsageProblem("--from and --only need exactly one lab")
+        if from_step and only_step:
+            raise UsageProblem("use --from or --only, not both")
+        guard(workshop, chosen, run)
+    except LabrunnerError as exc:
+        run.close()
+        fail(exc)
+    context = run.context
+    options = RunOptions(
+        from_step=from_step,
+        only_step=only_step,
+        setup=setup,
+        cleanup=cleanup,
+        skip_needs=frozenset(n.strip() for n in skip_needs.split(",") if n.strip()),
+        kube_context=context_option,
+        save=not no_save,
+        # the JUnit report carries forensics too, so a CI run that keeps one collects them
+        forensics=forensics_dir is not None or junit is not None,
+    )
+    collector = ReportCollector(workshop=workshop.title, context=context)
+    writer = None
+    if forensics_dir is not None:
+        from labrunner.reports.forensics import ForensicsWriter
+
+        writer = ForensicsWriter(forensics_dir)
+    printer = Printer(quiet=quiet)
+    log: Any = printer
+    github = None
+    if wanted_annotations(annotations, os.environ):
+        from labrunner.reports.github import GitHubActions
+
+        github = GitHubActions(
+            workshop,
+            inner=printer,
+            stream=sys.stdout,
+            workspace=os.environ.get("GITHUB_WORKSPACE"),
+        )
+        log = github
+
+    stats = None
+    if repeat > 1:
+        from labrunner.reports.repeat import RepeatStats
+
+        stats = RepeatStats(repeat)
+        collector.repeat = stats
+
+    def emit(event: Any) -> None:
+        collector(event)
+        if stats is not None:
+            stats(event)
+        if writer is not None:
+            try:
+                writer(event)
+            except OSError as exc:
+                say(f"warning: cannot write forensics: {exc.strerror or exc}")
+        log(event)
+
+    progress = store(workshop, run.context)
+    engine = Engine(
+        workshop,
+        registry=verifiers,
+        store=progress,
+        emit=emit,
+        options=options,
+        run=run,
+        identify=identify_cluster(run, workshop, chosen),
+    )
+    interrupted = install_signal_handlers(engine)
+    broken = failed = False
+    try:
+        for index in range(1, repeat + 1):
+            if stats is not None:
+                printer.heading(f"run {index}/{repeat}")
+                stats.start_run(index)
+                collector.start_run(index, repeat)
+                if writer is not None:
+                    writer.start_run(index, repeat)
+                if github is not None:
+                    github.label = f"run {index}/{repeat} · "
+                # cleanup between runs, so each run starts where the first did
+                engine.options = replace(options, cleanup=cleanup or index < repeat)
+            summary = engine.verify(chosen)
+            broken = broken or summary.environment_broken
+            failed = failed or not summary.ok
+            if interrupted.is_set() or any(
+                s is StepStatus.CANCELLED for s in summary.lab_status.values()
+            ):
+                break
+    except UsageError as exc:
+        fail(UsageProblem(str(exc)))
+    finally:
+        run.close()
+        store_news(progress)
+    class_note()
+    printer.summary(collector)
+    if stats is not None:
+        echo(stats.table())
+    if writer is not None and writer.written:
+        say(f"forensics of {len(writer.written)} failed step(s) in {forensics_dir}")
+    try:
+        if junit:
+            collector.write_junit(junit)
+        if json_path:
+            collector.write_json(json_path)
+        if github is not None:
+            from labrunner.reports.github import write_summary
+
+            title = f"labrunner verify: {workshop.title}"
+            write_summary(stats.markdown(title) if stats else github.summary(title))
+    except OSError as exc:
+        fail(EnvironmentProblem(f"cannot write report: {exc.strerror or exc}"))
+    if interrupted.is_set():
+        sys.exit(int(ExitCode.INTERRUPTED))
+    if broken:
+        sys.exit(int(ExitCode.ENVIRONMENT))
+    sys.exit(int(ExitCode.FAILED if failed else ExitCode.OK))
+
+
+def identify_cluster(
+    run: PreparedRun, workshop: Workshop, labs: Sequence[Lab]
+) -> Callable[[], str] | None:
+    """How the engine learns which cluster answers for the run (None without one).
+
+    It asks through the kubeconfig the run pinned for its first cluster lab, so the
+    identity comes from the approved cluster and nothing else.
+    """
+    lab = next((lab for lab in labs if lab.needs_cluster), None)
+    if not run.context or lab is None:
+        return None
+    context = run.context
+
+    def identify() -> str:
+        from labrunner.cluster.identity import cluster_uid
+
+        env = dict(run.env)
+        env["KUBECONFIG"] = str(run.kubeconfig_for(workshop, lab))
+        return cluster_uid(env, context)
+
+    return identify
+
+
+def class_note() -> None:
+    """End class publishing for this process; say so when events are left waiting."""
+    from labrunner.engine.classfeed import finish as finish_class
+
+    note = finish_class()
+    if note:
+        say(note)
+
+
+def plain_verify(argv: Sequence[str]) -> None:
+    """Run ``argv`` when it is a plain ``verify`` command line (never returns then);
+    return at once for anything else, which is click's to parse."""
+    arguments = parse_verify(argv, os.environ)
+    if arguments is None:
+        return
+    status = end_after_atexit()
+    _run_plain(status, lambda: verify_labs(**arguments))
+
+
+_VERIFY_FLAGS = {
+    "-q": "quiet",
+    "--quiet": "quiet",
+    "--no-save": "no_save",
+    "--cleanup": "cleanup",
+    "--setup": "setup",
+    "--no-setup": "setup",
+}
+_VERIFY_VALUES = {
+    "--from": "from_step",
+    "--only": "only_step",
+    "--context": "context_option",
+    "--skip-needs": "skip_needs",
+    "--junit": "junit",
+    "--json": "json_path",
+}
+
+
+def parse_verify(argv: Sequence[str], env: Mapping[str, str]) -> dict[str, Any] | None:
+    """The arguments of a plain ``verify`` command line, or None for anything else.
+
+    Plain means: ``[--labs DIR] verify [LAB|FILE]...`` with any of ``-q``/``--quiet``,
+    ``--no-save``, ``--cleanup``, ``--setup``/``--no-setup``, ``--context CTX``,
+    ``--from STEP``, ``--only STEP``, ``--skip-needs LIST``, ``--junit FILE`` and
+    ``--json FILE`` (a report file that is not a folder), each at most once, in
+    either ``--opt value`` or ``--opt=value`` form, among the labs in any order.
+    Anything else (``--repeat``, ``--forensics``, ``--annotations``, help, ``--``,
+    an unknown or repeated option) returns None and goes to click, which parses
+    it the same way or says what is wrong.
+    """
+    head = _command_line(argv, env, "verify")
+    if head is None:
+        return None
+    labs, rest = head
+    arguments: dict[str, Any] = {"labs_option": labs, "refs": []}
+    i = 0
+    while i < len(rest):
+        word = rest[i]
+        i += 1
+        if not word.startswith("-") or word == "-":
+            arguments["refs"].append(word)
+            continue
+        name, eq, value = word.partition("=")
+        key = _VERIFY_FLAGS.get(name) or _VERIFY_VALUES.get(name)
+        if key is None or key in arguments:
+            return None
+        if name in _VERIFY_FLAGS:
+            if eq:
+                return None
+            arguments[key] = name != "--no-setup"
+            continue
+        if not eq:
+            if i >= len(rest) or rest[i].startswith("-"):
+                return None  # click's to judge: a value that looks like an option
+            value = rest[i]
+            i += 1
+        if key in ("junit", "json_path"):
+            if not value or os.path.isdir(value):
+                return None  # click refuses a folder as a report file, in its words
+            arguments[key] = Path(value)
+        else:
+            arguments[key] = value
+    return arguments
 
 
 # --------------------------------------------------------------------------- check

@@ -13,11 +13,13 @@ byte what click printed; otherwise click renders it, and the result is kept.
 A cache that cannot be read or written is ignored.
 
 A plain ``labrunner check LAB [STEP]`` (what CI jobs and other platforms'
-check scripts run, once per step), a plain ``labrunner list`` and a plain
-``labrunner validate`` (an author's edit-and-lint loop, a CI lint job) skip
-click too: :mod:`labrunner.headless` parses them and runs the same functions
-click's ``check``, ``list`` and ``validate`` run. Every other command line
-goes to :func:`labrunner.cli.main` untouched.
+check scripts run, once per step), a plain ``labrunner verify`` (the CI smoke
+test), a plain ``labrunner list`` and a plain ``labrunner validate`` (an
+author's edit-and-lint loop, a CI lint job) skip click too (click and the
+``inspect`` module it loads cost some 20 ms): :mod:`labrunner.headless` parses
+them and runs the same functions click's ``check``, ``verify``, ``list`` and
+``validate`` run. Every other command line goes to :func:`labrunner.cli.main`
+untouched.
 
 This module imports only ``os`` and ``sys`` on the ``--help`` path: a test holds it to it.
 Every other command line first installs :mod:`labrunner.codecache`, so the dataclasses the
@@ -134,7 +136,8 @@ def main() -> None:
     codecache.install(_cache_dir())
     args = sys.argv[1:]
     if args and (
-        args[0] in ("check", "list", "validate", "--labs") or args[0].startswith("--labs=")
+        args[0] in ("check", "list", "validate", "verify", "--labs")
+        or args[0].startswith("--labs=")
     ):
         # a plain `labrunner check …`, `list …` or `validate …` runs without click (see
         # labrunner.headless, which keeps the code cache on the way out); these return only
@@ -144,6 +147,7 @@ def main() -> None:
         headless.plain_check(args)
         headless.plain_list(args)
         headless.plain_validate(args)
+        headless.plain_verify(args)
     from labrunner.cli import main as cli_main
 
     try:

@@ -1,8 +1,9 @@
-"""The console script's click-free ``check``, ``list`` and ``validate``: which command lines
-they take, and that they answer them as click's own commands do."""
+"""The console script's click-free ``check``, ``verify``, ``list`` and ``validate``: which
+command lines they take, and that they answer them as click's own commands do."""
 
 from __future__ import annotations
 
+import json
 import re
 import subprocess
 import sys
@@ -12,9 +13,9 @@ from typing import Any
 
 import pytest
 
-from labrunner.headless import parse_check, parse_list, parse_validate
+from labrunner.headless import parse_check, parse_list, parse_validate, parse_verify
 
-from .conftest import assert_clean, cli_env, run_cli
+from .conftest import assert_clean, cli_env, install_labs, run_cli
 
 Make = Callable[..., Path]
 
@@ -91,12 +92,14 @@ main(sys.argv[1:], prog_name="labrunner")
 """
 
 
-def clicks_answer(argv: list[str], cwd: Path) -> subprocess.CompletedProcess[str]:
+def clicks_answer(
+    argv: list[str], cwd: Path, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
     """What click's own command line (no console script) answers to ``argv``."""
     return subprocess.run(
         [sys.executable, "-c", CLICK_ONLY, *argv],
         cwd=cwd,
-        env=cli_env(),
+        env=env if env is not None else cli_env(),
         capture_output=True,
         text=True,
         timeout=60,
@@ -295,3 +298,113 @@ def test_the_console_script_answers_a_plain_validate_as_click_does(
         assert ours.returncode == 2 and "wrong-types.yaml:" in ours.stdout
     if case == "missing-file":
         assert ours.returncode == 2 and "missing.yaml: no such file" in ours.stdout
+
+
+# --------------------------------------------------------------------------- verify
+
+
+def _verify(**given: Any) -> dict[str, Any]:
+    return {"labs_option": None, "refs": [], **given}
+
+
+@pytest.mark.parametrize(
+    ("argv", "expected"),
+    [
+        (["verify"], _verify()),
+        (["--labs", "d", "verify", "a", "b"], _verify(labs_option="d", refs=["a", "b"])),
+        (["verify", "-q", "a", "--no-save"], _verify(refs=["a"], quiet=True, no_save=True)),
+        (["verify", "--quiet", "--cleanup", "a"], _verify(refs=["a"], quiet=True, cleanup=True)),
+        (["verify", "a", "--no-setup"], _verify(refs=["a"], setup=False)),
+        (["verify", "--setup", "a"], _verify(refs=["a"], setup=True)),
+        (
+            ["verify", "a", "--from", "s", "--context=c", "--skip-needs", "x,y"],
+            _verify(refs=["a"], from_step="s", context_option="c", skip_needs="x,y"),
+        ),
+        (["verify", "a", "--only=s"], _verify(refs=["a"], only_step="s")),
+        (
+            ["verify", "a", "--junit", "r.xml", "--json=r.json"],
+            _verify(refs=["a"], junit=Path("r.xml"), json_path=Path("r.json")),
+        ),
+        (["verify", "-"], _verify(refs=["-"])),
+    ],
+)
+def test_plain_verify_lines_are_parsed_as_click_would(
+    argv: list[str], expected: dict[str, Any]
+) -> None:
+    assert parse_verify(argv, {}) == expected
+    assert parse_verify(["verify"], {"LABRUNNER_LABS": "/w"}) == _verify(labs_option="/w")
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["verify", "--help"],
+        ["verify", "a", "-h"],
+        ["verify", "a", "-q", "-q"],
+        ["verify", "a", "--setup", "--no-setup"],  # click: the last one wins
+        ["verify", "a", "--quiet=yes"],
+        ["verify", "a", "--from"],  # no value
+        ["verify", "a", "--from", "--cleanup"],  # a value that looks like an option
+        ["verify", "a", "--repeat", "3"],
+        ["verify", "a", "--forensics", "f"],
+        ["verify", "a", "--annotations", "none"],
+        ["verify", "a", "--junit", ""],
+        ["verify", "a", "--json", "."],  # a folder: click refuses it in its words
+        ["verify", "a", "-qv"],
+        ["verify", "--", "a"],
+        ["verify", "a", "--labs", "d"],  # a group option after the command
+        ["check", "a"],
+    ],
+)
+def test_other_verify_lines_are_left_to_click(argv: list[str]) -> None:
+    assert parse_verify(argv, {}) is None
+
+
+def _report(path: Path) -> list[tuple[str, str, str]]:
+    """The JSON report's labs, steps and their statuses (no times)."""
+    data = json.loads(path.read_text())
+    return [
+        (lab["id"], step["id"], step["status"]) for lab in data["labs"] for step in lab["steps"]
+    ]
+
+
+@pytest.mark.parametrize(
+    ("lab", "options", "code"),
+    [
+        ("base", [], 0),
+        ("hints", ["-q", "--junit", "{out}/r.xml", "--json", "{out}/r.json"], 1),
+        ("sequence", ["--only", "two", "--no-save"], 1),  # two needs one's export
+        ("sequence", ["--only", "one", "--cleanup", "--skip-needs", "x,y"], 0),
+        ("sequence", ["--from", "two", "--only", "three"], 2),
+        ("nope", [], 2),
+    ],
+)
+def test_the_console_script_answers_a_plain_verify_as_click_does(
+    tmp_path: Path, lab: str, options: list[str], code: int
+) -> None:
+    answers = {}
+    for road in ("ours", "clicks"):
+        place = tmp_path / road
+        labs = install_labs(place, "base", "hints", "sequence")
+        out = place / "out"
+        out.mkdir()
+        argv = ["--labs", str(labs), "verify", lab, *(o.format(out=out) for o in options)]
+        env = cli_env(LABRUNNER_STATE_DIR=str(place / "state"))
+        assert parse_verify(argv[2:], {}) is not None  # the line is a plain one
+        answer = run_cli(*argv, cwd=place, env=env) if road == "ours" else None
+        answers[road] = answer or clicks_answer(argv, place, env)
+        assert_clean(answers[road], code)
+        if "--json" in options:
+            answers[road].stdout += repr(_report(out / "r.json"))
+            assert (out / "r.xml").read_text().count("<testcase") == 3
+
+    ours, clicks = answers["ours"], answers["clicks"]
+
+    def plain(text: str) -> str:
+        """``text`` without durations (they differ from run to run)."""
+        return re.sub(r"\b\d+(?:\.\d+)?(?:ms|s|m)\b", "…", text)
+
+    def same(text: str) -> str:
+        return plain(text).replace(str(tmp_path / "ours"), str(tmp_path / "clicks"))
+
+    assert (same(ours.stdout), same(ours.stderr)) == (plain(clicks.stdout), plain(clicks.stderr))

@@ -11,7 +11,7 @@ compiled-lab cache), and reports which heavy packages it loaded:
   asks the server);
 - a warm ``list`` or ``check`` does not even import the loader: the workshop
   comes from the cache;
-- a plain ``check``, ``list`` or ``validate`` command line never loads click
+- a plain ``check``, ``verify``, ``list`` or ``validate`` command line never loads click
   (``labrunner.headless`` runs it), and ``check`` of a cluster-only step
   does not load the lab shell's module with pexpect;
 - ``check`` of a cluster step, with a token or a client-certificate
@@ -152,6 +152,18 @@ def test_headless_commands_import_only_what_they_use(
     for run in ("cold cache", "warm cache"):
         found = loaded(argv, labs.parent)
         assert not forbidden & found.roots, (run, found)
+
+
+def test_a_plain_verify_runs_without_click_inspect_or_hashlib(workshop: Make) -> None:
+    # click loads inspect (~12 ms); the lab shell's ids once loaded hashlib with OpenSSL
+    labs = workshop("carry-over")
+    for run in ("cold cache", "warm cache"):
+        found = loaded(["--labs", str(labs), "verify", "carry-over", "--no-save"], labs.parent)
+        assert "carry-over: PASS" in found.output, (run, found)
+        assert not {"textual", "jsonschema", "kubernetes", "click"} & found.roots, (run, found)
+        assert not found.cli and "hashlib" not in found.modules, (run, found)
+        assert "pexpect" in found.roots  # the control: the lab's shell did start
+    assert "inspect" not in found.modules, found  # the YAML loader of a cold run may use it
 
 
 def test_a_warm_help_is_clicks_text_without_click(tmp_path: Path) -> None:
