@@ -44,7 +44,8 @@ MARKER = "LABRUNNER_SHELL"
 OWNER_FILE = "owner"
 SESSION_FILE = "session"
 """In a shell's private folder: its bash's pid and start time (the session it leads)."""
-SHELL_DIR = re.compile(r"(?:labrunner-)?shell-([0-9a-f]{8,64})")
+SHELL_DIR = r"(?:labrunner-)?shell-([0-9a-f]{8,64})"
+"""A shell's private folder; its group is the shell's id (compiled when first used)."""
 PRIVATE_PREFIXES = ("labrunner-run-", "labrunner-shell-")
 REAP_INTERVAL = 0.25
 END_ROUNDS = 50
@@ -614,7 +615,7 @@ def _leftovers(directory: Path) -> tuple[set[str], list[tuple[int, int]]]:
     except OSError:
         pass
     for folder in folders:
-        match = SHELL_DIR.fullmatch(folder.name)
+        match = re.fullmatch(SHELL_DIR, folder.name)
         if match:
             marks.add(match.group(1))
         record = _pid_record(folder / SESSION_FILE)

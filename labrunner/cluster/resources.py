@@ -26,7 +26,8 @@ from labrunner.cluster.errors import NotFound, UnknownType
 if TYPE_CHECKING:
     from labrunner.cluster.client import Kube
 
-_VERSION = re.compile(r"^v\d+(?:(?:alpha|beta)\d+)?$")
+# a pattern's text: `re` compiles (and caches) it when first used, not at import
+_VERSION = r"^v\d+(?:(?:alpha|beta)\d+)?$"
 
 
 @dataclass(frozen=True)
@@ -211,7 +212,7 @@ def by_name(kube: Kube, resource: str, *, timeout: float) -> ResourceType:
     else:
         candidates.append((rest, None))
         first, _, after = rest.partition(".")
-        if after and _VERSION.match(first):
+        if after and re.match(_VERSION, first):
             candidates.append((after, first))
     for group, version in candidates:
         chosen = version or ("v1" if not group else preferred_version(kube, group, timeout=timeout))

@@ -55,8 +55,9 @@ FORMAT_VERSION = 2
 MAGIC = "labrunner-progress"
 STATUSES = frozenset({"passed", "skipped", "failed", "error"})
 COMPLETE = frozenset({"passed", "skipped"})
-SHELL_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*\Z")
-RECORD_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,199}\Z")
+# a pattern's text: `re` compiles (and caches) it when first used, not at import
+SHELL_NAME = r"^[A-Za-z_][A-Za-z0-9_]*\Z"
+RECORD_ID = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,199}\Z"
 MESSAGE_LIMIT = 500
 SLACK = 32
 SYNC_INTERVAL = 0.25
@@ -73,7 +74,7 @@ class NewerFormat(StateError):
 
 
 def _is_id(value: object) -> bool:
-    return isinstance(value, str) and RECORD_ID.match(value) is not None
+    return isinstance(value, str) and re.match(RECORD_ID, value) is not None
 
 
 def _optional_id(value: object) -> bool:
@@ -85,7 +86,7 @@ def check_exports(value: object) -> str | None:
     if not isinstance(value, dict):
         return "exports must be a mapping of names to strings"
     for name, text in value.items():
-        if not isinstance(name, str) or SHELL_NAME.match(name) is None:
+        if not isinstance(name, str) or re.match(SHELL_NAME, name) is None:
             return f"export name {str(name)[:60]!r} is not a shell variable name"
         if not isinstance(text, str):
             return f"export {name} must be a string, not {type(text).__name__}"

@@ -65,7 +65,8 @@ if TYPE_CHECKING:
 V1_VERSION = 1
 V1_CHECKED = "first-format-read.json"
 """Which first-format files this workshop already read (see ``_v1_checked``)."""
-UID_SAFE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9-]{0,63}\Z")
+# a pattern's text: `re` compiles (and caches) it when first used, not at import
+UID_SAFE = r"^[A-Za-z0-9][A-Za-z0-9-]{0,63}\Z"
 
 
 def state_dir() -> Path:
@@ -102,7 +103,7 @@ def _now(stamp: float | None = None) -> str:
 
 
 def _uid_part(uid: str) -> str:
-    return uid if UID_SAFE.match(uid) else sha256_hex(uid.encode())[:16]
+    return uid if re.match(UID_SAFE, uid) else sha256_hex(uid.encode())[:16]
 
 
 @dataclass(frozen=True)

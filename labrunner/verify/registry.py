@@ -63,7 +63,8 @@ SPEC_ATTRIBUTE = "__labrunner_verifier__"
 """The attribute ``@verifier`` sets on a function: its ``VerifierSpec``."""
 
 ENTRY_POINTS_FILE = "entry-points.json"
-_ENTRY_VALUE = re.compile(r"^(?P<module>[\w.]+)\s*(?::\s*(?P<attr>[\w.]+)\s*)?(?:\[.*\]\s*)?$")
+# a pattern's text: `re` compiles (and caches) it when first used, not at import
+_ENTRY_VALUE = r"^(?P<module>[\w.]+)\s*(?::\s*(?P<attr>[\w.]+)\s*)?(?:\[.*\]\s*)?$"
 
 __all__ = [
     "ENTRY_POINT_GROUP",
@@ -95,7 +96,7 @@ class EntrySource:
 
     def load(self) -> Any:
         """Import the module and fetch the attribute, as ``EntryPoint.load`` does."""
-        match = _ENTRY_VALUE.match(self.value)
+        match = re.match(_ENTRY_VALUE, self.value)
         if match is None:
             raise ValueError(f"{self.value!r} is not an entry point reference (module:attr)")
         obj: Any = importlib.import_module(match.group("module"))
