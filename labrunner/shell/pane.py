@@ -32,8 +32,6 @@ import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 
-import pexpect
-
 from labrunner import proctree
 from labrunner.ansi import strip_ansi
 from labrunner.lab.model import Expect
@@ -53,6 +51,7 @@ from labrunner.shell.session import (
     _live,
     _Run,
     _terminal_of,
+    spawn_bash,
 )
 
 PROMPT_WAIT = 3.0
@@ -131,19 +130,13 @@ class PaneShell(Shell):
         for name in ("PROMPT_COMMAND", "BASH_ENV", "ENV", "PS0", "PS1"):
             env.pop(name, None)
         proctree.become_subreaper()  # what the shell leaves behind comes back to us
-        try:
-            child = pexpect.spawn(
-                "bash",
-                ["--noprofile", "--rcfile", str(rc), "-i"],
-                env=env,
-                cwd=self._cwd,
-                dimensions=self._size,
-                encoding=None,
-                preexec_fn=proctree.default_signals,
-            )
-        except pexpect.ExceptionPexpect as exc:
-            raise ShellError(f"cannot start bash: {exc}") from exc
-        child.delaybeforesend = None
+        child = spawn_bash(
+            ["--noprofile", "--rcfile", str(rc), "-i"],
+            env=env,
+            cwd=self._cwd,
+            size=self._size,
+            echo=True,
+        )
         proctree.claim(child.pid)
         proctree.lab_session(child.pid)
         self._child = child

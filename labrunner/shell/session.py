@@ -48,6 +48,7 @@ Measured pitfall: pexpect sleeps 50 ms before every send unless
 from __future__ import annotations
 
 import atexit
+import contextlib
 import os
 import re
 import select
@@ -61,16 +62,20 @@ from collections import deque
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pexpect
 
 from labrunner import proctree
 from labrunner.ansi import strip_ansi
-from labrunner.fsutil import remove_tree, temp_root
+from labrunner.fsutil import remove_tree, temp_root, which
 from labrunner.lab.model import Expect
 from labrunner.redact import MASK, mask_values, split_point
 from labrunner.shell.bashquote import parse_exports, unquote
 from labrunner.shell.result import CommandResult, ShellError
+
+if TYPE_CHECKING:
+    import subprocess
 
 LineCallback = Callable[[str], None]
 
@@ -148,7 +153,136 @@ def _close_all() -> None:
 atexit.register(_close_all)
 
 
-def _kill_session(child: pexpect.spawn, marks: tuple[str, ...] = ()) -> None:
+class _Bash:
+    """A lab shell's bash on a pseudo-terminal, started without forking labrunner.
+
+    pexpect starts a program by forking this process, which copies its page
+    tables: some 3 ms for a ``labrunner verify``, more for the TUI, at every
+    shell start. :func:`spawn_bash` starts bash through ``subprocess`` instead
+    (a ``vfork``), by way of util-linux's ``setsid --ctty``: bash then leads a
+    session of its own whose controlling terminal is the pseudo-terminal, as
+    pexpect's child does. This offers what the shells use of ``pexpect.spawn``.
+    """
+
+    def __init__(self, proc: subprocess.Popen[bytes], fd: int) -> None:
+        self._proc = proc
+        self.pid = proc.pid
+        self.child_fd = fd
+        """The pseudo-terminal's controlling side."""
+
+    def isalive(self) -> bool:
+        """True until bash has exited (and been reaped)."""
+        return self._proc.poll() is None
+
+    def wait(self) -> int:
+        """Wait for bash to exit; its exit status."""
+        return self._proc.wait()
+
+    def close(self, force: bool = True) -> None:
+        """Close the terminal; with ``force``, kill and reap a bash still running."""
+        if self.child_fd >= 0:
+            os.close(self.child_fd)
+            self.child_fd = -1
+        if force and self.isalive():
+            with contextlib.suppress(ProcessLookupError):
+                self._proc.kill()
+            self._proc.wait()
+
+
+_setsid: list[str | None] = []
+
+
+def _setsid_program() -> str | None:
+    """util-linux's ``setsid`` when it offers ``--ctty`` (looked up once)."""
+    if not _setsid:
+        found = which("setsid")
+        if found is not None:
+            import subprocess
+
+            try:
+                usage = subprocess.run(
+                    [found, "--help"], capture_output=True, timeout=5, check=False
+                ).stdout
+            except (OSError, subprocess.SubprocessError):
+                usage = b""
+            if b"--ctty" not in usage:
+                found = None
+        _setsid.append(found)
+    return _setsid[0]
+
+
+def _signals_as_in_a_terminal() -> bool:
+    """True when a child started without running code of ours gets the dispositions
+    :func:`proctree.default_signals` gives: none of them ignored here, none blocked
+    (SIGPIPE and SIGXFSZ ``subprocess`` restores itself)."""
+    for sig in (signal.SIGINT, signal.SIGQUIT, signal.SIGHUP, signal.SIGTERM):
+        if signal.getsignal(sig) is signal.SIG_IGN:
+            return False
+    return not signal.pthread_sigmask(signal.SIG_BLOCK, ())
+
+
+def spawn_bash(
+    args: Sequence[str],
+    *,
+    env: Mapping[str, str],
+    cwd: str,
+    size: tuple[int, int],
+    echo: bool,
+) -> pexpect.spawn | _Bash:
+    """bash with ``args`` on a new pseudo-terminal of ``size`` (rows, columns), leading a
+    session of its own: a :class:`_Bash` where ``setsid --ctty`` is there and the signal
+    dispositions allow it, else a ``pexpect.spawn`` (which forks, then sets the
+    dispositions); raises :class:`ShellError` when bash cannot start."""
+    setsid = _setsid_program()
+    if setsid is None or not _signals_as_in_a_terminal():
+        try:
+            child = pexpect.spawn(
+                "bash",
+                list(args),
+                env=dict(env),
+                cwd=cwd,
+                echo=echo,
+                dimensions=size,
+                encoding=None,
+                preexec_fn=proctree.default_signals,
+            )
+        except pexpect.ExceptionPexpect as exc:
+            raise ShellError(f"cannot start bash: {exc}") from exc
+        child.delaybeforesend = None
+        child.ptyproc.delayafterclose = 0.0  # its close would sleep 100 ms "for the kernel"
+        return child
+    bash = which("bash", env.get("PATH", os.defpath))
+    if bash is None:
+        raise ShellError("cannot start bash: no bash on the PATH")
+    import fcntl
+    import struct
+    import subprocess
+
+    controller, terminal = os.openpty()
+    try:
+        attributes = termios.tcgetattr(terminal)
+        if not echo:
+            attributes[3] &= ~termios.ECHO
+        termios.tcsetattr(terminal, termios.TCSANOW, attributes)
+        rows, columns = size
+        fcntl.ioctl(terminal, termios.TIOCSWINSZ, struct.pack("HHHH", rows, columns, 0, 0))
+        proc = subprocess.Popen(
+            [setsid, "--ctty", bash, *args],
+            stdin=terminal,
+            stdout=terminal,
+            stderr=terminal,
+            env=dict(env),
+            cwd=cwd,
+        )
+    except (OSError, subprocess.SubprocessError) as exc:
+        os.close(controller)
+        raise ShellError(f"cannot start bash: {exc}") from exc
+    finally:
+        os.close(terminal)
+    return _Bash(proc, controller)
+
+
+def _kill_session(child: pexpect.spawn | _Bash, marks: tuple[str, ...] = ()) -> None:
     """SIGKILL bash, everything in its session, its descendants and, with ``marks``,
     every process carrying one of those shell markers; reap bash.
 
@@ -172,7 +306,6 @@ def _kill_session(child: pexpect.spawn, marks: tuple[str, ...] = ()) -> None:
         pass
     proctree.release(bash)
     proctree.lab_session(bash, open=False)
-    child.ptyproc.delayafterclose = 0.0
     try:
         child.close(force=True)
     except (OSError, pexpect.ExceptionPexpect):
@@ -241,7 +374,7 @@ class Shell:
         self._env = dict(env)
         self._cwd = os.fspath(cwd)
         self._size = (rows, columns)
-        self._child: pexpect.spawn | None = None
+        self._child: pexpect.spawn | _Bash | None = None
         self.id = os.urandom(8).hex()  # as secrets.token_hex, without loading hashlib
         """The marker value every process this shell starts inherits (``proctree.MARKER``)."""
         self._dir = _private_folder(self.id, directory)
@@ -306,21 +439,14 @@ class Shell:
         env.pop("BASH_ENV", None)
         env.pop("ENV", None)
         proctree.become_subreaper()  # what the shell leaves behind comes back to us
-        try:
-            child = pexpect.spawn(
-                "bash",
-                ["--noprofile", "--norc", "--noediting", "-i"],
-                env=env,
-                cwd=self._cwd,
-                echo=False,
-                dimensions=self._size,
-                encoding=None,
-                preexec_fn=proctree.default_signals,
-            )
-        except pexpect.ExceptionPexpect as exc:
-            raise ShellError(f"cannot start bash: {exc}") from exc
-        child.delaybeforesend = None
-        proctree.claim(child.pid)  # pexpect waits on it; the reaper must not
+        child = spawn_bash(
+            ["--noprofile", "--norc", "--noediting", "-i"],
+            env=env,
+            cwd=self._cwd,
+            size=self._size,
+            echo=False,
+        )
+        proctree.claim(child.pid)  # we wait on it; the reaper must not
         proctree.lab_session(child.pid)  # bash leads a session of its own
         self._child = child
         self._buf = b""

@@ -608,6 +608,37 @@ def test_a_subreaper_reaps_orphans_that_exit(
         sh.close()
 
 
+@pytest.mark.parametrize("road", ["setsid", "pexpect"])
+def test_bash_leads_a_session_on_its_own_terminal_either_way_it_starts(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, road: str
+) -> None:
+    if road == "pexpect":  # as where util-linux's setsid (with --ctty) is missing
+        monkeypatch.setattr(session_module, "_setsid", [None])
+    elif session_module._setsid_program() is None:
+        pytest.skip("no setsid --ctty here")
+    sh = Shell(env=dict(os.environ), cwd=tmp_path, rows=33, columns=101)
+    sh.start()
+    try:
+        assert sh._child is not None
+        assert isinstance(sh._child, session_module._Bash) == (road == "setsid")
+        out = Lines()
+        script = (
+            "echo pid=$$; ps -o sid=,tpgid= -p $$; stty size; [[ $- == *m* ]] && echo monitor; "
+            "(trap 'echo got-int' INT; kill -INT $BASHPID; echo after)"
+        )
+        assert sh.run(script, timeout=10, on_line=out).exit_code == 0
+        pid = int(out.lines[0].removeprefix("pid="))
+        assert pid == sh._child.pid
+        # bash leads the session, and its terminal's foreground group is the command's
+        sid, tpgid = map(int, out.lines[1].split())
+        assert sid == pid and tpgid != 0
+        assert out.lines[2:] == ["33 101", "monitor", "got-int", "after"]
+        assert not os.isatty(0) or os.ttyname(0) != os.readlink(f"/proc/{pid}/fd/0")
+    finally:
+        sh.close()
+    assert proctree.read_stat(pid) is None  # killed and reaped
+
+
 def test_a_closed_pipe_ends_a_command_quietly_as_in_a_terminal(shell: Shell) -> None:
     # Python ignores SIGPIPE; left ignored across exec, `yes | head -1` says "Broken pipe"
     out = Lines()
