@@ -81,20 +81,25 @@ def _load(path: str) -> dict[str, Any]:
     return {k: v for k, v in table.items() if type(k) is str and type(v) is code_type}
 
 
+def _code(key: str, source: str, mode: str) -> Any:
+    """The code ``compile`` makes of ``source`` in ``mode``: kept under ``key`` in the table."""
+    global _dirty, misses
+    code = _table.get(key)
+    if code is None:
+        # as exec compiles it in dataclasses, which has no __future__ imports (inheriting
+        # this module's would turn the methods' annotations into strings)
+        code = compile(source, "<string>", mode, dont_inherit=True)
+        _table[key] = code
+        _dirty = True
+        misses += 1
+    _used.add(key)
+    return code
+
+
 def _exec(source: Any, globals: Any = None, locals: Any = None, /) -> None:
     """``exec`` for the ``dataclasses`` module: source text runs from the table."""
-    global _dirty, misses
     if type(source) is str:
-        code = _table.get(source)
-        if code is None:
-            # as exec compiles it in dataclasses, which has no __future__ imports (inheriting
-            # this module's would turn the methods' annotations into strings)
-            code = compile(source, "<string>", "exec", dont_inherit=True)
-            _table[source] = code
-            _dirty = True
-            misses += 1
-        _used.add(source)
-        source = code
+        source = _code(source, source, "exec")
     exec(source, globals, locals)  # noqa: S102 - it stands in for exec in dataclasses
 
 
@@ -105,16 +110,7 @@ def compiled(expression: str) -> Any:
     model's fields on every start (``typing.get_type_hints`` compiles each anew).
     Kept under a key no ``exec`` source can have.
     """
-    global _dirty, misses
-    key = EVAL_PREFIX + expression
-    code = _table.get(key)
-    if code is None:
-        code = compile(expression, "<string>", "eval", dont_inherit=True)
-        _table[key] = code
-        _dirty = True
-        misses += 1
-    _used.add(key)
-    return code
+    return _code(EVAL_PREFIX + expression, expression, "eval")
 
 
 class _InspectOnDemand(type(sys)):  # type: ignore[misc]

@@ -294,16 +294,6 @@ def list_labs(
                 echo(line)
 
 
-def plain_list(argv: Sequence[str]) -> None:
-    """Run ``argv`` when it is a plain ``list`` command line (never returns then); return
-    at once for anything else, which is click's to parse."""
-    arguments = parse_list(argv, os.environ)
-    if arguments is None:
-        return
-    status = end_after_atexit()
-    _run_plain(status, lambda: list_labs(**arguments))
-
-
 # --------------------------------------------------------------------------- validate
 
 
@@ -352,16 +342,6 @@ def validate_labs(labs_option: str | None, files: Sequence[str], *, strict: bool
         f"{warnings} warning{'s' if warnings != 1 else ''}"
     )
     sys.exit(int(ExitCode.USAGE if errors else ExitCode.OK))
-
-
-def plain_validate(argv: Sequence[str]) -> None:
-    """Run ``argv`` when it is a plain ``validate`` command line (never returns then);
-    return at once for anything else, which is click's to parse."""
-    arguments = parse_validate(argv, os.environ)
-    if arguments is None:
-        return
-    status = end_after_atexit()
-    _run_plain(status, lambda: validate_labs(**arguments))
 
 
 def parse_validate(argv: Sequence[str], env: Mapping[str, str]) -> dict[str, Any] | None:
@@ -574,16 +554,6 @@ def class_note() -> None:
         say(note)
 
 
-def plain_verify(argv: Sequence[str]) -> None:
-    """Run ``argv`` when it is a plain ``verify`` command line (never returns then);
-    return at once for anything else, which is click's to parse."""
-    arguments = parse_verify(argv, os.environ)
-    if arguments is None:
-        return
-    status = end_after_atexit()
-    _run_plain(status, lambda: verify_labs(**arguments))
-
-
 _VERIFY_FLAGS = {
     "-q": "quiet",
     "--quiet": "quiet",
@@ -717,27 +687,36 @@ def check(
     sys.exit(int(ExitCode.OK if worst.ok else ExitCode.FAILED))
 
 
-def plain_check(argv: Sequence[str]) -> None:
-    """Run ``argv`` when it is a plain ``check`` command line (never returns then); return
-    at once for anything else, which is click's to parse.
+def run_plain(argv: Sequence[str]) -> None:
+    """Run ``argv`` when it is a plain ``check``, ``verify``, ``list`` or ``validate``
+    command line (never returns then); return at once for anything else, which is
+    click's to parse.
 
-    A Ctrl-C before the check's own handler is in place, or a closed stdout,
+    A Ctrl-C before the command's own handler is in place, or a closed stdout,
     ends the process as click would end it.
     """
-    arguments = parse_check(argv, os.environ)
-    if arguments is None:
-        return
-    status = end_after_atexit()
-    _run_plain(status, lambda: check(**arguments))
+    commands: tuple[tuple[Callable[..., dict[str, Any] | None], Callable[..., None]], ...] = (
+        (parse_check, check),
+        (parse_verify, verify_labs),
+        (parse_list, list_labs),
+        (parse_validate, validate_labs),
+    )
+    for parse, command in commands:
+        arguments = parse(argv, os.environ)
+        if arguments is not None:
+            status = end_after_atexit()
+            _run_plain(status, command, arguments)
 
 
-def _run_plain(status: list[object], command: Callable[[], None]) -> NoReturn:
+def _run_plain(
+    status: list[object], command: Callable[..., None], arguments: Mapping[str, Any]
+) -> NoReturn:
     """Run a click-free command as click would: its exit code, a LabrunnerError said with
     its code, "Aborted!" after a Ctrl-C before the command's own handler, a quiet exit when
     stdout was closed. ``status`` gets the exit status (see ``end_after_atexit``)."""
     try:
         try:
-            command()
+            command(**arguments)
         except LabrunnerError as exc:
             fail(exc)
         sys.exit(0)

@@ -144,10 +144,7 @@ def main() -> None:
         # for other command lines
         from labrunner import headless
 
-        headless.plain_check(args)
-        headless.plain_list(args)
-        headless.plain_validate(args)
-        headless.plain_verify(args)
+        headless.run_plain(args)
     from labrunner.cli import main as cli_main
 
     try:
