@@ -1,7 +1,7 @@
 """The persistent lab shell.
 
-``Shell`` and ``ShellState`` load the session module (pexpect, terminal
-handling) on first use, so code that only names a command's result or the
+``Shell`` and ``ShellState`` load the session module (terminal handling) on
+first use, so code that only names a command's result or the
 shell's error does not pay for it: a check that starts no shell starts faster.
 """
 
@@ -20,7 +20,7 @@ __all__ = ["CommandResult", "Shell", "ShellError", "ShellState"]
 def __getattr__(name: str) -> Any:
     """``Shell`` and ``ShellState``, imported from the session module when first asked for."""
     if name in ("Shell", "ShellState"):
-        # lazy: the session module (pexpect) loads only when a shell starts
+        # lazy: the session module loads only when a shell starts
         from labrunner.shell import session
 
         return getattr(session, name)

@@ -2,7 +2,7 @@
 
 Learners type commands into a terminal where ``cd``, ``export`` and shell
 functions carry over from one command to the next, so labrunner runs a lab's
-commands the same way: one interactive bash on a PTY (pexpect), kept for the
+commands the same way: one interactive bash on a PTY, kept for the
 whole lab. Each command is written to a private file, read into the shell
 with the ``read`` builtin and ``eval``-ed (so it behaves as if typed, and a
 command that reads stdin cannot swallow the framing), and followed on the same
@@ -54,6 +54,7 @@ import re
 import select
 import shlex
 import signal
+import sys
 import termios
 import threading
 import time
@@ -63,8 +64,6 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
-
-import pexpect
 
 from labrunner import proctree
 from labrunner.ansi import strip_ansi
@@ -76,6 +75,8 @@ from labrunner.shell.result import CommandResult, ShellError
 
 if TYPE_CHECKING:
     import subprocess
+
+    import pexpect
 
 LineCallback = Callable[[str], None]
 
@@ -235,6 +236,8 @@ def spawn_bash(
     dispositions); raises :class:`ShellError` when bash cannot start."""
     setsid = _setsid_program()
     if setsid is None or not _signals_as_in_a_terminal():
+        import pexpect  # only this road needs it (a third of the module's imports)
+
         try:
             child = pexpect.spawn(
                 "bash",
@@ -282,6 +285,13 @@ def spawn_bash(
     return _Bash(proc, controller)
 
 
+def _child_errors() -> tuple[type[BaseException], ...]:
+    """What closing or waiting on a shell's bash may raise: ``OSError``, and pexpect's own
+    errors when pexpect started it (then it is loaded)."""
+    pexpect = sys.modules.get("pexpect")
+    return (OSError,) if pexpect is None else (OSError, pexpect.ExceptionPexpect)
+
+
 def _kill_session(child: pexpect.spawn | _Bash, marks: tuple[str, ...] = ()) -> None:
     """SIGKILL bash, everything in its session, its descendants and, with ``marks``,
     every process carrying one of those shell markers; reap bash.
@@ -302,13 +312,13 @@ def _kill_session(child: pexpect.spawn | _Bash, marks: tuple[str, ...] = ()) -> 
     try:
         if child.isalive():
             child.wait()
-    except (OSError, pexpect.ExceptionPexpect):
+    except _child_errors():
         pass
     proctree.release(bash)
     proctree.lab_session(bash, open=False)
     try:
         child.close(force=True)
-    except (OSError, pexpect.ExceptionPexpect):
+    except _child_errors():
         pass
 
 
@@ -704,7 +714,7 @@ class Shell:
                 # reap it now, so the next command sees a dead shell and restarts it
                 try:
                     self._child.close(force=True)
-                except (OSError, pexpect.ExceptionPexpect):
+                except _child_errors():
                     pass
                 raise ShellError("the shell exited")
             self._buf += data

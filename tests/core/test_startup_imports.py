@@ -12,8 +12,9 @@ compiled-lab cache), and reports which heavy packages it loaded:
 - a warm ``list`` or ``check`` does not even import the loader: the workshop
   comes from the cache;
 - a plain ``check``, ``verify``, ``list`` or ``validate`` command line never loads click
-  (``labrunner.headless`` runs it), and ``check`` of a cluster-only step
-  does not load the lab shell's module with pexpect;
+  (``labrunner.headless`` runs it), ``check`` of a cluster-only step does not
+  load the lab shell's module, and ``verify`` loads neither ``inspect`` nor
+  ``hashlib``, nor, where util-linux's ``setsid --ctty`` starts bash, pexpect;
 - ``check`` of a cluster step, with a token or a client-certificate
   kubeconfig over HTTPS, loads neither urllib3 (``cluster.connection`` speaks
   HTTP) nor, once the kubeconfig was parsed, PyYAML (``cluster.yamlcache``);
@@ -40,6 +41,7 @@ from pathlib import Path
 
 import pytest
 
+from labrunner.shell import session as session_module
 from labrunner.testing.fakecluster import FakeCluster
 from labrunner.testing.fakecluster.kubeconfig import render_entries, write
 from labrunner.testing.fixtures import FakeClusterHandle
@@ -68,7 +70,7 @@ print("LOADED:" + json.dumps({
     "modules": sorted(set(sys.modules) & {
         "datetime", "encodings.idna", "labrunner.classroom.names",
         "labrunner.engine.runevents", "hashlib", "inspect", "subprocess", "ctypes",
-        "tempfile", "shutil", "base64",
+        "tempfile", "shutil", "base64", "labrunner.shell.session",
     }),
 }))
 """
@@ -162,8 +164,11 @@ def test_a_plain_verify_runs_without_click_inspect_or_hashlib(workshop: Make) ->
         assert "carry-over: PASS" in found.output, (run, found)
         assert not {"textual", "jsonschema", "kubernetes", "click"} & found.roots, (run, found)
         assert not found.cli and "hashlib" not in found.modules, (run, found)
-        assert "pexpect" in found.roots  # the control: the lab's shell did start
+        assert "labrunner.shell.session" in found.modules  # the control: a lab shell ran
     assert "inspect" not in found.modules, found  # the YAML loader of a cold run may use it
+    if session_module._setsid_program() is not None:
+        # bash started through setsid --ctty: pexpect (a fork's fallback) was never needed
+        assert "pexpect" not in found.roots, found
 
 
 def test_a_warm_help_is_clicks_text_without_click(tmp_path: Path) -> None:
