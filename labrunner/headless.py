@@ -605,11 +605,10 @@ def parse_verify(argv: Sequence[str], env: Mapping[str, str]) -> dict[str, Any] 
                 return None
             arguments[key] = name != "--no-setup"
             continue
-        if not eq:
-            if i >= len(rest) or rest[i].startswith("-"):
-                return None  # click's to judge: a value that looks like an option
-            value = rest[i]
-            i += 1
+        found, i = _option_value(rest, i, eq, value)
+        if found is None:
+            return None
+        value = found
         if key in ("junit", "json_path"):
             if not value or os.path.isdir(value):
                 return None  # click refuses a folder as a report file, in its words
@@ -810,12 +809,9 @@ def parse_check(argv: Sequence[str], env: Mapping[str, str]) -> dict[str, Any] |
         if name == "--wait" and not eq:
             wait = True
         elif name == "--context":
-            if not eq:
-                if i >= len(rest) or rest[i].startswith("-"):
-                    return None  # click's to judge: a value that looks like an option
-                value = rest[i]
-                i += 1
-            context = value
+            context, i = _option_value(rest, i, eq, value)
+            if context is None:
+                return None
         else:
             return None
     if not 1 <= len(positional) <= 2:
@@ -851,6 +847,16 @@ def _command_line(
     return labs, args[1:]
 
 
+def _option_value(rest: Sequence[str], i: int, eq: str, value: str) -> tuple[str | None, int]:
+    """An option's value, from ``--opt=value`` or else the next word, and where the parse
+    goes on; None when no word follows or it looks like an option (click's to judge)."""
+    if eq:
+        return value, i
+    if i >= len(rest) or rest[i].startswith("-"):
+        return None, i
+    return rest[i], i + 1
+
+
 def parse_list(argv: Sequence[str], env: Mapping[str, str]) -> dict[str, Any] | None:
     """The arguments of a plain ``list`` command line, or None for anything else.
 
@@ -874,12 +880,9 @@ def parse_list(argv: Sequence[str], env: Mapping[str, str]) -> dict[str, Any] | 
             return None
         seen.add(key)
         if name == "--context":
-            if not eq:
-                if i >= len(rest) or rest[i].startswith("-"):
-                    return None
-                value = rest[i]
-                i += 1
-            context = value
+            context, i = _option_value(rest, i, eq, value)
+            if context is None:
+                return None
         elif name == "--json" and not eq:
             as_json = True
         elif name in ("--steps", "--no-steps") and not eq:

@@ -391,8 +391,11 @@ def test_the_console_script_answers_a_plain_verify_as_click_does(
         argv = ["--labs", str(labs), "verify", lab, *(o.format(out=out) for o in options)]
         env = cli_env(LABRUNNER_STATE_DIR=str(place / "state"))
         assert parse_verify(argv[2:], {}) is not None  # the line is a plain one
-        answer = run_cli(*argv, cwd=place, env=env) if road == "ours" else None
-        answers[road] = answer or clicks_answer(argv, place, env)
+        answers[road] = (
+            run_cli(*argv, cwd=place, env=env)
+            if road == "ours"
+            else clicks_answer(argv, place, env)
+        )
         assert_clean(answers[road], code)
         if "--json" in options:
             answers[road].stdout += repr(_report(out / "r.json"))
