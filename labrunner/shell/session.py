@@ -49,6 +49,7 @@ from __future__ import annotations
 
 import atexit
 import contextlib
+import functools
 import os
 import re
 import select
@@ -190,26 +191,19 @@ class _Bash:
             self._proc.wait()
 
 
-_setsid: list[str | None] = []
-
-
+@functools.cache
 def _setsid_program() -> str | None:
     """util-linux's ``setsid`` when it offers ``--ctty`` (looked up once)."""
-    if not _setsid:
-        found = which("setsid")
-        if found is not None:
-            import subprocess
+    found = which("setsid")
+    if found is None:
+        return None
+    import subprocess
 
-            try:
-                usage = subprocess.run(
-                    [found, "--help"], capture_output=True, timeout=5, check=False
-                ).stdout
-            except (OSError, subprocess.SubprocessError):
-                usage = b""
-            if b"--ctty" not in usage:
-                found = None
-        _setsid.append(found)
-    return _setsid[0]
+    try:
+        usage = subprocess.run([found, "--help"], capture_output=True, timeout=5, check=False)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return found if b"--ctty" in usage.stdout else None
 
 
 def _signals_as_in_a_terminal() -> bool:

@@ -613,7 +613,7 @@ def test_bash_leads_a_session_on_its_own_terminal_either_way_it_starts(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, road: str
 ) -> None:
     if road == "pexpect":  # as where util-linux's setsid (with --ctty) is missing
-        monkeypatch.setattr(session_module, "_setsid", [None])
+        monkeypatch.setattr(session_module, "_setsid_program", lambda: None)
     elif session_module._setsid_program() is None:
         pytest.skip("no setsid --ctty here")
     sh = Shell(env=dict(os.environ), cwd=tmp_path, rows=33, columns=101)
