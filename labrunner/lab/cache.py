@@ -78,8 +78,10 @@ def _hints(cls: type) -> dict[str, Any]:
     hints: dict[str, Any] = {}
     try:
         for base in reversed(cls.__mro__):
+            if "__annotations__" not in vars(base):
+                continue  # object, a base without fields: nothing to copy its namespace for
             localns = dict(vars(base))
-            for name, annotation in localns.get("__annotations__", {}).items():
+            for name, annotation in localns["__annotations__"].items():
                 hint = annotation
                 if isinstance(annotation, str):
                     # the annotations are the model's own source text, as get_type_hints trusts
