@@ -23,6 +23,7 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn
 
+from labrunner import startup
 from labrunner.errors import EnvironmentProblem, ExitCode, LabrunnerError, UsageProblem
 
 if TYPE_CHECKING:
@@ -473,6 +474,7 @@ def verify_labs(
     )
     interrupted = install_signal_handlers(engine)
     broken = failed = False
+    startup.resume()  # a run may last hours: collect cycles from here on
     try:
         for index in range(1, repeat + 1):
             if stats is not None:
@@ -660,6 +662,7 @@ def check(
     )
     interrupted = install_signal_handlers(engine)
     worst = StepStatus.PASSED
+    startup.resume()  # the checks may wait (--wait): collect cycles from here on
     try:
         with engine.session(chosen) as session:
             for item in steps:

@@ -22,8 +22,10 @@ them and runs the same functions click's ``check``, ``verify``, ``list`` and
 untouched.
 
 This module imports only ``os`` and ``sys`` on the ``--help`` path: a test holds it to it.
-Every other command line first installs :mod:`labrunner.codecache`, so the dataclasses the
-command defines reuse the code an earlier run compiled for them.
+Every other command line first pauses the cyclic garbage collector for the start-up
+(:mod:`labrunner.startup`; the command resumes it when its work begins) and installs
+:mod:`labrunner.codecache`, so the dataclasses the command defines reuse the code an
+earlier run compiled for them.
 """
 
 from __future__ import annotations
@@ -131,8 +133,9 @@ def main() -> None:
         sys.stdout.write(text)
         sys.stdout.flush()
         return
-    from labrunner import codecache
+    from labrunner import codecache, startup
 
+    startup.pause()
     codecache.install(_cache_dir())
     args = sys.argv[1:]
     if args and (
@@ -147,6 +150,7 @@ def main() -> None:
         headless.run_plain(args)
     from labrunner.cli import main as cli_main
 
+    startup.resume()  # the TUI, a class view, a server: long-lived, so collect from here on
     try:
         cli_main()
     finally:
