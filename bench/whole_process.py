@@ -19,12 +19,12 @@ The children get a private ``HOME`` and no ``LABRUNNER_STATE_DIR``: the state
 directory (and its caches) are found the way a user's are.
 
 Every command runs once before timing, so the compiled-lab cache, the cached
-entry-point list, Python's bytecode cache and kubectl's discovery cache are
-warm, as they are from a learner's second command on. ``PYTHONDONTWRITEBYTECODE``
-is removed from the children's environment: an installed labrunner always has
-its bytecode (pip compiles it); one extra figure shows what ``check`` costs
-when labrunner's own modules have none, which is what a source checkout run
-with that variable pays on every start.
+entry-point list, the module and dataclass code tables, Python's bytecode cache
+and kubectl's discovery cache are warm, as they are from a learner's second
+command on. ``PYTHONDONTWRITEBYTECODE`` is removed from the children's
+environment: an installed labrunner always has its bytecode (pip compiles it);
+one extra figure shows what ``check`` costs when labrunner's own modules have
+none, as in a source checkout run with that variable.
 
 The import-time profile of each command (``python -X importtime``, the
 fastest of several runs per module) goes in the notes: the biggest packages,
@@ -344,9 +344,10 @@ def figures(m: dict[str, Any]) -> list[Figure]:
             m["uncompiled_check"].median,
             "ms",
             note=(
-                "labrunner's modules compiled from source on every start, as in a source "
-                "checkout run with PYTHONDONTWRITEBYTECODE=1 (an installed labrunner has its "
-                f"bytecode); {m['uncompiled_check'].spread()}"
+                "labrunner's modules with no bytecode beside them, as in a source checkout run "
+                "with PYTHONDONTWRITEBYTECODE=1: compiled by the first start only, later starts "
+                "take their code from the state directory's module table (labrunner.codecache); "
+                f"{m['uncompiled_check'].spread()}"
             ),
         ),
     ]

@@ -21,7 +21,7 @@ the common run only reads it.
 The same table keeps the expressions :func:`compiled` compiles: the string
 annotations the compiled-lab cache evaluates to decode the lab model.
 
-Imports nothing but built-in modules: it runs before everything else.
+Imports nothing but built-in modules and ``importlib.machinery``: it runs before everything else.
 
 It also spares the start-up the ``inspect`` module when it can. ``dataclasses``
 imports ``inspect`` (with ``ast``, ``dis`` and ``tokenize``, some ten modules,
@@ -31,26 +31,58 @@ one. When :func:`install` is the first to import ``dataclasses``, the module
 gets a stand-in for ``inspect`` that imports the real one the first time an
 attribute is asked for, and then hands the real one to ``dataclasses``; nothing
 else ever sees the stand-in.
+
+And it keeps the code of the modules a command imports, so that importing them
+skips the search of ``sys.path`` and the reading of one ``__pycache__`` file per
+module (some tens of microseconds each, and a ``check`` imports about a hundred
+and fifty): a finder first in ``sys.meta_path`` (:class:`KeptModules`) serves a
+source module from a second table when the source file's size and modification
+time are still those its code was compiled from, which is how Python itself
+trusts a ``__pycache__`` file, and when the usual search would find that very
+file (see the finder); anything else goes to the usual finders. The module it
+makes is the usual one: a ``SourceFileLoader`` (a subclass whose ``get_code``
+looks in the table first) with the usual ``__file__``, ``__cached__``,
+``__path__`` and resources. A module that was imported the usual way (new, or
+its source changed) is kept when the command ends, as the dataclass code is.
+Each road (``check``, ``verify``, ``list``, ``validate``, the rest) has its own
+module table, so a ``check`` reads only the code of what a ``check`` imports.
 """
 
 from __future__ import annotations
 
+import _imp
 import marshal
 import os
 import sys
-from typing import Any
+from importlib.machinery import ModuleSpec, SourceFileLoader
+
+TYPE_CHECKING = False  # typing itself is one of the modules served from the table
+if TYPE_CHECKING:
+    from typing import Any
 
 FILE_PREFIX = "dataclass-code"
 HEADER = b"labrunner dataclass code 1\n"
+MODULE_FILE_PREFIX = "module-code"
+MODULE_HEADER = b"labrunner module code 1\n"
 EVAL_PREFIX = "\0eval\0"
 """Heads the key of an expression compiled by :func:`compiled` (no Python source starts so)."""
 MAX_ENTRIES = 2000
 """A table grown past this (old labrunner versions' methods) starts again from this run's."""
+MAX_MODULES = 1000
+"""Likewise for the module table (modules since renamed or removed)."""
 
 _table: dict[str, Any] = {}
 _used: set[str] = set()
 _path: str | None = None
 _dirty = False
+_modules: dict[str, Any] = {}
+"""Module name → (source path, size, mtime_ns, ``__cached__`` path, is a package,
+marshalled code, the ``sys.path`` entry of a top-level module or None)."""
+_modules_path: str | None = None
+_record: tuple[tuple[str, str, int], ...] = ()
+"""``sys.path`` as :func:`install` found it (see ``SYS_PATH_KEY``)."""
+_fresh_roots: frozenset[str] = frozenset()
+"""The ``sys.path`` entries whose modules the table may serve (see :class:`KeptModules`)."""
 misses = 0
 """Sources compiled in this process (none in a run after a run of the same code)."""
 
@@ -65,20 +97,40 @@ def _magic() -> bytes:
     return MAGIC_NUMBER
 
 
-def _load(path: str) -> dict[str, Any]:
+def _read(path: str, header: bytes) -> dict[Any, Any]:
+    """The dict marshalled in ``path`` after ``header`` and the bytecode magic number, or {}."""
     try:
         with open(path, "rb") as handle:
-            if handle.read(len(HEADER)) != HEADER or handle.read(4) != _magic():
+            if handle.read(len(header)) != header or handle.read(4) != _magic():
                 return {}
             data = handle.read()
         # trusted as Python trusts __pycache__: a private file in the user's own state
         table = marshal.loads(data)  # noqa: S302 (one read: marshal.load reads in pieces)
     except (OSError, EOFError, ValueError, TypeError):
         return {}
-    if not isinstance(table, dict):
-        return {}
+    return table if isinstance(table, dict) else {}
+
+
+def _write(path: str, header: bytes, table: dict[str, Any]) -> None:
+    """Write ``table`` to ``path`` atomically, private to the user (a failure is ignored)."""
+    temp = f"{path}.{os.getpid()}.tmp"
+    try:
+        os.makedirs(os.path.dirname(path), mode=0o700, exist_ok=True)
+        fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with open(fd, "wb") as handle:
+            handle.write(header + _magic())
+            marshal.dump(table, handle)
+        os.replace(temp, path)
+    except (OSError, ValueError):
+        try:
+            os.unlink(temp)
+        except OSError:
+            pass
+
+
+def _load(path: str) -> dict[str, Any]:
     code_type = type(_load.__code__)
-    return {k: v for k, v in table.items() if type(k) is str and type(v) is code_type}
+    return {k: v for k, v in _read(path, HEADER).items() if type(k) is str and type(v) is code_type}
 
 
 def _code(key: str, source: str, mode: str) -> Any:
@@ -141,44 +193,203 @@ def _import_dataclasses() -> Any:
     return dataclasses
 
 
-def install(cache_dir: str) -> None:
-    """Use (and keep) the table in ``cache_dir``; call before modules define dataclasses."""
-    global _path, _table
-    dataclasses = _import_dataclasses()
+# --------------------------------------------------------------------------- modules
 
+SYS_PATH_KEY = "\0sys.path"
+"""The module table's record of ``sys.path``: (entry, its folder, the folder's mtime_ns)."""
+
+
+class KeptLoader(SourceFileLoader):
+    """The usual loader of a source module, whose code comes from the module table."""
+
+    def get_code(self, fullname: str) -> Any:
+        entry = _modules.get(fullname)
+        if entry is not None and entry[0] == self.path:
+            try:
+                code = marshal.loads(entry[5])  # noqa: S302 (see _read)
+            except (EOFError, ValueError, TypeError):
+                code = None
+            if type(code) is type(_load.__code__):
+                return code
+        return super().get_code(fullname)
+
+
+class KeptModules:
+    """A ``sys.meta_path`` finder: source modules from the module table.
+
+    A module inside a package is served when its file is in the folder the
+    package looks in (``path``, the package's ``__path__``); a top-level one
+    when the ``sys.path`` entry it was found under, and every entry before it,
+    are what they were (same folders, same modification times: no file came or
+    went there, so the usual search would find the same file first). Either way
+    the source file must still have the size and modification time its code was
+    compiled from. Anything else is left to the usual finders.
+    """
+
+    @staticmethod
+    def find_spec(name: str, path: Any = None, target: Any = None) -> ModuleSpec | None:
+        entry = _modules.get(name)
+        if entry is None or _imp.is_builtin(name) or _imp.is_frozen(name):
+            return None  # those finders come before the path's (and -X frozen_modules=off)
+        try:
+            origin, size, mtime_ns, cached, package, _, root = entry
+            folder = os.path.dirname(origin)
+            if path is None:
+                if root not in _fresh_roots:
+                    return None
+            elif (os.path.dirname(folder) if package else folder) not in path:
+                return None  # not where the parent package looks for it
+            info = os.stat(origin)
+        except (OSError, TypeError, ValueError):
+            return None
+        if info.st_size != size or info.st_mtime_ns != mtime_ns:
+            return None  # the source changed: the usual import, and kept again at the end
+        spec = ModuleSpec(name, KeptLoader(name, origin), origin=origin, is_package=package)
+        spec.has_location = True
+        spec.cached = cached
+        if package:
+            spec.submodule_search_locations = [folder]
+        return spec
+
+
+def _sys_path_record() -> tuple[tuple[str, str, int], ...]:
+    """Each ``sys.path`` entry with its folder and the folder's mtime_ns (-1: none)."""
+    record = []
+    for entry in sys.path:
+        if type(entry) is not str:
+            continue
+        folder = os.path.abspath(entry or os.curdir)
+        try:
+            mtime_ns = os.stat(folder).st_mtime_ns
+        except OSError:
+            mtime_ns = -1
+        record.append((entry, folder, mtime_ns))
+    return tuple(record)
+
+
+def _fresh(saved: Any, now: tuple[tuple[str, str, int], ...]) -> frozenset[str]:
+    """The ``sys.path`` entries that, with every entry before them, are as ``saved`` says."""
+    fresh = []
+    if isinstance(saved, tuple):
+        for old, new in zip(saved, now, strict=False):  # a longer sys.path: its head counts
+            if old != new:
+                break
+            fresh.append(new[0])
+    return frozenset(fresh)
+
+
+def _root(name: str, origin: str, package: bool) -> str | None:
+    """The ``sys.path`` entry a top-level module's file was found under (None for others)."""
+    if "." in name:
+        return None
+    folder = os.path.dirname(os.path.dirname(origin) if package else origin)
+    for entry, where, _ in _record:
+        if where == folder:
+            return entry
+    return None
+
+
+def _module_file(cache_dir: str, road: str) -> str:
+    optimized = f".opt-{sys.flags.optimize}" if sys.flags.optimize else ""
+    tag = sys.implementation.cache_tag
+    return os.path.join(cache_dir, f"{MODULE_FILE_PREFIX}-{road}-{tag}{optimized}.marshal")
+
+
+def _keep_modules() -> bool:
+    """Put the code of source modules imported the usual way into the table."""
+    changed = False
+    if _modules.get(SYS_PATH_KEY) != _record:
+        # sys.path is no longer what the table's top-level modules were found on: keep
+        # those whose entry (and all before it) did not change, and what this run imports
+        for name in [k for k, v in _modules.items() if k != SYS_PATH_KEY and "." not in k]:
+            if _modules[name][6] not in _fresh_roots:
+                del _modules[name]
+        _modules[SYS_PATH_KEY] = _record
+        changed = True
+    for name, module in list(sys.modules.items()):
+        spec: Any = getattr(module, "__spec__", None)
+        loader = getattr(spec, "loader", None)
+        origin = getattr(spec, "origin", None)
+        if type(loader) is not SourceFileLoader or type(origin) is not str:
+            continue  # served from the table already, or not a source module
+        package = spec.submodule_search_locations is not None
+        root = _root(name, origin, package)
+        if "." not in name and root is None:
+            continue  # a top-level module from outside sys.path (a script, a finder's)
+        try:
+            before = os.stat(origin)
+            known = _modules.get(name)
+            if known is not None and known[:3] == (origin, before.st_size, before.st_mtime_ns):
+                continue  # imported before the table was read (the launcher's own modules)
+            code = loader.get_code(name)
+            after = os.stat(origin)
+        except (OSError, ImportError, SyntaxError, ValueError):
+            continue
+        if code is None or (before.st_size, before.st_mtime_ns) != (
+            after.st_size,
+            after.st_mtime_ns,
+        ):
+            continue
+        _modules[name] = (
+            origin,
+            after.st_size,
+            after.st_mtime_ns,
+            spec.cached,
+            package,
+            marshal.dumps(code),
+            root,
+        )
+        changed = True
+    return changed
+
+
+def install(cache_dir: str, *, road: str = "other") -> None:
+    """Use (and keep) the tables in ``cache_dir``; call before modules define dataclasses.
+
+    From here on, source modules are served from the module table of ``road``
+    (a name for what the command imports: ``check``, ``verify``, ...; each has
+    its own table, so a ``check`` never reads the code of the TUI's modules).
+    """
+    global _path, _table, _modules, _modules_path, _record, _fresh_roots
+    _modules_path = _module_file(cache_dir, road)
+    _modules = _read(_modules_path, MODULE_HEADER)
+    _record = _sys_path_record()
+    _fresh_roots = _fresh(_modules.get(SYS_PATH_KEY), _record)
+    if KeptModules not in sys.meta_path:
+        sys.meta_path.insert(0, KeptModules)  # first: dataclasses and what it imports too
+
+    dataclasses = _import_dataclasses()
     _path = os.path.join(cache_dir, f"{FILE_PREFIX}-{sys.implementation.cache_tag}.marshal")
     _table = _load(_path)
     dataclasses.exec = _exec
 
 
 def uninstall() -> None:
-    """Give ``dataclasses`` the built-in ``exec`` back (tests)."""
-    global _path, _dirty
+    """Give ``dataclasses`` the built-in ``exec`` back and forget the tables (tests)."""
+    global _path, _dirty, _modules_path
     import dataclasses
 
     dataclasses.__dict__.pop("exec", None)
     _table.clear()
     _used.clear()
     _path, _dirty = None, False
+    _modules.clear()
+    _modules_path = None
+    if KeptModules in sys.meta_path:
+        sys.meta_path.remove(KeptModules)
 
 
 def save() -> None:
-    """Write the table if this run compiled something new (a failure costs the next run only)."""
+    """Write the tables if this run compiled or imported something new (a failure costs
+    the next run only)."""
     global _dirty
+    if _modules_path is not None and _keep_modules():
+        if len(_modules) > MAX_MODULES:
+            kept = {k: _modules[k] for k in _modules if k in sys.modules or k == SYS_PATH_KEY}
+            _modules.clear()
+            _modules.update(kept)
+        _write(_modules_path, MODULE_HEADER, _modules)
     if not _dirty or _path is None:
         return
     _dirty = False
-    table = _table if len(_table) <= MAX_ENTRIES else {k: _table[k] for k in _used}
-    temp = f"{_path}.{os.getpid()}.tmp"
-    try:
-        os.makedirs(os.path.dirname(_path), mode=0o700, exist_ok=True)
-        fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with open(fd, "wb") as handle:
-            handle.write(HEADER + _magic())
-            marshal.dump(table, handle)
-        os.replace(temp, _path)
-    except (OSError, ValueError):
-        try:
-            os.unlink(temp)
-        except OSError:
-            pass
+    _write(_path, HEADER, _table if len(_table) <= MAX_ENTRIES else {k: _table[k] for k in _used})

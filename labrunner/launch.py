@@ -122,6 +122,25 @@ def _render_help() -> str:
     return out.getvalue()
 
 
+PLAIN_COMMANDS = ("check", "list", "validate", "verify")
+ROADS = (*PLAIN_COMMANDS, "run", "served", "serve", "rehearse", "doctor", "class")
+"""Commands whose imports have a module table of their own (the rest share one)."""
+TUI_ROADS = ("run", "served")
+"""Commands that open the TUI, which resumes the collector once its first screen is up."""
+
+
+def _road(args: list[str]) -> str:
+    """Which module table the command line's imports are kept in: the command's name
+    (``check``, ``run``, ``class``...; see labrunner.codecache)."""
+    if args[:1] == ["--labs"]:
+        args = args[2:]
+    elif args[:1] and args[0].startswith("--labs="):
+        args = args[1:]
+    if not args:
+        return "run"  # the TUI
+    return args[0] if args[0] in ROADS else "other"
+
+
 def main() -> None:
     """The console script's entry point."""
     if sys.argv[1:] in HELP_ARGS:
@@ -136,12 +155,10 @@ def main() -> None:
     from labrunner import codecache, startup
 
     startup.pause()
-    codecache.install(_cache_dir())
     args = sys.argv[1:]
-    if args and (
-        args[0] in ("check", "list", "validate", "verify", "--labs")
-        or args[0].startswith("--labs=")
-    ):
+    road = _road(args)
+    codecache.install(_cache_dir(), road=road)
+    if args and (args[0] in (*PLAIN_COMMANDS, "--labs") or args[0].startswith("--labs=")):
         # a plain `labrunner check …`, `list …` or `validate …` runs without click (see
         # labrunner.headless, which keeps the code cache on the way out); these return only
         # for other command lines
@@ -150,7 +167,8 @@ def main() -> None:
         headless.run_plain(args)
     from labrunner.cli import main as cli_main
 
-    startup.resume()  # the TUI, a class view, a server: long-lived, so collect from here on
+    if road not in TUI_ROADS:
+        startup.resume()  # a class view, a server: long-lived, so collect from here on
     try:
         cli_main()
     finally:

@@ -766,11 +766,13 @@ def test_context_overlay_does_not_litter_the_state_directory(
     proc = run_cli("--labs", labs, "verify", "-q", "--context", "kind-x", cwd=labs.parent)
     assert_clean(proc, 0)
     state = isolated_env / "state"
-    # progress, and the start-up caches (dataclass code, entry points, compiled labs); nothing else
+    # progress, and the start-up caches (dataclass code, entry points, the modules of a
+    # verify, compiled labs); nothing else
     assert sorted(p.name for p in state.iterdir()) == ["cache", "progress"]
     assert sorted(p.name for p in (state / "cache").iterdir()) == [
         f"dataclass-code-{sys.implementation.cache_tag}.marshal",
         "entry-points.json",
+        f"module-code-verify-{sys.implementation.cache_tag}.marshal",
         "workshops",
     ]
 

@@ -226,3 +226,202 @@ def test_every_dataclass_of_labrunner_has_a_docstring_of_its_own() -> None:
                 missing.append(f"{module.__name__}.{value.__qualname__}")
     assert count > 100  # the control: the walk found labrunner's dataclasses
     assert missing == []
+
+
+# --------------------------------------------------------------------------- module table
+
+MODULE_PROBE = r"""
+import json, sys
+sys.path.insert(1, sys.argv[2])  # after the working folder, as site-packages comes after it
+from labrunner import codecache
+
+codecache.install(sys.argv[1], road="probe")
+import pkg.mod
+import top
+from importlib.resources import files
+
+found = {
+    name: {
+        "loader": type(module.__loader__).__name__,
+        "file": module.__file__,
+        "cached": module.__cached__,
+        "value": module.VALUE,
+    }
+    for name, module in (("top", top), ("pkg", pkg), ("pkg.mod", pkg.mod))
+}
+found["pkg.__path__"] = list(pkg.__path__)
+found["resource"] = files("pkg").joinpath("data.txt").read_text()
+codecache.save()
+print(json.dumps(found))
+"""
+
+
+def scratch_modules(root: Path) -> Path:
+    """A folder for sys.path holding a top-level module and a package with a module."""
+    lib = root / "lib"
+    (lib / "pkg").mkdir(parents=True)
+    (lib / "top.py").write_text('VALUE = "top"\n')
+    (lib / "pkg" / "__init__.py").write_text('VALUE = "pkg"\n')
+    (lib / "pkg" / "mod.py").write_text('VALUE = "mod 1"\n')
+    (lib / "pkg" / "data.txt").write_text("a resource\n")
+    return lib
+
+
+def module_probe(cache: Path, lib: Path, cwd: Path) -> dict[str, dict[str, str]]:
+    proc = subprocess.run(
+        [sys.executable, "-c", MODULE_PROBE, str(cache), str(lib)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=cli_env(),
+        cwd=cwd,
+        check=True,
+    )
+    return json.loads(proc.stdout)
+
+
+def loaders(found: dict[str, dict[str, str]]) -> dict[str, str]:
+    return {name: found[name]["loader"] for name in ("top", "pkg", "pkg.mod")}
+
+
+def test_a_second_run_imports_the_same_modules_from_the_table(tmp_path: Path) -> None:
+    cache, lib, cwd = tmp_path / "cache", scratch_modules(tmp_path), tmp_path / "cwd"
+    cwd.mkdir()
+    first = module_probe(cache, lib, cwd)
+    assert set(loaders(first).values()) == {"SourceFileLoader"}  # the usual import
+    assert (cache / f"module-code-probe-{sys.implementation.cache_tag}.marshal").is_file()
+    second = module_probe(cache, lib, cwd)
+    assert set(loaders(second).values()) == {"KeptLoader"}  # every one from the table
+    # and they are the same modules: file, bytecode path, package path, resources, code
+    assert {k: v for k, v in second.items() if k not in ("top", "pkg", "pkg.mod")} == {
+        "pkg.__path__": [str(lib / "pkg")],
+        "resource": "a resource\n",
+    }
+    for name in ("top", "pkg", "pkg.mod"):
+        assert {**second[name], "loader": "-"} == {**first[name], "loader": "-"}, name
+    assert first["pkg.mod"]["file"] == str(lib / "pkg" / "mod.py")
+
+
+def test_a_changed_source_is_imported_anew_then_kept_again(tmp_path: Path) -> None:
+    cache, lib, cwd = tmp_path / "cache", scratch_modules(tmp_path), tmp_path / "cwd"
+    cwd.mkdir()
+    module_probe(cache, lib, cwd)
+    mod = lib / "pkg" / "mod.py"
+    mod.write_text('VALUE = "mod 2, longer"\n')  # another size
+    changed = module_probe(cache, lib, cwd)
+    assert changed["pkg.mod"] == {**changed["pkg.mod"], "loader": "SourceFileLoader"}
+    assert changed["pkg.mod"]["value"] == "mod 2, longer"
+    assert loaders(changed)["top"] == "KeptLoader"  # the rest still from the table
+    assert module_probe(cache, lib, cwd)["pkg.mod"]["loader"] == "KeptLoader"
+    # the same size, another modification time (an editor that keeps the length)
+    mod.write_text('VALUE = "mod 3, longer"\n')
+    info = mod.stat()
+    os.utime(mod, ns=(info.st_atime_ns, info.st_mtime_ns + 2_000_000_000))
+    again = module_probe(cache, lib, cwd)
+    assert (again["pkg.mod"]["loader"], again["pkg.mod"]["value"]) == (
+        "SourceFileLoader",
+        "mod 3, longer",
+    )
+    assert module_probe(cache, lib, cwd)["pkg.mod"]["value"] == "mod 3, longer"
+
+
+def test_a_module_that_now_shadows_the_kept_one_wins(tmp_path: Path) -> None:
+    # sys.path[0] is the working folder: a top.py put there comes before lib's, as usual
+    cache, lib, cwd = tmp_path / "cache", scratch_modules(tmp_path), tmp_path / "cwd"
+    cwd.mkdir()
+    module_probe(cache, lib, cwd)
+    assert loaders(module_probe(cache, lib, cwd))["top"] == "KeptLoader"
+    (cwd / "top.py").write_text('VALUE = "shadow"\n')
+    shadowed = module_probe(cache, lib, cwd)
+    assert shadowed["top"]["value"] == "shadow"
+    assert shadowed["top"]["file"] == str(cwd / "top.py")
+    # the package's modules are looked for in the package's folder, which did not change
+    assert loaders(shadowed)["pkg.mod"] == "KeptLoader"
+    # and from another working folder, the table's top-level modules are not trusted
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    assert loaders(module_probe(cache, lib, elsewhere))["top"] == "SourceFileLoader"
+
+
+def test_a_corrupt_module_table_is_ignored_and_replaced(tmp_path: Path) -> None:
+    cache, lib, cwd = tmp_path / "cache", scratch_modules(tmp_path), tmp_path / "cwd"
+    cwd.mkdir()
+    module_probe(cache, lib, cwd)
+    (kept,) = cache.glob(f"{codecache.MODULE_FILE_PREFIX}-probe-*.marshal")
+    good = kept.read_bytes()
+    for bad in (b"not a table", good[: len(good) // 2]):
+        kept.write_bytes(bad)
+        found = module_probe(cache, lib, cwd)
+        assert set(loaders(found).values()) == {"SourceFileLoader"}, bad[:40]
+        assert found["pkg.mod"]["value"] == "mod 1"
+        assert kept.stat().st_mode & 0o777 == 0o600
+    assert set(loaders(module_probe(cache, lib, cwd)).values()) == {"KeptLoader"}
+
+
+CLI_PROBE = r"""
+import sys
+sys.argv = ["labrunner", *sys.argv[1:]]
+from labrunner.launch import main
+
+try:
+    main()
+except SystemExit:
+    pass
+import json  # after the command, which imported it first
+
+print("LOADERS:" + json.dumps({
+    name: type(getattr(sys.modules[name], "__loader__", None)).__name__
+    for name in ("labrunner.lab.cache", "labrunner.headless", "json", "json.decoder")
+}))
+"""
+
+
+def test_the_cli_imports_its_modules_from_the_table_from_its_second_run(
+    isolated_env: Path, tmp_path: Path
+) -> None:
+    def run() -> dict[str, str]:
+        proc = subprocess.run(
+            [sys.executable, "-c", CLI_PROBE, "--labs", str(REPO_LABS), "list"],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            env=cli_env(),
+            cwd=tmp_path,  # not HOME, where the first run makes the state folder
+            check=True,
+        )
+        assert "base" in proc.stdout, proc.stdout
+        return json.loads(proc.stdout.rsplit("LOADERS:", 1)[1])
+
+    assert set(run().values()) == {"SourceFileLoader"}
+    # labrunner's own modules, a standard-library package and its module
+    assert set(run().values()) == {"KeptLoader"}
+    cache = Path(os.environ["LABRUNNER_STATE_DIR"]) / "cache"
+    assert [p.name for p in cache.glob(f"{codecache.MODULE_FILE_PREFIX}-*")] == [
+        f"{codecache.MODULE_FILE_PREFIX}-list-{sys.implementation.cache_tag}.marshal"
+    ]
+
+
+def test_a_new_sys_path_drops_the_top_level_modules_it_may_hide(tmp_path: Path) -> None:
+    # a table kept while another lib folder was on sys.path: its `top` is not trusted once
+    # the working folder changed, even by a run that did not import `top` (no shadow left)
+    cache, lib, cwd = tmp_path / "cache", scratch_modules(tmp_path), tmp_path / "cwd"
+    cwd.mkdir()
+    module_probe(cache, lib, cwd)
+    (cwd / "top.py").write_text('VALUE = "shadow"\n')
+    other = subprocess.run(  # this run imports only pkg.mod, and keeps the new sys.path
+        [
+            sys.executable,
+            "-c",
+            "import sys; sys.path.insert(1, sys.argv[2]); from labrunner import codecache; "
+            "codecache.install(sys.argv[1], road='probe'); import pkg.mod; codecache.save()",
+            str(cache),
+            str(lib),
+        ],
+        cwd=cwd,
+        env=cli_env(),
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert other.stderr == ""
+    assert module_probe(cache, lib, cwd)["top"]["value"] == "shadow"
