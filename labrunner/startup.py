@@ -10,8 +10,11 @@ a command ends the pause (:func:`resume`) once it has loaded what it needs and
 starts its work: what start-up built is frozen (moved where collections never
 look: it is never garbage) and the collector runs as usual from then on.
 
-A process the collector was already off in (a host that turned it off) is left
-as it was. Only :mod:`gc` is imported here.
+``check`` and ``verify`` resume it before their first step, the TUI once its
+first screen is up, every other command before click runs it; ``list`` and
+``validate``, which load, print and end, never need to. A process the collector
+was already off in (a host that turned it off) is left as it was. Only
+:mod:`gc` is imported here.
 """
 
 from __future__ import annotations

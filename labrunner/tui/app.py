@@ -34,7 +34,7 @@ from textual.driver import Driver
 from textual.notifications import Notification, Notify
 from textual.worker import Worker, get_current_worker
 
-from labrunner import proctree
+from labrunner import proctree, startup
 from labrunner.classroom import publisher as class_publisher
 from labrunner.cluster.identity import cluster_uid
 from labrunner.cluster.kubeconfig import server_for
@@ -233,6 +233,7 @@ class LabrunnerApp(App[int]):
         return hangup.driver_class(super().get_driver_class())
 
     def on_ready(self) -> None:
+        startup.resume()  # the start-up is over: the first screen is up (labrunner.launch)
         self.ready.set()
 
     def _exit_on_signals(self) -> None:

@@ -163,3 +163,28 @@ def test_without_a_cluster_the_end_of_a_lab_says_how_to_make_one(
             assert cluster.CREATE_CLUSTER_FIX in cluster.FIXES["kubeconfig"]  # doctor's words
 
     asyncio.run(scenario())
+
+
+def test_the_first_screen_ends_the_start_up_pause_of_the_collector(
+    build: Callable[..., LabrunnerApp],
+) -> None:
+    # the console script pauses the cyclic collector while the TUI's modules load
+    # (labrunner.startup); the app turns it back on once its first screen is up
+    import gc
+
+    from labrunner import startup
+
+    async def scenario() -> None:
+        app = build()
+        startup.pause()
+        try:
+            assert not gc.isenabled()
+            async with app.run_test(size=(100, 30)) as pilot:
+                await idle(pilot, app)
+                assert app.ready.is_set()
+                assert gc.isenabled() and gc.get_freeze_count() > 0
+        finally:
+            startup.resume()  # a no-op when the app did it; this process's own state back
+            gc.unfreeze()
+
+    asyncio.run(scenario())
