@@ -19,7 +19,10 @@ import contextlib
 import os
 import sys
 from pathlib import Path
-from typing import Any
+
+TYPE_CHECKING = False  # as typing's, without importing typing (a start-up cost)
+if TYPE_CHECKING:
+    from typing import Any
 
 _SHA256: Any = None
 

@@ -21,12 +21,14 @@ import sys
 import threading
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, NoReturn
 
 from labrunner import startup
 from labrunner.errors import EnvironmentProblem, ExitCode, LabrunnerError, UsageProblem
 
+TYPE_CHECKING = False  # as typing's, without importing typing (a start-up cost)
 if TYPE_CHECKING:
+    from typing import Any, NoReturn
+
     from labrunner.engine.prepare import PreparedRun
     from labrunner.lab.model import Lab, Workshop
     from labrunner.lab.problems import LoadResult, Problem

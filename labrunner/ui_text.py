@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import os
 import sys
-from typing import IO, TYPE_CHECKING
 
 from labrunner.ansi import clip, only_colours, strip_ansi
 from labrunner.durations import format_duration
@@ -24,7 +23,10 @@ from labrunner.redact import LineRedactor, redact
 from labrunner.state.rules import RUN_LOOKS
 from labrunner.verify.outcome import Status
 
+TYPE_CHECKING = False  # as typing's, without importing typing (a start-up cost)
 if TYPE_CHECKING:
+    from typing import IO
+
     from labrunner.reports import ReportCollector
 
 REPEAT_LIMIT = 200

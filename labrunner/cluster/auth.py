@@ -37,12 +37,13 @@ import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
 
 from labrunner.cluster.errors import ClusterError, ErrorKind
 
+TYPE_CHECKING = False  # as typing's, without importing typing (a start-up cost)
 if TYPE_CHECKING:
     import subprocess
+    from typing import Any
 
 EXEC_VERSIONS = ("client.authentication.k8s.io/v1", "client.authentication.k8s.io/v1beta1")
 EXEC_TIMEOUT = 60.0

@@ -33,7 +33,6 @@ import threading
 import time
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
 from urllib.parse import quote, urlencode, urlsplit
 
 from labrunner import __version__, deadlines
@@ -56,8 +55,10 @@ from labrunner.cluster.kubeconfig import (
 )
 from labrunner.cluster.kubeconfig import resolve_context as _resolve
 
+TYPE_CHECKING = False  # as typing's, without importing typing (a start-up cost)
 if TYPE_CHECKING:
     import ssl
+    from typing import Any
 
 USER_AGENT = f"labrunner/{__version__}"
 CONNECT_TIMEOUT = 5.0

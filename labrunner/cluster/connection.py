@@ -29,12 +29,13 @@ from __future__ import annotations
 
 import socket
 import threading
-from typing import TYPE_CHECKING, Any
 
 from labrunner import deadlines
 
+TYPE_CHECKING = False  # as typing's, without importing typing (a start-up cost)
 if TYPE_CHECKING:
     import ssl
+    from typing import Any
 
 MAX_IDLE = 8
 """Idle connections kept for later requests (as urllib3's pool ``maxsize``)."""

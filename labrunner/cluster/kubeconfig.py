@@ -33,10 +33,13 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 from labrunner.cluster import yamlcache
 from labrunner.cluster.errors import ClusterError, ErrorKind
+
+TYPE_CHECKING = False  # as typing's, without importing typing (a start-up cost)
+if TYPE_CHECKING:
+    from typing import Any
 
 NO_CLUSTER_SERVER = "https://no-cluster.invalid"
 NO_CLUSTER_CONTEXT = "labrunner-no-cluster"

@@ -17,13 +17,16 @@ from __future__ import annotations
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import Any
 
 from labrunner.cluster import resources
 from labrunner.cluster.client import Kube
 from labrunner.cluster.errors import NotFound, UnknownType, http_error
 from labrunner.cluster.resources import ResourceType
 from labrunner.cluster.watch import Waiter, watch_waiter
+
+TYPE_CHECKING = False  # as typing's, without importing typing (a start-up cost)
+if TYPE_CHECKING:
+    from typing import Any
 
 REQUEST_CAP = 10.0
 """No single read waits longer than this, whatever the deadline."""

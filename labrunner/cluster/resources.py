@@ -18,12 +18,14 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
 from labrunner.cluster.errors import NotFound, UnknownType
 
+TYPE_CHECKING = False  # as typing's, without importing typing (a start-up cost)
 if TYPE_CHECKING:
+    from typing import Any
+
     from labrunner.cluster.client import Kube
 
 # a pattern's text: `re` compiles (and caches) it when first used, not at import

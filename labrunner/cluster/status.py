@@ -22,11 +22,14 @@ tests share them.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Any
 
 from labrunner.cluster.resources import terminating
 
-Pod = Mapping[str, Any]
+TYPE_CHECKING = False  # as typing's, without importing typing (a start-up cost)
+if TYPE_CHECKING:
+    from typing import Any
+
+    Pod = Mapping[str, Any]
 
 
 def _status(pod: Pod) -> Mapping[str, Any]:

@@ -29,11 +29,13 @@ import socket
 import threading
 import time
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING, Any
 
 from labrunner.cluster.errors import ClusterError
 
+TYPE_CHECKING = False  # as typing's, without importing typing (a start-up cost)
 if TYPE_CHECKING:
+    from typing import Any
+
     from labrunner.cluster.client import Kube
 
 Waiter = Callable[[float], bool]

@@ -31,9 +31,12 @@ from __future__ import annotations
 import json
 import math
 from pathlib import Path
-from typing import Any
 
 from labrunner.fsutil import sha256_hex
+
+TYPE_CHECKING = False  # as typing's, without importing typing (a start-up cost)
+if TYPE_CHECKING:
+    from typing import Any
 
 FORMAT = 1
 _directory: Path | None = None

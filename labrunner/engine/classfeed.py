@@ -20,7 +20,6 @@ import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
 
 from labrunner.classroom import JOIN_FILE
 from labrunner.engine import events as ev
@@ -28,7 +27,10 @@ from labrunner.lab.model import Lab, Workshop
 from labrunner.redact import redact
 from labrunner.state.store import state_dir
 
+TYPE_CHECKING = False  # as typing's, without importing typing (a start-up cost)
 if TYPE_CHECKING:
+    from typing import Any
+
     from labrunner.classroom import publisher as class_publisher
 
 Emit = Callable[[ev.Event], None]

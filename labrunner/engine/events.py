@@ -16,11 +16,13 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
 
 from labrunner.verify.outcome import Status
 
+TYPE_CHECKING = False  # as typing's, without importing typing (a start-up cost)
 if TYPE_CHECKING:
+    from typing import Any
+
     from labrunner.engine.runevents import (
         CleanupPlanned,
         CommandFinished,

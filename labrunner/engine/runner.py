@@ -37,7 +37,6 @@ import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from labrunner import procs
 from labrunner.durations import format_duration
@@ -62,6 +61,7 @@ from labrunner.verify.context import CheckContext, RunResources
 from labrunner.verify.outcome import Outcome, Status
 from labrunner.verify.registry import Registry
 
+TYPE_CHECKING = False  # as typing's, without importing typing (a start-up cost)
 if TYPE_CHECKING:
     from labrunner.shell.session import Shell
 

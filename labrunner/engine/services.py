@@ -29,13 +29,13 @@ import weakref
 from collections import deque
 from collections.abc import Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from labrunner import proctree
 from labrunner.ansi import strip_ansi
 from labrunner.procs import kill_group
 from labrunner.redact import redact
 
+TYPE_CHECKING = False  # as typing's, without importing typing (a start-up cost)
 if TYPE_CHECKING:
     import subprocess
 

@@ -35,15 +35,12 @@ import functools
 import json
 import sys
 import types
-import typing
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any
 
 import labrunner
 from labrunner import codecache
 from labrunner.fsutil import sha256_hex, source_stamp, write_atomic
-from labrunner.lab.catalog import Catalog
 from labrunner.lab.locate import WORKSHOP_FILE, lab_files
 from labrunner.lab.model import Workshop
 from labrunner.lab.problems import LoadResult, Problem
@@ -51,8 +48,14 @@ from labrunner.lab.problems import LoadResult, Problem
 FORMAT = 1
 SUBDIR = "workshops"
 
-Encoder = Callable[[Any], Any]
-Decoder = Callable[[Any], Any]
+TYPE_CHECKING = False  # as typing's, without importing typing (a start-up cost)
+if TYPE_CHECKING:
+    from typing import Any
+
+    from labrunner.lab.catalog import Catalog
+
+    Encoder = Callable[[Any], Any]
+    Decoder = Callable[[Any], Any]
 
 
 class Unrepresentable(TypeError):
@@ -60,6 +63,61 @@ class Unrepresentable(TypeError):
 
 
 # --------------------------------------------------------------------------- the codec
+#
+# The codec reads the model's annotations without importing ``typing`` (some
+# milliseconds of every ``check``): the model names ``Any`` for the type checker
+# only, and a hint can be one of typing's own constructs (``Any``, ``Literal``,
+# ``Union``, ``Annotated``, a forward reference) only if something imported
+# ``typing`` first, so typing's functions are used only when it is loaded.
+
+
+class AnyValue:
+    """What the model's ``Any`` stands for while ``typing`` is not loaded: any JSON value."""
+
+
+def _typing() -> Any:
+    """The ``typing`` module if this process imported it, else None."""
+    return sys.modules.get("typing")
+
+
+def _any() -> Any:
+    """The object ``Any`` in an annotation means (``typing.Any`` once typing is loaded)."""
+    typing = _typing()
+    return AnyValue if typing is None else typing.Any
+
+
+def _is_any(hint: Any) -> bool:
+    return hint is AnyValue or hint is _any()
+
+
+def _origin(hint: Any) -> Any:
+    """``typing.get_origin(hint)``."""
+    typing = _typing()
+    if typing is not None:
+        return typing.get_origin(hint)
+    if isinstance(hint, types.UnionType):
+        return types.UnionType
+    return hint.__origin__ if isinstance(hint, types.GenericAlias) else None
+
+
+def _args(hint: Any) -> tuple[Any, ...]:
+    """``typing.get_args(hint)``."""
+    typing = _typing()
+    if typing is not None:
+        return typing.get_args(hint)  # type: ignore[no-any-return]
+    if isinstance(hint, (types.UnionType, types.GenericAlias)):
+        return hint.__args__
+    return ()
+
+
+def _is_typing(origin: Any, name: str) -> bool:
+    """``origin is typing.<name>`` (never, while typing is not loaded)."""
+    typing = _typing()
+    return typing is not None and origin is getattr(typing, name)
+
+
+def _is_union(origin: Any) -> bool:
+    return origin is types.UnionType or _is_typing(origin, "Union")
 
 
 def _hints(cls: type) -> dict[str, Any]:
@@ -80,7 +138,7 @@ def _hints(cls: type) -> dict[str, Any]:
         for base in reversed(cls.__mro__):
             if "__annotations__" not in vars(base):
                 continue  # object, a base without fields: nothing to copy its namespace for
-            localns = dict(vars(base))
+            localns = {"Any": _any(), **vars(base)}
             for name, annotation in localns["__annotations__"].items():
                 hint = annotation
                 if isinstance(annotation, str):
@@ -92,19 +150,21 @@ def _hints(cls: type) -> dict[str, Any]:
                     raise TypeError(name)
                 hints[name] = hint
     except (NameError, SyntaxError, TypeError):
-        return typing.get_type_hints(cls, globalns)
+        import typing
+
+        return typing.get_type_hints(cls, {"Any": typing.Any, **(globalns or {})})
     return hints
 
 
 def _plain_hint(hint: Any) -> bool:
     """True for a type expression with nothing left to resolve (no string, forward
     reference or ``Annotated`` anywhere in it)."""
-    if isinstance(hint, (str, typing.ForwardRef)):
+    if isinstance(hint, str) or _is_typing(type(hint), "ForwardRef"):
         return False
-    origin = typing.get_origin(hint)
-    if origin is typing.Literal:
+    origin = _origin(hint)
+    if _is_typing(origin, "Literal"):
         return True  # its arguments are values, strings among them
-    if origin is typing.Annotated:
+    if _is_typing(origin, "Annotated"):
         return False
     return all(_plain_hint(arg) for arg in getattr(hint, "__args__", ()))
 
@@ -136,9 +196,9 @@ def _enum_value(value: enum.Enum) -> Any:
 @functools.cache
 def encoder(hint: Any) -> Encoder:
     """A function turning a value of type ``hint`` into JSON data."""
-    origin = typing.get_origin(hint)
-    args = typing.get_args(hint)
-    if hint is Any:
+    origin = _origin(hint)
+    args = _args(hint)
+    if _is_any(hint):
         return _plain_json
     if hint in (str, int, bool, type(None)):
         kind = hint
@@ -157,11 +217,11 @@ def encoder(hint: Any) -> Encoder:
         return _enum_value
     if dataclasses.is_dataclass(hint) and isinstance(hint, type):
         return _dataclass_encoder(hint)
-    if origin is typing.Literal:
+    if _is_typing(origin, "Literal"):
         return _plain_json
-    if origin in (typing.Union, types.UnionType):
+    if _is_union(origin):
         others = [a for a in args if a is not type(None)]
-        if len(others) == 1 and len(args) == 2 and others[0] is not Any:
+        if len(others) == 1 and len(args) == 2 and not _is_any(others[0]):
             inner = encoder(others[0])  # an optional value: null, or the value itself
             return lambda value: None if value is None else inner(value)
         return _union_encoder(args)
@@ -172,10 +232,10 @@ def encoder(hint: Any) -> Encoder:
         parts = [encoder(a) for a in args]
         return lambda value: [enc(v) for enc, v in zip(parts, value, strict=True)]
     if origin in (frozenset, set, list):
-        item = encoder(args[0] if args else Any)
+        item = encoder(args[0] if args else AnyValue)
         return lambda value: [item(v) for v in value]
     if origin in (dict, Mapping, types.MappingProxyType) or hint in (dict, Mapping):
-        key_hint, value_hint = args if args else (str, Any)
+        key_hint, value_hint = args if args else (str, AnyValue)
         if key_hint is not str:
             raise Unrepresentable(f"mapping keys of type {key_hint!r}")
         item = encoder(value_hint)
@@ -195,9 +255,9 @@ def encoder(hint: Any) -> Encoder:
 @functools.cache
 def decoder(hint: Any) -> Decoder:
     """A function turning JSON data written by ``encoder(hint)`` back into a value."""
-    origin = typing.get_origin(hint)
-    args = typing.get_args(hint)
-    if hint is Any or origin is typing.Literal or hint in (str, int, bool, type(None)):
+    origin = _origin(hint)
+    args = _args(hint)
+    if _is_any(hint) or _is_typing(origin, "Literal") or hint in (str, int, bool, type(None)):
         return _same
     if hint is float:
         return float
@@ -207,9 +267,9 @@ def decoder(hint: Any) -> Decoder:
         return hint
     if dataclasses.is_dataclass(hint) and isinstance(hint, type):
         return _dataclass_decoder(hint)
-    if origin in (typing.Union, types.UnionType):
+    if _is_union(origin):
         others = [a for a in args if a is not type(None)]
-        if len(others) == 1 and len(args) == 2 and others[0] is not Any:
+        if len(others) == 1 and len(args) == 2 and not _is_any(others[0]):
             inner = decoder(others[0])
             return lambda data: None if data is None else inner(data)
         members = [decoder(a) for a in args]
@@ -221,11 +281,11 @@ def decoder(hint: Any) -> Decoder:
         parts = [decoder(a) for a in args]
         return lambda data: tuple(dec(v) for dec, v in zip(parts, data, strict=True))
     if origin in (frozenset, set, list):
-        item = decoder(args[0] if args else Any)
+        item = decoder(args[0] if args else AnyValue)
         build: Callable[[Any], Any] = origin
         return lambda data: build(item(v) for v in data)
     if origin in (dict, Mapping, types.MappingProxyType) or hint in (dict, Mapping):
-        item = decoder(args[1] if args else Any)
+        item = decoder(args[1] if args else AnyValue)
         if origin is dict or hint is dict:
             return lambda data: {k: item(v) for k, v in data.items()}
         return lambda data: types.MappingProxyType({k: item(v) for k, v in data.items()})
@@ -240,16 +300,16 @@ def _path(text: str) -> Path:
 
 def _runtime_type(hint: Any) -> type | tuple[type, ...]:
     """What ``isinstance`` needs to tell a union's members apart."""
-    origin = typing.get_origin(hint)
-    if hint is Any:
+    origin = _origin(hint)
+    if _is_any(hint):
         return object
-    if origin is typing.Literal:
-        return tuple({type(a) for a in typing.get_args(hint)})
+    if _is_typing(origin, "Literal"):
+        return tuple({type(a) for a in _args(hint)})
     if origin in (Mapping, types.MappingProxyType) or hint is Mapping:
         return Mapping
     if origin is not None:
-        return typing.cast(type, origin)
-    return typing.cast(type, hint)
+        return origin  # type: ignore[no-any-return]
+    return hint  # type: ignore[no-any-return]
 
 
 def _union_encoder(args: tuple[Any, ...]) -> Encoder:

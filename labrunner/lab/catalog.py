@@ -13,7 +13,6 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
-from typing import Any, Protocol
 
 
 @dataclass(frozen=True)
@@ -28,49 +27,53 @@ class VerifierUnavailable(Exception):
     """A verifier is listed but its code cannot be loaded; the message names it."""
 
 
-class VerifierInfo(Protocol):
-    """One verifier as the loader and the schema see it."""
+TYPE_CHECKING = False  # as typing's, without importing typing (a start-up cost)
+if TYPE_CHECKING:
+    # protocols for the type checker: nothing checks them at run time
+    from typing import Any, Protocol
 
-    @property
-    def name(self) -> str:
-        """The name lab files use."""
+    class VerifierInfo(Protocol):
+        """One verifier as the loader and the schema see it."""
 
-    @property
-    def params(self) -> Mapping[str, Any]:
-        """Its parameters as a JSON Schema object."""
+        @property
+        def name(self) -> str:
+            """The name lab files use."""
 
-    @property
-    def summary(self) -> str:
-        """One line on what it checks."""
+        @property
+        def params(self) -> Mapping[str, Any]:
+            """Its parameters as a JSON Schema object."""
 
-    @property
-    def needs(self) -> frozenset[str]:
-        """What a step using it needs (``cluster``, a tool)."""
+        @property
+        def summary(self) -> str:
+            """One line on what it checks."""
 
-    @property
-    def lint(self) -> Callable[[Mapping[str, Any]], list[ParamProblem]] | None:
-        """Checks the schema cannot express, or None."""
+        @property
+        def needs(self) -> frozenset[str]:
+            """What a step using it needs (``cluster``, a tool)."""
 
-    @property
-    def shell_params(self) -> frozenset[str]:
-        """Parameters that are bash code: bash expands their variables, not labrunner."""
+        @property
+        def lint(self) -> Callable[[Mapping[str, Any]], list[ParamProblem]] | None:
+            """Checks the schema cannot express, or None."""
 
+        @property
+        def shell_params(self) -> frozenset[str]:
+            """Parameters that are bash code: bash expands their variables, not labrunner."""
 
-class Catalog(Protocol):
-    """The verifiers a workshop may use.
+    class Catalog(Protocol):
+        """The verifiers a workshop may use.
 
-    ``get`` and iteration may load verifier code on demand and raise
-    ``VerifierUnavailable`` when it cannot be loaded.
-    """
+        ``get`` and iteration may load verifier code on demand and raise
+        ``VerifierUnavailable`` when it cannot be loaded.
+        """
 
-    def get(self, name: str) -> VerifierInfo | None:
-        """The verifier called ``name``, or None when there is none."""
+        def get(self, name: str) -> VerifierInfo | None:
+            """The verifier called ``name``, or None when there is none."""
 
-    def names(self) -> list[str]:
-        """Every verifier's name, sorted."""
+        def names(self) -> list[str]:
+            """Every verifier's name, sorted."""
 
-    def __iter__(self) -> Iterator[VerifierInfo]:
-        """Every verifier, by name."""
+        def __iter__(self) -> Iterator[VerifierInfo]:
+            """Every verifier, by name."""
 
 
 class EmptyCatalog:

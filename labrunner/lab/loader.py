@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING, Any
 from labrunner.cluster.guard import matches_everything
 from labrunner.durations import format_duration, parse_duration
 from labrunner.lab import expand
-from labrunner.lab.catalog import Catalog, EmptyCatalog, VerifierInfo, VerifierUnavailable
+from labrunner.lab.catalog import EmptyCatalog, VerifierUnavailable
 from labrunner.lab.locate import WORKSHOP_FILE, lab_files, workshop_root
 from labrunner.lab.model import (
     DEFAULT_SERVICE_WITHIN,
@@ -54,6 +54,7 @@ from labrunner.lab.schema import CHECK_RESERVED, lab_schema, workshop_schema
 if TYPE_CHECKING:
     from jsonschema.exceptions import ValidationError
 
+    from labrunner.lab.catalog import Catalog, VerifierInfo
     from labrunner.lab.yamlsrc import Positions, Source
 
 __all__ = [

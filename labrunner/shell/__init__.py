@@ -7,11 +7,12 @@ shell's error does not pay for it: a check that starts no shell starts faster.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
-
 from labrunner.shell.result import CommandResult, ShellError
 
+TYPE_CHECKING = False  # as typing's, without importing typing (a start-up cost)
 if TYPE_CHECKING:
+    from typing import Any
+
     from labrunner.shell.session import Shell, ShellState
 
 __all__ = ["CommandResult", "Shell", "ShellError", "ShellState"]

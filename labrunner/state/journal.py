@@ -47,9 +47,12 @@ import weakref
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 from labrunner.fsutil import write_atomic
+
+TYPE_CHECKING = False  # as typing's, without importing typing (a start-up cost)
+if TYPE_CHECKING:
+    from typing import Any
 
 FORMAT_VERSION = 2
 MAGIC = "labrunner-progress"

@@ -43,7 +43,6 @@ import time
 from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
 
 from labrunner.fsutil import sha256_hex, write_atomic
 from labrunner.state.journal import (
@@ -59,7 +58,10 @@ from labrunner.state.journal import (
 )
 from labrunner.statedir import state_root
 
+TYPE_CHECKING = False  # as typing's, without importing typing (a start-up cost)
 if TYPE_CHECKING:
+    from typing import Any
+
     from labrunner.lab.model import Workshop
 
 V1_VERSION = 1

@@ -16,9 +16,11 @@ cluster errors behind it.
 from __future__ import annotations
 
 import importlib
-from typing import TYPE_CHECKING, Any
 
+TYPE_CHECKING = False  # as typing's, without importing typing (a start-up cost)
 if TYPE_CHECKING:
+    from typing import Any
+
     from labrunner.verify.context import CheckContext, RunResources
     from labrunner.verify.outcome import Outcome, Status
     from labrunner.verify.registry import (

@@ -27,7 +27,6 @@ from __future__ import annotations
 import binascii
 import functools
 from collections.abc import Callable, Mapping, Sequence
-from typing import TYPE_CHECKING, Any
 
 from labrunner import procs
 from labrunner.cluster.client import Kube, kubeconfig_stamp, resolve_context
@@ -37,8 +36,13 @@ from labrunner.cluster.resources import SECRETS
 from labrunner.verify.context import CheckContext
 from labrunner.verify.outcome import Outcome, Waiter
 
+TYPE_CHECKING = False  # as typing's, without importing typing (a start-up cost)
 if TYPE_CHECKING:
+    from typing import Any
+
     from labrunner.cluster.portforward import ServiceForward
+
+    VerifierFunc = Callable[[CheckContext, dict[str, Any]], Outcome]
 
 INSTALL_HINTS = {
     "kubectl": "install kubectl or add it to PATH",
@@ -131,9 +135,6 @@ def outcome_for(exc: ClusterError, ctx: CheckContext) -> Outcome:
 
         wait = wait_retry_after
     return Outcome.pending(exc.message, exc.details, wait=wait, environment=broken)
-
-
-VerifierFunc = Callable[[CheckContext, dict[str, Any]], Outcome]
 
 
 def cluster_check(func: VerifierFunc) -> VerifierFunc:

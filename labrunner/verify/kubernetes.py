@@ -31,7 +31,6 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
 
 from labrunner.cluster.errors import UnknownType
 from labrunner.cluster.objects import ObjectList, Reader
@@ -75,6 +74,10 @@ from labrunner.verify.params import (
     one_or_many,
 )
 from labrunner.verify.registry import verifier
+
+TYPE_CHECKING = False  # as typing's, without importing typing (a start-up cost)
+if TYPE_CHECKING:
+    from typing import Any
 
 NAMESPACE = described(STRING, "namespace (default: default)")
 SELECTOR = described(

@@ -7,10 +7,12 @@ durations share one definition, and descriptions reach editors.
 
 from __future__ import annotations
 
-from typing import Any
-
 from labrunner.durations import SCHEMA as _DURATION_SCHEMA
 from labrunner.durations import parse_duration
+
+TYPE_CHECKING = False  # as typing's, without importing typing (a start-up cost)
+if TYPE_CHECKING:
+    from typing import Any
 
 DURATION: dict[str, Any] = dict(_DURATION_SCHEMA)
 STRING: dict[str, Any] = {"type": "string"}

@@ -43,20 +43,21 @@ import types
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypeVar
 
 from labrunner import __version__
 from labrunner.fsutil import sha256_hex, source_stamp, write_atomic
 from labrunner.lab.catalog import ParamProblem, VerifierUnavailable
 
+TYPE_CHECKING = False  # as typing's, without importing typing (a start-up cost)
 if TYPE_CHECKING:
     from importlib import metadata
+    from typing import Any, TypeVar
 
     from labrunner.verify.context import CheckContext
     from labrunner.verify.outcome import Outcome
 
-VerifierFunc = Callable[["CheckContext", dict[str, Any]], "Outcome"]
-F = TypeVar("F", bound=VerifierFunc)
+    VerifierFunc = Callable[[CheckContext, dict[str, Any]], Outcome]
+    F = TypeVar("F", bound=VerifierFunc)
 
 ENTRY_POINT_GROUP = "labrunner.verifiers"
 SPEC_ATTRIBUTE = "__labrunner_verifier__"

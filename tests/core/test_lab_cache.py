@@ -13,6 +13,7 @@ import datetime
 import enum
 import json
 import os
+import subprocess
 import sys
 import textwrap
 import types
@@ -88,9 +89,15 @@ def _sample(hint: Any, label: str, default: Any = dataclasses.MISSING) -> Any:
     raise AssertionError(f"the round-trip test cannot build a {hint!r} ({label}); teach it")
 
 
+def type_hints(cls: type) -> dict[str, Any]:
+    """``typing.get_type_hints`` of a model class (whose module names ``Any`` for the type
+    checker only: it imports no ``typing`` at run time)."""
+    return typing.get_type_hints(cls, {"Any": Any, **vars(sys.modules[cls.__module__])})
+
+
 def build(cls: type) -> Any:
     """An instance of ``cls`` with every field set to a non-default value."""
-    hints = typing.get_type_hints(cls, vars(sys.modules[cls.__module__]))
+    hints = type_hints(cls)
     init, late = {}, {}
     for f in dataclasses.fields(cls):
         default = f.default
@@ -133,7 +140,7 @@ def model_classes(root: type) -> Iterator[type]:
             continue
         seen.add(cls)
         yield cls
-        hints = typing.get_type_hints(cls, vars(sys.modules[cls.__module__]))
+        hints = type_hints(cls)
         stack = list(hints.values())
         while stack:
             hint = stack.pop()
@@ -163,7 +170,7 @@ def test_the_model_hints_are_what_get_type_hints_says() -> None:
     from labrunner.lab.cache import _hints
 
     for cls in [*model_classes(Workshop), *model_classes(Problem)]:
-        expected = typing.get_type_hints(cls, vars(sys.modules[cls.__module__]))
+        expected = type_hints(cls)
         assert _hints(cls) == expected, cls.__name__
 
 
@@ -190,13 +197,15 @@ def test_hints_with_forward_references_inside_are_left_to_get_type_hints(
         asked.append(obj)
         return real(obj, *args, **kwargs)
 
-    monkeypatch.setattr(cache_module.typing, "get_type_hints", spy)
+    monkeypatch.setattr(typing, "get_type_hints", spy)  # the codec imports typing for it
     hints = cache_module._hints(_Odd)
     assert asked == [_Odd]
     assert hints == real(_Odd, vars(sys.modules[__name__]))
     assert hints["kinds"] == list[_Odd] and hints["nothing"] is type(None)
     asked.clear()
-    assert cache_module._hints(Workshop) == real(Workshop, vars(sys.modules[Workshop.__module__]))
+    assert cache_module._hints(Workshop) == real(
+        Workshop, {"Any": Any, **vars(sys.modules[Workshop.__module__])}
+    )
     assert asked == []  # the model's own hints never need it
 
 
@@ -521,3 +530,41 @@ def test_validate_and_list_give_the_same_answers_from_the_cache(tmp_path: Path) 
     listing = run_cli("--labs", labs, "list")
     assert_clean(listing, 0)
     assert "Renamed" in listing.stdout and "First" not in listing.stdout
+
+
+WITHOUT_TYPING = r"""
+import sys
+from pathlib import Path
+
+from labrunner.lab.cache import WorkshopCache, encoder
+from labrunner.lab.model import Workshop
+
+result = WorkshopCache(Path(sys.argv[1]), sys.argv[2]).read(Path(sys.argv[3]))
+assert result is not None and result.workshop is not None
+import json  # after the decoding: nothing here loads typing before it
+
+print(json.dumps({
+    "typing": "typing" in sys.modules,
+    "encoded": encoder(Workshop)(result.workshop),
+}))
+"""
+
+
+def test_a_process_without_typing_decodes_the_same_workshop(cache: WorkshopCache) -> None:
+    # the check road never imports typing: the codec reads the model's hints without it
+    labs = REPO / "labs"
+    first = load(labs, cache)
+    assert first.workshop is not None and cache.file_for(labs).is_file()
+    proc = subprocess.run(
+        [sys.executable, "-c", WITHOUT_TYPING, str(cache.directory), cache.catalog_key, str(labs)],
+        capture_output=True,
+        text=True,
+        env=cli_env(),
+        timeout=60,
+        check=True,
+    )
+    child = json.loads(proc.stdout)
+    assert child["typing"] is False  # the control: the codec's typing-free road was taken
+    # what the child decoded is what this process loaded (sets compared as sets: each
+    # process orders them by its own string hashes)
+    assert_same(decoder(Workshop)(child["encoded"]), first.workshop, "workshop")
