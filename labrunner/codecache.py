@@ -21,7 +21,7 @@ the common run only reads it.
 The same table keeps the expressions :func:`compiled` compiles: the string
 annotations the compiled-lab cache evaluates to decode the lab model.
 
-Imports nothing but built-in modules and ``importlib.machinery``: it runs before everything else.
+Imports nothing but built-in modules: it runs before everything else.
 
 It also spares the start-up the ``inspect`` module when it can. ``dataclasses``
 imports ``inspect`` (with ``ast``, ``dis`` and ``tokenize``, some ten modules,
@@ -54,11 +54,17 @@ import _imp
 import marshal
 import os
 import sys
-from importlib.machinery import ModuleSpec, SourceFileLoader
 
 TYPE_CHECKING = False  # typing itself is one of the modules served from the table
 if TYPE_CHECKING:
+    from importlib.machinery import ModuleSpec, SourceFileLoader
     from typing import Any
+else:
+    try:  # the very classes importlib.machinery names (it imports importlib and warnings)
+        ModuleSpec = sys.modules["_frozen_importlib"].ModuleSpec
+        SourceFileLoader = sys.modules["_frozen_importlib_external"].SourceFileLoader
+    except (KeyError, AttributeError):  # pragma: no cover - an interpreter without them
+        from importlib.machinery import ModuleSpec, SourceFileLoader
 
 FILE_PREFIX = "dataclass-code"
 HEADER = b"labrunner dataclass code 1\n"
