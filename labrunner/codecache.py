@@ -69,7 +69,7 @@ else:
 FILE_PREFIX = "dataclass-code"
 HEADER = b"labrunner dataclass code 1\n"
 MODULE_FILE_PREFIX = "module-code"
-MODULE_HEADER = b"labrunner module code 1\n"
+MODULE_HEADER = b"labrunner module code 2\n"
 EVAL_PREFIX = "\0eval\0"
 """Heads the key of an expression compiled by :func:`compiled` (no Python source starts so)."""
 MAX_ENTRIES = 2000
@@ -82,9 +82,16 @@ _used: set[str] = set()
 _path: str | None = None
 _dirty = False
 _modules: dict[str, Any] = {}
-"""Module name → (source path, size, mtime_ns, ``__cached__`` path, is a package,
-marshalled code, the ``sys.path`` entry of a top-level module or None)."""
+"""The module table's index: module name → (source path, size, mtime_ns, ``__cached__``
+path, is a package, offset and length of its marshalled code, the ``sys.path`` entry of a
+top-level module or None)."""
 _modules_path: str | None = None
+_modules_fd: int | None = None
+"""The module table file, open: each module's code is read from it when imported."""
+_code_start = 0
+"""Where the code follows the index in that file."""
+_new_code: dict[str, bytes] = {}
+"""Marshalled code of the modules kept by this run, not yet written."""
 _record: tuple[tuple[str, str, int], ...] = ()
 """``sys.path`` as :func:`install` found it (see ``SYS_PATH_KEY``)."""
 _fresh_roots: frozenset[str] = frozenset()
@@ -117,15 +124,15 @@ def _read(path: str, header: bytes) -> dict[Any, Any]:
     return table if isinstance(table, dict) else {}
 
 
-def _write(path: str, header: bytes, table: dict[str, Any]) -> None:
-    """Write ``table`` to ``path`` atomically, private to the user (a failure is ignored)."""
+def _write(path: str, *chunks: bytes) -> None:
+    """Write ``chunks`` to ``path`` atomically, private to the user (a failure is ignored)."""
     temp = f"{path}.{os.getpid()}.tmp"
     try:
         os.makedirs(os.path.dirname(path), mode=0o700, exist_ok=True)
         fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         with open(fd, "wb") as handle:
-            handle.write(header + _magic())
-            marshal.dump(table, handle)
+            for chunk in chunks:
+                handle.write(chunk)
         os.replace(temp, path)
     except (OSError, ValueError):
         try:
@@ -211,8 +218,9 @@ class KeptLoader(SourceFileLoader):
     def get_code(self, fullname: str) -> Any:
         entry = _modules.get(fullname)
         if entry is not None and entry[0] == self.path:
+            data = _module_code(fullname, entry)
             try:
-                code = marshal.loads(entry[5])  # noqa: S302 (see _read)
+                code = marshal.loads(data) if data is not None else None  # noqa: S302 (_read)
             except (EOFError, ValueError, TypeError):
                 code = None
             if type(code) is type(_load.__code__):
@@ -238,7 +246,7 @@ class KeptModules:
         if entry is None or _imp.is_builtin(name) or _imp.is_frozen(name):
             return None  # those finders come before the path's (and -X frozen_modules=off)
         try:
-            origin, size, mtime_ns, cached, package, _, root = entry
+            origin, size, mtime_ns, cached, package, _, _, root = entry
             folder = os.path.dirname(origin)
             if path is None:
                 if root not in _fresh_roots:
@@ -308,7 +316,7 @@ def _keep_modules() -> bool:
         # sys.path is no longer what the table's top-level modules were found on: keep
         # those whose entry (and all before it) did not change, and what this run imports
         for name in [k for k, v in _modules.items() if k != SYS_PATH_KEY and "." not in k]:
-            if _modules[name][6] not in _fresh_roots:
+            if _modules[name][7] not in _fresh_roots:
                 del _modules[name]
         _modules[SYS_PATH_KEY] = _record
         changed = True
@@ -336,43 +344,113 @@ def _keep_modules() -> bool:
             after.st_mtime_ns,
         ):
             continue
+        data = marshal.dumps(code)
         _modules[name] = (
             origin,
             after.st_size,
             after.st_mtime_ns,
             spec.cached,
             package,
-            marshal.dumps(code),
+            0,
+            len(data),
             root,
         )
+        _new_code[name] = data
         changed = True
     return changed
+
+
+def _read_modules(path: str) -> tuple[dict[str, Any], int | None, int]:
+    """The module table at ``path``: its index, the file open, where the code starts.
+
+    The file is the header, the bytecode magic number, the index's length (8 bytes),
+    the marshalled index, then every module's marshalled code one after the other:
+    a command reads the index, then only the code of the modules it imports (a whole
+    table read and copied at once costs a ``check`` some thousand fresh memory pages).
+    """
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    except OSError:
+        return {}, None, 0
+    try:
+        head = os.pread(fd, len(MODULE_HEADER) + 12, 0)
+        if head[: len(MODULE_HEADER)] != MODULE_HEADER or head[-12:-8] != _magic():
+            raise ValueError("not a module table")
+        length = int.from_bytes(head[-8:], "little")
+        raw = os.pread(fd, length, len(head))
+        # trusted as Python trusts __pycache__: a private file in the user's own state
+        index = marshal.loads(raw)  # noqa: S302
+        if len(raw) != length or not isinstance(index, dict):
+            raise ValueError("a short or strange module table")
+        code = sum(e[6] for k, e in index.items() if k != SYS_PATH_KEY)
+        if os.fstat(fd).st_size != len(head) + length + code:
+            raise ValueError("a module table cut short (or grown)")
+    except (OSError, EOFError, ValueError, TypeError, IndexError):
+        os.close(fd)
+        return {}, None, 0
+    return index, fd, len(head) + length
+
+
+def _module_code(name: str, entry: Any) -> bytes | None:
+    """The marshalled code of ``name`` (its ``entry`` in the index), or None."""
+    fresh = _new_code.get(name)
+    if fresh is not None:
+        return fresh
+    if _modules_fd is None:
+        return None
+    try:
+        offset, length = entry[5], entry[6]
+        data = os.pread(_modules_fd, length, _code_start + offset)
+    except (OSError, TypeError, ValueError, OverflowError):
+        return None
+    return data if len(data) == length else None
+
+
+def _write_modules(path: str) -> None:
+    """Write the module table (the index, then the code of every module in it)."""
+    index: dict[str, Any] = {}
+    code: list[bytes] = []
+    offset = 0
+    for name, entry in _modules.items():
+        if name == SYS_PATH_KEY:
+            index[name] = entry
+            continue
+        data = _module_code(name, entry)
+        if data is None:
+            continue  # unreadable: left out, and kept again when next imported
+        index[name] = (*entry[:5], offset, len(data), entry[7])
+        code.append(data)
+        offset += len(data)
+    raw = marshal.dumps(index)
+    _write(path, MODULE_HEADER, _magic(), len(raw).to_bytes(8, "little"), raw, *code)
 
 
 def install(cache_dir: str, *, road: str = "other") -> None:
     """Use (and keep) the tables in ``cache_dir``; call before modules define dataclasses.
 
     From here on, source modules are served from the module table of ``road``
-    (a name for what the command imports: ``check``, ``verify``, ...; each has
-    its own table, so a ``check`` never reads the code of the TUI's modules).
+    (a name for what the command imports: ``check``, ``verify``, ...; each road
+    has its own tables, so a ``check`` never reads the code of the TUI's modules
+    nor of its dataclasses).
     """
-    global _path, _table, _modules, _modules_path, _record, _fresh_roots
+    global _path, _table, _modules, _modules_path, _modules_fd, _code_start, _record
+    global _fresh_roots
     _modules_path = _module_file(cache_dir, road)
-    _modules = _read(_modules_path, MODULE_HEADER)
+    _modules, _modules_fd, _code_start = _read_modules(_modules_path)
     _record = _sys_path_record()
     _fresh_roots = _fresh(_modules.get(SYS_PATH_KEY), _record)
     if KeptModules not in sys.meta_path:
         sys.meta_path.insert(0, KeptModules)  # first: dataclasses and what it imports too
 
     dataclasses = _import_dataclasses()
-    _path = os.path.join(cache_dir, f"{FILE_PREFIX}-{sys.implementation.cache_tag}.marshal")
+    _path = os.path.join(cache_dir, f"{FILE_PREFIX}-{road}-{sys.implementation.cache_tag}.marshal")
     _table = _load(_path)
     dataclasses.exec = _exec
 
 
 def uninstall() -> None:
     """Give ``dataclasses`` the built-in ``exec`` back and forget the tables (tests)."""
-    global _path, _dirty, _modules_path
+    global _path, _dirty, _modules_path, _modules_fd
     import dataclasses
 
     dataclasses.__dict__.pop("exec", None)
@@ -380,7 +458,11 @@ def uninstall() -> None:
     _used.clear()
     _path, _dirty = None, False
     _modules.clear()
+    _new_code.clear()
     _modules_path = None
+    if _modules_fd is not None:
+        os.close(_modules_fd)
+        _modules_fd = None
     if KeptModules in sys.meta_path:
         sys.meta_path.remove(KeptModules)
 
@@ -394,8 +476,9 @@ def save() -> None:
             kept = {k: _modules[k] for k in _modules if k in sys.modules or k == SYS_PATH_KEY}
             _modules.clear()
             _modules.update(kept)
-        _write(_modules_path, MODULE_HEADER, _modules)
+        _write_modules(_modules_path)
     if not _dirty or _path is None:
         return
     _dirty = False
-    _write(_path, HEADER, _table if len(_table) <= MAX_ENTRIES else {k: _table[k] for k in _used})
+    table = _table if len(_table) <= MAX_ENTRIES else {k: _table[k] for k in _used}
+    _write(_path, HEADER, _magic(), marshal.dumps(table))

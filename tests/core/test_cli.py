@@ -770,7 +770,7 @@ def test_context_overlay_does_not_litter_the_state_directory(
     # verify, compiled labs); nothing else
     assert sorted(p.name for p in state.iterdir()) == ["cache", "progress"]
     assert sorted(p.name for p in (state / "cache").iterdir()) == [
-        f"dataclass-code-{sys.implementation.cache_tag}.marshal",
+        f"dataclass-code-verify-{sys.implementation.cache_tag}.marshal",
         "entry-points.json",
         f"module-code-verify-{sys.implementation.cache_tag}.marshal",
         "workshops",
