@@ -7,14 +7,16 @@ bounded helper (``wait_for``) that returns as soon as it holds.
 
 from __future__ import annotations
 
+import json
 import os
 import pty
 import shutil
 import signal
 import subprocess
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -63,6 +65,36 @@ def run_cli(
         timeout=timeout,
         stdin=subprocess.DEVNULL,
     )
+
+
+RUN_MAIN = """
+import sys
+sys.argv = ["labrunner", *sys.argv[1:]]
+from labrunner.launch import main  # the console script's entry point
+
+try:
+    main()
+except SystemExit:
+    pass
+"""
+"""The head of a probe: the console script's ``main`` on the probe's arguments, in-process."""
+
+
+def run_probe(code: str, argv: Sequence[str], cwd: Path, tag: str, **env: str) -> tuple[Any, str]:
+    """Run the probe ``code`` with ``argv`` in a fresh interpreter: the JSON it printed after
+    ``tag`` on its last line, and everything it printed before that."""
+    proc = subprocess.run(
+        [sys.executable, "-c", code, *argv],
+        capture_output=True,
+        text=True,
+        env=cli_env(**env),
+        timeout=120,
+        cwd=cwd,
+    )
+    assert "Traceback" not in proc.stderr, proc.stderr
+    before, found, data = proc.stdout.rpartition(tag)
+    assert found and "\n" not in data.strip(), proc.stdout + proc.stderr
+    return json.loads(data), before
 
 
 def run_on_terminal(argv: list[str], env: dict[str, str], cwd: Path) -> tuple[int, str]:

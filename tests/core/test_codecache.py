@@ -17,7 +17,7 @@ from pathlib import Path
 
 from labrunner import codecache
 
-from .conftest import cli_env, run_cli
+from .conftest import RUN_MAIN, cli_env, run_cli, run_probe
 
 REPO_LABS = Path(__file__).resolve().parents[2] / "labs"
 
@@ -358,15 +358,9 @@ def test_a_corrupt_module_table_is_ignored_and_replaced(tmp_path: Path) -> None:
     assert set(loaders(module_probe(cache, lib, cwd)).values()) == {"KeptLoader"}
 
 
-CLI_PROBE = r"""
-import sys
-sys.argv = ["labrunner", *sys.argv[1:]]
-from labrunner.launch import main
-
-try:
-    main()
-except SystemExit:
-    pass
+CLI_PROBE = (
+    RUN_MAIN
+    + r"""
 import json  # after the command, which imported it first
 
 print("LOADERS:" + json.dumps({
@@ -374,23 +368,19 @@ print("LOADERS:" + json.dumps({
     for name in ("labrunner.lab.cache", "labrunner.headless", "json", "json.decoder")
 }))
 """
+)
 
 
 def test_the_cli_imports_its_modules_from_the_table_from_its_second_run(
     isolated_env: Path, tmp_path: Path
 ) -> None:
     def run() -> dict[str, str]:
-        proc = subprocess.run(
-            [sys.executable, "-c", CLI_PROBE, "--labs", str(REPO_LABS), "list"],
-            capture_output=True,
-            text=True,
-            timeout=60,
-            env=cli_env(),
-            cwd=tmp_path,  # not HOME, where the first run makes the state folder
-            check=True,
+        # not in HOME, where the first run makes the state folder (sys.path[0] is the cwd)
+        loaders, output = run_probe(
+            CLI_PROBE, ["--labs", str(REPO_LABS), "list"], tmp_path, "LOADERS:"
         )
-        assert "base" in proc.stdout, proc.stdout
-        return json.loads(proc.stdout.rsplit("LOADERS:", 1)[1])
+        assert "base" in output, output
+        return loaders
 
     assert set(run().values()) == {"SourceFileLoader"}
     # labrunner's own modules, a standard-library package and its module

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from .conftest import cli_env
+from .conftest import RUN_MAIN, cli_env, run_probe
 
 UNIT = r"""
 import gc, json
@@ -36,9 +36,9 @@ seen["host off"] = [gc.isenabled()]
 print(json.dumps(seen))
 """
 
-PROBE = r"""
-import gc, json, sys
-sys.argv = ["labrunner", *sys.argv[1:]]
+PROBE = (
+    r"""
+import gc, sys
 from labrunner import startup
 
 at_resume = []
@@ -51,36 +51,24 @@ def resume():
 
 
 startup.resume = resume
-from labrunner.launch import main  # the console script's entry point
+"""
+    + RUN_MAIN
+    + r"""
+import json
 
-try:
-    main()
-except SystemExit:
-    pass
 print("GC:" + json.dumps({
     "at_resume": at_resume,
     "enabled": gc.isenabled(),
     "frozen": gc.get_freeze_count(),
 }))
 """
+)
 
 
 def probe(argv: list[str], cwd: Path) -> dict[str, object]:
     """Run the console script's ``main`` with ``argv``; the collector's state around it."""
-    proc = subprocess.run(
-        [sys.executable, "-c", PROBE, *argv],
-        capture_output=True,
-        text=True,
-        env=cli_env(),
-        timeout=120,
-        cwd=cwd,
-    )
-    assert "Traceback" not in proc.stderr, proc.stderr
-    line = proc.stdout.strip().splitlines()[-1]
-    assert line.startswith("GC:"), proc.stdout + proc.stderr
-    data: dict[str, object] = json.loads(line.removeprefix("GC:"))
-    data["output"] = proc.stdout
-    return data
+    found, output = run_probe(PROBE, argv, cwd, "GC:")
+    return {**found, "output": output}
 
 
 def test_pause_then_resume_freezes_start_up_and_turns_the_collector_on() -> None:
