@@ -28,6 +28,7 @@ imported then and only then. See the README's design notes for why.
 
 from __future__ import annotations
 
+import binascii
 import json
 import os
 import signal
@@ -61,8 +62,6 @@ def _kubeconfig_error(message: str) -> ClusterError:
 
 def decode_data(value: Any, *, what: str) -> bytes:
     """The bytes of a kubeconfig ``*-data`` field (base64); raises ClusterError."""
-    import binascii  # here: a kubeconfig without *-data fields never needs it
-
     try:
         # base64.b64decode(value) without the base64 module's import (start-up speed)
         return binascii.a2b_base64(str(value))
@@ -312,8 +311,6 @@ class UserAuth:
         self._token_file = _TokenFile(Path(str(token_file))) if token_file else None
         self._basic: str | None = None
         if user.get("username") or user.get("password"):
-            import binascii
-
             pair = f"{user.get('username', '')}:{user.get('password', '')}".encode()
             self._basic = binascii.b2a_base64(pair, newline=False).decode()
         self.static_cert = self._static_cert(user)

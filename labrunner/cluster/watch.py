@@ -24,6 +24,7 @@ returns at once.
 from __future__ import annotations
 
 import json
+import math
 import socket
 import threading
 import time
@@ -132,8 +133,6 @@ def watch_waiter(
             stop.wait(seconds)
 
     def wait(timeout: float) -> bool:
-        import math  # here: a check that never waits spares its import
-
         deadline = time.monotonic() + max(timeout, 0.0)
         while not stop.is_set():
             left = deadline - time.monotonic()
