@@ -373,22 +373,44 @@ def _read_modules(path: str) -> tuple[dict[str, Any], int | None, int]:
     except OSError:
         return {}, None, 0
     try:
+        size = os.fstat(fd).st_size
         head = os.pread(fd, len(MODULE_HEADER) + 12, 0)
         if head[: len(MODULE_HEADER)] != MODULE_HEADER or head[-12:-8] != _magic():
             raise ValueError("not a module table")
         length = int.from_bytes(head[-8:], "little")
+        if len(head) + length > size:
+            raise ValueError("an index longer than the file")
         raw = os.pread(fd, length, len(head))
         # trusted as Python trusts __pycache__: a private file in the user's own state
         index = marshal.loads(raw)  # noqa: S302
         if len(raw) != length or not isinstance(index, dict):
             raise ValueError("a short or strange module table")
-        code = sum(e[6] for k, e in index.items() if k != SYS_PATH_KEY)
-        if os.fstat(fd).st_size != len(head) + length + code:
+        record = index.pop(SYS_PATH_KEY, None)
+        if not all(type(k) is str and _entry_shape(e) for k, e in index.items()):
+            raise ValueError("an entry of another shape")
+        if size != len(head) + length + sum(e[6] for e in index.values()):
             raise ValueError("a module table cut short (or grown)")
-    except (OSError, EOFError, ValueError, TypeError, IndexError):
+    except (OSError, EOFError, ValueError, TypeError):
         os.close(fd)
         return {}, None, 0
+    if record is not None:
+        index[SYS_PATH_KEY] = record
     return index, fd, len(head) + length
+
+
+def _entry_shape(entry: Any) -> bool:
+    """Whether ``entry`` is an index entry as :func:`_write_modules` writes them."""
+    return (
+        type(entry) is tuple
+        and len(entry) == 8
+        and type(entry[0]) is str
+        and type(entry[1]) is int
+        and type(entry[2]) is int
+        and type(entry[5]) is int
+        and type(entry[6]) is int
+        and entry[5] >= 0
+        and entry[6] >= 0
+    )
 
 
 def _module_code(name: str, entry: Any) -> bytes | None:
@@ -436,6 +458,9 @@ def install(cache_dir: str, *, road: str = "other") -> None:
     global _path, _table, _modules, _modules_path, _modules_fd, _code_start, _record
     global _fresh_roots
     _modules_path = _module_file(cache_dir, road)
+    if _modules_fd is not None:  # installed again (tests): the table read before is done with
+        os.close(_modules_fd)
+    _new_code.clear()
     _modules, _modules_fd, _code_start = _read_modules(_modules_path)
     _record = _sys_path_record()
     _fresh_roots = _fresh(_modules.get(SYS_PATH_KEY), _record)

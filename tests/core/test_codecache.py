@@ -10,6 +10,7 @@ and then only reads it.
 from __future__ import annotations
 
 import json
+import marshal
 import os
 import subprocess
 import sys
@@ -349,7 +350,16 @@ def test_a_corrupt_module_table_is_ignored_and_replaced(tmp_path: Path) -> None:
     module_probe(cache, lib, cwd)
     (kept,) = cache.glob(f"{codecache.MODULE_FILE_PREFIX}-probe-*.marshal")
     good = kept.read_bytes()
-    for bad in (b"not a table", good[: len(good) // 2]):
+    head = len(codecache.MODULE_HEADER) + 4
+    index_length = int.from_bytes(good[head : head + 8], "little")
+    index = marshal.loads(good[head + 8 : head + 8 + index_length])
+    # an entry of another shape (a table written by another labrunner), the sizes all right
+    name = next(k for k in index if k != codecache.SYS_PATH_KEY)
+    index[name] = index[name][:7]
+    odd = marshal.dumps(index)
+    reshaped = good[:head] + len(odd).to_bytes(8, "little") + odd + good[head + 8 + index_length :]
+    huge = good[:head] + (1 << 60).to_bytes(8, "little") + good[head + 8 :]
+    for bad in (b"not a table", good[: len(good) // 2], reshaped, huge):
         kept.write_bytes(bad)
         found = module_probe(cache, lib, cwd)
         assert set(loaders(found).values()) == {"SourceFileLoader"}, bad[:40]
