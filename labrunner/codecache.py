@@ -1,4 +1,4 @@
-"""Compiled code for the methods ``dataclasses`` writes, kept between runs.
+"""Code compiled by earlier runs: the methods ``dataclasses`` writes, the modules a command imports.
 
 Every ``@dataclass`` writes the source of its ``__init__``, ``__repr__``,
 ``__eq__``, ``__hash__`` (and, frozen, ``__setattr__``/``__delattr__``) and

@@ -24,8 +24,9 @@ untouched.
 This module imports only ``os`` and ``sys`` on the ``--help`` path: a test holds it to it.
 Every other command line first pauses the cyclic garbage collector for the start-up
 (:mod:`labrunner.startup`; the command resumes it when its work begins) and installs
-:mod:`labrunner.codecache`, so the dataclasses the command defines reuse the code an
-earlier run compiled for them.
+:mod:`labrunner.codecache`, so the modules the command imports and the dataclasses it
+defines reuse the code an earlier run of the same command kept (one table per command,
+``_road``).
 """
 
 from __future__ import annotations
