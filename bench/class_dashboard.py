@@ -150,7 +150,7 @@ from labrunner.state import ProgressStore
 from labrunner.verify.registry import builtin_registry
 
 join, steps = Path(sys.argv[1]), int(sys.argv[2])
-work = Path(tempfile.mkdtemp(prefix="labrunner-bench-steps-"))
+work = Path(tempfile.mkdtemp(prefix="labrunner-bench-steps-", dir=sys.argv[3]))  # the run's
 lines = ["apiVersion: labrunner/v1", "id: steps", "title: Steps", "env: {MARK: ok}", "steps:"]
 for i in range(steps):
     lines += [f"  - id: s{i}", f"    title: Step {i}", "    run: ['true']", "    check:",
@@ -290,7 +290,7 @@ def measure(learners: int = 100, seconds: float = 20.0, steps: int = 100) -> dic
         shown = json.loads((tmp / "view.json").read_text())
 
         stepping = subprocess.run(
-            [sys.executable, "-c", STEPS, str(tmp / "joins" / f"{spare}.yaml"), str(steps)],
+            [sys.executable, "-c", STEPS, str(tmp / "joins" / f"{spare}.yaml"), str(steps), name],
             capture_output=True,
             text=True,
             env=env,
