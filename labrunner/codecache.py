@@ -110,20 +110,6 @@ def _magic() -> bytes:
     return MAGIC_NUMBER
 
 
-def _read(path: str, header: bytes) -> dict[Any, Any]:
-    """The dict marshalled in ``path`` after ``header`` and the bytecode magic number, or {}."""
-    try:
-        with open(path, "rb") as handle:
-            if handle.read(len(header)) != header or handle.read(4) != _magic():
-                return {}
-            data = handle.read()
-        # trusted as Python trusts __pycache__: a private file in the user's own state
-        table = marshal.loads(data)  # noqa: S302 (one read: marshal.load reads in pieces)
-    except (OSError, EOFError, ValueError, TypeError):
-        return {}
-    return table if isinstance(table, dict) else {}
-
-
 def _write(path: str, *chunks: bytes) -> None:
     """Write ``chunks`` to ``path`` atomically, private to the user (a failure is ignored)."""
     temp = f"{path}.{os.getpid()}.tmp"
@@ -142,8 +128,20 @@ def _write(path: str, *chunks: bytes) -> None:
 
 
 def _load(path: str) -> dict[str, Any]:
+    """The dataclass code table in ``path`` (after ``HEADER`` and the bytecode magic), or {}."""
+    try:
+        with open(path, "rb") as handle:
+            if handle.read(len(HEADER)) != HEADER or handle.read(4) != _magic():
+                return {}
+            data = handle.read()
+        # trusted as Python trusts __pycache__: a private file in the user's own state
+        table = marshal.loads(data)  # noqa: S302 (one read: marshal.load reads in pieces)
+    except (OSError, EOFError, ValueError, TypeError):
+        return {}
+    if not isinstance(table, dict):
+        return {}
     code_type = type(_load.__code__)
-    return {k: v for k, v in _read(path, HEADER).items() if type(k) is str and type(v) is code_type}
+    return {k: v for k, v in table.items() if type(k) is str and type(v) is code_type}
 
 
 def _code(key: str, source: str, mode: str) -> Any:
@@ -220,7 +218,7 @@ class KeptLoader(SourceFileLoader):
         if entry is not None and entry[0] == self.path:
             data = _module_code(fullname, entry)
             try:
-                code = marshal.loads(data) if data is not None else None  # noqa: S302 (_read)
+                code = marshal.loads(data) if data is not None else None  # noqa: S302 (see _load)
             except (EOFError, ValueError, TypeError):
                 code = None
             if type(code) is type(_load.__code__):

@@ -253,7 +253,7 @@ found = {
 found["pkg.__path__"] = list(pkg.__path__)
 found["resource"] = files("pkg").joinpath("data.txt").read_text()
 codecache.save()
-print(json.dumps(found))
+print("FOUND:" + json.dumps(found))
 """
 
 
@@ -269,16 +269,8 @@ def scratch_modules(root: Path) -> Path:
 
 
 def module_probe(cache: Path, lib: Path, cwd: Path) -> dict[str, dict[str, str]]:
-    proc = subprocess.run(
-        [sys.executable, "-c", MODULE_PROBE, str(cache), str(lib)],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        env=cli_env(),
-        cwd=cwd,
-        check=True,
-    )
-    return json.loads(proc.stdout)
+    found, _ = run_probe(MODULE_PROBE, [str(cache), str(lib)], cwd, "FOUND:")
+    return found
 
 
 def loaders(found: dict[str, dict[str, str]]) -> dict[str, str]:
